@@ -1,0 +1,725 @@
+"""Containers: create from an image, start, exec, top, stop, remove.
+
+A :class:`Container` is one compute system plus its sandbox layer, created as Docker does:
+``CreateSandboxLayer`` over the image's layers, ``ActivateLayer``, ``PrepareLayer``, the mount
+path into the container document, then the compute system. Every step is undone if a later one
+fails, so a failed create leaves nothing behind.
+
+If the container was created with a command, ``start()`` runs it as the container's main
+process and the container stops when it exits (Docker's rule, and the only exit TP3 reports).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
+
+import attrs
+
+from wincontainers import errors
+from wincontainers.driver.base import DEFAULT_TIMEOUT, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
+from wincontainers.process import CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, list2cmdline
+from wincontainers.records import ContainerRecord, validate_name
+
+if TYPE_CHECKING:
+    from wincontainers.host import Host
+
+__all__ = [
+    "Container",
+    "ContainerCollection",
+    "ContainerInfo",
+    "ContainerProcess",
+    "ContainerStats",
+    "ContainerExit",
+    "StopResult",
+]
+
+_STATES = {"Created": "created", "Running": "running", "Paused": "paused", "Stopped": "exited"}
+
+
+@attrs.frozen
+class StopResult:
+    """How :meth:`Container.stop` ended: ``"graceful"``, ``"forced"`` or ``"already-stopped"``."""
+
+    outcome: str
+    elapsed: float
+    exit_code: Optional[int] = None
+
+    @property
+    def forced(self) -> bool:
+        return self.outcome == "forced"
+
+
+@attrs.frozen
+class ContainerExit:
+    """What :meth:`Container.wait` returns."""
+
+    exit_code: Optional[int]
+    exit_type: str
+
+
+@attrs.frozen
+class ContainerProcess:
+    """One row of :meth:`Container.top` (HCS ProcessList; on TP3 from tasklist)."""
+
+    pid: int
+    image: str
+    memory_private_bytes: int = 0
+    memory_shared_bytes: int = 0
+    memory_commit_bytes: int = 0
+    cpu_user_100ns: int = 0
+    cpu_kernel_100ns: int = 0
+    created: Optional[str] = None
+
+    @classmethod
+    def from_hcs(cls, entry: Mapping[str, Any]) -> "ContainerProcess":
+        return cls(
+            pid=int(entry.get("ProcessId") or 0),
+            image=str(entry.get("ImageName") or ""),
+            memory_private_bytes=int(entry.get("MemoryWorkingSetPrivateBytes") or 0),
+            memory_shared_bytes=int(entry.get("MemoryWorkingSetSharedBytes") or 0),
+            memory_commit_bytes=int(entry.get("MemoryCommitBytes") or 0),
+            cpu_user_100ns=int(entry.get("UserTime100ns") or 0),
+            cpu_kernel_100ns=int(entry.get("KernelTime100ns") or 0),
+            created=entry.get("CreateTimestamp"),
+        )
+
+
+@attrs.frozen
+class ContainerStats:
+    """Resource usage from HCS's Statistics property."""
+
+    timestamp: str
+    uptime_seconds: float
+    memory_commit_bytes: int
+    memory_commit_peak_bytes: int
+    memory_private_working_set_bytes: int
+    cpu_total_100ns: int
+    cpu_user_100ns: int
+    cpu_kernel_100ns: int
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def from_hcs(cls, stats: Mapping[str, Any]) -> "ContainerStats":
+        mem = stats.get("Memory") or {}
+        cpu = stats.get("Processor") or {}
+        return cls(
+            timestamp=str(stats.get("Timestamp") or ""),
+            uptime_seconds=int(stats.get("Uptime100ns") or 0) / 10_000_000,
+            memory_commit_bytes=int(mem.get("MemoryUsageCommitBytes") or 0),
+            memory_commit_peak_bytes=int(mem.get("MemoryUsageCommitPeakBytes") or 0),
+            memory_private_working_set_bytes=int(mem.get("MemoryUsagePrivateWorkingSetBytes") or 0),
+            cpu_total_100ns=int(cpu.get("TotalRuntime100ns") or 0),
+            cpu_user_100ns=int(cpu.get("RuntimeUser100ns") or 0),
+            cpu_kernel_100ns=int(cpu.get("RuntimeKernel100ns") or 0),
+            raw=dict(stats),
+        )
+
+
+@attrs.frozen
+class ContainerInfo:
+    """One row of :meth:`ContainerCollection.list` (``ps``)."""
+
+    id: str
+    name: str
+    image: str
+    command: Optional[str]
+    state: str
+    created: float
+    exit_code: Optional[int] = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+# -- input checks (before any side effect) -----------------------------------------------------
+
+
+def _check_timeout(timeout: Optional[float], what: str = "timeout") -> None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise errors.BadInput(f"{what} must be a non-negative number of seconds (or None), not {timeout!r}")
+
+
+def _check_command(cmd: Optional[Command], *, required: bool) -> Optional[str]:
+    if cmd is None:
+        if required:
+            raise errors.BadInput("no command given")
+        return None
+    if isinstance(cmd, str):
+        if not cmd.strip():
+            raise errors.BadInput("the command is empty")
+        if "\0" in cmd:
+            raise errors.BadInput("the command contains a NUL character")
+        return cmd
+    if isinstance(cmd, (list, tuple)):
+        if not cmd or not all(isinstance(a, str) for a in cmd):
+            raise errors.BadInput("the command must be a non-empty list of strings")
+        if not cmd[0].strip():
+            raise errors.BadInput("the command's program name is empty")
+        if any("\0" in a for a in cmd):
+            raise errors.BadInput("the command contains a NUL character")
+        return list2cmdline(cmd)
+    raise errors.BadInput(f"the command must be a string or a list of strings, not {type(cmd).__name__}")
+
+
+def _check_env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise errors.BadInput("env must be a mapping of names to values")
+    out = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise errors.BadInput(f"invalid environment variable name {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise errors.BadInput(f"the value of environment variable {key!r} must be a string without NUL")
+        out[key] = value
+    return out
+
+
+def parse_env_list(items: Sequence[str]) -> dict[str, str]:
+    """``["K=V", ...]`` (the CLI's ``-e``) -> dict; a malformed item is a BadInput."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.BadInput(f"malformed environment variable {item!r}: expected NAME=VALUE")
+        env[key] = value
+    return _check_env(env)
+
+
+class Container:
+    """One container (compute system + sandbox layer). Get one from ``host.containers``."""
+
+    def __init__(self, host: "Host", record: ContainerRecord, system: Optional[SystemRef] = None, *,
+                 owned: bool = False) -> None:
+        self.host = host
+        self._record = record
+        self._system_ref = system
+        self._owned = owned
+        self._lock = threading.RLock()
+        self.process: Optional[Process] = None
+        self._main_done = threading.Event()
+        self._refs: list[Any] = [system]
+        self._finalizer = weakref.finalize(self, _close_refs, self._refs)
+
+    def __repr__(self) -> str:
+        return f"<Container {self.name} {self.id[:12]} ({self._record.image})>"
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def short_id(self) -> str:
+        return self._record.id[:12]
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def image(self) -> str:
+        return self._record.image
+
+    @property
+    def record(self) -> ContainerRecord:
+        return self._record
+
+    @property
+    def subject(self) -> str:
+        return f"container {self.name}"
+
+    def _system(self) -> SystemRef:
+        with self._lock:
+            if self._system_ref is None:
+                self._system_ref = self.host.driver.open_system(self.id)
+                self._refs.append(self._system_ref)
+            return self._system_ref
+
+    def _save(self, **changes: Any) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self._record, k, v)
+            self.host.records.save(self._record)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running``, ``paused`` or ``exited`` (asked from HCS where it can tell)."""
+        if self.host.generation == 1:
+            return self._record.state
+        try:
+            props = self._system().properties()
+        except errors.NotFound:
+            if self._record.state != "exited":
+                self._save(state="exited", finished=self._record.finished or time.time())
+            return "exited"
+        state = _STATES.get(str(props.get("State")), self._record.state)
+        if state != self._record.state and state == "exited":
+            self._save(state="exited", finished=self._record.finished or time.time())
+        return state
+
+    def reload(self) -> None:
+        """Re-read the record (another process may have changed it)."""
+        with self._lock:
+            self._record = self.host.records.load(self.id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> "Container":
+        """Start the compute system, and the main process when the container has a command."""
+        _check_timeout(timeout)
+        with self._lock:
+            self._system().start(timeout)
+            self._save(state="running", started=time.time(), finished=None, exit_code=None)
+            if self._record.command:
+                self.process = self._exec_main()
+        return self
+
+    def _exec_main(self) -> Process:
+        assert self._record.command is not None
+        try:
+            proc = self.exec(self._record.command, tty=self._record.tty, _on_exit=self._main_exited)
+        except BaseException:
+            self.kill()
+            raise
+        self._save(main_pid=proc.pid)
+        return proc
+
+    def _main_exited(self, proc: Process) -> None:
+        """The main process ended: so does the container (Docker's rule; TP3's only exit)."""
+        try:
+            self._system().shutdown(10)
+        except errors.HcsError:
+            try:
+                self._system().terminate(30)
+            except errors.HcsError:
+                pass
+        finally:
+            self._save(state="exited", exit_code=proc.returncode, finished=time.time())
+            self._main_done.set()
+
+    def wait(self, timeout: Optional[float] = None) -> ContainerExit:
+        """Wait until the container exits; with a main process, until it exits and the container stops."""
+        _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except TimeoutExpired:
+                raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._main_done.wait(remaining):
+                raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+            return ContainerExit(self.process.returncode, "GracefulExit")
+        status = self._system().wait_exited(timeout)
+        if status is None:
+            raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+        if self._record.state != "exited":
+            self._save(state="exited", finished=time.time())
+        return ContainerExit(self._record.exit_code, status.exit_type)
+
+    def stop(self, timeout: Optional[float] = 10.0, *, kill_timeout: float = 30.0) -> StopResult:
+        """Graceful shutdown, then terminate once ``timeout`` expires. Already stopped is success."""
+        _check_timeout(timeout)
+        _check_timeout(kill_timeout, "kill_timeout")
+        started = time.monotonic()
+        with self._lock:
+            if self._record.state == "exited" and self.host.generation == 1:
+                return StopResult("already-stopped", 0.0, self._record.exit_code)
+            state = self.status
+            if state == "exited":
+                return StopResult("already-stopped", time.monotonic() - started, self._record.exit_code)
+            system = self._system()
+            if state == "paused":
+                system.resume(DEFAULT_TIMEOUT)
+            if system.shutdown(timeout):
+                outcome = "graceful"
+            else:
+                system.terminate(kill_timeout)
+                outcome = "forced"
+            code = self._main_exit_code(5.0)
+            self._save(state="exited", finished=time.time(), exit_code=code)
+            return StopResult(outcome, time.monotonic() - started, code)
+
+    def _main_exit_code(self, timeout: float) -> Optional[int]:
+        if self.process is None:
+            return self._record.exit_code
+        try:
+            return self.process.wait(timeout)
+        except TimeoutExpired:
+            return None
+
+    def kill(self, timeout: Optional[float] = 30.0) -> None:
+        """Terminate the container at once."""
+        _check_timeout(timeout)
+        with self._lock:
+            self._system().terminate(timeout)
+            self._save(state="exited", finished=time.time(), exit_code=self._main_exit_code(5.0))
+
+    def pause(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
+        _check_timeout(timeout)
+        self._system().pause(timeout)
+        self._save(state="paused")
+
+    def resume(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
+        _check_timeout(timeout)
+        self._system().resume(timeout)
+        self._save(state="running")
+
+    unpause = resume
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def exec(
+        self,
+        cmd: Command,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        user: Optional[str] = None,
+        tty: bool = False,
+        console_size: Optional[tuple[int, int]] = None,
+        stdin: bool = True,
+        text: bool = False,
+        encoding: Optional[str] = None,
+        errors: Optional[str] = None,
+        stdout_sink: Optional[Callable[[bytes], None]] = None,
+        stderr_sink: Optional[Callable[[bytes], None]] = None,
+        _on_exit: Optional[Callable[[Process], None]] = None,
+    ) -> Process:
+        """Start ``cmd`` (a command line, or a list joined with Windows quoting) in the container.
+
+        Pipes are the default; ``tty=True`` gives a console (stderr merged into stdout).
+        ``stdin=False`` closes the process's stdin at once (it always exists). ``stdout_sink`` /
+        ``stderr_sink`` receive the output as it comes instead of buffering it.
+        """
+        command_line = _check_command(cmd, required=True)
+        environment = {**self._record.env, **_check_env(env)}
+        if workdir is not None and (not isinstance(workdir, str) or not workdir):
+            raise _bad("workdir must be a non-empty string")
+        if console_size is not None and (
+            len(console_size) != 2 or not all(isinstance(v, int) and 0 < v <= 0xFFFF for v in console_size)
+        ):
+            raise _bad("console_size is (height, width), each between 1 and 65535")
+        spec = ProcessSpec(
+            command_line=command_line or "",
+            working_directory=workdir or self._record.workdir,
+            environment=environment,
+            console=tty,
+            console_size=console_size or ((24, 80) if tty else None),
+            user=user,
+        )
+        ref = self._system().create_process(spec)
+        return Process(
+            ref, cmd, tty=tty, text=text, encoding=encoding, errors_=errors, stdout_sink=stdout_sink,
+            stderr_sink=stderr_sink, keep_stdin=stdin, on_exit=_on_exit, subject=f"{self.subject}",
+        )
+
+    def run(
+        self,
+        cmd: Command,
+        *,
+        input: Any = None,
+        capture_output: bool = True,
+        timeout: Optional[float] = None,
+        check: bool = False,
+        text: bool = False,
+        encoding: Optional[str] = None,
+        errors: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        user: Optional[str] = None,
+        tty: bool = False,
+    ) -> CompletedProcess:
+        """Run ``cmd`` to completion, like :func:`subprocess.run` (output captured by default).
+
+        With ``capture_output=False`` the output goes to this process's stdout and stderr.
+        """
+        _check_timeout(timeout)
+        sinks: dict[str, Any] = {}
+        if not capture_output:
+            sinks = {"stdout_sink": _forward(sys.stdout), "stderr_sink": _forward(sys.stderr)}
+        proc = self.exec(cmd, env=env, workdir=workdir, user=user, tty=tty, text=text, encoding=encoding,
+                         errors=errors, **sinks)
+        try:
+            try:
+                out, err = proc.communicate(input, timeout)
+            except TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+                raise
+        finally:
+            proc.close()
+        result = CompletedProcess(cmd, proc.returncode if proc.returncode is not None else -1, out, err)
+        if check and result.returncode:
+            raise CalledProcessError(result.returncode, cmd, out, err)
+        return result
+
+    def top(self) -> list[ContainerProcess]:
+        """The container's processes with host PIDs, image names and memory."""
+        return [ContainerProcess.from_hcs(e) for e in self._system().process_list()]
+
+    def stats(self) -> ContainerStats:
+        """Memory, CPU and uptime from HCS (Server 2016 and later)."""
+        if self.host.generation == 1:
+            raise errors.NotSupported(
+                "stats", subject=self.subject, generation=1,
+                alternative="TP3 reports no statistics; top() shows each process's memory",
+            )
+        return ContainerStats.from_hcs(self._system().properties(["Statistics"]).get("Statistics") or {})
+
+    # -- removal -----------------------------------------------------------------------------
+
+    def remove(self, force: bool = False, *, timeout: Optional[float] = 30.0) -> None:
+        """Remove the container and its sandbox. A running container needs ``force=True``."""
+        _check_timeout(timeout)
+        with self._lock:
+            state = self.status
+            if state in ("running", "paused") and not force:
+                raise errors.InvalidState(
+                    "remove", subject=self.subject, message="the container is running",
+                    hint="stop it first (stop()) or remove it with force=True",
+                )
+            if state != "exited":
+                try:
+                    self._system().terminate(timeout)
+                except (errors.NotFound, errors.AlreadyStopped):
+                    pass
+            self.close()
+            self.host._remove_sandbox(self._record)
+            self.host.records.delete(self._record)
+
+    def close(self) -> None:
+        """Release the HCS handles held for this container (it keeps running)."""
+        with self._lock:
+            self._finalizer()
+            self._system_ref = None
+            self._refs.clear()
+            self._finalizer = weakref.finalize(self, _close_refs, self._refs)
+
+    def __enter__(self) -> "Container":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A container created here is stopped and removed (like ``docker run --rm``); an opened one is closed."""
+        if not self._owned:
+            self.close()
+            return
+        try:
+            if self.host.records_exists(self.id):
+                try:
+                    self.stop(10)
+                except errors.HcsError:
+                    pass
+                self.remove(force=True)
+        finally:
+            self.close()
+
+
+def _close_refs(refs: list[Any]) -> None:
+    for ref in refs:
+        if ref is not None:
+            try:
+                ref.close()
+            except Exception:
+                pass
+
+
+def _forward(stream: Any) -> Callable[[bytes], None]:
+    target = getattr(stream, "buffer", None)
+
+    def write(data: bytes) -> None:
+        if target is not None:
+            target.write(data)
+            target.flush()
+        else:
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+
+    return write
+
+
+def _bad(message: str) -> errors.BadInput:
+    return errors.BadInput(message)
+
+
+class ContainerCollection:
+    """``host.containers``: create, get and list containers (docker-py's ``client.containers``)."""
+
+    def __init__(self, host: "Host") -> None:
+        self.host = host
+
+    def create(
+        self,
+        image: Union[str, Sequence[str]],
+        command: Optional[Command] = None,
+        *,
+        name: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        workdir: Optional[str] = None,
+        hostname: Optional[str] = None,
+        tty: bool = False,
+        volumes: Optional[Mapping[str, str]] = None,
+        memory_mb: Optional[int] = None,
+        cpu_count: Optional[int] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+    ) -> Container:
+        """Create a container from a base image name (``"windowsservercore"``) or a list of layer
+        folders (nearest parent first). Nothing is left behind when this fails."""
+        _check_timeout(timeout)
+        command_line = _check_command(command, required=False)
+        environment = _check_env(env)
+        if name is not None:
+            validate_name(name)
+        if hostname is not None and (not isinstance(hostname, str) or not 0 < len(hostname) <= 63):
+            raise _bad("hostname must be 1-63 characters")
+        if workdir is not None and (not isinstance(workdir, str) or not workdir):
+            raise _bad("workdir must be a non-empty string")
+        for value, what in ((memory_mb, "memory_mb"), (cpu_count, "cpu_count")):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise _bad(f"{what} must be a positive integer")
+        mapped = tuple(MappedDirectory(host_path=str(h), container_path=str(c), read_only=False)
+                       for h, c in (volumes or {}).items())
+        for m in mapped:
+            if not os.path.isabs(m.host_path):
+                raise _bad(f"volume host path {m.host_path!r} is not absolute")
+        image_name, parents = self.host._resolve_image(image)
+
+        container_id = secrets.token_hex(32)
+        name = name or f"wc-{container_id[:12]}"
+        records = self.host.records
+        undo: list[Callable[[], None]] = []
+        try:
+            records.reserve_name(name, container_id)
+            undo.append(lambda: records.release_name(name, container_id))
+            sandbox = self.host.layers_root / container_id
+            driver = self.host.driver
+            driver.create_sandbox(str(sandbox), parents)
+            undo.append(lambda: _ignore(driver.destroy_layer, str(sandbox)))
+            (sandbox / "layerchain.json").write_text(json.dumps([p.path for p in parents], separators=(",", ":")))
+            driver.activate_layer(str(sandbox))
+            undo.append(lambda: _ignore(driver.deactivate_layer, str(sandbox)))
+            driver.prepare_layer(str(sandbox), parents)
+            undo.append(lambda: _ignore(driver.unprepare_layer, str(sandbox)))
+            mount = driver.layer_mount_path(str(sandbox))
+            if not mount:
+                raise errors.HcsError("GetLayerMountPath", subject=errors.subject_for("layer", str(sandbox)),
+                                      message="the sandbox has no volume after ActivateLayer")
+            record = ContainerRecord(
+                id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
+                sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
+                command=command_line, env=environment, workdir=workdir, tty=tty, labels=dict(labels or {}),
+            )
+            records.save(record)
+            undo.append(lambda: records.delete(record))
+            spec = SystemSpec(
+                id=container_id, name=name, hostname=record.hostname, volume_path=mount,
+                layer_folder=str(sandbox), layers=tuple(parents), mapped_directories=mapped,
+                memory_mb=memory_mb, cpu_count=cpu_count,
+            )
+            system = driver.create_system(spec, timeout)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception:
+                    pass
+            raise
+        return Container(self.host, record, system, owned=True)
+
+    def get(self, ref: str) -> Container:
+        """A container by id, unique id prefix or name."""
+        return Container(self.host, self.host.records.find(ref))
+
+    def list(self, all: bool = False) -> list[ContainerInfo]:
+        """Containers created by wincontainers; running ones only unless ``all=True`` (``ps -a``)."""
+        live: Optional[dict[str, str]] = None
+        if self.host.generation != 1:
+            try:
+                live = {
+                    str(p.get("Id", "")).lower(): _STATES.get(str(p.get("State")), "created")
+                    for p in self.host.driver.list_systems(owner=None)
+                }
+            except errors.HcsError:
+                live = None
+        out = []
+        for record in self.host.records.all():
+            state = record.state
+            if live is not None:
+                state = live.get(record.id.lower(), "exited" if record.state != "created" else "exited")
+                if state != record.state and state == "exited":
+                    record.state = "exited"
+                    record.finished = record.finished or time.time()
+                    self.host.records.save(record)
+            if not all and state not in ("running", "paused"):
+                continue
+            out.append(ContainerInfo(record.id, record.name, record.image, record.command, state, record.created,
+                                     record.exit_code))
+        out.sort(key=lambda c: c.created, reverse=True)
+        return out
+
+    def run(
+        self,
+        image: Union[str, Sequence[str]],
+        command: Command,
+        *,
+        remove: bool = True,
+        capture_output: bool = True,
+        timeout: Optional[float] = None,
+        check: bool = False,
+        text: bool = False,
+        **create_options: Any,
+    ) -> CompletedProcess:
+        """Create, start, run ``command`` as the main process, wait, and (by default) remove."""
+        _check_timeout(timeout)
+        container = self.create(image, command, **create_options)
+        try:
+            container.start()
+            proc = container.process
+            assert proc is not None
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except TimeoutExpired:
+                container.kill()
+                raise
+            container.wait(60)
+            if not capture_output:
+                _forward(sys.stdout)(out or b"")
+                _forward(sys.stderr)(err or b"")
+                out = err = None
+            elif text:
+                out = out.decode("utf-8", "replace") if out is not None else None
+                err = err.decode("utf-8", "replace") if err is not None else None
+            result = CompletedProcess(command, proc.returncode if proc.returncode is not None else -1, out, err)
+        finally:
+            if remove:
+                try:
+                    container.remove(force=True)
+                finally:
+                    container.close()
+            else:
+                container.close()
+        if check and result.returncode:
+            raise CalledProcessError(result.returncode, command, result.stdout, result.stderr)
+        return result
+
+
+def _ignore(fn: Callable[[str], None], arg: str) -> None:
+    try:
+        fn(arg)
+    except errors.HcsError:
+        pass
+

@@ -1,0 +1,191 @@
+"""The Driver protocol: one shape for the three HCS API generations.
+
+Everything above ``driver/`` talks to a :class:`Driver`, a :class:`SystemRef` (one open compute
+system) and a :class:`ProcessRef` (one open process), in generation-neutral terms. What a
+generation cannot do raises :class:`~wincontainers.errors.NotSupported` naming the generation
+and the alternative, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "LayerRef",
+    "MappedDirectory",
+    "SystemSpec",
+    "ProcessSpec",
+    "ExitStatus",
+    "BaseImageInfo",
+    "Driver",
+    "SystemRef",
+    "ProcessRef",
+    "DEFAULT_TIMEOUT",
+    "timeout_ms",
+]
+
+#: hcsshim's default for create/start/pause/resume (4 minutes).
+DEFAULT_TIMEOUT = 240.0
+
+
+def timeout_ms(timeout: Optional[float]) -> int:
+    """A timeout in seconds as the DWORD milliseconds HCS takes (``None`` = INFINITE)."""
+    if timeout is None:
+        return 0xFFFFFFFF
+    return max(0, min(int(timeout * 1000), 0xFFFFFFFE))
+
+
+@attrs.frozen
+class LayerRef:
+    """A read-only parent layer: its NameToGuid id and absolute folder."""
+
+    id: uuid.UUID
+    path: str
+
+
+@attrs.frozen
+class MappedDirectory:
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+
+@attrs.frozen
+class SystemSpec:
+    """A process-isolated container compute system, independent of the schema version."""
+
+    id: str
+    name: str
+    hostname: str
+    volume_path: str  # as GetLayerMountPath returns it: \\?\Volume{...}\ (trailing backslash)
+    layer_folder: str
+    layers: tuple[LayerRef, ...]
+    owner: str = "wincontainers"
+    mapped_directories: tuple[MappedDirectory, ...] = ()
+    memory_mb: Optional[int] = None
+    cpu_count: Optional[int] = None
+    terminate_on_last_handle_close: bool = False
+
+
+@attrs.frozen
+class ProcessSpec:
+    """One process to start in a compute system."""
+
+    command_line: str
+    working_directory: Optional[str] = None
+    environment: Mapping[str, str] = attrs.field(factory=dict)
+    console: bool = False
+    console_size: Optional[tuple[int, int]] = None  # (height, width)
+    user: Optional[str] = None
+
+
+@attrs.frozen
+class ExitStatus:
+    """How a compute system exited (SystemExitStatus)."""
+
+    exit_type: str  # "GracefulExit", "ForcedExit", "UnexpectedExit", ...
+    status: int = 0
+
+
+@attrs.frozen
+class BaseImageInfo:
+    """A base OS image of the host's central store (GetBaseImages)."""
+
+    name: str
+    version: str
+    path: str
+    size: int = 0
+    created: str = ""
+
+
+@runtime_checkable
+class ProcessRef(Protocol):
+    """An open process. Owns its stdio handles until :meth:`take_stdio` hands them over."""
+
+    pid: int
+
+    def take_stdio(self) -> tuple[Optional[int], Optional[int], Optional[int]]: ...
+
+    def wait(self, timeout: Optional[float]) -> Optional[int]: ...
+
+    def terminate(self) -> None: ...
+
+    def signal(self, name: str) -> None: ...
+
+    def resize(self, height: int, width: int) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SystemRef(Protocol):
+    """An open compute system."""
+
+    id: str
+
+    def start(self, timeout: Optional[float]) -> None: ...
+
+    def shutdown(self, timeout: Optional[float]) -> bool: ...
+
+    def terminate(self, timeout: Optional[float]) -> None: ...
+
+    def pause(self, timeout: Optional[float]) -> None: ...
+
+    def resume(self, timeout: Optional[float]) -> None: ...
+
+    def properties(self, types: Sequence[str] = ()) -> dict[str, Any]: ...
+
+    def modify(self, document: Mapping[str, Any]) -> None: ...
+
+    def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]: ...
+
+    def create_process(self, spec: ProcessSpec) -> ProcessRef: ...
+
+    def open_process(self, pid: int) -> ProcessRef: ...
+
+    def process_list(self) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One API generation of one host."""
+
+    generation: int
+
+    def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> SystemRef: ...
+
+    def open_system(self, system_id: str) -> SystemRef: ...
+
+    def list_systems(self, owner: Optional[str] = None) -> list[dict[str, Any]]: ...
+
+    def service_properties(self) -> dict[str, Any]: ...
+
+    # -- layers (process isolation) --
+    def name_to_guid(self, name: str) -> uuid.UUID: ...
+
+    def base_images(self) -> list[BaseImageInfo]: ...
+
+    def layer_exists(self, path: str) -> bool: ...
+
+    def create_sandbox(self, path: str, parents: Sequence[LayerRef]) -> None: ...
+
+    def activate_layer(self, path: str) -> None: ...
+
+    def prepare_layer(self, path: str, parents: Sequence[LayerRef]) -> None: ...
+
+    def layer_mount_path(self, path: str) -> str: ...
+
+    def unprepare_layer(self, path: str) -> None: ...
+
+    def deactivate_layer(self, path: str) -> None: ...
+
+    def destroy_layer(self, path: str) -> None: ...
+
+    def close(self) -> None: ...

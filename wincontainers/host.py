@@ -1,0 +1,217 @@
+"""Host: the entry point. Opens the real HCS (Windows) or a simulated one, picks the driver.
+
+    from wincontainers import Host
+
+    with Host.open(sim="ws2019") as host:          # or Host.open() on Windows
+        with host.containers.create("windowsservercore") as c:
+            c.start()
+            print(c.run('cmd /S /C "echo hello"').stdout)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import attrs
+
+from wincontainers import errors
+from wincontainers._native import library, oshandle
+from wincontainers.container import ContainerCollection
+from wincontainers.driver import Driver, open_driver
+from wincontainers.driver.base import BaseImageInfo, LayerRef
+from wincontainers.records import ContainerRecord, RecordStore
+
+__all__ = ["Host", "BaseImage"]
+
+
+@attrs.frozen
+class BaseImage:
+    """A base OS image of the host (from GetBaseImages), usable as a container image name."""
+
+    name: str
+    version: str
+    path: str
+    size: int = 0
+    created: str = ""
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name.lower()}:{self.version}"
+
+
+class Host:
+    """A Windows container host, real or simulated. Use :meth:`open`."""
+
+    def __init__(
+        self,
+        binding: library.Binding,
+        *,
+        state_dir: Path,
+        build: int,
+        simulator: Any = None,
+    ) -> None:
+        self.binding = binding
+        self.driver: Driver = open_driver(binding)
+        self.generation: int = binding.generation
+        self.build = build
+        self.simulator = simulator
+        self.state_dir = state_dir
+        self.layers_root = state_dir / "layers"
+        self.layers_root.mkdir(parents=True, exist_ok=True)
+        self.records = RecordStore(state_dir)
+        self.containers = ContainerCollection(self)
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        sim: Optional[str] = None,
+        root: Union[str, Path, None] = None,
+        generation: Optional[int] = None,
+    ) -> "Host":
+        """Open this machine's HCS, or the simulated host ``sim`` (``tp3``, ``2016``, ``ws2019``).
+
+        Without ``sim``, ``WINCONTAINERS_SIM`` is honoured; on a machine without HCS the error says
+        to use the simulator. ``generation`` forces an API generation the host offers.
+        """
+        if generation is not None and generation not in (1, 2, 3):
+            raise errors.BadInput(f"generation is 1, 2 or 3, not {generation!r}")
+        sim = sim or os.environ.get("WINCONTAINERS_SIM") or None
+        if sim is not None:
+            return cls.simulated(sim, root=root, generation=generation)
+        system_dir = oshandle.system_directory()
+        if system_dir is None or not (system_dir / "vmcompute.dll").exists():
+            raise errors.HcsUnavailable(
+                "no Host Compute Service on this machine (vmcompute.dll not found); use the simulated host: "
+                "Host.open(sim='ws2019') or `wincontainers --sim ws2019 ...`"
+            )
+        binding = library.load(system_dir, generation)
+        program_data = Path(os.environ.get("ProgramData", r"C:\ProgramData"))
+        state = Path(root) if root is not None else program_data / "wincontainers"
+        version = getattr(sys, "getwindowsversion", None)
+        build = int(version().build) if version is not None else 0
+        return cls(binding, state_dir=state, build=build)
+
+    @classmethod
+    def simulated(
+        cls,
+        profile: str = "ws2019",
+        *,
+        root: Union[str, Path, None] = None,
+        generation: Optional[int] = None,
+    ) -> "Host":
+        """Open (starting it if needed) the simulated host ``profile`` under ``root``."""
+        from wincontainers.sim.control import SimulatedHost
+
+        simulator = SimulatedHost(profile, root).start()
+        binding = library.load(simulator.system_directory, generation)
+        return cls(binding, state_dir=simulator.root / "wincontainers", build=simulator.profile.build,
+                   simulator=simulator)
+
+    def __repr__(self) -> str:
+        where = f"simulated {self.simulator.profile.name}" if self.simulator else "local"
+        return f"<Host {where} build {self.build} gen{self.generation}>"
+
+    def __enter__(self) -> "Host":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return f"10.0.{self.build}.0"
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.simulator is not None
+
+    def base_images(self) -> list[BaseImage]:
+        """The host's base OS images (GetBaseImages)."""
+        return [BaseImage(i.name, i.version, i.path, i.size, i.created) for i in self.driver.base_images()]
+
+    def info(self) -> dict[str, Any]:
+        """A summary like ``docker info``."""
+        props = self.driver.service_properties()
+        return {
+            "simulated": self.is_simulated,
+            "profile": self.simulator.profile.name if self.simulator else None,
+            "build": self.build,
+            "version": self.version,
+            "generation": self.generation,
+            "system_directory": str(self.binding.system_dir),
+            "state_directory": str(self.state_dir),
+            "schema_versions": [f"{v.get('Major')}.{v.get('Minor')}" for v in props.get("SupportedSchemaVersions", [])],
+            "base_images": [f"{i.name} {i.version}" for i in self.base_images()],
+            "containers": len(list(self.records.all())),
+        }
+
+    # -- helpers for the object layer -----------------------------------------------------
+
+    def records_exists(self, container_id: str) -> bool:
+        return (self.records.records_dir / f"{container_id}.json").exists()
+
+    def _resolve_image(self, image: Union[str, Sequence[str]]) -> tuple[str, list[LayerRef]]:
+        """An image name or a layer list -> (display name, parent layers nearest first)."""
+        if isinstance(image, (list, tuple)):
+            if not image:
+                raise errors.BadInput("the layer list is empty")
+            parents = []
+            for path in image:
+                p = Path(path)
+                if not p.is_absolute() or not p.is_dir():
+                    raise errors.BadInput(f"layer folder {path!r} does not exist (absolute paths, nearest parent first)")
+                parents.append(LayerRef(self.driver.name_to_guid(p.name), str(p)))
+            return Path(image[0]).name, parents
+        if not isinstance(image, str) or not image.strip():
+            raise errors.BadInput("the image name is empty")
+        wanted, _, version = image.strip().lower().partition(":")
+        images = self.driver.base_images()
+        for candidate in images:
+            if candidate.name.lower() == wanted and (not version or candidate.version == version or version == "latest"):
+                path = candidate.path
+                return f"{candidate.name.lower()}:{candidate.version}", [LayerRef(self.driver.name_to_guid(Path(path).name), path)]
+        known = ", ".join(f"{i.name.lower()} ({i.version})" for i in images) or "none"
+        raise errors.BadInput(f"unknown image {image!r}; base images on this host: {known}")
+
+    def _remove_sandbox(self, record: ContainerRecord) -> None:
+        """Unprepare, deactivate, rename (so a crash never leaves a half layer under its id), destroy."""
+        path = record.sandbox
+        if not path or not Path(path).exists():
+            return
+        for step in (self.driver.unprepare_layer, self.driver.deactivate_layer):
+            try:
+                step(path)
+            except (errors.NotFound, errors.InvalidState, errors.InvalidArgument):
+                pass
+        removing = path + "-removing"
+        try:
+            os.replace(path, removing)
+        except OSError:
+            removing = path
+        try:
+            self.driver.destroy_layer(removing)
+        except errors.NotFound:
+            pass
+        if Path(removing).exists():
+            shutil.rmtree(removing, ignore_errors=True)
+
+    def cleanup_removing(self) -> int:
+        """Destroy leftovers of interrupted removals (``<id>-removing`` folders)."""
+        count = 0
+        for leftover in self.layers_root.glob("*-removing"):
+            try:
+                self.driver.destroy_layer(str(leftover))
+            except errors.HcsError:
+                shutil.rmtree(leftover, ignore_errors=True)
+            count += 1
+        return count

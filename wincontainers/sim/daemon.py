@@ -1,0 +1,421 @@
+"""The simulator daemon: the "vmcompute service" of the simulated host.
+
+It listens on a Unix socket. Client DLLs (native/client.c) connect with a hello naming the DLL
+and profile, then send calls; each call is dispatched to its handler in
+:mod:`wincontainers.sim.handlers` (blocking ones on their own thread), and the reply, plus any
+file descriptors (process stdio, consoles), goes back on the same socket together with
+notifications and operation completions. Control connections (JSON) drive the test controls.
+
+Like the real service it outlives its clients: containers keep running when the client process
+exits, and the handles of a vanished client are closed for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from wincontainers.sim import wire
+from wincontainers.sim.faults import Fail
+from wincontainers.sim.profiles import PROFILES
+from wincontainers.sim.service import HANDLERS, PENDING, Api, Call, Reply, Service
+
+__all__ = ["Daemon", "main"]
+
+log = logging.getLogger("wincontainers.sim.daemon")
+
+E_NOTIMPL = 0x80004001
+E_UNEXPECTED = 0x8000FFFF
+E_ABORT = 0x80004004
+
+_GEN2_COMPLETIONS = {
+    "HcsStartComputeSystem": "SystemStartCompleted",
+    "HcsPauseComputeSystem": "SystemPauseCompleted",
+    "HcsResumeComputeSystem": "SystemResumeCompleted",
+}
+
+
+def _group(dll: str) -> str:
+    return dll.lower().removesuffix(".dll")
+
+
+class Connection:
+    """One client connection (one simulated DLL instance in one process)."""
+
+    def __init__(self, daemon: "Daemon", sock: socket.socket) -> None:
+        self.daemon = daemon
+        self.service = daemon.service
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.dll = ""
+        self.profile = ""
+        self.pid = 0
+        self.gen = 0
+        self.handles: set[int] = set()
+        self.ops: dict[int, dict[str, Any]] = {}
+        self.ops_lock = threading.Lock()
+        self.closed = False
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, payload: bytes, fds: list[int] = ()) -> bool:  # type: ignore[assignment]
+        with self.send_lock:
+            if self.closed:
+                return False
+            try:
+                wire.send_message(self.sock, payload, fds)
+                return True
+            except OSError:
+                return False
+
+    def send_event(self, kind: str, values: list[Any], fds: list[int] = ()) -> None:  # type: ignore[assignment]
+        self.send(wire.encode_event(kind, values), list(fds))
+
+    # -- gen3 operations ----------------------------------------------------------------------
+
+    def open_op(self, op_id: int) -> None:
+        with self.ops_lock:
+            self.ops[op_id] = {"done": False}
+
+    def close_op(self, op_id: int) -> None:
+        with self.ops_lock:
+            self.ops.pop(op_id, None)
+
+    def cancel_op(self, op_id: int) -> None:
+        # HCS keeps running the work and discards its result; the waiter learns E_ABORT.
+        self.complete_op(op_id, E_ABORT, json.dumps({"Error": E_ABORT - (1 << 32), "ErrorMessage": "canceled"}),
+                         None, [], None, None)
+
+    def complete_op(
+        self,
+        op_id: int,
+        hr: int,
+        result: Optional[str],
+        procinfo: Optional[int],
+        fds: list[int],
+        system: Optional[int],
+        process: Optional[int],
+    ) -> None:
+        with self.ops_lock:
+            op = self.ops.get(op_id)
+            if op is None or op["done"]:
+                op = None
+            else:
+                op["done"] = True
+        try:
+            if op is not None:
+                hr = hr - (1 << 32) if hr & 0x80000000 else hr
+                self.send_event("C", [op_id, hr, result, procinfo, system, process], fds)
+        finally:
+            for fd in fds:
+                _close(fd)
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        try:
+            first = wire.recv_message(self.sock)
+            if first is None:
+                return
+            payload, fds = first
+            for fd in fds:
+                _close(fd)
+            if payload[:1] == b"J":
+                self.serve_control(payload)
+                return
+            self.dll, self.profile, self.pid = wire.parse_hello(payload)
+            if self.profile not in PROFILES:
+                return
+            group = _group(self.dll)
+            self.gen = 3 if group in ("computecore", "computestorage", "computenetwork") else (
+                1 if self.profile == "tp3" else 2
+            )
+            while True:
+                msg = wire.recv_message(self.sock)
+                if msg is None:
+                    break
+                payload, fds = msg
+                for fd in fds:
+                    _close(fd)
+                if payload[:1] in (b"Q", b"O"):
+                    self.dispatch(wire.parse_request(payload))
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self.send_lock:
+            self.closed = True
+        for hid in sorted(self.handles, reverse=True):
+            self.service.close_handle(hid)
+        with self.ops_lock:
+            self.ops.clear()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.daemon.forget(self)
+
+    def dispatch(self, req: wire.Request) -> None:
+        group = _group(self.dll)
+        handler = HANDLERS.get((group, req.function)) or HANDLERS.get(("any", req.function))
+        self.service.log_call(self.pid, req.function)
+        if handler is None:
+            if not req.oneway:
+                self.reply(req, None, Reply(E_NOTIMPL, doc=None), [])
+            return
+        inputs, wants = handler.split(req.args)
+        call = Call(conn=self, function=req.function, wants=wants)
+        if "o" in handler.fmt:
+            call.op = int(req.args[handler.fmt.index("o")] or 0)
+        fault = self.service.faults.match_call(req.function, self.dll, self.pid)
+        if handler.blocking or (fault is not None and fault.delay > 0):
+            threading.Thread(target=self.run, args=(handler, req, call, inputs, fault), daemon=True).start()
+        else:
+            self.run(handler, req, call, inputs, fault)
+
+    def run(self, handler: Api, req: wire.Request, call: Call, inputs: list[Any], fault: Any) -> None:
+        reply: Optional[Reply] = None
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.hresult is not None and not handler.is_void:
+                message = f"{req.function} failed by the simulator's fault injection"
+                if fault.mode == "async" and req.function in _GEN2_COMPLETIONS and self.gen == 2:
+                    reply = self._async_failure(handler, call, inputs, fault.hresult, message)
+                else:
+                    reply = Reply(fault.hresult, doc=_error_doc(fault.hresult, message))
+        if reply is None:
+            try:
+                reply = handler.func(self.service, call, *inputs) or Reply()
+            except Fail as f:
+                reply = Reply(f.hresult, doc=_error_doc(f.hresult, f.message))
+            except Exception as exc:  # a bug in the simulator: report it like HCS would, keep serving
+                log.error("handler %s failed:\n%s", req.function, traceback.format_exc())
+                reply = Reply(E_UNEXPECTED, doc=_error_doc(E_UNEXPECTED, f"simulator error: {exc!r}"))
+        failed = reply.hr & 0x80000000 and reply.hr != PENDING
+        if call.op is not None and failed and not call.completed:
+            call.complete(reply.hr, reply.doc)
+        if not req.oneway:
+            self.reply(req, handler, reply, reply.fds)
+        for fd in reply.fds:
+            _close(fd)
+        if reply.after is not None and not failed:
+            try:
+                reply.after()
+            except Exception:
+                log.error("completion of %s failed:\n%s", req.function, traceback.format_exc())
+
+    def _async_failure(self, handler: Api, call: Call, inputs: list[Any], hr: int, message: str) -> Reply:
+        target = self.service.handles.get(int(inputs[0] or 0))
+        name = _GEN2_COMPLETIONS[call.function]
+        doc = _error_doc(hr, message)
+
+        def fail_later() -> None:
+            if target is not None:
+                self.service.notify([target], name, hr, doc)
+
+        return Reply(PENDING, after=fail_later)
+
+    def reply(self, req: wire.Request, handler: Optional[Api], reply: Reply, fds: list[int]) -> None:
+        outs = list(reply.outs)
+        if handler is not None:
+            n = handler.out_count
+            if reply.hr & 0x80000000 and reply.hr != PENDING:
+                outs = [None] * n
+            if handler.doc:
+                outs = (outs + [None] * n)[: n - 1] + [reply.doc]
+            else:
+                outs = (outs + [None] * n)[:n]
+        self.send(wire.encode_response(req.id, reply.hr, outs), fds)
+
+    # -- control --------------------------------------------------------------------------------
+
+    def serve_control(self, first: bytes) -> None:
+        payload: Optional[bytes] = first
+        while payload is not None:
+            try:
+                request = json.loads(payload[1:].decode("utf-8"))
+                result = self.daemon.control(request)
+                answer = {"ok": True, "result": result}
+            except Exception as exc:
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            self.send(b"J" + json.dumps(answer).encode("utf-8"))
+            if request.get("op") == "shutdown":
+                self.daemon.stop()
+                return
+            msg = wire.recv_message(self.sock)
+            if msg is None:
+                return
+            payload, fds = msg
+            for fd in fds:
+                _close(fd)
+
+
+def _error_doc(hr: int, message: str) -> str:
+    signed = hr - (1 << 32) if hr & 0x80000000 else hr
+    return json.dumps({"Error": signed, "ErrorMessage": message, "ErrorEvents": [{"Message": message}]})
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class Daemon:
+    """Accept loop plus the control API."""
+
+    def __init__(self, root: Path, socket_path: Path) -> None:
+        self.root = root
+        self.socket_path = socket_path
+        self.service = Service(root, socket_path)
+        self.connections: set[Connection] = set()
+        self.lock = threading.Lock()
+        self.listener: Optional[socket.socket] = None
+        self.stopping = threading.Event()
+        self.started = time.time()
+
+    def forget(self, conn: Connection) -> None:
+        with self.lock:
+            self.connections.discard(conn)
+
+    def serve_forever(self) -> None:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        listener.listen(128)
+        self.listener = listener
+        while not self.stopping.is_set():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                break
+            conn = Connection(self, sock)
+            with self.lock:
+                self.connections.add(conn)
+            threading.Thread(target=conn.serve, name="wcsim-conn", daemon=True).start()
+
+    def stop(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.service.shutdown_all()
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+        with self.lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            self.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def control(self, request: dict[str, Any]) -> Any:
+        op = request.get("op")
+        svc = self.service
+        if op == "ping":
+            return {"pid": os.getpid(), "root": str(self.root), "started": self.started,
+                    "clients": len(self.connections)}
+        if op == "shutdown":
+            return {"pid": os.getpid()}
+        if op == "inject":
+            return svc.faults.add_fault(
+                request["function"], request.get("hresult"), request.get("delay", 0.0), request.get("nth", 1),
+                request.get("count", 1), request.get("pid"), request.get("dll"), request.get("mode", "return"),
+            )
+        if op == "drop":
+            return svc.faults.add_drop(request["notification"], request.get("nth", 1), request.get("count", 1),
+                                       request.get("pid"))
+        if op == "clear_faults":
+            svc.faults.clear()
+            return None
+        if op == "faults":
+            return svc.faults.to_json()
+        if op == "ignore_shutdown":
+            target = str(request.get("system", "*")).lower()
+            with svc.lock:
+                for system in svc.systems.values():
+                    if target in ("*", system.id.lower()):
+                        system.ignore_shutdown = bool(request.get("enabled", True))
+            return None
+        if op == "handles":
+            return svc.open_handles(request.get("pid"))
+        if op == "objects":
+            return svc.objects()
+        if op == "calls":
+            pid = request.get("pid")
+            with svc.lock:
+                calls = list(svc.call_log.get(pid, [])) if pid is not None else {
+                    str(k): list(v) for k, v in svc.call_log.items()
+                }
+                if request.get("clear") and pid is not None:
+                    svc.call_log.pop(pid, None)
+            return calls
+        if op == "misuse":
+            with svc.lock:
+                return {str(k): list(v) for k, v in svc.misuse.items()}
+        if op == "processes":
+            system = svc.systems.get(str(request.get("system", "")).lower())
+            if system is None:
+                raise KeyError(f"no compute system {request.get('system')!r}")
+            return system.process_list()
+        raise ValueError(f"unknown control operation {op!r}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m wincontainers.sim.daemon", description="simulated vmcompute service")
+    ap.add_argument("--root", required=True, type=Path)
+    ap.add_argument("--socket", required=True, type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    daemon = Daemon(args.root.resolve(), args.socket)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        threading.Thread(target=daemon.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    pid_file = args.root / "daemon" / "daemon.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))
+    log.info("simulated HCS service for %s listening on %s", args.root, args.socket)
+    try:
+        daemon.serve_forever()
+    finally:
+        daemon.stop()
+        try:
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Layers, sandbox volumes and base images of the simulated host.
+
+Layers are folders, as on Windows: ``Files/``, ``Hives/``; a sandbox (read-write) layer holds
+its volume in ``sandbox.vhdx`` (a folder here, a VHD on Windows) plus ``wcsim-sandbox.json``.
+``ActivateLayer`` gives a sandbox a volume GUID (``\\\\?\\Volume{...}\\``); ``PrepareLayer``
+fills the volume with the merged view of its parents (base first, nearer layers on top, their
+whiteouts applied), once. The volume folder is the container's ``C:\\``.
+
+Base images live in the central store ``<root>/Images/CN=Microsoft_<Name>_<version>`` as on TP3,
+and are listed by ``GetBaseImages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import struct
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import attrs
+
+from wincontainers.sim.faults import Fail
+
+__all__ = ["Storage", "name_to_guid", "SANDBOX_VOLUME", "SANDBOX_META"]
+
+SANDBOX_VOLUME = "sandbox.vhdx"
+SANDBOX_META = "wcsim-sandbox.json"
+TOMBSTONES = "wcsim-tombstones.json"
+
+# The simulator's own NameToGuid namespace. Windows' algorithm is undocumented (hcs-api.md
+# pitfall 11): the GUIDs have the same shape (version 5, RFC variant) but not the same values.
+_NAME_NAMESPACE = uuid.UUID("6f2b4c1e-3d5a-5b7e-9c10-8a2b3c4d5e6f")
+
+E_INVALIDARG = 0x80070057
+ERROR_PATH_NOT_FOUND = 0x80070003
+ERROR_ALREADY_EXISTS = 0x800700B7
+ERROR_SHARING_VIOLATION = 0x80070020
+ERROR_INVALID_STATE = 0xC0370105
+ERROR_INVALID_LAYER = 0xC0370112
+
+
+def name_to_guid(name: str) -> bytes:
+    """A version-5 GUID of the UTF-16BE name, as 16 bytes in Windows memory layout."""
+    digest = hashlib.sha1(_NAME_NAMESPACE.bytes + name.encode("utf-16-be", "surrogatepass")).digest()
+    return uuid.UUID(bytes=digest[:16], version=5).bytes_le
+
+
+def guid_text(raw: bytes) -> str:
+    d1, d2, d3 = struct.unpack_from("<IHH", raw)
+    return f"{d1:08x}-{d2:04x}-{d3:04x}-{raw[8:10].hex()}-{raw[10:16].hex()}"
+
+
+@attrs.define
+class Volume:
+    guid: str
+    layer: Path
+    refs: int = 1
+    prepared: bool = False
+
+    @property
+    def content(self) -> Path:
+        return self.layer / SANDBOX_VOLUME
+
+    @property
+    def mount_path(self) -> str:
+        return f"\\\\?\\Volume{{{self.guid}}}\\"
+
+
+_BASE_IMAGES = (
+    # (Name, central-store publisher/name part)
+    ("WindowsServerCore", "Microsoft_WindowsServerCore"),
+    ("NanoServer", "Microsoft_NanoServer"),
+)
+
+_BASE_FILES = {
+    "Windows/System32/cmd.exe": b"MZ simulated cmd.exe\n",
+    "Windows/System32/tasklist.exe": b"MZ simulated tasklist.exe\n",
+    "Windows/System32/hostname.exe": b"MZ simulated hostname.exe\n",
+    "Windows/System32/drivers/etc/hosts": b"127.0.0.1 localhost\r\n",
+    "Windows/win.ini": b"; for 16-bit app support\r\n",
+    "ProgramData/.keep": b"",
+    "Users/Public/.keep": b"",
+    "Program Files/.keep": b"",
+}
+_BASE_HIVES = ("DEFAULT", "SAM", "SECURITY", "SOFTWARE", "SYSTEM")
+
+
+class Storage:
+    """Daemon-side layer state; every method is called with the service lock held."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.images_root = root / "Images"
+        self.volumes: dict[str, Volume] = {}
+        self._lock = threading.Lock()
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @staticmethod
+    def layer_path(driver_info: Sequence[Any], layer_id: Optional[str]) -> Path:
+        if not layer_id:
+            raise Fail(E_INVALIDARG, "the layer id is empty")
+        home = driver_info[1] if driver_info else ""
+        path = Path(home) / layer_id if home else Path(layer_id)
+        if not path.is_absolute():
+            raise Fail(E_INVALIDARG, f"layer path {str(path)!r} is not absolute")
+        return path
+
+    def volume_for_layer(self, path: Path) -> Optional[Volume]:
+        for vol in self.volumes.values():
+            if vol.layer == path:
+                return vol
+        return None
+
+    def volume_from_path(self, volume_path: str) -> Optional[Volume]:
+        text = volume_path.strip().rstrip("\\")
+        prefix = "\\\\?\\Volume{"
+        if not text.startswith(prefix) or not text.endswith("}"):
+            return None
+        return self.volumes.get(text[len(prefix) : -1].lower())
+
+    # -- the layer API ------------------------------------------------------------------------
+
+    def exists(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def create_layer(self, path: Path) -> None:
+        if path.exists():
+            raise Fail(ERROR_ALREADY_EXISTS, f"layer folder {path} already exists")
+        path.mkdir(parents=True)
+        (path / "Files").mkdir()
+        (path / "Hives").mkdir()
+
+    def create_sandbox(self, path: Path, parents: Sequence[Sequence[Any]]) -> None:
+        if path.exists() and any(path.iterdir()):
+            raise Fail(ERROR_ALREADY_EXISTS, f"layer folder {path} already exists")
+        parent_paths = self._check_descriptors(parents)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / SANDBOX_VOLUME).mkdir()
+        meta = {"parents": [str(p) for p in parent_paths], "size": 20 * 1024**3, "created": time.time()}
+        (path / SANDBOX_META).write_text(json.dumps(meta))
+
+    def destroy(self, path: Path, running_volumes: set[str]) -> None:
+        if not path.exists():
+            raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
+        vol = self.volume_for_layer(path)
+        if vol is not None:
+            raise Fail(ERROR_SHARING_VIOLATION, f"layer {path} is still activated (volume {vol.guid})")
+        _remove_tree(path)
+
+    def activate(self, path: Path) -> None:
+        if not path.is_dir():
+            raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
+        if not (path / SANDBOX_META).exists():
+            return  # read-only layers are used in place
+        vol = self.volume_for_layer(path)
+        if vol is not None:
+            vol.refs += 1
+            return
+        guid = str(uuid.uuid4())
+        self.volumes[guid] = Volume(guid=guid, layer=path)
+
+    def deactivate(self, path: Path, running_volumes: set[str]) -> None:
+        vol = self.volume_for_layer(path)
+        if vol is None:
+            if not path.is_dir():
+                raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
+            return
+        if vol.guid in running_volumes:
+            raise Fail(ERROR_SHARING_VIOLATION, f"volume of {path} is in use by a running compute system")
+        vol.refs -= 1
+        if vol.refs <= 0:
+            del self.volumes[vol.guid]
+
+    def prepare(self, path: Path, parents: Sequence[Sequence[Any]]) -> None:
+        vol = self.volume_for_layer(path)
+        if vol is None:
+            raise Fail(ERROR_INVALID_STATE, f"layer {path} must be activated before PrepareLayer")
+        parent_paths = self._check_descriptors(parents)
+        meta_file = path / SANDBOX_META
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if not meta.get("prepared"):
+            for parent in reversed(parent_paths):
+                _overlay(parent / "Files", vol.content, parent / TOMBSTONES)
+            meta["prepared"] = True
+            meta["parents"] = [str(p) for p in parent_paths]
+            meta_file.write_text(json.dumps(meta))
+        vol.prepared = True
+
+    def unprepare(self, path: Path) -> None:
+        vol = self.volume_for_layer(path)
+        if vol is not None:
+            vol.prepared = False
+
+    def mount_path(self, path: Path) -> str:
+        vol = self.volume_for_layer(path)
+        if vol is not None:
+            return vol.mount_path
+        if not path.is_dir():
+            raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
+        return ""
+
+    def _check_descriptors(self, descriptors: Sequence[Sequence[Any]]) -> list[Path]:
+        paths = []
+        for guid, _flags, layer_path in descriptors:
+            if not layer_path:
+                raise Fail(E_INVALIDARG, "a layer descriptor has no path")
+            p = Path(layer_path)
+            if not p.is_dir():
+                raise Fail(ERROR_PATH_NOT_FOUND, f"parent layer {p} does not exist")
+            want = name_to_guid(p.name)
+            if guid is None or guid.raw != want:
+                got = guid_text(guid.raw) if guid is not None else "none"
+                raise Fail(
+                    ERROR_INVALID_LAYER,
+                    f"layer descriptor for {p} has LayerId {got}, but NameToGuid({p.name!r}) is {guid_text(want)}",
+                )
+            paths.append(p)
+        return paths
+
+    # -- base images ------------------------------------------------------------------------
+
+    def base_images(self, build: int) -> list[dict[str, Any]]:
+        version = f"10.0.{build}.0"
+        images = []
+        with self._lock:
+            for name, folder_name in _BASE_IMAGES:
+                folder = self.images_root / f"CN={folder_name}_{version}"
+                if not folder.exists():
+                    _write_base_image(folder, name, version)
+                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                images.append({
+                    "Name": name,
+                    "Version": version,
+                    "Path": str(folder),
+                    "Size": size,
+                    "CreatedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(folder.stat().st_mtime)),
+                })
+        return images
+
+
+def _write_base_image(folder: Path, name: str, version: str) -> None:
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for rel, data in _BASE_FILES.items():
+        f = tmp / "Files" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+    (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(f"{name} {version} (simulated)\n")
+    (tmp / "Hives").mkdir(parents=True)
+    for hive in _BASE_HIVES:
+        (tmp / "Hives" / f"{hive}_BASE").write_bytes(b"regf")
+    os.replace(tmp, folder)
+
+
+def _overlay(src: Path, dest: Path, tombstones: Path) -> None:
+    """Copy a layer's Files over the volume, after removing what the layer deleted."""
+    if tombstones.exists():
+        try:
+            deleted = json.loads(tombstones.read_text())
+        except ValueError:
+            deleted = []
+        for rel in deleted:
+            target = dest / rel
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+    if not src.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for fn in filenames:
+            s = Path(dirpath) / fn
+            d = dest / rel / fn
+            if d.exists() or d.is_symlink():
+                d.unlink()
+            if s.is_symlink():
+                os.symlink(os.readlink(s), d)
+            else:
+                shutil.copy2(s, d)
+
+
+def _remove_tree(path: Path) -> None:
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        try:
+            os.chmod(p, stat.S_IRWXU)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=onerror)

@@ -207,6 +207,7 @@ class Container:
         self._lock = threading.RLock()
         self.process: Optional[Process] = None
         self._main_done = threading.Event()
+        self._removed = False
         self._refs: list[Any] = [system]
         self._finalizer = weakref.finalize(self, _close_refs, self._refs)
 
@@ -250,7 +251,8 @@ class Container:
         with self._lock:
             for k, v in changes.items():
                 setattr(self._record, k, v)
-            self.host.records.save(self._record)
+            if not self._removed:  # a late main-process exit must not resurrect a removed record
+                self.host.records.save(self._record)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -260,7 +262,7 @@ class Container:
         if self.host.generation == 1:
             return self._record.state
         try:
-            props = self._system().properties()
+            props = self._properties()
         except errors.NotFound:
             if self._record.state != "exited":
                 self._save(state="exited", finished=self._record.finished or time.time())
@@ -269,6 +271,16 @@ class Container:
         if state != self._record.state and state == "exited":
             self._save(state="exited", finished=self._record.finished or time.time())
         return state
+
+    def _properties(self) -> dict[str, Any]:
+        """Basic properties, asked twice: HCS fails the query transiently (E_HANDLE while stopping)."""
+        try:
+            return self._system().properties()
+        except errors.NotFound:
+            raise
+        except errors.HcsError:
+            time.sleep(0.05)
+            return self._system().properties()
 
     def reload(self) -> None:
         """Re-read the record (another process may have changed it)."""
@@ -299,16 +311,21 @@ class Container:
 
     def _main_exited(self, proc: Process) -> None:
         """The main process ended: so does the container (Docker's rule; TP3's only exit)."""
-        try:
-            self._system().shutdown(10)
-        except errors.HcsError:
+        with self._lock:
             try:
-                self._system().terminate(30)
-            except errors.HcsError:
-                pass
-        finally:
-            self._save(state="exited", exit_code=proc.returncode, finished=time.time())
-            self._main_done.set()
+                if self._removed or self._record.state == "exited":
+                    return
+                try:
+                    self._system().shutdown(10)
+                except errors.HcsError:
+                    try:
+                        self._system().terminate(30)
+                    except errors.HcsError:
+                        pass
+            finally:
+                if not self._removed:
+                    self._save(state="exited", exit_code=proc.returncode, finished=time.time())
+                self._main_done.set()
 
     def wait(self, timeout: Optional[float] = None) -> ContainerExit:
         """Wait until the container exits; with a main process, until it exits and the container stops."""
@@ -497,6 +514,7 @@ class Container:
                     self._system().terminate(timeout)
                 except (errors.NotFound, errors.AlreadyStopped):
                     pass
+            self._removed = True
             self.close()
             self.host._remove_sandbox(self._record)
             self.host.records.delete(self._record)

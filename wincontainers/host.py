@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 
@@ -184,25 +185,39 @@ class Host:
         raise errors.BadInput(f"unknown image {image!r}; base images on this host: {known}")
 
     def _remove_sandbox(self, record: ContainerRecord) -> None:
-        """Unprepare, deactivate, rename (so a crash never leaves a half layer under its id), destroy."""
+        """Unprepare, deactivate, rename (so a crash never leaves a half layer under its id), destroy.
+
+        Each HCS step is tried twice (they fail transiently while a container's last processes
+        exit). The removal succeeds when the folder is gone; otherwise the first error is raised
+        and the record stays, so ``rm`` can be repeated.
+        """
         path = record.sandbox
         if not path or not Path(path).exists():
             return
-        for step in (self.driver.unprepare_layer, self.driver.deactivate_layer):
-            try:
-                step(path)
-            except (errors.NotFound, errors.InvalidState, errors.InvalidArgument):
-                pass
+        failures: list[errors.HcsError] = []
+
+        def attempt(step: Callable[[str], None], target: str) -> None:
+            for tries in range(2):
+                try:
+                    step(target)
+                    return
+                except (errors.NotFound, errors.InvalidArgument):
+                    return  # not activated / not prepared / already gone
+                except errors.HcsError as exc:
+                    failures.append(exc)
+                    time.sleep(0.05 * (tries + 1))
+
+        attempt(self.driver.unprepare_layer, path)
+        attempt(self.driver.deactivate_layer, path)
         removing = path + "-removing"
         try:
             os.replace(path, removing)
         except OSError:
             removing = path
-        try:
-            self.driver.destroy_layer(removing)
-        except errors.NotFound:
-            pass
+        attempt(self.driver.destroy_layer, removing)
         if Path(removing).exists():
+            if failures:
+                raise failures[-1]
             shutil.rmtree(removing, ignore_errors=True)
 
     def cleanup_removing(self) -> int:

@@ -205,6 +205,7 @@ class Process:
         self._lock = threading.Lock()
         self._closed = False
         self._on_exit = on_exit
+        self._error: Optional[errors.HcsError] = None
         self._text = text or encoding is not None or errors_ is not None
         stdin_h, stdout_h, stderr_h = ref.take_stdio()
 
@@ -268,9 +269,10 @@ class Process:
         code: Optional[int] = None
         try:
             while code is None and not self._closed:
-                code = self._ref.wait(None if self._closed else 5.0)
-        except errors.HcsError:
-            code = None
+                code = self._ref.wait(5.0)
+        except errors.HcsError as exc:
+            if not self._closed:
+                self._error = exc  # waiting failed: wait() reports it instead of an exit code
         self._exited.set()
         deadline = time.monotonic() + self.eof_grace
         for t in self._pumps:
@@ -299,6 +301,8 @@ class Process:
         _check_timeout(timeout)
         if not self._done.wait(timeout):
             raise TimeoutExpired(self.args, timeout or 0.0)
+        if self._error is not None:
+            raise self._error
         assert self.returncode is not None
         return self.returncode
 

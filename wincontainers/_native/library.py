@@ -135,6 +135,24 @@ def _return_kind(t: Any) -> str:
     return "int"
 
 
+_LOADED: dict[tuple[str, int], tuple[FFI, Any]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _open_library(name: str, path: Path, generation: int) -> tuple[FFI, Any]:
+    """Load a DLL once per process and keep it: HCS may call back into it at any time, so it
+    must never be unloaded (cffi unloads a library when its lib object is collected)."""
+    key = (str(path), generation)
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            ffi = FFI()
+            ffi.include(TYPES_FFI)
+            ffi.cdef(cdefs.prototypes(name, generation))
+            loaded = _LOADED[key] = (ffi, ffi.dlopen(str(path)))
+        return loaded
+
+
 class NativeDll:
     """One HCS DLL loaded by full path, with Python-friendly calls."""
 
@@ -142,10 +160,7 @@ class NativeDll:
         self.name = name
         self.path = path
         self.generation = generation
-        self.ffi = FFI()
-        self.ffi.include(TYPES_FFI)
-        self.ffi.cdef(cdefs.prototypes(name, generation))
-        self.lib = self.ffi.dlopen(str(path))
+        self.ffi, self.lib = _open_library(name, path, generation)
         self._free = free
         self._plans: dict[str, Optional[_Plan]] = {}
         self._lock = threading.Lock()
@@ -318,6 +333,18 @@ def probe_generations(system_dir: Path) -> list[int]:
     return gens
 
 
+def _open_allocator(dll: str, path: Path, func: str) -> tuple[FFI, Any]:
+    key = (str(path), 0)
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            ffi = FFI()
+            ffi.include(TYPES_FFI)
+            ffi.cdef(cdefs.PROTOTYPES[dll][func])
+            loaded = _LOADED[key] = (ffi, ffi.dlopen(str(path)))
+        return loaded
+
+
 class Binding:
     """The DLLs of one generation, loaded from one system directory."""
 
@@ -326,16 +353,11 @@ class Binding:
         self.generation = generation
         dlls = cdefs.GENERATION_EXPORTS[generation]
         allocators: dict[str, Callable[[Any], None]] = {}
-        self._alloc_libs = []
         for alloc_dll, func in (("ole32.dll", "CoTaskMemFree"), ("kernel32.dll", "LocalFree")):
             path = system_dir / alloc_dll
             if not path.is_file():
                 continue
-            ffi = FFI()
-            ffi.include(TYPES_FFI)
-            ffi.cdef(cdefs.PROTOTYPES[alloc_dll][func])
-            lib = ffi.dlopen(str(path))
-            self._alloc_libs.append(lib)
+            _ffi, lib = _open_allocator(alloc_dll, path, func)
             allocators[func] = getattr(lib, func)
         self.dlls: dict[str, NativeDll] = {}
         for dll in dlls:

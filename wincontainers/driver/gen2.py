@@ -52,7 +52,7 @@ class Gen2Driver:
             if handle is not None:
                 self.vm.call("HcsCloseComputeSystem", handle)
             check("HcsCreateComputeSystem", hr, subject=subject, ids=[spec.id], result=result)
-        system = Gen2System(self, spec.id, handle)
+        system = Gen2System(self, spec.id, handle, terminate_on_failure=True)
         if hr == PENDING:
             try:
                 notice = system.sink.wait(
@@ -122,7 +122,7 @@ class Gen2Driver:
 class Gen2System:
     """An open HCS_SYSTEM with its notification callback."""
 
-    def __init__(self, driver: Gen2Driver, system_id: str, handle: Any) -> None:
+    def __init__(self, driver: Gen2Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False) -> None:
         self.driver = driver
         self.vm = driver.vm
         self.id = system_id
@@ -138,6 +138,8 @@ class Gen2System:
         )
         if failed(hr):
             REGISTRY.remove(self.token)
+            if terminate_on_failure:  # a system we just created must not outlive this failure
+                self.vm.call("HcsTerminateComputeSystem", handle, None)
             self.vm.call("HcsCloseComputeSystem", handle)
             check("HcsRegisterComputeSystemCallback", hr, subject=self.subject, ids=[system_id])
         self._cb_handle = cb_handle
@@ -377,8 +379,8 @@ class Gen2Process:
         if not self.vm.has("HcsSignalProcess"):
             raise errors.NotSupported(
                 "HcsSignalProcess", subject=self.subject, generation=2,
-                message="this vmcompute.dll (before Windows Server 2019) cannot signal processes",
-                alternative="kill() terminates the process; on Server 2019 and later signals work",
+                alternative="this vmcompute.dll predates Windows Server 2019, which added HcsSignalProcess; "
+                "kill() terminates the process",
             )
         options = common.SignalProcessOptions(signal=name).dumps()
         hr, result = self._call("HcsSignalProcess", options)

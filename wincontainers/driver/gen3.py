@@ -124,7 +124,7 @@ class Gen3Driver:
                 if handle is not None:
                     _terminate_and_close(self, handle)
                 raise
-        return Gen3System(self, spec.id, handle)
+        return Gen3System(self, spec.id, handle, terminate_on_failure=True)
 
     def open_system(self, system_id: str) -> "Gen3System":
         hr, handle = self.cc.call("HcsOpenComputeSystem", system_id, GENERIC_ALL)
@@ -194,7 +194,7 @@ def _terminate_and_close(driver: Gen3Driver, handle: Any) -> None:
 class Gen3System:
     """An open HCS_SYSTEM with its event callback."""
 
-    def __init__(self, driver: Gen3Driver, system_id: str, handle: Any) -> None:
+    def __init__(self, driver: Gen3Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False) -> None:
         self.driver = driver
         self.cc = driver.cc
         self.id = system_id
@@ -207,8 +207,11 @@ class Gen3System:
         hr = self.cc.call("HcsSetComputeSystemCallback", handle, 0, Binding.context(self.token), driver.callback)[0]
         if failed(hr):
             REGISTRY.remove(self.token)
-            self.cc.call("HcsCloseComputeSystem", handle)
             self._handle = None
+            if terminate_on_failure:  # a system we just created must not outlive this failure
+                _terminate_and_close(driver, handle)
+            else:
+                self.cc.call("HcsCloseComputeSystem", handle)
             check("HcsSetComputeSystemCallback", hr, subject=self.subject, ids=[system_id])
 
     def __repr__(self) -> str:

@@ -98,6 +98,8 @@ def build_dll(profile: Profile, dll: str) -> Path:
             f"-I{NATIVE_DIR}",
             str(NATIVE_DIR / "client.c"), *(str(NATIVE_DIR / s) for s in sources),
             f"-Wl,--version-script={version_script}",
+            # Never unmapped: its threads may still run after the last handle on the library goes.
+            "-Wl,-z,nodelete",
             "-o", str(out), "-ldl",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)

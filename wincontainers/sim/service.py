@@ -130,7 +130,8 @@ class Api:
 
     @property
     def is_void(self) -> bool:
-        return self.name in _VOID_FUNCTIONS
+        """computecore's close functions return nothing: an injected HRESULT cannot reach the caller."""
+        return self.group == "computecore" and self.name in _VOID_FUNCTIONS
 
     def split(self, args: Sequence[Any]) -> tuple[list[Any], list[bool]]:
         inputs, wants = [], []
@@ -244,6 +245,9 @@ class Service:
             if h is None:
                 return
             h.conn.handles.discard(hid)
+            # A callback registration dies with the handle it was registered on.
+            for dependent in [d for d in self.handles.values() if d.kind == "callback" and d.obj is h]:
+                self.close_handle(dependent.id)
             if h.kind == "system":
                 system: ComputeSystem = h.obj
                 system.handles.discard(h)

@@ -1,0 +1,352 @@
+"""The ``wincontainers`` command line (also ``python -m wincontainers``).
+
+Follows the Docker CLI where it can: ``run`` streams the main process's output and exits with
+its exit code (125 when wincontainers itself failed, 126 when the command could not be started,
+127 when it was not found); ``ps``, ``top``, ``stop``, ``kill``, ``rm`` take names or id prefixes.
+``--sim PROFILE`` (or ``WINCONTAINERS_SIM``) selects the simulated host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import IO, Callable, Optional, Sequence
+
+from wincontainers import errors
+from wincontainers.container import Container, parse_env_list
+from wincontainers.host import Host
+from wincontainers.process import list2cmdline
+
+__all__ = ["main", "build_parser"]
+
+EXIT_ERROR = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wincontainers",
+        description="Windows Server containers at the level of the Host Compute Service.",
+    )
+    parser.add_argument("--sim", metavar="PROFILE", default=os.environ.get("WINCONTAINERS_SIM"),
+                        help="use the simulated host with this profile: tp3, 2016 or ws2019 (env WINCONTAINERS_SIM)")
+    parser.add_argument("--root", metavar="DIR", default=os.environ.get("WINCONTAINERS_ROOT"),
+                        help="state folder (simulator root) (env WINCONTAINERS_ROOT)")
+    parser.add_argument("--generation", type=int, choices=(1, 2, 3),
+                        help="force an HCS API generation the host offers")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sub.add_parser("info", help="show the host, its API generation and base images")
+
+    run = sub.add_parser("run", help="create a container, run a command in it, stream its output")
+    run.add_argument("--rm", action="store_true", help="remove the container when the command exits")
+    run.add_argument("-t", "--tty", action="store_true", help="give the command a console")
+    run.add_argument("-i", "--interactive", action="store_true", help="forward standard input")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run.add_argument("--name", help="container name")
+    run.add_argument("--hostname", help="container host name")
+    run.add_argument("image", help="base image name (windowsservercore, nanoserver)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+    ps.add_argument("-q", "--quiet", action="store_true", help="print ids only")
+
+    top = sub.add_parser("top", help="list a container's processes")
+    top.add_argument("container")
+
+    stop = sub.add_parser("stop", help="stop containers (graceful, then forced after the timeout)")
+    stop.add_argument("-t", "--time", type=float, default=10.0, metavar="S", help="seconds of grace (default 10)")
+    stop.add_argument("containers", nargs="+")
+
+    kill = sub.add_parser("kill", help="terminate containers at once")
+    kill.add_argument("containers", nargs="+")
+
+    rm = sub.add_parser("rm", help="remove containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("containers", nargs="+")
+
+    sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
+    sim.add_argument("action", choices=("start", "stop", "status"))
+    return parser
+
+
+def _open_host(args: argparse.Namespace) -> Host:
+    if not args.sim and sys.platform != "win32":
+        raise errors.HcsUnavailable(
+            "no Host Compute Service on this machine; use --sim PROFILE (tp3, 2016 or ws2019) for the simulated host"
+        )
+    return Host.open(sim=args.sim, root=args.root, generation=args.generation)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except errors.WincontainersError as exc:
+        print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR if args.command == "run" else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    host = _open_host(args)
+    for key, value in host.info().items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.cmd:
+        raise errors.BadInput("run needs a command after the image (e.g. cmd /S /C \"echo hello\")")
+    env = parse_env_list(args.env)
+    command = list2cmdline(args.cmd)
+    host = _open_host(args)
+    container = host.containers.create(args.image, command, name=args.name, env=env, workdir=args.workdir,
+                                       hostname=args.hostname, tty=args.tty)
+    try:
+        try:
+            container.start()
+        except errors.NotFound as exc:
+            print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except errors.HcsError as exc:
+            if exc.operation.endswith("Process") or "CreateProcess" in exc.operation:
+                print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+                return EXIT_CANNOT_INVOKE
+            raise
+        proc = container.process
+        assert proc is not None
+        if args.tty and sys.stdout.isatty():
+            size = shutil.get_terminal_size()
+            try:
+                proc.resize(size.lines, size.columns)
+            except errors.HcsError:
+                pass
+        pumps = [_stream(proc.stdout, sys.stdout), _stream(proc.stderr, sys.stderr)]
+        if args.interactive and proc.stdin is not None:
+            threading.Thread(target=_forward_stdin, args=(proc.stdin,), daemon=True).start()
+        elif proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            container.stop(10)
+            return 130
+        for t in pumps:
+            if t is not None:
+                t.join()
+        container.wait(60)
+        return code
+    finally:
+        if args.rm:
+            container.remove(force=True)
+        container.close()
+
+
+def _stream(source: Optional[IO[bytes]], target: IO[str]) -> Optional[threading.Thread]:
+    if source is None:
+        return None
+    out = getattr(target, "buffer", None)
+
+    def pump() -> None:
+        while True:
+            data = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
+            if not data:
+                return
+            if out is not None:
+                out.write(data)
+                out.flush()
+            else:
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    return t
+
+
+def _forward_stdin(dest: IO[bytes]) -> None:
+    src = sys.stdin.buffer
+    try:
+        while True:
+            data = src.read1(65536) if hasattr(src, "read1") else src.read(65536)
+            if not data:
+                break
+            dest.write(data)
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    finally:
+        try:
+            dest.close()
+        except OSError:
+            pass
+
+
+def _ago(t: Optional[float]) -> str:
+    if not t:
+        return ""
+    seconds = max(0, int(time.time() - t))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    host = _open_host(args)
+    rows = host.containers.list(all=args.all)
+    if args.quiet:
+        for row in rows:
+            print(row.short_id)
+        return 0
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    for row in rows:
+        record = host.records.load(row.id)
+        if row.state == "running":
+            status = f"Up {_ago(record.started)}"
+        elif row.state == "paused":
+            status = f"Up {_ago(record.started)} (Paused)"
+        elif row.state == "exited":
+            code = "" if row.exit_code is None else f" ({row.exit_code})"
+            status = f"Exited{code} {_ago(record.finished)} ago".rstrip()
+        else:
+            status = "Created"
+        command = row.command or ""
+        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+        table.append((row.short_id, row.image, command, f"{_ago(row.created)} ago", status, row.name))
+    _print_table(table)
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    host = _open_host(args)
+    container = host.containers.get(args.container)
+    try:
+        rows = container.top()
+    finally:
+        container.close()
+    table = [("PID", "NAME", "CPU", "PRIVATE WORKING SET")]
+    for p in rows:
+        cpu = (p.cpu_user_100ns + p.cpu_kernel_100ns) / 10_000_000
+        table.append((str(p.pid), p.image, f"{int(cpu // 3600):02d}:{int(cpu % 3600 // 60):02d}:{cpu % 60:06.3f}",
+                      _size(p.memory_private_bytes)))
+    _print_table(table)
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.4g}{unit}"
+        value /= 1024
+    return f"{n}B"
+
+
+def _each(args: argparse.Namespace, action: Callable[[Container], str]) -> int:
+    host = _open_host(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            container = host.containers.get(ref)
+            try:
+                print(action(container))
+            finally:
+                container.close()
+        except errors.WincontainersError as exc:
+            print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    if args.time < 0:
+        raise errors.BadInput("the stop timeout must not be negative")
+
+    def stop(c: Container) -> str:
+        result = c.stop(args.time)
+        return f"{c.name} ({result.outcome}, {result.elapsed:.2f} s)"
+
+    return _each(args, stop)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    def kill(c: Container) -> str:
+        c.kill()
+        return c.name
+
+    return _each(args, kill)
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    def rm(c: Container) -> str:
+        c.remove(force=args.force)
+        return c.name
+
+    return _each(args, rm)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from wincontainers.sim.control import SimulatedHost
+
+    sim = SimulatedHost(args.sim or "ws2019", args.root)
+    if args.action == "start":
+        sim.start()
+        info = sim.status() or {}
+        print(f"simulated host running (pid {info.get('pid')}, root {sim.root}, profile {sim.profile.name})")
+        return 0
+    if args.action == "stop":
+        print("simulated host stopped" if sim.stop() else "simulated host was not running")
+        return 0
+    info = sim.status()
+    if info is None:
+        print(f"simulated host not running (root {sim.root})")
+        return 3
+    objects = sim.objects()
+    print(json.dumps({**info, "compute_systems": len(objects["systems"]), "volumes": len(objects["volumes"])}))
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "info": cmd_info,
+    "run": cmd_run,
+    "ps": cmd_ps,
+    "top": cmd_top,
+    "stop": cmd_stop,
+    "kill": cmd_kill,
+    "rm": cmd_rm,
+    "sim": cmd_sim,
+}
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

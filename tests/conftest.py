@@ -7,6 +7,7 @@ profile, so each API generation's driver runs every such test.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -73,8 +74,6 @@ def clean(sim: SimulatedHost) -> Iterator[SimulatedHost]:
 
 def cli(*args: str, sim: SimulatedHost, input: bytes = b"", timeout: float = 120) -> "subprocess.CompletedProcess[bytes]":
     """Run the wincontainers CLI in a separate process against ``sim``."""
-    import subprocess
-
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "wincontainers", "--sim", sim.profile.name, "--root", str(sim.root), *args],

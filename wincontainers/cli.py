@@ -309,6 +309,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    if sys.platform == "win32":
+        raise errors.HcsUnavailable("the simulated host runs on POSIX systems")
     from wincontainers.sim.control import SimulatedHost
 
     sim = SimulatedHost(args.sim or "ws2019", args.root)
@@ -320,12 +322,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.action == "stop":
         print("simulated host stopped" if sim.stop() else "simulated host was not running")
         return 0
-    info = sim.status()
-    if info is None:
+    status = sim.status()
+    if status is None:
         print(f"simulated host not running (root {sim.root})")
         return 3
     objects = sim.objects()
-    print(json.dumps({**info, "compute_systems": len(objects["systems"]), "volumes": len(objects["volumes"])}))
+    print(json.dumps({**status, "compute_systems": len(objects["systems"]), "volumes": len(objects["volumes"])}))
     return 0
 
 

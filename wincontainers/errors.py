@@ -322,11 +322,11 @@ class HcsError(WincontainersError):
         return (_rebuild, (type(self), self.__dict__.copy()))
 
 
-def _rebuild(cls: type, state: dict[str, Any]) -> HcsError:
+def _rebuild(cls: "type[HcsError]", state: dict[str, Any]) -> "HcsError":
     err = cls.__new__(cls)
     err.__dict__.update(state)
     Exception.__init__(err, str(err))
-    return err  # type: ignore[no-any-return]
+    return err
 
 
 def _parse_result(result: Any) -> Any:

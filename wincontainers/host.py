@@ -23,7 +23,7 @@ from wincontainers import errors
 from wincontainers._native import library, oshandle
 from wincontainers.container import ContainerCollection
 from wincontainers.driver import Driver, open_driver
-from wincontainers.driver.base import BaseImageInfo, LayerRef
+from wincontainers.driver.base import LayerRef
 from wincontainers.records import ContainerRecord, RecordStore
 
 __all__ = ["Host", "BaseImage"]
@@ -106,6 +106,8 @@ class Host:
         generation: Optional[int] = None,
     ) -> "Host":
         """Open (starting it if needed) the simulated host ``profile`` under ``root``."""
+        if sys.platform == "win32":
+            raise errors.HcsUnavailable("the simulated host runs on POSIX systems; on Windows use Host.open()")
         from wincontainers.sim.control import SimulatedHost
 
         simulator = SimulatedHost(profile, root).start()

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import IO, Any, Callable, Optional, Sequence, Union
+from typing import IO, Any, Callable, Optional, Sequence, Union, cast
 
 import attrs
 
@@ -235,7 +235,7 @@ class Process:
         if self._text:
             return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding or "utf-8", errors=errors_,
                                     write_through=True)
-        return raw  # unbuffered: a write reaches the process at once
+        return cast(IO[Any], raw)  # unbuffered: a write reaches the process at once
 
     def _output(
         self, handle: Optional[int], sink: Optional[Callable[[bytes], None]], encoding: Optional[str],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union, cast
 
 import attrs
 from cffi import FFI
@@ -66,6 +66,11 @@ def _handle_int(ffi: FFI, h: Any) -> Optional[int]:
     return value or None
 
 
+def wide_string(ffi: FFI, p: Any) -> str:
+    """A NUL-terminated UTF-16 string (lone surrogates kept) as ``str``."""
+    return cast(str, ffi.string(p))
+
+
 def handle_value(h: Any) -> Optional[int]:
     """A HANDLE cdata (or None) as an int, ``None`` for NULL: for stdio handles."""
     if h is None:
@@ -112,7 +117,7 @@ def _classify(t: Any) -> str:
                 return "out:wstr"
             return "out:handle"
         if item.kind == "primitive":
-            return "out:" + item.cname
+            return "out:" + str(item.cname)
         if item.kind == "struct":
             if item.cname == "HCS_PROCESS_INFORMATION":
                 return "out:procinfo"
@@ -223,7 +228,7 @@ class NativeDll:
                 args[i] = value.ptr
             else:
                 args[i] = value
-        out_cells = []
+        out_cells: list[tuple[str, Any]] = []
         for i, kind, t in plan.outs:
             if i in null_outs:
                 args[i] = ffi.NULL
@@ -249,7 +254,7 @@ class NativeDll:
             if p == ffi.NULL:
                 return None
             try:
-                return ffi.string(p)
+                return wide_string(ffi, p)
             finally:
                 self._free(p)
         if kind == "out:handle":
@@ -400,7 +405,7 @@ class Binding:
 
     def driver_info(self, home_dir: str = "") -> Any:
         """A DriverInfo for the filter driver; ``HomeDir`` points to a string, never NULL."""
-        info = TYPES_FFI.new("DriverInfo *")
+        info: Any = TYPES_FFI.new("DriverInfo *")
         home = TYPES_FFI.new("char16_t[]", home_dir)
         info.Flavour = 1
         info.HomeDir = home
@@ -472,7 +477,7 @@ def notification_callback(handler: Callable[[int, int, int, Optional[str]], None
     ffi = TYPES_FFI
 
     def trampoline(ntype: int, context: Any, status: int, data: Any) -> None:
-        text = None if data == ffi.NULL else ffi.string(data)
+        text = None if data == ffi.NULL else wide_string(ffi, data)
         handler(int(ntype), int(ffi.cast("uintptr_t", context)), int(status) & 0xFFFFFFFF, text)
 
     return ffi.callback("HCS_NOTIFICATION_CALLBACK", trampoline)
@@ -483,7 +488,7 @@ def event_callback(handler: Callable[[int, int, Optional[str]], None]) -> Any:
     ffi = TYPES_FFI
 
     def trampoline(event: Any, context: Any) -> None:
-        data = None if event.EventData == ffi.NULL else ffi.string(event.EventData)
+        data = None if event.EventData == ffi.NULL else wide_string(ffi, event.EventData)
         handler(int(event.Type), int(ffi.cast("uintptr_t", context)), data)
 
     return ffi.callback("HCS_EVENT_CALLBACK", trampoline)

@@ -111,8 +111,8 @@ def _load(hint: Any, value: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _load(args[0], value) if len(args) == 1 else value
     if origin in (list, tuple, typing.List, typing.Tuple, typing.Sequence) and isinstance(value, list):
-        args = typing.get_args(hint)
-        item = args[0] if args else None
+        item_types = typing.get_args(hint)
+        item = item_types[0] if item_types else None
         loaded = [_load(item, v) for v in value]
         return tuple(loaded) if origin is tuple else loaded
     if isinstance(hint, type) and issubclass(hint, Document) and isinstance(value, Mapping):

@@ -9,12 +9,16 @@ dynamic loader shares one instance per file, and each simulated host needs its o
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping, Optional

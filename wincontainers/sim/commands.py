@@ -7,10 +7,14 @@ what the gen1 driver runs for ``top()``, since the TP3 API has no process list.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import json
 import os
 import socket
-import sys
 from typing import Any, Optional
 
 from wincontainers.sim import wire

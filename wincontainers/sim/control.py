@@ -11,6 +11,11 @@ handle counts, daemon-side objects) are methods here too.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import fcntl
 import hashlib
 import json
@@ -18,7 +23,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Union

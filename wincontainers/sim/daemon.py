@@ -12,19 +12,24 @@ exits, and the handles of a vanished client are closed for it.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import argparse
 import json
 import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Optional
 
+from wincontainers.sim.wire import dumps
 from wincontainers.sim import wire
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.profiles import PROFILES
@@ -93,7 +98,7 @@ class Connection:
 
     def cancel_op(self, op_id: int) -> None:
         # HCS keeps running the work and discards its result; the waiter learns E_ABORT.
-        self.complete_op(op_id, E_ABORT, json.dumps({"Error": E_ABORT - (1 << 32), "ErrorMessage": "canceled"}),
+        self.complete_op(op_id, E_ABORT, dumps({"Error": E_ABORT - (1 << 32), "ErrorMessage": "canceled"}),
                          None, [], None, None)
 
     def complete_op(
@@ -251,7 +256,7 @@ class Connection:
                 answer = {"ok": True, "result": result}
             except Exception as exc:
                 answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            self.send(b"J" + json.dumps(answer).encode("utf-8"))
+            self.send(b"J" + dumps(answer).encode("utf-8"))
             if request.get("op") == "shutdown":
                 self.daemon.stop()
                 return
@@ -265,7 +270,7 @@ class Connection:
 
 def _error_doc(hr: int, message: str) -> str:
     signed = hr - (1 << 32) if hr & 0x80000000 else hr
-    return json.dumps({"Error": signed, "ErrorMessage": message, "ErrorEvents": [{"Message": message}]})
+    return dumps({"Error": signed, "ErrorMessage": message, "ErrorEvents": [{"Message": message}]})
 
 
 def _close(fd: int) -> None:
@@ -381,10 +386,10 @@ class Daemon:
             with svc.lock:
                 return {str(k): list(v) for k, v in svc.misuse.items()}
         if op == "processes":
-            system = svc.systems.get(str(request.get("system", "")).lower())
-            if system is None:
+            found = svc.systems.get(str(request.get("system", "")).lower())
+            if found is None:
                 raise KeyError(f"no compute system {request.get('system')!r}")
-            return system.process_list()
+            return found.process_list()
         raise ValueError(f"unknown control operation {op!r}")
 
 

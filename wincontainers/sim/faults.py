@@ -7,6 +7,11 @@ matching call, ``count`` times.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import threading
 from typing import Any, Optional
 

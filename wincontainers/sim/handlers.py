@@ -8,12 +8,18 @@ later ones, and the layer API), ``computecore`` (gen3 operations), ``computestor
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import json
 import signal
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
+from wincontainers.sim.wire import dumps
 from wincontainers.sim import storage as st
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.model import ComputeSystem, SimProcess
@@ -182,7 +188,7 @@ def get_base_images(svc: Service, call: Call) -> Reply:
     from wincontainers.sim.profiles import PROFILES
 
     images = svc.storage.base_images(PROFILES[call.conn.profile].build)
-    return Reply(outs=[json.dumps({"Images": images})])
+    return Reply(outs=[dumps({"Images": images})])
 
 
 @api("vmcompute", "NameToGuid", "sG")
@@ -199,7 +205,7 @@ def expand_sandbox_size(svc: Service, call: Call, info: Any, layer_id: Optional[
     with svc.lock:
         meta = json.loads(meta_file.read_text())
         meta["size"] = max(int(meta.get("size", 0)), size)
-        meta_file.write_text(json.dumps(meta))
+        meta_file.write_text(dumps(meta))
 
 
 @api("vmcompute", "GrantVmAccess", "ss")
@@ -248,7 +254,7 @@ def _async_gen2(call: Call, svc: Service, system: ComputeSystem, work: Any, done
         try:
             work()
         except Fail as f:
-            svc.notify(list(system.handles), done, f.hresult, json.dumps({"Error": f.hresult, "ErrorMessage": f.message}))
+            svc.notify(list(system.handles), done, f.hresult, dumps({"Error": f.hresult, "ErrorMessage": f.message}))
             return
         svc.notify(list(system.handles), done)
 
@@ -431,7 +437,7 @@ def _complete_later(call: Call, work: Any, result: Any = None) -> None:
         try:
             work()
         except Fail as f:
-            call.complete(f.hresult, json.dumps({"Error": _signed(f.hresult), "ErrorMessage": f.message}))
+            call.complete(f.hresult, dumps({"Error": _signed(f.hresult), "ErrorMessage": f.message}))
             return
         call.complete(S_OK, result() if callable(result) else result)
 
@@ -614,7 +620,7 @@ def hcs3_wait_system_exit(svc: Service, call: Call, hid: int, timeout_ms: int) -
     system = _system(svc, call, hid)
     if not system.stopped.wait(None if timeout_ms == 0xFFFFFFFF else timeout_ms / 1000):
         raise Fail(0x80370118, "the compute system is still running")
-    return Reply(doc=json.dumps({"Status": 0, "ExitType": system.exit_type or "GracefulExit"}))
+    return Reply(doc=dumps({"Status": 0, "ExitType": system.exit_type or "GracefulExit"}))
 
 
 @api("computecore", "HcsWaitForProcessExit", "huS", blocking=True, doc=True)

@@ -9,7 +9,11 @@ API generation that opened the handle.
 
 from __future__ import annotations
 
-import json
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import os
 import signal
 import subprocess
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
+from wincontainers.sim.wire import dumps
 from wincontainers.sim import winproc
 
 if TYPE_CHECKING:
@@ -75,7 +80,7 @@ class SimProcess:
     killed_by_terminate: bool = False
 
     def status_json(self) -> str:
-        return json.dumps({
+        return dumps({
             "ProcessId": self.pid,
             "Exited": self.exited.is_set(),
             "ExitCode": self.exit_code if self.exit_code is not None else 0,

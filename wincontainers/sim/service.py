@@ -9,6 +9,11 @@ out parameters. A handler gets the inputs, and returns a :class:`Reply` (or rais
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import json
 import os
 import pty
@@ -18,12 +23,12 @@ import termios
 import threading
 import time
 import fcntl
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import attrs
 
+from wincontainers.sim.wire import dumps
 from wincontainers.sim import storage as st
 from wincontainers.sim import winproc
 from wincontainers.sim.faults import Fail, Faults
@@ -483,7 +488,7 @@ class Service:
             if not handles:
                 self.systems.pop(system.id.lower(), None)
             system.stopped.set()
-        status = json.dumps({"Status": 0, "ExitType": exit_type})
+        status = dumps({"Status": 0, "ExitType": exit_type})
         self.notify(handles, "SystemExited", 0, status)
 
     # -- processes ---------------------------------------------------------------------------------
@@ -701,7 +706,7 @@ class Service:
                 continue
             else:
                 raise Fail(E_INVALIDARG, f"unknown property type {t!r}")
-        return json.dumps(props)
+        return dumps(props)
 
     def enumerate(self, call: Call, query_text: Optional[str]) -> str:
         query = _loads(query_text, call, "enumeration query")
@@ -721,11 +726,11 @@ class Service:
                 if types and "Container" not in types:
                     continue
                 out.append(system.basic_properties(with_runtime_os=call.conn.profile == "ws2019"))
-        return json.dumps(out)
+        return dumps(out)
 
     def service_properties(self, call: Call) -> str:
         profile = PROFILES[call.conn.profile]
-        return json.dumps({
+        return dumps({
             "SupportedSchemaVersions": [{"Major": a, "Minor": b} for a, b in profile.schema_versions],
             "Build": profile.build,
         })

@@ -12,6 +12,11 @@ and are listed by ``GetBaseImages``.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import hashlib
 import json
 import os

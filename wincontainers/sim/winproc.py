@@ -12,11 +12,15 @@ list) and signalled together (shutdown, terminate).
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence

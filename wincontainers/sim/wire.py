@@ -7,6 +7,12 @@ lone surrogate in a name survives the round trip, as it does through the real DL
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
+import json
 import socket
 import struct
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -15,6 +21,7 @@ import attrs
 
 __all__ = [
     "Guid",
+    "dumps",
     "Request",
     "decode_values",
     "encode_value",
@@ -50,6 +57,11 @@ class Guid:
 
 
 Value = Union[None, int, str, bytes, Guid, list]  # type: ignore[type-arg]
+
+
+def dumps(obj: Any) -> str:
+    """JSON as HCS returns it: UTF-16 text, so non-ASCII (even a lone surrogate) is not escaped."""
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def encode_value(v: Any) -> bytes:

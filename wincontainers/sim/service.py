@@ -297,7 +297,7 @@ class Service:
         with self.lock:
             system = self.systems.get((system_id or "").lower())
             if system is None:
-                raise call.fail("SYSTEM_NOT_FOUND", f"no compute system with id {system_id!r}")
+                raise call.fail("SYSTEM_NOT_FOUND", f"no compute system with id '{system_id}'")
             return system
 
     def create_system(self, call: Call, system_id: Optional[str], config_text: Optional[str]) -> ComputeSystem:
@@ -705,7 +705,7 @@ class Service:
             elif t in ("PendingUpdates", "MappedVirtualDisk", "GuestConnection", "Memory", "TerminateOnLastHandleClosed"):
                 continue
             else:
-                raise Fail(E_INVALIDARG, f"unknown property type {t!r}")
+                raise Fail(E_INVALIDARG, f"unknown property type '{t}'")
         return dumps(props)
 
     def enumerate(self, call: Call, query_text: Optional[str]) -> str:

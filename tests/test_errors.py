@@ -1,0 +1,102 @@
+"""The HRESULT table and the errors built from it."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import pytest
+
+from wincontainers import errors
+from tests.conftest import SHARED
+
+
+def _reference_hresults() -> dict[int, str]:
+    """Every ``| NAME | 0x........ |`` row of hcs-api.md section 8."""
+    text = (SHARED / "reference" / "hcs-api.md").read_text()
+    section = text[text.index("## 8. Errors"): text.index("## 9. Pitfalls")]
+    rows = {}
+    for name, value in re.findall(r"^\| ([A-Za-z_()0-9 =]+?) \| (0x[0-9A-F]{8}) \|", section, re.M):
+        rows[int(value, 16)] = name.split("=")[0].strip()
+    return rows
+
+
+def test_every_reference_hresult_is_in_the_table() -> None:
+    reference = _reference_hresults()
+    assert len(reference) >= 70
+    missing = {hex(v): n for v, n in reference.items() if v not in errors.HRESULTS}
+    assert not missing
+    for value, name in reference.items():
+        ours = errors.HRESULTS[value].name
+        if not name.startswith("HRESULT_FROM_WIN32"):
+            assert ours == name, (hex(value), ours, name)
+        assert errors.HRESULTS[value].message
+
+
+@pytest.mark.parametrize(
+    "hr,cls",
+    [
+        (0xC037010E, errors.NotFound), (0x8037010E, errors.NotFound),
+        (0xC0370110, errors.AlreadyStopped), (0x8037011F, errors.AlreadyStopped),
+        (0x80070490, errors.ElementNotFound), (0xC037010F, errors.AlreadyExists),
+        (0x80070005, errors.AccessDenied), (0x8037011B, errors.AccessDenied),
+        (0x80070057, errors.InvalidArgument), (0x80370118, errors.HcsTimeout),
+        (0x80070032, errors.NotSupported), (0xC037010B, errors.NotSupported),
+        (0x8037011E, errors.ServiceDisconnected), (0x8000FFFF, errors.Unexpected),
+        (0xC0370105, errors.InvalidState), (0x80004005, errors.HcsError),
+    ],
+)
+def test_classes_follow_hcsshim_classification(hr: int, cls: type) -> None:
+    err = errors.from_hresult("Op", hr)
+    assert type(err) is cls
+    assert err.hresult == hr
+    # signed values from cffi are normalised
+    assert errors.from_hresult("Op", hr - (1 << 32)).hresult == hr
+
+
+def test_element_not_found_is_both_not_found_and_already_stopped() -> None:
+    err = errors.from_hresult("HcsTerminateProcess", 0x80070490)
+    assert isinstance(err, errors.NotFound) and isinstance(err, errors.AlreadyStopped)
+
+
+def test_message_reads_like_the_blueprint() -> None:
+    err = errors.from_hresult("ExportLayer", -2147418113, subject=errors.subject_for("layer", "27dc" + "0" * 60))
+    assert str(err) == (
+        "ExportLayer on layer 27dc... failed: E_UNEXPECTED (0x8000FFFF) Catastrophic failure. "
+        "Hint: the layer is still mounted or its container is still running; stop the container first."
+    )
+
+
+def test_result_document_is_parsed_and_quoted() -> None:
+    doc = '{"Error": -1070137087, "ErrorMessage": "Image and host do not match.", "ErrorEvents": []}'
+    err = errors.from_hresult("HcsCreateComputeSystem", 0xC0370101, subject="container web", result=doc)
+    assert err.result == {"Error": -1070137087, "ErrorMessage": "Image and host do not match.", "ErrorEvents": []}
+    assert "HCS says: Image and host do not match." in str(err)
+    assert "Hint: the image was built for another Windows build" in str(err)
+    assert err.hresult_name == "ERROR_VMCOMPUTE_IMAGE_MISMATCH"
+
+
+def test_unknown_hresults_still_format() -> None:
+    assert errors.hresult_name(0x80071234) == "HRESULT_FROM_WIN32(4660)"
+    assert errors.hresult_name(0xC0DE0001) == "HRESULT_0xC0DE0001"
+    assert "0xC0DE0001" in str(errors.from_hresult("X", 0xC0DE0001))
+
+
+def test_not_supported_names_generation_and_alternative() -> None:
+    err = errors.NotSupported("pause", subject="container web", generation=1, alternative="stop() it instead")
+    assert str(err) == ("pause on container web failed: not supported by API generation 1 (TP3 string-id API). "
+                        "Hint: stop() it instead")
+
+
+def test_errors_pickle_and_timeouts_are_timeouterrors() -> None:
+    err = errors.from_hresult("HcsStartComputeSystem", 0x80370118, subject="container x", ids=["abc"], result="{}")
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is errors.HcsTimeout and str(again) == str(err) and again.ids == ("abc",)
+    assert isinstance(err, TimeoutError)
+
+
+def test_raise_for_hresult_passes_success_and_pending_is_not_a_failure_check() -> None:
+    errors.raise_for_hresult("Op", 0)
+    errors.raise_for_hresult("Op", 1)  # S_FALSE
+    with pytest.raises(errors.NotFound):
+        errors.raise_for_hresult("Op", 0xC037010E)

@@ -1,0 +1,237 @@
+"""The binding layer against the simulated DLLs: declarations, exports, probe, strings, allocators."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from cffi import FFI
+
+from wincontainers import Host, errors
+from wincontainers._native import cdefs, declarations, library
+from wincontainers.sim import storage
+from wincontainers.sim.control import SimulatedHost
+from wincontainers.sim.profiles import PROFILES
+from wincontainers.sim.service import HANDLERS
+from tests.conftest import ROOT, SHARED
+
+NATIVE = ROOT / "wincontainers" / "sim" / "native"
+
+
+def test_check_cdefs_reports_no_failure() -> None:
+    proc = subprocess.run([sys.executable, str(SHARED / "tools" / "check-cdefs")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"(\d+) functions compared, (\d+) failures", proc.stdout)
+    assert match and int(match.group(1)) >= 170 and match.group(2) == "0", proc.stdout
+
+
+@pytest.mark.parametrize("generation", [1, 2, 3])
+def test_declarations_parse_and_structs_have_windows_layout(generation: int) -> None:
+    for dll in cdefs.GENERATION_EXPORTS[generation]:
+        ffi = FFI()
+        ffi.cdef(declarations(dll, generation))
+        assert ffi.sizeof("HCS_PROCESS_INFORMATION") == 32
+        assert ffi.offsetof("HCS_PROCESS_INFORMATION", "StdError") == 24
+        assert ffi.sizeof("WC_LAYER_DESCRIPTOR") == 32
+        assert ffi.offsetof("WC_LAYER_DESCRIPTOR", "Path") == 24
+        assert ffi.sizeof("DriverInfo") == 16 and ffi.offsetof("DriverInfo", "HomeDir") == 8
+        assert ffi.sizeof("HCS_EVENT") == 24 and ffi.offsetof("HCS_EVENT", "Operation") == 16
+        assert ffi.sizeof("GUID") == 16
+
+
+def _all_names() -> set[str]:
+    return {name for table in cdefs.PROTOTYPES.values() for name in table}
+
+
+@pytest.mark.parametrize("profile_name", list(PROFILES))
+def test_each_profile_exports_exactly_its_functions(sim_roots: dict[str, SimulatedHost], profile_name: str) -> None:
+    sim = sim_roots[profile_name].start()
+    profile = PROFILES[profile_name]
+    present = {p.name for p in sim.system_directory.glob("*.dll")}
+    assert present == set(profile.exports)
+    for dll, names in profile.exports.items():
+        found = library._exports(sim.system_directory / dll, sorted(_all_names()))
+        assert found == set(names), (dll, sorted(found ^ set(names)))
+
+
+@pytest.mark.parametrize("profile_name,expected", [("tp3", [1]), ("2016", [2]), ("ws2019", [3, 2])])
+def test_generation_probe(sim_roots: dict[str, SimulatedHost], profile_name: str, expected: list[int]) -> None:
+    sim = sim_roots[profile_name].start()
+    assert library.probe_generations(sim.system_directory) == expected
+    assert library.load(sim.system_directory).generation == expected[0]
+    absent = next(g for g in (3, 1, 2) if g not in expected)
+    with pytest.raises(errors.NotSupported, match=f"API generation {absent} .* is not offered"):
+        library.load(sim.system_directory, absent)
+
+
+def test_forced_generation_on_ws2019_uses_vmcompute(sim_roots: dict[str, SimulatedHost]) -> None:
+    sim = sim_roots["ws2019"].start()
+    host = Host.open(sim="ws2019", root=sim.root, generation=2)
+    assert host.generation == 2
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        assert c.run('cmd /S /C "echo via-vmcompute"').stdout == b"via-vmcompute\n"
+    assert "HcsCreateComputeSystem" in sim.calls(clear=True)
+
+
+def test_strings_round_trip_lone_surrogates_and_astral(host: Host, sim: SimulatedHost) -> None:
+    # Into the DLL: the daemon hashes exactly the UTF-16 it received.
+    name = "layer-\ud800-\U0001f600-x"
+    assert host.driver.name_to_guid(name) == uuid.UUID(bytes_le=storage.name_to_guid(name))
+    if host.generation == 1:
+        return
+    # And back: HCS's error document quotes the property type it did not know.
+    weird = "no-such-\udfff-\U0001f433"
+    with host.containers.create("windowsservercore") as c:
+        with pytest.raises(errors.InvalidArgument) as info:
+            c._system().properties([weird])
+    assert weird in (info.value.detail or "")
+
+
+def test_allocator_misuse_is_detected_and_the_binding_has_none(host: Host, sim: SimulatedHost) -> None:
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        c.run('cmd /S /C "echo hi"')
+        c.top()
+    assert str(os.getpid()) not in sim.allocator_misuse()
+    # The check can fail: free a vmcompute (CoTaskMem) string with LocalFree.
+    vm = host.binding.vmcompute
+    out = vm.ffi.new("PWSTR *")
+    assert vm.raw("GetBaseImages")(out) == 0
+    ffi = FFI()
+    ffi.cdef("void *LocalFree(void *hMem);")
+    kernel32 = ffi.dlopen(str(sim.system_directory / "kernel32.dll"))
+    kernel32.LocalFree(ffi.cast("void *", out[0]))
+    import time
+
+    deadline = time.monotonic() + 5
+    while str(os.getpid()) not in sim.allocator_misuse() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any("LocalFree on memory that needs CoTaskMemFree" in m for m in sim.allocator_misuse()[str(os.getpid())])
+
+
+def test_null_homedir_is_rejected(host: Host) -> None:
+    vm = host.binding.vmcompute
+    info = vm.ffi.new("DriverInfo *")
+    info.Flavour = 1  # HomeDir left NULL: vmcompute dereferences it
+    exists = vm.ffi.new("BOOL *")
+    assert vm.raw("LayerExists")(info, vm.ffi.new("char16_t[]", "/x"), exists) & 0xFFFFFFFF == 0x80004003
+
+
+def test_layer_mount_path_two_call_protocol(host: Host) -> None:
+    with host.containers.create("windowsservercore") as c:
+        vm = host.binding.vmcompute
+        fn = vm.raw("GetLayerMountPath")
+        info = library.unwrap(host.binding.driver_info(""))
+        path = vm.ffi.new("char16_t[]", c.record.sandbox)
+        length = vm.ffi.new("UINT64 *")
+        assert fn(info, path, length, vm.ffi.NULL) == 0
+        n = int(length[0])
+        small = vm.ffi.new("char16_t[]", 3)
+        length[0] = 3
+        assert fn(info, path, length, small) & 0xFFFFFFFF == 0x8007007A
+        assert int(length[0]) == n
+        mount = host.driver.layer_mount_path(c.record.sandbox)
+        assert mount.startswith("\\\\?\\Volume{") and mount.endswith("}\\") and len(mount) + 1 == n
+
+
+def test_gen3_operations(sim_roots: dict[str, SimulatedHost]) -> None:
+    sim = sim_roots["ws2019"].start()
+    host = Host.open(sim="ws2019", root=sim.root)
+    cc = host.binding.computecore
+    op = cc.call("HcsCreateOperation", None, None)[0]
+    try:
+        assert cc.call("HcsGetOperationResult", op)[0] == 0x80370115  # not started
+        assert cc.call("HcsWaitForOperationResult", op, 10)[0] == 0x80370115
+        assert cc.call("HcsGetOperationType", op)[0] == -1
+        assert cc.call("HcsEnumerateComputeSystems", None, op)[0] == 0
+        hr, doc = cc.call("HcsWaitForOperationResult", op, 5000)
+        assert hr == 0 and doc is not None and doc.startswith("[")
+        assert cc.call("HcsGetOperationType", op)[0] == 0  # Enumerate
+    finally:
+        cc.call("HcsCloseOperation", op)
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        system = c._system()
+        handle = system._handle  # type: ignore[attr-defined]
+        again = cc.call("HcsSetComputeSystemCallback", handle, 0, library.Binding.context(1),
+                        system.driver.callback)[0]  # type: ignore[attr-defined]
+        assert again == 0x80370119  # one callback per handle
+        c.exec('cmd /c "sleep 30"')
+        sim.ignore_shutdown(c.id)
+        op = cc.call("HcsCreateOperation", None, None)[0]
+        try:
+            assert cc.call("HcsShutDownComputeSystem", handle, op, None)[0] == 0
+            assert cc.call("HcsWaitForOperationResult", op, 100)[0] == 0x80370118  # timeout
+            assert cc.call("HcsGetOperationResult", op)[0] == 0x80370117  # still pending
+            assert cc.call("HcsCancelOperation", op)[0] == 0
+        finally:
+            cc.call("HcsCloseOperation", op)
+        sim.ignore_shutdown(c.id, False)
+
+
+def _c_formats() -> dict[tuple[str, str], str]:
+    """(group, function) -> the marshalling format the C client sends."""
+    formats: dict[tuple[str, str], str] = {}
+    for path in NATIVE.glob("*.c"):
+        group = path.stem
+        if group == "client":
+            continue  # the core's own messages are checked separately
+        text = path.read_text()
+        for name, fmt in re.findall(r'wc_call\("(\w+)",\s*"(\w*)"', text):
+            formats[(group, name)] = fmt
+        for name, fmt in re.findall(r'OP_CALL\(\w+,\s*"(\w+)",\s*"(\w*)"', text):
+            formats[(group, name)] = fmt
+        for name, fmt in re.findall(r'wc_oneway\("(\w+)",\s*"(\w*)"', text):
+            formats[(group, name)] = fmt
+        macro = re.search(r'#define SYSTEM_OP\(name(?:, type)?\).*?\n(?:.*\\\n)*?.*#name, "(\w+)"', text)
+        if macro:
+            for name in re.findall(r"^SYSTEM_OP\((\w+)", text, re.M):
+                formats[(group, name)] = macro.group(1)
+        if group == "computenetwork":
+            for kind, plural, enum in re.findall(r"^HCN_KIND\((\w+), (\w+), (\w+)\)", text, re.M):
+                formats[(group, f"HcnEnumerate{enum}")] = "sSS"
+                formats[(group, f"HcnOpen{kind}")] = "gHS"
+                formats[(group, f"HcnModify{kind}")] = "hsS"
+                formats[(group, f"HcnQuery{kind}Properties")] = "hsSS"
+                formats[(group, f"HcnDelete{kind}")] = "gS"
+                formats[(group, f"HcnClose{kind}")] = "h"
+    return formats
+
+
+def test_c_client_and_daemon_agree_on_every_call_format() -> None:
+    c_side = _c_formats()
+    client = (NATIVE / "client.c").read_text()
+    core_messages = dict(re.findall(r'wc_oneway\("(\w+)",\s*"(\w*)"', client))
+    assert core_messages == {"AllocatorMisuse": "s", "HcsCreateOperation": "u", "HcsCloseOperation": "u"}
+    assert HANDLERS[("any", "AllocatorMisuse")].fmt == "s"
+    c_side[("computecore", "HcsCreateOperation")] = c_side[("computecore", "HcsCloseOperation")] = "u"
+    py_side = {key: api.fmt for key, api in HANDLERS.items() if key[0] != "any"}
+    missing = sorted(set(c_side) - set(py_side))
+    assert not missing, f"the daemon has no handler for {missing}"
+    mismatched = {k: (c_side[k], py_side[k]) for k in c_side if c_side[k] != py_side[k]}
+    assert not mismatched
+    assert len(c_side) >= 130
+
+
+def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wincontainers.sim import build
+
+    monkeypatch.setenv("WINCONTAINERS_CACHE", str(tmp_path / "cache"))
+    profile = PROFILES["tp3"]
+    first = build.build_dll(profile, "ole32.dll")
+    stamp = first.stat().st_mtime_ns
+    assert build.build_dll(profile, "ole32.dll") == first and first.stat().st_mtime_ns == stamp
+    native = tmp_path / "native"
+    import shutil
+
+    shutil.copytree(build.NATIVE_DIR, native)
+    (native / "allocators.c").write_text((native / "allocators.c").read_text() + "\n/* changed */\n")
+    monkeypatch.setattr(build, "NATIVE_DIR", native)
+    assert build.build_dll(profile, "ole32.dll") != first

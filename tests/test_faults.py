@@ -114,6 +114,12 @@ def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> 
     # The daemon restarted: its compute systems are gone, the record is stale but removable.
     fresh = Host.open(sim=sim.profile.name, root=sim.root)
     stale = fresh.containers.get(c.id)
-    assert stale.status == "exited"
-    stale.remove()
+    if fresh.generation == 1:
+        # TP3 cannot ask whether a container exists: the record says running unless the main
+        # process's monitor already recorded the end of its wait (it failed with the disconnect).
+        assert stale.status in ("running", "exited")
+        stale.remove(force=True)  # TerminateComputeSystem: "not found" counts as stopped
+    else:
+        assert stale.status == "exited"
+        stale.remove()
     assert_clean(fresh, sim)

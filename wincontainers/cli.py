@@ -20,7 +20,7 @@ from typing import IO, Callable, Optional, Sequence
 from wincontainers import errors
 from wincontainers.container import Container, parse_env_list
 from wincontainers.host import Host
-from wincontainers.process import list2cmdline
+from wincontainers.process import list2cmdline, stream_sink
 
 __all__ = ["main", "build_parser"]
 
@@ -165,21 +165,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stream(source: Optional[IO[bytes]], target: IO[str]) -> Optional[threading.Thread]:
+    """Copy a process's output to our stdout/stderr as it comes."""
     if source is None:
         return None
-    out = getattr(target, "buffer", None)
+    sink = stream_sink(target)
 
     def pump() -> None:
         while True:
             data = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
             if not data:
                 return
-            if out is not None:
-                out.write(data)
-                out.flush()
-            else:
-                target.write(data.decode("utf-8", "replace"))
-                target.flush()
+            sink(data)
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()

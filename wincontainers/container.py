@@ -24,7 +24,15 @@ import attrs
 
 from wincontainers import errors
 from wincontainers.driver.base import DEFAULT_TIMEOUT, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
-from wincontainers.process import CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, list2cmdline
+from wincontainers.process import (
+    CalledProcessError,
+    Command,
+    CompletedProcess,
+    Process,
+    TimeoutExpired,
+    list2cmdline,
+    stream_sink,
+)
 from wincontainers.records import ContainerRecord, validate_name
 
 if TYPE_CHECKING:
@@ -467,7 +475,7 @@ class Container:
         _check_timeout(timeout)
         sinks: dict[str, Any] = {}
         if not capture_output:
-            sinks = {"stdout_sink": _forward(sys.stdout), "stderr_sink": _forward(sys.stderr)}
+            sinks = {"stdout_sink": stream_sink(sys.stdout), "stderr_sink": stream_sink(sys.stderr)}
         proc = self.exec(cmd, env=env, workdir=workdir, user=user, tty=tty, text=text, encoding=encoding,
                          errors=errors, **sinks)
         try:
@@ -553,20 +561,6 @@ def _close_refs(refs: list[Any]) -> None:
                 ref.close()
             except Exception:
                 pass
-
-
-def _forward(stream: Any) -> Callable[[bytes], None]:
-    target = getattr(stream, "buffer", None)
-
-    def write(data: bytes) -> None:
-        if target is not None:
-            target.write(data)
-            target.flush()
-        else:
-            stream.write(data.decode("utf-8", "replace"))
-            stream.flush()
-
-    return write
 
 
 def _bad(message: str) -> errors.BadInput:
@@ -715,8 +709,8 @@ class ContainerCollection:
                 raise
             container.wait(60)
             if not capture_output:
-                _forward(sys.stdout)(out or b"")
-                _forward(sys.stderr)(err or b"")
+                stream_sink(sys.stdout)(out or b"")
+                stream_sink(sys.stderr)(err or b"")
                 out = err = None
             elif text:
                 out = out.decode("utf-8", "replace") if out is not None else None

@@ -32,6 +32,7 @@ __all__ = [
     "TimeoutExpired",
     "CalledProcessError",
     "list2cmdline",
+    "stream_sink",
     "SIGNALS",
 ]
 
@@ -385,6 +386,21 @@ class Process:
                 self.wait()
         finally:
             self.close()
+
+
+def stream_sink(stream: Any) -> Callable[[bytes], None]:
+    """A sink writing output bytes to a text stream such as ``sys.stdout`` (its buffer when it has one)."""
+    target = getattr(stream, "buffer", None)
+
+    def write(data: bytes) -> None:
+        if target is not None:
+            target.write(data)
+            target.flush()
+        else:
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+
+    return write
 
 
 def _pump(native: IO[bytes], target: Callable[[bytes], None], pipe: Optional[_Pipe]) -> None:

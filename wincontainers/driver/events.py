@@ -205,19 +205,19 @@ _callbacks: dict[str, Any] = {}
 _callbacks_lock = threading.Lock()
 
 
+def _process_callback(kind: str, factory: Callable[[], Any]) -> Any:
+    with _callbacks_lock:
+        cb = _callbacks.get(kind)
+        if cb is None:
+            cb = _callbacks[kind] = factory()
+        return cb
+
+
 def notification_callback() -> Any:
     """The process-wide gen2 HCS_NOTIFICATION_CALLBACK (alive for the life of the process)."""
-    with _callbacks_lock:
-        cb = _callbacks.get("gen2")
-        if cb is None:
-            cb = _callbacks["gen2"] = library.notification_callback(REGISTRY.on_notification)
-        return cb
+    return _process_callback("gen2", lambda: library.notification_callback(REGISTRY.on_notification))
 
 
 def event_callback() -> Any:
     """The process-wide gen3 HCS_EVENT_CALLBACK (alive for the life of the process)."""
-    with _callbacks_lock:
-        cb = _callbacks.get("gen3")
-        if cb is None:
-            cb = _callbacks["gen3"] = library.event_callback(REGISTRY.on_event)
-        return cb
+    return _process_callback("gen3", lambda: library.event_callback(REGISTRY.on_event))

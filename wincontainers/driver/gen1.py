@@ -17,7 +17,6 @@ import csv
 import io
 import threading
 import time
-import uuid
 from typing import Any, Mapping, Optional, Sequence
 
 import attrs
@@ -26,7 +25,7 @@ from wincontainers import errors
 from wincontainers._native.library import Binding, handle_value
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver import documents
-from wincontainers.driver.base import BaseImageInfo, ExitStatus, LayerRef, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, TIMEOUTS, check, run_with_timeout
 from wincontainers.driver.layers import VmcomputeLayers
 
@@ -41,13 +40,13 @@ def _unsupported(what: str, subject: str, alternative: str) -> errors.NotSupport
     return errors.NotSupported(what, subject=subject, generation=1, alternative=alternative)
 
 
-class Gen1Driver:
+class Gen1Driver(VmcomputeLayers):
+    """API generation 1; the layer calls of process isolation come from VmcomputeLayers."""
+
     generation = 1
 
     def __init__(self, binding: Binding) -> None:
-        self.binding = binding
-        self.vm = binding.vmcompute
-        self.layers = VmcomputeLayers(binding, pass_parent_id=True)
+        super().__init__(binding, pass_parent_id=True)
 
     def __repr__(self) -> str:
         return f"<Gen1Driver {self.binding.system_dir}>"
@@ -73,38 +72,6 @@ class Gen1Driver:
     def service_properties(self) -> dict[str, Any]:
         # TP3 has no service query; this is what the TP3 API implies.
         return {"SupportedSchemaVersions": [{"Major": 1, "Minor": 0}]}
-
-    # -- layers -------------------------------------------------------------------------------
-
-    def name_to_guid(self, name: str) -> uuid.UUID:
-        return self.layers.name_to_guid(name)
-
-    def base_images(self) -> list[BaseImageInfo]:
-        return self.layers.base_images()
-
-    def layer_exists(self, path: str) -> bool:
-        return self.layers.layer_exists(path)
-
-    def create_sandbox(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.create_sandbox(path, parents)
-
-    def activate_layer(self, path: str) -> None:
-        self.layers.activate_layer(path)
-
-    def prepare_layer(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.prepare_layer(path, parents)
-
-    def layer_mount_path(self, path: str) -> str:
-        return self.layers.layer_mount_path(path)
-
-    def unprepare_layer(self, path: str) -> None:
-        self.layers.unprepare_layer(path)
-
-    def deactivate_layer(self, path: str) -> None:
-        self.layers.deactivate_layer(path)
-
-    def destroy_layer(self, path: str) -> None:
-        self.layers.destroy_layer(path)
 
     def close(self) -> None:
         pass

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 import weakref
 from typing import Any, Mapping, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers._native.library import Binding, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import BaseImageInfo, ExitStatus, LayerRef, ProcessSpec, SystemSpec
+from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, EventSink, Notice, notification_callback
 from wincontainers.driver.layers import VmcomputeLayers
@@ -30,13 +29,13 @@ E_ACCESSDENIED = 0x80070005
 INVALID_STATE = 0xC0370105
 
 
-class Gen2Driver:
+class Gen2Driver(VmcomputeLayers):
+    """API generation 2; the layer calls of process isolation come from VmcomputeLayers."""
+
     generation = 2
 
     def __init__(self, binding: Binding) -> None:
-        self.binding = binding
-        self.vm = binding.vmcompute
-        self.layers = VmcomputeLayers(binding, pass_parent_id=False)
+        super().__init__(binding, pass_parent_id=False)
         self.callback = notification_callback()
 
     def __repr__(self) -> str:
@@ -82,38 +81,6 @@ class Gen2Driver:
         hr, props, result = self.vm.call("HcsGetServiceProperties", None)
         check("HcsGetServiceProperties", hr, result=result)
         return dict(parse_json(props, "HcsGetServiceProperties") or {})
-
-    # -- layers ------------------------------------------------------------------------------
-
-    def name_to_guid(self, name: str) -> uuid.UUID:
-        return self.layers.name_to_guid(name)
-
-    def base_images(self) -> list[BaseImageInfo]:
-        return self.layers.base_images()
-
-    def layer_exists(self, path: str) -> bool:
-        return self.layers.layer_exists(path)
-
-    def create_sandbox(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.create_sandbox(path, parents)
-
-    def activate_layer(self, path: str) -> None:
-        self.layers.activate_layer(path)
-
-    def prepare_layer(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.prepare_layer(path, parents)
-
-    def layer_mount_path(self, path: str) -> str:
-        return self.layers.layer_mount_path(path)
-
-    def unprepare_layer(self, path: str) -> None:
-        self.layers.unprepare_layer(path)
-
-    def deactivate_layer(self, path: str) -> None:
-        self.layers.deactivate_layer(path)
-
-    def destroy_layer(self, path: str) -> None:
-        self.layers.destroy_layer(path)
 
     def close(self) -> None:
         pass

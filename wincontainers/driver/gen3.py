@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 import weakref
 from typing import Any, Mapping, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers._native.library import Binding, NativeDll, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import BaseImageInfo, ExitStatus, LayerRef, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, EventSink, Notice, event_callback
 from wincontainers.driver.gen2 import _close_stdio, _exit_code, _exit_status
@@ -93,14 +92,15 @@ class Operation:
         return errors.from_hresult(operation, hr, subject=subject, ids=ids, result=doc)
 
 
-class Gen3Driver:
+class Gen3Driver(VmcomputeLayers):
+    """API generation 3; the layer calls of process isolation come from VmcomputeLayers."""
+
     generation = 3
 
     def __init__(self, binding: Binding) -> None:
-        self.binding = binding
+        super().__init__(binding, pass_parent_id=False)
         self.cc = binding.computecore
         self.cs = binding.computestorage
-        self.layers = VmcomputeLayers(binding, pass_parent_id=False)
         self.callback = event_callback()
 
     def __repr__(self) -> str:
@@ -145,34 +145,7 @@ class Gen3Driver:
         check("HcsGetServiceProperties", hr, result=result)
         return dict(parse_json(result, "HcsGetServiceProperties") or {})
 
-    # -- layers ------------------------------------------------------------------------------
-
-    def name_to_guid(self, name: str) -> uuid.UUID:
-        return self.layers.name_to_guid(name)
-
-    def base_images(self) -> list[BaseImageInfo]:
-        return self.layers.base_images()
-
-    def layer_exists(self, path: str) -> bool:
-        return self.layers.layer_exists(path)
-
-    def create_sandbox(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.create_sandbox(path, parents)
-
-    def activate_layer(self, path: str) -> None:
-        self.layers.activate_layer(path)
-
-    def prepare_layer(self, path: str, parents: Sequence[LayerRef]) -> None:
-        self.layers.prepare_layer(path, parents)
-
-    def layer_mount_path(self, path: str) -> str:
-        return self.layers.layer_mount_path(path)
-
-    def unprepare_layer(self, path: str) -> None:
-        self.layers.unprepare_layer(path)
-
-    def deactivate_layer(self, path: str) -> None:
-        self.layers.deactivate_layer(path)
+    # -- layers: vmcompute's API (VmcomputeLayers), except that computestorage destroys ----
 
     def destroy_layer(self, path: str) -> None:
         hr = self.cs.call("HcsDestroyLayer", path)[0]

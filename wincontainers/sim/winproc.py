@@ -46,15 +46,13 @@ class CommandNotFound(Exception):
     """The executable of a command line exists neither in the container nor on the host."""
 
 
-def command_line_to_argv(line: str) -> list[str]:
-    """Split a command line as ``CommandLineToArgvW`` does (the MSVC runtime's rules)."""
-    args: list[str] = []
+def _program(line: str) -> tuple[Optional[str], int]:
+    """argv[0] (quotes toggle, no backslash escapes) and where the rest of the line starts."""
     i, n = 0, len(line)
-    # argv[0]: quotes toggle, no backslash escapes.
     while i < n and line[i] in " \t":
         i += 1
     if i >= n:
-        return args
+        return None, n
     cur = []
     in_quotes = False
     while i < n:
@@ -66,7 +64,16 @@ def command_line_to_argv(line: str) -> list[str]:
         else:
             cur.append(c)
         i += 1
-    args.append("".join(cur))
+    return "".join(cur), i
+
+
+def command_line_to_argv(line: str) -> list[str]:
+    """Split a command line as ``CommandLineToArgvW`` does (the MSVC runtime's rules)."""
+    program, i = _program(line)
+    if program is None:
+        return []
+    args = [program]
+    n = len(line)
     while True:
         while i < n and line[i] in " \t":
             i += 1
@@ -114,17 +121,8 @@ def _program_name(argv0: str) -> str:
 
 def _cmd_rest(line: str) -> tuple[Optional[str], bool]:
     """For a ``cmd`` line: the text after ``/C`` or ``/K`` and whether it was ``/K``."""
-    # Skip argv[0] with the same rules as above.
-    i, n = 0, len(line)
-    while i < n and line[i] in " \t":
-        i += 1
-    quoted = False
-    while i < n:
-        if line[i] == '"':
-            quoted = not quoted
-        elif line[i] in " \t" and not quoted:
-            break
-        i += 1
+    _, i = _program(line)
+    n = len(line)
     while i < n:
         while i < n and line[i] in " \t":
             i += 1

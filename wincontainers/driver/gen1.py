@@ -28,6 +28,7 @@ from wincontainers.driver import documents
 from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, TIMEOUTS, check, run_with_timeout
 from wincontainers.driver.layers import VmcomputeLayers
+from wincontainers.driver.watched import StdioOwner
 
 __all__ = ["Gen1Driver", "Gen1System", "Gen1Process", "parse_tasklist_csv"]
 
@@ -194,24 +195,16 @@ def parse_tasklist_csv(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-class Gen1Process:
+class Gen1Process(StdioOwner):
     """A process named by (container id, pid)."""
 
     def __init__(self, system: Gen1System, pid: int, stdio: tuple[Optional[int], Optional[int], Optional[int]]):
+        super().__init__(pid, stdio)
         self.system = system
         self.vm = system.vm
-        self.pid = pid
         self.subject = f"process {pid} in {system.subject}"
-        self._stdio: list[Optional[int]] = list(stdio)
-        self._lock = threading.Lock()
         self._exit_code: Optional[int] = None
         self._closed = False
-
-    def take_stdio(self) -> tuple[Optional[int], Optional[int], Optional[int]]:
-        with self._lock:
-            stdio = (self._stdio[0], self._stdio[1], self._stdio[2])
-            self._stdio = [None, None, None]
-            return stdio
 
     def wait(self, timeout: Optional[float]) -> Optional[int]:
         if self._exit_code is not None:
@@ -252,6 +245,4 @@ class Gen1Process:
 
     def close(self) -> None:
         self._closed = True
-        for h, mode in zip(self.take_stdio(), ("wb", "rb", "rb")):
-            if h is not None:
-                handle_to_file(h, mode).close()
+        self.close_untaken_stdio()

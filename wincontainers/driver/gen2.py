@@ -16,10 +16,11 @@ from typing import Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers._native.library import Binding, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec
+from wincontainers.driver.base import ProcessSpec, SystemSpec
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
-from wincontainers.driver.events import REGISTRY, EventSink, Notice, notification_callback
+from wincontainers.driver.events import REGISTRY, Notice, notification_callback
 from wincontainers.driver.layers import VmcomputeLayers
+from wincontainers.driver.watched import WatchedProcess, WatchedSystem, close_stdio
 from wincontainers.errors import PENDING
 from wincontainers.schema import common
 
@@ -86,16 +87,14 @@ class Gen2Driver(VmcomputeLayers):
         pass
 
 
-class Gen2System:
+class Gen2System(WatchedSystem):
     """An open HCS_SYSTEM with its notification callback."""
 
     def __init__(self, driver: Gen2Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False) -> None:
         self.driver = driver
         self.vm = driver.vm
         self.id = system_id
-        self.subject = errors.subject_for("container", system_id)
-        self.sink = EventSink(self.subject)
-        self.token = REGISTRY.add(self.sink)
+        super().__init__(errors.subject_for("container", system_id))
         self._handle = handle
         self._lock = threading.RLock()
         self._processes: "weakref.WeakSet[Gen2Process]" = weakref.WeakSet()
@@ -146,18 +145,6 @@ class Gen2System:
 
         return probe
 
-    def _probe_exited(self) -> Optional[Notice]:
-        try:
-            props = self.properties()
-        except errors.NotFound:
-            return Notice("SystemExited", data=json.dumps({"ExitType": "UnexpectedExit"}), synthesized=True)
-        except errors.HcsError:
-            return None
-        if props.get("State") == "Stopped" or props.get("Stopped"):
-            exit_type = props.get("ExitType") or "GracefulExit"
-            return Notice("SystemExited", data=json.dumps({"ExitType": exit_type}), synthesized=True)
-        return None
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def _async(self, fn: str, kind: str, timeout: Optional[float], probe_states: set[str]) -> None:
@@ -200,14 +187,6 @@ class Gen2System:
         self.sink.wait("SystemExited", timeout, operation="HcsTerminateComputeSystem", subject=self.subject,
                        probe=self._probe_exited)
 
-    def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]:
-        try:
-            notice = self.sink.wait("SystemExited", timeout, operation="wait", subject=self.subject,
-                                    probe=self._probe_exited)
-        except errors.HcsTimeout:
-            return None
-        return _exit_status(notice)
-
     def properties(self, types: Sequence[str] = ()) -> dict[str, Any]:
         query = common.PropertyQuery(property_types=list(types)).dumps() if types else None
         hr, props, result = self._call("HcsGetComputeSystemProperties", query)
@@ -227,7 +206,7 @@ class Gen2System:
         params = documents.process_v1(spec, pipe_flags=True).dumps()
         hr, info, handle, result = self._call("HcsCreateProcess", params)
         if failed(hr):
-            _close_stdio(info)
+            close_stdio(info)
             if handle is not None:
                 self.vm.call("HcsCloseProcess", handle)
             check("HcsCreateProcess", hr, subject=self.subject, ids=[self.id], result=result)
@@ -272,38 +251,25 @@ class Gen2System:
             REGISTRY.remove(self.token)
 
 
-class Gen2Process:
+class Gen2Process(WatchedProcess):
     """An open HCS_PROCESS with its notification callback and (until taken) its std handles."""
 
     def __init__(self, system: Gen2System, pid: int, handle: Any, info: Optional[ProcessInformation]) -> None:
+        super().__init__(pid, f"process {pid} in {system.subject}", info)
         self.system = system
         self.vm = system.vm
-        self.pid = pid
-        self.subject = f"process {pid} in {system.subject}"
         self._handle = handle
         self._lock = threading.RLock()
-        self._stdio: list[Optional[int]] = [info.stdin, info.stdout, info.stderr] if info else [None, None, None]
-        self.sink = EventSink(self.subject)
-        self.token = REGISTRY.add(self.sink)
         hr, cb_handle = self.vm.call("HcsRegisterProcessCallback", handle, system.driver.callback,
                                      Binding.context(self.token))
         if failed(hr):
             REGISTRY.remove(self.token)
-            self._close_stdio()
+            self.close_untaken_stdio()
             self.vm.call("HcsCloseProcess", handle)
             self._handle = None
             check("HcsRegisterProcessCallback", hr, subject=self.subject)
         self._cb_handle = cb_handle
-        # The process may have exited before the callback existed: look once (pitfall 3).
-        probed = self._probe()
-        if probed is not None:
-            self.sink.mark(probed)
-
-    def take_stdio(self) -> tuple[Optional[int], Optional[int], Optional[int]]:
-        with self._lock:
-            stdio = (self._stdio[0], self._stdio[1], self._stdio[2])
-            self._stdio = [None, None, None]
-            return stdio
+        self.look_once()
 
     def _call(self, fn: str, *args: Any) -> tuple[Any, ...]:
         with self._lock:
@@ -311,7 +277,7 @@ class Gen2Process:
                 raise errors.InvalidState(fn, 0x80070006, subject=self.subject, message="the handle is closed")
             return self.vm.call(fn, self._handle, *args)
 
-    def _status(self) -> Optional[common.ProcessStatus]:
+    def status(self) -> Optional[common.ProcessStatus]:
         try:
             hr, props, result = self._call("HcsGetProcessProperties")
         except errors.InvalidState:
@@ -320,20 +286,6 @@ class Gen2Process:
             return None
         data = parse_json(props, "HcsGetProcessProperties")
         return common.ProcessStatus.from_json(data) if isinstance(data, dict) else None
-
-    def _probe(self) -> Optional[Notice]:
-        status = self._status()
-        if status is not None and status.exited:
-            return Notice("ProcessExited", data=status.dumps(), synthesized=True)
-        return None
-
-    def wait(self, timeout: Optional[float]) -> Optional[int]:
-        try:
-            notice = self.sink.wait("ProcessExited", timeout, operation="wait", subject=self.subject,
-                                    probe=self._probe, abort_on_exit=False)
-        except errors.HcsTimeout:
-            return None
-        return _exit_code(notice, self._status)
 
     def terminate(self) -> None:
         hr, result = self._call("HcsTerminateProcess")
@@ -360,21 +312,18 @@ class Gen2Process:
         check("HcsModifyProcess", hr, subject=self.subject, result=result)
 
     def close_stdin(self) -> None:
-        if self.sink.sticky("ProcessExited") is not None:
+        if self.exited:
             return  # HCS fails the request once the process has exited
         hr, result = self._call("HcsModifyProcess", documents.close_stdin_request().dumps())
         if hr in ALREADY_STOPPED or hr in GONE or hr == INVALID_STATE:
             return
         check("HcsModifyProcess", hr, subject=self.subject, result=result)
 
-    def _close_stdio(self) -> None:
-        _close_stdio(ProcessInformation(self.pid, *self.take_stdio()))
-
     def close(self) -> None:
         with self._lock:
             if self._handle is None:
                 return
-            self._close_stdio()
+            self.close_untaken_stdio()
             handle, self._handle = self._handle, None
             if self._cb_handle is not None:
                 self.vm.call("HcsUnregisterProcessCallback", self._cb_handle)
@@ -383,40 +332,3 @@ class Gen2Process:
                 self.vm.call("HcsCloseProcess", handle)
             REGISTRY.remove(self.token)
 
-
-def _close_stdio(info: Optional[ProcessInformation]) -> None:
-    from wincontainers._native.oshandle import handle_to_file
-
-    if info is None:
-        return
-    for h, mode in ((info.stdin, "wb"), (info.stdout, "rb"), (info.stderr, "rb")):
-        if h is not None:
-            try:
-                handle_to_file(h, mode).close()
-            except OSError:
-                pass
-
-
-def _exit_status(notice: Notice) -> ExitStatus:
-    data = parse_json(notice.data, "SystemExited") if notice.data else None
-    if isinstance(data, dict):
-        status = common.SystemExitStatus.from_json(data)
-        return ExitStatus(exit_type=status.exit_type or "GracefulExit", status=(status.status or 0) & 0xFFFFFFFF)
-    return ExitStatus(exit_type="GracefulExit")
-
-
-def _exit_code(notice: Notice, query: Any) -> int:
-    status = None
-    data = parse_json(notice.data, "ProcessExited") if notice.data else None
-    if isinstance(data, dict):
-        status = common.ProcessStatus.from_json(data)
-    if status is None or status.exit_code is None:
-        status = query()
-    if status is None:
-        raise errors.HcsError("HcsGetProcessProperties", message="the process exited but its exit code is unknown")
-    if status.last_wait_result:
-        raise errors.HcsError(
-            "HcsGetProcessProperties", status.last_wait_result,
-            message="HCS could not wait for the process; its exit code is not valid",
-        )
-    return int(status.exit_code or 0) & 0xFFFFFFFF

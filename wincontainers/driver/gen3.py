@@ -16,11 +16,11 @@ from typing import Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers._native.library import Binding, NativeDll, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
-from wincontainers.driver.events import REGISTRY, EventSink, Notice, event_callback
-from wincontainers.driver.gen2 import _close_stdio, _exit_code, _exit_status
+from wincontainers.driver.events import REGISTRY, Notice, event_callback
 from wincontainers.driver.layers import VmcomputeLayers
+from wincontainers.driver.watched import WatchedProcess, WatchedSystem, close_stdio
 from wincontainers.schema import common
 
 __all__ = ["Gen3Driver", "Gen3System", "Gen3Process", "Operation"]
@@ -70,7 +70,7 @@ class Operation:
     ) -> tuple[Optional[str], ProcessInformation]:
         hr, info, doc = self.cc.call("HcsWaitForOperationResultAndProcessInfo", self.handle, timeout_ms(timeout))
         if failed(hr):
-            _close_stdio(info)
+            close_stdio(info)
         self._check(hr, doc, timeout, operation, subject, ids)
         return doc, info
 
@@ -164,16 +164,14 @@ def _terminate_and_close(driver: Gen3Driver, handle: Any) -> None:
         driver.cc.call("HcsCloseComputeSystem", handle)
 
 
-class Gen3System:
+class Gen3System(WatchedSystem):
     """An open HCS_SYSTEM with its event callback."""
 
     def __init__(self, driver: Gen3Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False) -> None:
         self.driver = driver
         self.cc = driver.cc
         self.id = system_id
-        self.subject = errors.subject_for("container", system_id)
-        self.sink = EventSink(self.subject)
-        self.token = REGISTRY.add(self.sink)
+        super().__init__(errors.subject_for("container", system_id))
         self._handle = handle
         self._lock = threading.RLock()
         self._processes: "weakref.WeakSet[Gen3Process]" = weakref.WeakSet()
@@ -204,18 +202,6 @@ class Gen3System:
                 if failed(hr):
                     raise op.failure(fn, hr, self.subject, [self.id])
                 return op.wait(timeout, fn, self.subject, [self.id])
-
-    def _probe_exited(self) -> Optional[Notice]:
-        try:
-            props = self.properties()
-        except errors.NotFound:
-            return Notice("SystemExited", data=json.dumps({"ExitType": "UnexpectedExit"}), synthesized=True)
-        except errors.HcsError:
-            return None
-        if props.get("State") == "Stopped" or props.get("Stopped"):
-            return Notice("SystemExited", data=json.dumps({"ExitType": props.get("ExitType") or "GracefulExit"}),
-                          synthesized=True)
-        return None
 
     def start(self, timeout: Optional[float]) -> None:
         self._run("HcsStartComputeSystem", timeout, None)
@@ -262,14 +248,6 @@ class Gen3System:
         if not self._stop("HcsTerminateComputeSystem", timeout):
             raise errors.HcsTimeout("HcsTerminateComputeSystem", 0x80370118, subject=self.subject, ids=[self.id],
                                     message=f"the container did not exit within {timeout} s of terminate")
-
-    def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]:
-        try:
-            notice = self.sink.wait("SystemExited", timeout, operation="wait", subject=self.subject,
-                                    probe=self._probe_exited)
-        except errors.HcsTimeout:
-            return None
-        return _exit_status(notice)
 
     def properties(self, types: Sequence[str] = ()) -> dict[str, Any]:
         query = common.PropertyQuery(property_types=list(types)).dumps() if types else None
@@ -322,33 +300,23 @@ class Gen3System:
             REGISTRY.remove(self.token)
 
 
-class Gen3Process:
+class Gen3Process(WatchedProcess):
+    """An open HCS_PROCESS with its event callback and (until taken) its std handles."""
+
     def __init__(self, system: Gen3System, pid: int, handle: Any, info: Optional[ProcessInformation]) -> None:
+        super().__init__(pid, f"process {pid} in {system.subject}", info)
         self.system = system
         self.cc = system.cc
-        self.pid = pid
-        self.subject = f"process {pid} in {system.subject}"
         self._handle = handle
         self._lock = threading.RLock()
-        self._stdio: list[Optional[int]] = [info.stdin, info.stdout, info.stderr] if info else [None, None, None]
-        self.sink = EventSink(self.subject)
-        self.token = REGISTRY.add(self.sink)
         hr = self.cc.call("HcsSetProcessCallback", handle, 0, Binding.context(self.token), system.driver.callback)[0]
         if failed(hr):
             REGISTRY.remove(self.token)
-            _close_stdio(ProcessInformation(pid, *self.take_stdio()))
+            self.close_untaken_stdio()
             self.cc.call("HcsCloseProcess", handle)
             self._handle = None
             check("HcsSetProcessCallback", hr, subject=self.subject)
-        probed = self._probe()
-        if probed is not None:
-            self.sink.mark(probed)
-
-    def take_stdio(self) -> tuple[Optional[int], Optional[int], Optional[int]]:
-        with self._lock:
-            stdio = (self._stdio[0], self._stdio[1], self._stdio[2])
-            self._stdio = [None, None, None]
-            return stdio
+        self.look_once()
 
     def _run(self, fn: str, *args: Any, timeout: Optional[float] = 60) -> Optional[str]:
         with self._lock:
@@ -360,27 +328,13 @@ class Gen3Process:
                     raise op.failure(fn, hr, self.subject)
                 return op.wait(timeout, fn, self.subject)
 
-    def _status(self) -> Optional[common.ProcessStatus]:
+    def status(self) -> Optional[common.ProcessStatus]:
         try:
             doc = self._run("HcsGetProcessProperties", None)
         except errors.HcsError:
             return None
         data = parse_json(doc, "HcsGetProcessProperties")
         return common.ProcessStatus.from_json(data) if isinstance(data, dict) else None
-
-    def _probe(self) -> Optional[Notice]:
-        status = self._status()
-        if status is not None and status.exited:
-            return Notice("ProcessExited", data=status.dumps(), synthesized=True)
-        return None
-
-    def wait(self, timeout: Optional[float]) -> Optional[int]:
-        try:
-            notice = self.sink.wait("ProcessExited", timeout, operation="wait", subject=self.subject,
-                                    probe=self._probe, abort_on_exit=False)
-        except errors.HcsTimeout:
-            return None
-        return _exit_code(notice, self._status)
 
     def _ignoring_exited(self, fn: str, *args: Any) -> None:
         try:
@@ -400,7 +354,7 @@ class Gen3Process:
         self._run("HcsModifyProcess", documents.console_size_request(height, width).dumps())
 
     def close_stdin(self) -> None:
-        if self.sink.sticky("ProcessExited") is not None:
+        if self.exited:
             return
         self._ignoring_exited("HcsModifyProcess", documents.close_stdin_request().dumps())
 
@@ -408,7 +362,7 @@ class Gen3Process:
         with self._lock:
             if self._handle is None:
                 return
-            _close_stdio(ProcessInformation(self.pid, *self.take_stdio()))
+            self.close_untaken_stdio()
             handle, self._handle = self._handle, None
             self.cc.call("HcsCloseProcess", handle)
             REGISTRY.remove(self.token)

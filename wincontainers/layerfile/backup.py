@@ -1,0 +1,181 @@
+"""The Win32 backup stream (what BackupRead returns and BackupWrite takes), streaming.
+
+A backup stream is a sequence of WIN32_STREAM_ID headers (20 packed bytes plus a UTF-16 name),
+each followed by its data, with no padding (layer-format.md 1.9). :class:`BackupWriter` writes
+one with data copied from file objects in chunks; :class:`BackupReader` walks one, handing out
+each stream's data as a bounded reader, so a large file never sits in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import IO, Iterator, Optional
+
+import attrs
+
+__all__ = [
+    "StreamId",
+    "StreamAttributes",
+    "StreamHeader",
+    "BackupWriter",
+    "BackupReader",
+    "BackupError",
+    "encode_streams",
+    "decode_streams",
+    "copy_exact",
+]
+
+HEADER = struct.Struct("<IIqI")  # dwStreamId, dwStreamAttributes, Size, dwStreamNameSize
+CHUNK = 1 << 20
+
+
+class StreamId(enum.IntEnum):
+    INVALID = 0
+    DATA = 1
+    EA_DATA = 2
+    SECURITY_DATA = 3
+    ALTERNATE_DATA = 4
+    LINK = 5
+    PROPERTY_DATA = 6
+    OBJECT_ID = 7
+    REPARSE_DATA = 8
+    SPARSE_BLOCK = 9
+    TXFS_DATA = 10
+    GHOSTED_FILE_EXTENTS = 11
+
+
+class StreamAttributes(enum.IntFlag):
+    NORMAL = 0
+    MODIFIED_WHEN_READ = 1
+    CONTAINS_SECURITY = 2
+    CONTAINS_PROPERTIES = 4
+    SPARSE = 8
+    CONTAINS_GHOSTED_FILE_EXTENTS = 0x10
+
+
+class BackupError(ValueError):
+    """A malformed backup stream."""
+
+
+@attrs.frozen
+class StreamHeader:
+    id: int
+    size: int
+    name: str = ""
+    attributes: int = 0
+
+
+def copy_exact(src: IO[bytes], dst: IO[bytes], size: int) -> None:
+    """Copy exactly ``size`` bytes in chunks; a short source is an error."""
+    remaining = size
+    while remaining:
+        chunk = src.read(min(CHUNK, remaining))
+        if not chunk:
+            raise BackupError(f"source ended {remaining} bytes early")
+        dst.write(chunk)
+        remaining -= len(chunk)
+
+
+class BackupWriter:
+    """Writes streams in the order BackupWrite expects them from a layer entry:
+    security, EAs, reparse data, data, then alternate data streams."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.written = 0
+
+    def _header(self, stream_id: int, size: int, name: str = "", attributes: int = 0) -> None:
+        raw = name.encode("utf-16-le", "surrogatepass")
+        self.out.write(HEADER.pack(stream_id, attributes, size, len(raw)) + raw)
+        self.written += HEADER.size + len(raw) + size
+
+    def stream(self, stream_id: int, data: bytes, name: str = "", attributes: int = 0) -> None:
+        self._header(stream_id, len(data), name, attributes)
+        self.out.write(data)
+
+    def stream_from(self, stream_id: int, size: int, source: IO[bytes], name: str = "") -> None:
+        self._header(stream_id, size, name)
+        copy_exact(source, self.out, size)
+
+    def security(self, descriptor: bytes) -> None:
+        self.stream(StreamId.SECURITY_DATA, descriptor)
+
+    def eas(self, buffer: bytes) -> None:
+        self.stream(StreamId.EA_DATA, buffer)
+
+    def reparse(self, buffer: bytes) -> None:
+        self.stream(StreamId.REPARSE_DATA, buffer)
+
+    def data(self, size: int, source: IO[bytes]) -> None:
+        self.stream_from(StreamId.DATA, size, source)
+
+    def alternate(self, stream: str, size: int, source: IO[bytes]) -> None:
+        """An alternate data stream; ``stream`` is the bare name (``Zone.Identifier``)."""
+        self.stream_from(StreamId.ALTERNATE_DATA, size, source, f":{stream}:$DATA")
+
+
+class _Bounded:
+    """Reads at most ``size`` bytes of the underlying stream."""
+
+    def __init__(self, src: IO[bytes], size: int) -> None:
+        self.src = src
+        self.remaining = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        n = self.remaining if n < 0 else min(n, self.remaining)
+        data = self.src.read(n)
+        if len(data) < n and n:
+            raise BackupError("backup stream truncated inside a stream's data")
+        self.remaining -= len(data)
+        return data
+
+    def skip(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+class BackupReader:
+    """Iterates ``(header, data)`` over a backup stream; read each ``data`` before the next step."""
+
+    def __init__(self, src: IO[bytes]) -> None:
+        self.src = src
+        self._current: Optional[_Bounded] = None
+
+    def __iter__(self) -> Iterator[tuple[StreamHeader, _Bounded]]:
+        while True:
+            if self._current is not None:
+                self._current.skip()
+            raw = self.src.read(HEADER.size)
+            if not raw:
+                return
+            if len(raw) < HEADER.size:
+                raise BackupError("truncated WIN32_STREAM_ID header")
+            stream_id, attributes, size, name_size = HEADER.unpack(raw)
+            if size < 0 or name_size % 2 or name_size > 65536:
+                raise BackupError("malformed WIN32_STREAM_ID header")
+            raw_name = self.src.read(name_size)
+            if len(raw_name) < name_size:
+                raise BackupError("truncated stream name")
+            header = StreamHeader(stream_id, size, raw_name.decode("utf-16-le", "surrogatepass"), attributes)
+            self._current = _Bounded(self.src, size)
+            yield header, self._current
+
+
+def encode_streams(streams: list[tuple[StreamHeader, bytes]]) -> bytes:
+    """A whole stream in memory (small metadata-only streams and tests)."""
+    import io
+
+    buf = io.BytesIO()
+    writer = BackupWriter(buf)
+    for header, data in streams:
+        writer.stream(header.id, data, header.name, header.attributes)
+    return buf.getvalue()
+
+
+def decode_streams(data: bytes) -> list[tuple[StreamHeader, bytes]]:
+    import io
+
+    return [(h, body.read()) for h, body in BackupReader(io.BytesIO(data))]

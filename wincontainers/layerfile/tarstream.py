@@ -1,0 +1,312 @@
+"""Tar at the byte level: a streaming header parser with limits, and a header writer.
+
+Our own rather than :mod:`tarfile`: the reader must see the raw name bytes (to report names
+that are not UTF-8 or not UTF-16), cap the size of PAX headers before reading them (a hostile
+tar could ask for gigabytes), and never buffer entry data; the writer must produce exactly what
+Go's ``archive/tar`` (used by hcsshim/go-winio) writes, so exports are byte-identical.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Iterator, Mapping, Optional
+
+import attrs
+
+__all__ = [
+    "BLOCK",
+    "TarFormatError",
+    "RawHeader",
+    "EntryData",
+    "iter_headers",
+    "pax_record",
+    "header_block",
+    "split_ustar_path",
+    "MAX_PAX_SIZE",
+    "MAX_NAME_SIZE",
+]
+
+BLOCK = 512
+MAX_PAX_SIZE = 1 << 20  # Go's limit too (CVE-2022-2879)
+MAX_NAME_SIZE = 65536
+_ZERO = b"\0" * BLOCK
+
+
+class TarFormatError(ValueError):
+    """The stream is not a well-formed tar (or breaks a safety limit)."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} (at byte {offset})")
+        self.offset = offset
+
+
+@attrs.define
+class RawHeader:
+    name: bytes
+    linkname: bytes
+    typeflag: str
+    size: int
+    mode: int
+    mtime: int
+    pax: dict[str, bytes]
+    offset: int  # where the entry's first header starts
+    header_size: int  # PAX + long-name blocks + the header itself
+
+
+class EntryData:
+    """The current entry's data; reading past its end returns nothing."""
+
+    def __init__(self, stream: "_Stream", size: int) -> None:
+        self._stream = stream
+        self.remaining = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        n = self.remaining if n is None or n < 0 else min(n, self.remaining)
+        data = self._stream.read(n)
+        if len(data) < n:
+            raise TarFormatError("the tar ends inside an entry's data", self._stream.offset)
+        self.remaining -= len(data)
+        return data
+
+    def readinto(self, b: bytearray) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def skip(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+class _Stream:
+    def __init__(self, src: IO[bytes]) -> None:
+        self.src = src
+        self.offset = 0
+
+    def read(self, n: int) -> bytes:
+        chunks = []
+        while n:
+            data = self.src.read(n)
+            if not data:
+                break
+            chunks.append(data)
+            n -= len(data)
+            self.offset += len(data)
+        return b"".join(chunks)
+
+
+def _number(field: bytes, what: str, offset: int) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256
+        value = int.from_bytes(field[1:], "big")
+        if field[0] & 0x40:
+            value -= 1 << (8 * len(field[1:]))
+        return value
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarFormatError(f"bad {what} field {text!r}", offset) from None
+
+
+def _checksum_ok(block: bytes) -> bool:
+    stored = block[148:156].split(b"\0", 1)[0].strip(b" ")
+    try:
+        want = int(stored, 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    if want == unsigned:
+        return True
+    # Some old tars summed signed chars.
+    high = sum(1 for b in block[:148] if b > 127) + sum(1 for b in block[156:] if b > 127)
+    return want == unsigned - 256 * high
+
+
+def _parse_pax(data: bytes, offset: int) -> dict[str, bytes]:
+    records: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:pos + 1] == b"\0":
+            break
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise TarFormatError("malformed PAX record (no length)", offset)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarFormatError("malformed PAX record length", offset) from None
+        end = pos + length
+        if length <= 0 or end > len(data) or data[end - 1:end] != b"\n":
+            raise TarFormatError("malformed PAX record", offset)
+        key, eq, value = data[space + 1:end - 1].partition(b"=")
+        if not eq:
+            raise TarFormatError("PAX record without '='", offset)
+        records[key.decode("utf-8", "replace")] = value
+        pos = end
+    return records
+
+
+def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[tuple[RawHeader, EntryData]]:
+    """Entries of a tar stream; each entry's data must be read (or skipped) before the next."""
+    stream = _Stream(src)
+    global_pax: dict[str, bytes] = {}
+    current: Optional[EntryData] = None
+    current_size = 0
+    while True:
+        if current is not None:
+            current.skip()
+            pad = (-current_size) % BLOCK
+            if pad and len(stream.read(pad)) < pad:
+                raise TarFormatError("the tar ends inside padding", stream.offset)
+        start = stream.offset
+        pax: dict[str, bytes] = dict(global_pax)
+        long_name: Optional[bytes] = None
+        long_link: Optional[bytes] = None
+        while True:
+            block = stream.read(BLOCK)
+            if not block or block == _ZERO:
+                return  # end of archive (a second zero block, and anything after, is not ours to check)
+            if len(block) < BLOCK:
+                raise TarFormatError("truncated tar header", stream.offset)
+            if not _checksum_ok(block):
+                raise TarFormatError("tar header checksum mismatch", stream.offset - BLOCK)
+            typeflag = chr(block[156]) if block[156] else "0"
+            size = _number(block[124:136], "size", stream.offset)
+            if size < 0:
+                raise TarFormatError("negative entry size", stream.offset)
+            if typeflag in ("x", "g", "L", "K"):
+                if size > max_pax_size:
+                    raise TarFormatError(
+                        f"extended header of {size} bytes is larger than the {max_pax_size}-byte limit",
+                        stream.offset,
+                    )
+                data = stream.read(size)
+                if len(data) < size:
+                    raise TarFormatError("the tar ends inside an extended header", stream.offset)
+                pad = (-size) % BLOCK
+                stream.read(pad)
+                if typeflag == "x":
+                    pax.update(_parse_pax(data, stream.offset))
+                elif typeflag == "g":
+                    global_pax.update(_parse_pax(data, stream.offset))
+                    pax.update(global_pax)
+                elif typeflag == "L":
+                    long_name = data.rstrip(b"\0")
+                else:
+                    long_link = data.rstrip(b"\0")
+                continue
+            break
+        name = block[0:100].split(b"\0", 1)[0]
+        magic = block[257:263]
+        if magic == b"ustar\0":
+            prefix = block[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        if long_name is not None:
+            name = long_name
+        if "path" in pax:
+            name = pax["path"]
+        linkname = block[157:257].split(b"\0", 1)[0]
+        if long_link is not None:
+            linkname = long_link
+        if "linkpath" in pax:
+            linkname = pax["linkpath"]
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise TarFormatError("bad PAX size record", stream.offset) from None
+        if len(name) > MAX_NAME_SIZE or len(linkname) > MAX_NAME_SIZE:
+            raise TarFormatError("entry name longer than 64 KiB", stream.offset)
+        header = RawHeader(
+            name=name, linkname=linkname, typeflag=typeflag, size=size if typeflag not in ("1", "2", "5") else 0,
+            mode=_number(block[100:108], "mode", stream.offset), mtime=_number(block[136:148], "mtime", stream.offset),
+            pax=pax, offset=start, header_size=stream.offset - start,
+        )
+        current_size = size if typeflag not in ("1", "2", "5") else 0
+        current = EntryData(stream, current_size)
+        yield header, current
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """``"<len> <key>=<value>\\n"`` where ``<len>`` counts the whole record."""
+    body = f" {key}={value}\n".encode("utf-8", "surrogateescape")
+    size = len(body) + 1
+    while len(str(size)) + len(body) != size:
+        size = len(str(size)) + len(body)
+    return str(size).encode() + body
+
+
+def _octal(value: int, width: int) -> bytes:
+    digits = format(value, "o")
+    return digits.rjust(width - 1, "0").encode() + b"\0"
+
+
+def split_ustar_path(name: bytes) -> Optional[tuple[bytes, bytes]]:
+    """(prefix, name) so that prefix/name == name within USTAR's 155/100 bytes, or None."""
+    if len(name) <= 100:
+        return b"", name
+    if len(name) > 256:
+        return None
+    i = len(name) - 1
+    while i > 0:
+        i = name.rfind(b"/", 0, i)
+        if i <= 0:
+            return None
+        if i <= 155 and len(name) - i - 1 <= 100 and len(name) - i - 1 > 0:
+            return name[:i], name[i + 1:]
+    return None
+
+
+def _ascii(s: str) -> bytes:
+    return "".join(c for c in s if ord(c) < 0x80).encode("ascii")
+
+
+def header_block(
+    *,
+    name: str,
+    typeflag: str,
+    size: int = 0,
+    mode: int = 0,
+    mtime: int = 0,
+    linkname: str = "",
+    prefix: bytes = b"",
+    raw_name: Optional[bytes] = None,
+) -> bytes:
+    """One 512-byte USTAR header as Go writes it (octal fields zero-padded, NUL-terminated)."""
+    block = bytearray(BLOCK)
+    nb = raw_name if raw_name is not None else _ascii(name)
+    block[0:len(nb[:100])] = nb[:100]
+    block[100:108] = _octal(mode, 8)
+    block[108:116] = _octal(0, 8)
+    block[116:124] = _octal(0, 8)
+    block[124:136] = _octal(size, 12)
+    block[136:148] = _octal(mtime, 12)
+    block[156] = ord(typeflag)
+    lb = _ascii(linkname)[:100]
+    block[157:157 + len(lb)] = lb
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    block[329:337] = _octal(0, 8)
+    block[337:345] = _octal(0, 8)
+    block[345:345 + len(prefix)] = prefix
+    block[148:156] = b" " * 8
+    checksum = sum(block)
+    block[148:155] = _octal(checksum, 7)
+    block[155] = 0x20
+    return bytes(block)
+
+
+def pax_block(name: str, records: Mapping[str, str]) -> bytes:
+    """The ``x`` header (plus its padded data) Go writes in front of a PAX entry."""
+    data = b"".join(pax_record(k, records[k]) for k in sorted(records))
+    head, _, base = name.rpartition("/")
+    xname = f"{head}/PaxHeaders.0/{base}" if head else f"PaxHeaders.0/{base}"
+    block = header_block(name="", typeflag="x", size=len(data), raw_name=_ascii(xname)[:100].rstrip(b"/"))
+    return block + data + b"\0" * ((-len(data)) % BLOCK)

@@ -332,6 +332,8 @@ class LayerWriter:
                     records["MSWINDOWS.rawsd"] = base64.b64encode(entry.security).decode("ascii")
                 for ea_name, value in entry.xattrs.items():
                     records[f"MSWINDOWS.xattr.{ea_name}"] = base64.b64encode(value).decode("ascii")
+                for key, text in entry.pax_extra.items():  # records we do not interpret travel as they came
+                    records.setdefault(key, text)
             if entry.last_access_time is not None:
                 records["atime"] = times.filetime_to_pax(entry.last_access_time)
             if entry.change_time is not None:

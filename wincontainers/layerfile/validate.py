@@ -182,6 +182,8 @@ def validate_name(name: str) -> list[tuple[str, str]]:
     if re.match(r"^[A-Za-z]:", name):
         problems.append(("drive-path", "the name starts with a drive letter"))
     parts = [p for p in name.replace("\\", "/").split("/")]
+    if any(":" in part for part in parts[:-1]):
+        problems.append(("colon", "a folder name contains ':'"))
     for i, part in enumerate(parts):
         if part == "..":
             problems.append(("path-traversal", "a path component is '..'"))
@@ -258,7 +260,9 @@ class LayerChecker:
             self._check_stream(entry)
             return
         self._previous_file = name if entry.kind in (EntryKind.FILE, EntryKind.DIRECTORY) else None
-        problems = validate_name(name)
+        # A whiteout's own basename (.wh.<name>) is checked as the name it deletes.
+        problems = validate_name(name.rpartition("/")[0] or name) if entry.kind is EntryKind.WHITEOUT \
+            else validate_name(name)
         problems += [(r, m) for r, m in _namespace_problems(name) if r not in {p[0] for p in problems}]
         for rule, message in problems:
             self.add(name, rule, message)

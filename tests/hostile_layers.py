@@ -13,7 +13,6 @@ from typing import Any, Optional
 import attrs
 
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerWriter
-from wincontainers.layerfile.reparse import encode_reparse
 from wincontainers.layerfile.security import SD_SAMPLE_NO_DACL
 from wincontainers.layerfile.tarstream import BLOCK, header_block, pax_record
 from wincontainers.layerfile.validate import REPARSE_EXTENSION

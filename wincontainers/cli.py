@@ -74,6 +74,34 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     rm.add_argument("containers", nargs="+")
 
+    layer = sub.add_parser("layer", help="import, export, check, list and remove layers")
+    lsub = layer.add_subparsers(dest="layer_command", metavar="COMMAND")
+    lsub.required = True
+    limp = lsub.add_parser("import", help="import a layer tar (checked first; refused with the reasons)")
+    limp.add_argument("--parent", action="append", default=[], metavar="L",
+                      help="parent layer (id or folder), nearest first; repeat for the chain")
+    limp.add_argument("--base", action="store_true", help="import as a base layer")
+    limp.add_argument("--no-check", action="store_true", help="skip the check (vmcompute will say the rest)")
+    limp.add_argument("file")
+    lexp = lsub.add_parser("export", help="export a layer (a container's sandbox: its changes) as a tar")
+    lexp.add_argument("--compression", choices=("none", "gzip", "zstd"), default="none")
+    lexp.add_argument("--unsupported-reparse", choices=("error", "keep", "skip"), default="error",
+                      help="what to do with WSL/LX symlinks and other reparse points a tar cannot carry")
+    lexp.add_argument("layer")
+    lexp.add_argument("file")
+    lchk = lsub.add_parser("check", help="report what in a layer tar would break an import (exit 1) or "
+                                         "the file cannot be read (exit 2)")
+    lchk.add_argument("--json", action="store_true", help="the report as JSON")
+    lchk.add_argument("--parent", action="append", default=[], metavar="DIR",
+                      help="parent layer folder, to check hard links into it")
+    lchk.add_argument("--base", action="store_true", help="check as a base layer")
+    lchk.add_argument("file")
+    lls = lsub.add_parser("ls", help="list layers")
+    lls.add_argument("-q", "--quiet", action="store_true", help="print ids only")
+    lrm = lsub.add_parser("rm", help="remove layers")
+    lrm.add_argument("-f", "--force", action="store_true", help="even when other layers use them")
+    lrm.add_argument("layers", nargs="+")
+
     sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
     sim.add_argument("action", choices=("start", "stop", "status"))
     return parser
@@ -333,6 +361,74 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
 
 
+def cmd_layer(args: argparse.Namespace) -> int:
+    if args.layer_command == "check":
+        return _layer_check(args)
+    from wincontainers.layers import LayerRejected
+
+    host = _open_host(args)
+    progress = sys.stderr.isatty()
+    if args.layer_command == "import":
+        try:
+            layer = host.layers.import_tar(args.file, args.parent, base=True if args.base else None,
+                                           check=not args.no_check, progress=progress)
+        except LayerRejected as exc:
+            for finding in exc.report.findings:
+                print(finding.line(), file=sys.stderr)
+            print(f"wincontainers: {len(exc.report.errors)} problem(s); nothing was imported", file=sys.stderr)
+            return 1
+        print(layer.id)
+        return 0
+    if args.layer_command == "export":
+        result = host.layers.export_tar(args.layer, args.file, compression=args.compression,
+                                        unsupported_reparse=args.unsupported_reparse, progress=progress)
+        print(result.diff_id)
+        return 0
+    if args.layer_command == "ls":
+        layers = host.layers.list()
+        if args.quiet:
+            for layer in layers:
+                print(layer.id)
+            return 0
+        table = [("LAYER ID", "KIND", "PARENTS", "SIZE", "DIFF ID")]
+        for layer in layers:
+            table.append((layer.short_id, layer.kind, str(len(layer.parents)),
+                          _size(layer.size) if layer.size is not None else "-", (layer.diff_id or "-")[:19]))
+        _print_table(table)
+        return 0
+    status = 0
+    for ref in args.layers:
+        try:
+            host.layers.destroy(ref, force=args.force)
+            print(ref)
+        except errors.WincontainersError as exc:
+            print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _layer_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wincontainers.layerfile import check_layer
+
+    if not os.path.isfile(args.file) or not os.access(args.file, os.R_OK):
+        print(f"wincontainers: cannot read {args.file}", file=sys.stderr)
+        return 2
+    report = check_layer(args.file, parents=[Path(p) for p in args.parent], base=True if args.base else None)
+    unreadable = report.entries == 0 and report.rules() & {"malformed-tar", "bad-metadata"}
+    if args.json:
+        print(report.dumps())
+    else:
+        for finding in report.findings:
+            print(finding.line())
+        print(f"{report.entries} entries, {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+              + (f", diff ID {report.diff_id}" if report.diff_id else ""), file=sys.stderr)
+    if unreadable:
+        return 2
+    return 0 if report.ok else 1
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": cmd_info,
     "run": cmd_run,
@@ -341,6 +437,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "stop": cmd_stop,
     "kill": cmd_kill,
     "rm": cmd_rm,
+    "layer": cmd_layer,
     "sim": cmd_sim,
 }
 

@@ -24,6 +24,7 @@ from wincontainers._native import library, oshandle
 from wincontainers.container import ContainerCollection
 from wincontainers.driver import Driver, open_driver
 from wincontainers.driver.base import LayerRef
+from wincontainers.layers import LayerCollection
 from wincontainers.records import ContainerRecord, RecordStore
 
 __all__ = ["Host", "BaseImage"]
@@ -65,6 +66,7 @@ class Host:
         self.layers_root.mkdir(parents=True, exist_ok=True)
         self.records = RecordStore(state_dir)
         self.containers = ContainerCollection(self)
+        self.layers = LayerCollection(self)
 
     @classmethod
     def open(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from wincontainers.driver.base import ProcessSpec, SystemSpec
+from typing import Sequence
+
+from wincontainers.driver.base import LayerRef, ProcessSpec, SystemSpec
 from wincontainers.schema import common, v1, v2
 
-__all__ = ["container_v1", "container_v2", "process_v1", "process_v2"]
+__all__ = ["container_v1", "container_v2", "process_v1", "process_v2", "layer_data"]
 
 
 def container_v1(spec: SystemSpec) -> v1.ContainerConfig:
@@ -79,6 +81,14 @@ def process_v2(spec: ProcessSpec) -> v2.ProcessParameters:
         create_std_out_pipe=True,
         create_std_err_pipe=not spec.console,
         user=spec.user,
+    )
+
+
+def layer_data(parents: Sequence[LayerRef]) -> v2.LayerData:
+    """computestorage's LayerData: the parent chain, nearest first."""
+    return v2.LayerData(
+        schema_version=v2.SCHEMA_2_1(),
+        layers=[v2.Layer(id=str(layer.id), path=layer.path) for layer in parents],
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers._native.library import Binding, NativeDll, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import LayerRef, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, Notice, event_callback
 from wincontainers.driver.layers import VmcomputeLayers
@@ -146,6 +146,17 @@ class Gen3Driver(VmcomputeLayers):
         return dict(parse_json(result, "HcsGetServiceProperties") or {})
 
     # -- layers: vmcompute's API (VmcomputeLayers), except that computestorage destroys ----
+
+    def import_layer(self, path: str, folder: str, parents: Sequence[LayerRef]) -> None:
+        """HcsImportLayer (computestorage) with the parents as LayerData."""
+        hr = self.cs.call("HcsImportLayer", path, folder, documents.layer_data(parents).dumps())[0]
+        check("HcsImportLayer", hr, subject=errors.subject_for("layer", path), ids=[path, folder])
+
+    def export_layer(self, path: str, folder: str, parents: Sequence[LayerRef], writable: bool = False) -> None:
+        """HcsExportLayer; a sandbox is exported as a writable layer."""
+        options = json.dumps({"IsWritableLayer": writable})
+        hr = self.cs.call("HcsExportLayer", path, folder, documents.layer_data(parents).dumps(), options)[0]
+        check("HcsExportLayer", hr, subject=errors.subject_for("layer", path), ids=[path, folder])
 
     def destroy_layer(self, path: str) -> None:
         hr = self.cs.call("HcsDestroyLayer", path)[0]

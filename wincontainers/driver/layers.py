@@ -86,6 +86,34 @@ class VmcomputeLayers:
         check("DestroyLayer", self.vm.call("DestroyLayer", self._info, path)[0], subject=self._subject(path),
               ids=[path])
 
+    def import_layer(self, path: str, folder: str, parents: Sequence[LayerRef]) -> None:
+        """ImportLayer: a transport folder into a new layer at ``path``."""
+        descs, n = self._descriptors(parents)
+        hr = self.vm.call("ImportLayer", self._info, path, folder, descs, n)[0]
+        check("ImportLayer", hr, subject=self._subject(path), ids=[path, folder, *(p.path for p in parents)])
+
+    def export_layer(self, path: str, folder: str, parents: Sequence[LayerRef], writable: bool = False) -> None:
+        """ExportLayer: a layer (a sandbox: its changes) into a transport folder."""
+        descs, n = self._descriptors(parents)
+        hr = self.vm.call("ExportLayer", self._info, path, folder, descs, n)[0]
+        check("ExportLayer", hr, subject=self._subject(path), ids=[path, folder, *(p.path for p in parents)])
+
+    def process_base_image(self, path: str) -> None:
+        """ProcessBaseImage (Server 2016+): hives and scratch templates of a base layer.
+
+        TP3 has no such call (its base images come installed in the central store): there
+        the layer is used as written.
+        """
+        if not self.vm.has("ProcessBaseImage"):
+            return
+        check("ProcessBaseImage", self.vm.call("ProcessBaseImage", path)[0], subject=self._subject(path), ids=[path])
+
+    def process_utility_image(self, path: str) -> None:
+        if not self.vm.has("ProcessUtilityImage"):
+            return
+        check("ProcessUtilityImage", self.vm.call("ProcessUtilityImage", path)[0], subject=self._subject(path),
+              ids=[path])
+
     def layer_mount_path(self, path: str) -> str:
         """GetLayerMountPath's two-call protocol: ask the length, then fill a buffer."""
         fn = self.vm.raw("GetLayerMountPath")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import IO, Iterator, Optional
+from typing import IO, Iterator, Optional, Protocol
 
 import attrs
 
@@ -24,6 +24,7 @@ __all__ = [
     "encode_streams",
     "decode_streams",
     "copy_exact",
+    "Readable",
 ]
 
 HEADER = struct.Struct("<IIqI")  # dwStreamId, dwStreamAttributes, Size, dwStreamNameSize
@@ -54,6 +55,12 @@ class StreamAttributes(enum.IntFlag):
     CONTAINS_GHOSTED_FILE_EXTENTS = 0x10
 
 
+class Readable(Protocol):
+    """Anything with ``read(n)``: files, tar entry data, bounded readers."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class BackupError(ValueError):
     """A malformed backup stream."""
 
@@ -66,7 +73,7 @@ class StreamHeader:
     attributes: int = 0
 
 
-def copy_exact(src: IO[bytes], dst: IO[bytes], size: int) -> None:
+def copy_exact(src: Readable, dst: IO[bytes], size: int) -> None:
     """Copy exactly ``size`` bytes in chunks; a short source is an error."""
     remaining = size
     while remaining:
@@ -94,7 +101,7 @@ class BackupWriter:
         self._header(stream_id, len(data), name, attributes)
         self.out.write(data)
 
-    def stream_from(self, stream_id: int, size: int, source: IO[bytes], name: str = "") -> None:
+    def stream_from(self, stream_id: int, size: int, source: Readable, name: str = "") -> None:
         self._header(stream_id, size, name)
         copy_exact(source, self.out, size)
 
@@ -107,10 +114,10 @@ class BackupWriter:
     def reparse(self, buffer: bytes) -> None:
         self.stream(StreamId.REPARSE_DATA, buffer)
 
-    def data(self, size: int, source: IO[bytes]) -> None:
+    def data(self, size: int, source: Readable) -> None:
         self.stream_from(StreamId.DATA, size, source)
 
-    def alternate(self, stream: str, size: int, source: IO[bytes]) -> None:
+    def alternate(self, stream: str, size: int, source: Readable) -> None:
         """An alternate data stream; ``stream`` is the bare name (``Zone.Identifier``)."""
         self.stream_from(StreamId.ALTERNATE_DATA, size, source, f":{stream}:$DATA")
 

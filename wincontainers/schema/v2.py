@@ -10,7 +10,7 @@ from wincontainers.schema._document import Document, json_field
 
 __all__ = [
     "Version", "Layer", "Storage", "MappedDirectory", "GuestOs", "Memory", "Processor", "Networking",
-    "Container", "ComputeSystem", "ProcessParameters", "SCHEMA_2_1",
+    "Container", "ComputeSystem", "ProcessParameters", "LayerData", "SCHEMA_2_1",
 ]
 
 
@@ -96,6 +96,15 @@ class ComputeSystem(Document):
     hosting_system_id: Optional[str] = json_field()
     container: Optional[Container] = json_field()
     should_terminate_on_last_handle_closed: Optional[bool] = json_field()
+
+
+@attrs.define
+class LayerData(Document):
+    """computestorage's description of a layer chain (HcsImportLayer, HcsExportLayer...)."""
+
+    schema_version: Optional[Version] = json_field()
+    layers: Optional[list[Layer]] = json_field()
+    filter_type: Optional[str] = json_field()
 
 
 @attrs.define

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from wincontainers.sim.wire import dumps
+from wincontainers.sim import layerio
 from wincontainers.sim import storage as st
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.model import ComputeSystem, SimProcess
@@ -214,9 +215,67 @@ def grant_vm_access(svc: Service, call: Call, vm_id: Optional[str], path: Option
         raise Fail(0x80070002, f"{path!r} does not exist")
 
 
-for _name, _fmt in (("ExportLayer", "dssL"), ("ImportLayer", "dssL"), ("CopyLayer", "dssL"),
-                    ("ProcessBaseImage", "s"), ("ProcessUtilityImage", "s")):
-    api("vmcompute", _name, _fmt)(_not_yet("layer transport arrives with the layer tar support"))
+def _parents(svc: Service, descriptors: list[Any]) -> list[Path]:
+    with svc.lock:
+        return svc.storage.check_descriptors(descriptors)
+
+
+def _import(svc: Service, layer: Path, folder: Optional[str], parents: list[Path]) -> None:
+    if not folder:
+        raise Fail(E_INVALIDARG, "no import folder")
+    layerio.import_transport(Path(folder), layer, parents)
+
+
+def _export(svc: Service, layer: Path, folder: Optional[str]) -> None:
+    if not folder:
+        raise Fail(E_INVALIDARG, "no export folder")
+    with svc.lock:
+        volume = svc.storage.export_source(layer, _running_volumes(svc))
+    layerio.export_layer(layer, Path(folder), volume=volume)
+
+
+@api("vmcompute", "ImportLayer", "dssL", blocking=True)
+def import_layer(svc: Service, call: Call, info: Any, layer_id: Optional[str], folder: Optional[str],
+                 layers: list[Any]) -> None:
+    _import(svc, svc.storage.layer_path(info, layer_id), folder, _parents(svc, layers))
+
+
+@api("vmcompute", "ExportLayer", "dssL", blocking=True)
+def export_layer(svc: Service, call: Call, info: Any, layer_id: Optional[str], folder: Optional[str],
+                 layers: list[Any]) -> None:
+    _parents(svc, layers)
+    _export(svc, svc.storage.layer_path(info, layer_id), folder)
+
+
+@api("vmcompute", "CopyLayer", "dssL", blocking=True)
+def copy_layer(svc: Service, call: Call, info: Any, src: Optional[str], dst: Optional[str], layers: list[Any]) -> None:
+    """TP3's commit: a sandbox's changes become a read-only layer."""
+    import tempfile
+
+    parents = _parents(svc, layers)
+    source, target = svc.storage.layer_path(info, src), svc.storage.layer_path(info, dst)
+    with tempfile.TemporaryDirectory(prefix="wcsim-copy-", dir=target.parent) as tmp:
+        _export(svc, source, tmp)
+        layerio.import_transport(Path(tmp), target, parents)
+
+
+def _process_base(path: Optional[str]) -> None:
+    if not path or not (Path(path) / "Files").is_dir():
+        raise Fail(0x80070003, f"{path!r} is not a layer folder with Files")
+    layerio.process_base_image(Path(path))
+
+
+@api("vmcompute", "ProcessBaseImage", "s", blocking=True)
+def process_base_image(svc: Service, call: Call, path: Optional[str]) -> None:
+    _process_base(path)
+
+
+@api("vmcompute", "ProcessUtilityImage", "s", blocking=True)
+def process_utility_image(svc: Service, call: Call, path: Optional[str]) -> None:
+    if not path or not Path(path).is_dir():
+        raise Fail(0x80070003, f"{path!r} is not a UtilityVM folder")
+    for name in ("SystemTemplateBase.vhdx", "SystemTemplate.vhdx"):
+        (Path(path) / name).write_bytes(b"vhdxfile (simulated)\n")
 
 
 # == gen2: handle-based API (vmcompute on 2016 and later) ========================================
@@ -662,9 +721,43 @@ def hcs3_destroy_layer(svc: Service, call: Call, layer_path: Optional[str]) -> N
         svc.storage.destroy(svc.storage.layer_path([0, ""], layer_path), _running_volumes(svc))
 
 
+def _layer_data_parents(svc: Service, call: Call, text: Optional[str]) -> list[Path]:
+    doc = _loads(text, call, "LayerData")
+    layers = _get(doc, "Layers", default=[]) or []
+    descriptors = []
+    for layer in layers if isinstance(layers, list) else []:
+        path = _get(layer, "Path")
+        try:
+            guid = Guid.parse(str(_get(layer, "Id", default="")))
+        except ValueError:
+            raise Fail(E_INVALIDARG, f"LayerData has a bad layer Id {_get(layer, 'Id')!r}") from None
+        descriptors.append((guid, 0, path))
+    return _parents(svc, descriptors)
+
+
+@api("computestorage", "HcsImportLayer", "sss", blocking=True)
+def hcs3_import_layer(svc: Service, call: Call, layer_path: Optional[str], folder: Optional[str],
+                      layer_data: Optional[str]) -> None:
+    _import(svc, svc.storage.layer_path([0, ""], layer_path), folder, _layer_data_parents(svc, call, layer_data))
+
+
+@api("computestorage", "HcsExportLayer", "ssss", blocking=True)
+def hcs3_export_layer(svc: Service, call: Call, layer_path: Optional[str], folder: Optional[str],
+                      layer_data: Optional[str], options: Optional[str]) -> None:
+    _layer_data_parents(svc, call, layer_data)
+    _loads(options, call, "export options")
+    _export(svc, svc.storage.layer_path([0, ""], layer_path), folder)
+
+
+@api("computestorage", "HcsSetupBaseOSLayer", "sxs", blocking=True)
+def hcs3_setup_base_os_layer(svc: Service, call: Call, layer_path: Optional[str], vhd: int,
+                             options: Optional[str]) -> None:
+    _loads(options, call, "OsLayerOptions")
+    _process_base(layer_path)
+
+
 for _name, _fmt in (
-    ("HcsImportLayer", "sss"), ("HcsExportLayer", "ssss"), ("HcsExportLegacyWritableLayer", "ssss"),
-    ("HcsSetupBaseOSLayer", "sxs"), ("HcsSetupBaseOSVolume", "sss"), ("HcsInitializeWritableLayer", "sss"),
+    ("HcsExportLegacyWritableLayer", "ssss"), ("HcsSetupBaseOSVolume", "sss"), ("HcsInitializeWritableLayer", "sss"),
     ("HcsInitializeLegacyWritableLayer", "ssss"), ("HcsAttachLayerStorageFilter", "ss"),
     ("HcsDetachLayerStorageFilter", "s"), ("HcsFormatWritableLayerVhd", "x"), ("HcsGetLayerVhdMountPath", "xS"),
 ):

@@ -31,13 +31,14 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
+from wincontainers.sim import layerio
 from wincontainers.sim.faults import Fail
+from wincontainers.sim.ntfs import NtfsStore, host_path
 
 __all__ = ["Storage", "name_to_guid", "SANDBOX_VOLUME", "SANDBOX_META"]
 
 SANDBOX_VOLUME = "sandbox.vhdx"
 SANDBOX_META = "wcsim-sandbox.json"
-TOMBSTONES = "wcsim-tombstones.json"
 
 # The simulator's own NameToGuid namespace. Windows' algorithm is undocumented (hcs-api.md
 # pitfall 11): the GUIDs have the same shape (version 5, RFC variant) but not the same values.
@@ -49,6 +50,7 @@ ERROR_ALREADY_EXISTS = 0x800700B7
 ERROR_SHARING_VIOLATION = 0x80070020
 ERROR_INVALID_STATE = 0xC0370105
 ERROR_INVALID_LAYER = 0xC0370112
+E_UNEXPECTED = 0x8000FFFF
 
 
 def name_to_guid(name: str) -> bytes:
@@ -146,7 +148,7 @@ class Storage:
     def create_sandbox(self, path: Path, parents: Sequence[Sequence[Any]]) -> None:
         if path.exists() and any(path.iterdir()):
             raise Fail(ERROR_ALREADY_EXISTS, f"layer folder {path} already exists")
-        parent_paths = self._check_descriptors(parents)
+        parent_paths = self.check_descriptors(parents)
         path.mkdir(parents=True, exist_ok=True)
         (path / SANDBOX_VOLUME).mkdir()
         meta = {"parents": [str(p) for p in parent_paths], "size": 20 * 1024**3, "created": time.time()}
@@ -188,16 +190,33 @@ class Storage:
         vol = self.volume_for_layer(path)
         if vol is None:
             raise Fail(ERROR_INVALID_STATE, f"layer {path} must be activated before PrepareLayer")
-        parent_paths = self._check_descriptors(parents)
+        parent_paths = self.check_descriptors(parents)
         meta_file = path / SANDBOX_META
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
         if not meta.get("prepared"):
             for parent in reversed(parent_paths):
-                _overlay(parent / "Files", vol.content, parent / TOMBSTONES)
+                _overlay(parent / "Files", vol.content, NtfsStore.at(parent))
+                layerio.overlay_metadata(parent, path, vol.content)
+            layerio.record_prepared_view(path, vol.content)
             meta["prepared"] = True
             meta["parents"] = [str(p) for p in parent_paths]
             meta_file.write_text(json.dumps(meta))
         vol.prepared = True
+
+    def export_source(self, path: Path, running_volumes: set[str]) -> Optional[Path]:
+        """For ExportLayer: the volume whose changes to export (a sandbox), or None (a read-only
+        layer). A sandbox that is still mounted or used by a running container cannot be
+        exported: vmcompute answers E_UNEXPECTED, "Catastrophic failure"."""
+        if not path.is_dir():
+            raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
+        if not (path / SANDBOX_META).exists():
+            return None
+        vol = self.volume_for_layer(path)
+        if vol is None:
+            raise Fail(ERROR_INVALID_STATE, f"sandbox {path} must be activated before ExportLayer")
+        if vol.guid in running_volumes or vol.prepared:
+            raise Fail(E_UNEXPECTED, f"sandbox {path} is still mounted (prepared) or used by a running container")
+        return vol.content
 
     def unprepare(self, path: Path) -> None:
         vol = self.volume_for_layer(path)
@@ -212,7 +231,7 @@ class Storage:
             raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
         return ""
 
-    def _check_descriptors(self, descriptors: Sequence[Sequence[Any]]) -> list[Path]:
+    def check_descriptors(self, descriptors: Sequence[Sequence[Any]]) -> list[Path]:
         paths = []
         for guid, _flags, layer_path in descriptors:
             if not layer_path:
@@ -266,30 +285,33 @@ def _write_base_image(folder: Path, name: str, version: str) -> None:
     os.replace(tmp, folder)
 
 
-def _overlay(src: Path, dest: Path, tombstones: Path) -> None:
+def _overlay(src: Path, dest: Path, store: NtfsStore) -> None:
     """Copy a layer's Files over the volume, after removing what the layer deleted."""
-    if tombstones.exists():
-        try:
-            deleted = json.loads(tombstones.read_text())
-        except ValueError:
-            deleted = []
-        for rel in deleted:
-            target = dest / rel
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target, ignore_errors=True)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
+    try:
+        deleted = store.tombstones()
+    finally:
+        store.close()
+    for rel in deleted:
+        target = host_path(dest, rel[len("Files/"):]) if rel.startswith("Files/") else None
+        if target is None:
+            continue
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        elif os.path.lexists(target):
+            os.unlink(target)
     if not src.is_dir():
         return
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = Path(dirpath).relative_to(src)
-        (dest / rel).mkdir(parents=True, exist_ok=True)
+    src_b, dest_b = os.fsencode(src), os.fsencode(dest)
+    for dirpath, dirnames, filenames in os.walk(src_b):
+        rel_b = os.path.relpath(dirpath, src_b)
+        out_dir = os.path.join(dest_b, rel_b) if rel_b != b"." else dest_b
+        os.makedirs(out_dir, exist_ok=True)
         for fn in filenames:
-            s = Path(dirpath) / fn
-            d = dest / rel / fn
-            if d.exists() or d.is_symlink():
-                d.unlink()
-            if s.is_symlink():
+            s = os.path.join(dirpath, fn)
+            d = os.path.join(out_dir, fn)
+            if os.path.lexists(d):
+                os.unlink(d)
+            if os.path.islink(s):
                 os.symlink(os.readlink(s), d)
             else:
                 shutil.copy2(s, d)

@@ -1,0 +1,476 @@
+"""Layers of a host: import a tar, export a tar, sandboxes, mounting, removal.
+
+``host.layers.import_tar(path, parents=[...])`` first checks the whole tar
+(:func:`~wincontainers.layerfile.check_layer`) and refuses it, naming the files, before touching
+the host. It then writes a base layer in place (and runs ProcessBaseImage), or a diff layer through
+vmcompute's import folder and ImportLayer (HcsImportLayer on 1809+), then applies hard links,
+deletions and directory times as hcsshim does. If anything fails the partial layer is removed
+(renamed first, so an interrupted removal never leaves a half layer under its real id).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+
+import attrs
+
+from wincontainers import errors
+from wincontainers._native import layerfs, oshandle
+from wincontainers.driver.base import LayerRef
+from wincontainers.layerfile import LayerReader, LayerWriter, check_layer
+from wincontainers.layerfile.codec import open_source
+from wincontainers.layerfile.entry import EntryKind
+from wincontainers.layerfile.validate import REPARSE_EXTENSION, Report
+from wincontainers.layers.progress import ProgressArg, reporter
+from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
+
+if TYPE_CHECKING:
+    from wincontainers.host import Host
+
+__all__ = ["Layer", "LayerCollection", "LayerRejected", "ExportRefused", "ExportResult"]
+
+LayerLike = Union["Layer", str, os.PathLike]  # type: ignore[type-arg]
+_PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+
+
+class LayerRejected(errors.BadInput):
+    """The layer tar has problems that would break the import (or the host); nothing was written."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        super().__init__(
+            f"{report.source}: {len(report.errors)} problem(s) would break the import, nothing was imported: "
+            f"{report.summary()}"
+        )
+
+
+class ExportRefused(errors.WincontainersError):
+    """The layer holds something a layer tar cannot carry (e.g. WSL/LX symlinks); nothing was written."""
+
+    def __init__(self, layer: str, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        shown = ", ".join(self.paths[:10]) + (f" and {len(self.paths) - 10} more" if len(self.paths) > 10 else "")
+        super().__init__(
+            f"layer {layer} cannot be exported as a Windows layer tar: {shown} "
+            f"{'is a reparse point' if len(self.paths) == 1 else 'are reparse points'} of a kind HCS cannot import "
+            "(WSL/LX symlinks, as Cygwin, MSYS and WSL create them). Replace them with Windows symlinks or copies, "
+            "or export with unsupported_reparse='keep' (kept in a WINCONTAINERS.reparse record) or 'skip'"
+        )
+
+
+@attrs.frozen
+class Layer:
+    """A layer folder of this host."""
+
+    id: str
+    path: Path
+    parents: tuple[Path, ...] = ()
+    kind: str = "diff"  # "base", "diff" or "sandbox"
+    diff_id: Optional[str] = None
+    size: Optional[int] = None
+    created: Optional[float] = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@attrs.frozen
+class ExportResult:
+    diff_id: str
+    size: int
+    entries: int
+    compressed_size: int
+
+
+def _read_chain(path: Path) -> tuple[Path, ...]:
+    try:
+        data = json.loads((path / "layerchain.json").read_text())
+    except (OSError, ValueError):
+        return ()
+    return tuple(Path(p) for p in data or [] if isinstance(p, str))
+
+
+class LayerCollection:
+    """``host.layers``."""
+
+    def __init__(self, host: "Host") -> None:
+        self.host = host
+        self.root = host.layers_root
+        self.info_dir = host.state_dir / "layer-info"
+        self.info_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def _layer_at(self, path: Path) -> Layer:
+        info: dict[str, Any] = {}
+        try:
+            info = json.loads((self.info_dir / f"{path.name}.json").read_text())
+        except (OSError, ValueError):
+            pass
+        if (path / "sandbox.vhdx").exists() or (path / "wcsim-sandbox.json").exists():
+            kind = "sandbox"
+        else:
+            kind = info.get("kind") or ("diff" if _read_chain(path) else "base")
+        return Layer(id=path.name, path=path, parents=_read_chain(path), kind=kind, diff_id=info.get("diff_id"),
+                     size=info.get("size"), created=info.get("created"))
+
+    def get(self, ref: LayerLike) -> Layer:
+        """A layer by id (or unique prefix), folder path, or Layer."""
+        if isinstance(ref, Layer):
+            return ref
+        text = os.fspath(ref)
+        if not text:
+            raise errors.BadInput("empty layer reference")
+        path = Path(text)
+        if path.is_absolute():
+            if not path.is_dir():
+                raise errors.NotFound("get", subject=errors.subject_for("layer", text), message="no such layer folder")
+            return self._layer_at(path)
+        if "/" in text or "\\" in text:
+            raise errors.BadInput(f"a layer is named by its id or an absolute folder path, not {text!r}")
+        exact = self.root / text
+        if exact.is_dir():
+            return self._layer_at(exact)
+        matches = [p for p in self._folders() if p.name.startswith(text)]
+        if len(matches) == 1:
+            return self._layer_at(matches[0])
+        if len(matches) > 1:
+            raise errors.BadInput(f"{text!r} matches {len(matches)} layers; give more of the id")
+        raise errors.NotFound("get", subject=f"layer {text!r}", message="no such layer",
+                              hint="`wincontainers layer ls` lists the layers")
+
+    def exists(self, ref: LayerLike) -> bool:
+        try:
+            self.get(ref)
+            return True
+        except errors.NotFound:
+            return False
+
+    def _folders(self) -> builtins.list[Path]:
+        return sorted(p for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.endswith("-removing") and not p.name.startswith("."))
+
+    def list(self) -> builtins.list[Layer]:
+        return [self._layer_at(p) for p in self._folders()]
+
+    def ref(self, layer: LayerLike) -> LayerRef:
+        found = self.get(layer)
+        return LayerRef(self.host.driver.name_to_guid(found.path.name), str(found.path))
+
+    def _refs(self, parents: Sequence[LayerLike]) -> builtins.list[LayerRef]:
+        return [self.ref(p) for p in parents]
+
+    # -- import --------------------------------------------------------------------------------
+
+    def import_tar(
+        self,
+        source: Union[str, "os.PathLike[str]", IO[bytes]],
+        parents: Sequence[LayerLike] = (),
+        *,
+        base: Optional[bool] = None,
+        check: bool = True,
+        progress: ProgressArg = None,
+    ) -> Layer:
+        """Import a layer tar (plain, gzip or zstd) as a new layer over ``parents`` (nearest first).
+
+        With no parents it is a base layer unless ``base=False``. Raises :class:`LayerRejected`
+        (with the full report) when the check finds errors, before anything is written.
+        """
+        parent_refs = self._refs(parents)
+        is_base = (not parent_refs) if base is None else base
+        if is_base and parent_refs:
+            raise errors.BadInput("a base layer has no parents")
+        with _seekable(source, self.root) as path:
+            if check:
+                report = check_layer(path, parents=[Path(r.path) for r in parent_refs], base=is_base)
+                if not report.ok:
+                    raise LayerRejected(report)
+            oshandle.enable_privileges(*_PRIVILEGES)
+            layer_id = secrets.token_hex(32)
+            target = self.root / layer_id
+            callback, close_bar = reporter(progress, total=os.path.getsize(path), desc=f"import {layer_id[:12]}")
+            try:
+                if is_base:
+                    diff_id, size = self._import_base(path, target, callback)
+                else:
+                    diff_id, size = self._import_diff(path, target, parent_refs, callback)
+                (target / "layerchain.json").write_text(
+                    json.dumps([r.path for r in parent_refs] or None, separators=(",", ":")))
+                self._write_info(layer_id, {"diff_id": diff_id, "size": size, "created": time.time(),
+                                            "kind": "base" if is_base else "diff"})
+            except BaseException:
+                self._discard(target)
+                raise
+            finally:
+                close_bar()
+        return self.get(layer_id)
+
+    def _import_base(self, source: str, target: Path, progress: Any) -> tuple[str, int]:
+        folder = layerfs.open_folder(target)
+        writer = BaseLayerWriter(folder)
+        size = 0
+        try:
+            with LayerReader(source, progress=progress) as reader:
+                for entry, data in reader:
+                    writer.add(entry, data)
+                    if entry.kind is EntryKind.FILE:
+                        size += entry.size
+                diff_id = reader.diff_id
+            pending = writer.close()
+            self._apply_pending(folder, target, pending, [])
+        finally:
+            folder.close()
+        self.host.driver.process_base_image(str(target))
+        if pending.has_utility_vm:
+            self.host.driver.process_utility_image(str(target / "UtilityVM"))
+        return diff_id, size
+
+    def _import_diff(self, source: str, target: Path, parents: Sequence[LayerRef], progress: Any) -> tuple[str, int]:
+        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+        size = 0
+        try:
+            folder = layerfs.open_folder(staging)
+            writer = TransportWriter(folder)
+            try:
+                with LayerReader(source, progress=progress) as reader:
+                    for entry, data in reader:
+                        if entry.name.startswith("UtilityVM"):
+                            raise errors.NotSupported(
+                                "import", subject=errors.subject_for("layer", target.name),
+                                message="UtilityVM content in a diff layer (Hyper-V isolation) is not supported yet",
+                                hint="import it as part of a base layer",
+                            )
+                        writer.add(entry, data)
+                        if entry.kind is EntryKind.FILE:
+                            size += entry.size
+                    diff_id = reader.diff_id
+                pending = writer.close()
+            finally:
+                folder.close()
+            self.host.driver.import_layer(str(target), str(staging), parents)
+            layer_folder = layerfs.open_folder(target)
+            try:
+                self._apply_pending(layer_folder, target, pending, [Path(p.path) for p in parents])
+            finally:
+                layer_folder.close()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return diff_id, size
+
+    def _apply_pending(self, folder: layerfs.LayerFolder, target: Path, pending: PendingWork,
+                       parents: Sequence[Path]) -> None:
+        for name, link_target in pending.hardlinks:
+            candidates = [target, *parents]
+            source = next((c.joinpath(*link_target.split("/")) for c in candidates
+                           if c.joinpath(*link_target.split("/")).is_file()), None)
+            if source is None:
+                raise errors.NotFound("import", subject=errors.subject_for("layer", target.name),
+                                      message=f"hard link {name} -> {link_target}: the target exists nowhere")
+            folder.hardlink(name, source)
+        for deleted in pending.tombstones:
+            folder.remove(deleted)
+        for name, times in reversed(pending.directory_times):  # children before parents
+            if folder.exists(name):
+                folder.set_times(name, times)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export_tar(
+        self,
+        layer: LayerLike,
+        dest: Union[str, "os.PathLike[str]", IO[bytes]],
+        *,
+        compression: str = "none",
+        unsupported_reparse: str = "error",
+        progress: ProgressArg = None,
+    ) -> ExportResult:
+        """Write ``layer`` as a Windows layer tar (a sandbox: the container's changes).
+
+        ``unsupported_reparse``: what to do with reparse points a tar cannot carry (WSL/LX
+        symlinks): ``"error"`` (default: :class:`ExportRefused`, naming them), ``"keep"`` (in a
+        ``WINCONTAINERS.reparse`` record, which :func:`check_layer` reports) or ``"skip"``.
+        """
+        if unsupported_reparse not in ("error", "keep", "skip"):
+            raise errors.BadInput("unsupported_reparse is 'error', 'keep' or 'skip'")
+        if compression not in ("none", "gzip", "zstd"):
+            raise errors.BadInput("compression is 'none', 'gzip' or 'zstd'")
+        found = self.get(layer)
+        oshandle.enable_privileges(*_PRIVILEGES)
+        callback, close_bar = reporter(progress, desc=f"export {found.short_id}")
+        to_path = isinstance(dest, (str, os.PathLike))
+        partial = Path(os.fspath(dest) + ".partial") if to_path else None  # type: ignore[arg-type]
+        try:
+            with self._exported_tree(found) as (folder, transport):
+                refused: builtins.list[str] = []
+                out = partial if partial is not None else dest
+                with LayerWriter(out, compression=compression, progress=callback) as writer:  # type: ignore[arg-type]
+                    for entry, data in read_tree(folder, transport=transport):
+                        if REPARSE_EXTENSION in entry.pax_extra:
+                            refused.append(entry.name)
+                            if unsupported_reparse != "keep":
+                                continue
+                        writer.add(entry, data)
+                    entries = writer.files
+                if refused and unsupported_reparse == "error":
+                    raise ExportRefused(found.id, refused)
+            if partial is not None:
+                os.replace(partial, os.fspath(dest))  # type: ignore[arg-type]
+                compressed = os.path.getsize(os.fspath(dest))  # type: ignore[arg-type]
+            else:
+                compressed = writer.bytes_written
+            return ExportResult(writer.diff_id, writer.bytes_written, entries, compressed)
+        finally:
+            close_bar()
+            if partial is not None and partial.exists():
+                partial.unlink()
+
+    @contextlib.contextmanager
+    def _exported_tree(self, layer: Layer) -> Iterator[tuple[layerfs.LayerFolder, bool]]:
+        if layer.kind == "base":
+            folder = layerfs.open_folder(layer.path)
+            try:
+                yield folder, False
+            finally:
+                folder.close()
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=self.root))
+        try:
+            parents = self._refs([str(p) for p in layer.parents])
+            with self._unprepared(layer, parents):
+                self.host.driver.export_layer(str(layer.path), str(staging / "export"), parents,
+                                              writable=layer.kind == "sandbox")
+            folder = layerfs.open_folder(staging / "export")
+            try:
+                yield folder, True
+            finally:
+                folder.close()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _unprepared(self, layer: Layer, parents: Sequence[LayerRef]) -> Iterator[None]:
+        """A sandbox is exported activated but not prepared (hcs-api.md pitfall 14)."""
+        if layer.kind != "sandbox":
+            yield
+            return
+        driver = self.host.driver
+        was_mounted = bool(driver.layer_mount_path(str(layer.path)))
+        if not was_mounted:
+            driver.activate_layer(str(layer.path))
+        try:
+            yield
+        finally:
+            if not was_mounted:
+                driver.deactivate_layer(str(layer.path))
+
+    # -- sandboxes and mounting ------------------------------------------------------------------
+
+    def create_sandbox(self, parents: Sequence[LayerLike]) -> Layer:
+        """A new read-write (scratch) layer over ``parents`` (nearest first)."""
+        refs = self._refs(parents)
+        if not refs:
+            raise errors.BadInput("a sandbox needs at least its base layer as parent")
+        layer_id = secrets.token_hex(32)
+        path = self.root / layer_id
+        self.host.driver.create_sandbox(str(path), refs)
+        try:
+            (path / "layerchain.json").write_text(json.dumps([r.path for r in refs], separators=(",", ":")))
+        except BaseException:
+            self._discard(path)
+            raise
+        return self.get(layer_id)
+
+    @contextlib.contextmanager
+    def activated(self, layer: LayerLike) -> Iterator[str]:
+        """ActivateLayer for the block; yields the mount path (the folder for read-only layers)."""
+        found = self.get(layer)
+        driver = self.host.driver
+        driver.activate_layer(str(found.path))
+        try:
+            yield driver.layer_mount_path(str(found.path)) or str(found.path)
+        finally:
+            driver.deactivate_layer(str(found.path))
+
+    @contextlib.contextmanager
+    def prepared(self, layer: LayerLike) -> Iterator[str]:
+        """Activate and prepare a sandbox over its parents; yields its volume path."""
+        found = self.get(layer)
+        driver = self.host.driver
+        with self.activated(found) as mount:
+            driver.prepare_layer(str(found.path), self._refs([str(p) for p in found.parents]))
+            try:
+                yield mount
+            finally:
+                driver.unprepare_layer(str(found.path))
+
+    # -- removal ---------------------------------------------------------------------------------
+
+    def destroy(self, layer: LayerLike, *, force: bool = False) -> None:
+        """Remove a layer: renamed first, then destroyed. Refused while other layers or a container
+        use it, unless ``force``."""
+        found = self.get(layer)
+        if not force:
+            users = [other.id[:12] for other in self.list() if found.path in other.parents]
+            if users:
+                raise errors.InvalidState("destroy", subject=errors.subject_for("layer", found.id),
+                                          message=f"layers {', '.join(users)} are built on it",
+                                          hint="remove them first, or use force=True")
+            if self.host.records_exists(found.id):
+                raise errors.InvalidState("destroy", subject=errors.subject_for("layer", found.id),
+                                          message="it is the sandbox of a container",
+                                          hint="remove the container (wincontainers rm)")
+        self._discard(found.path)
+        try:
+            (self.info_dir / f"{found.id}.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    def _discard(self, path: Path) -> None:
+        """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the id)."""
+        if not path.exists():
+            return
+        removing = path.with_name(path.name + "-removing")
+        try:
+            os.replace(path, removing)
+        except OSError:
+            removing = path
+        try:
+            self.host.driver.destroy_layer(str(removing))
+        except errors.HcsError:
+            pass
+        if removing.exists():
+            shutil.rmtree(removing, ignore_errors=True)
+
+    def _write_info(self, layer_id: str, info: dict[str, Any]) -> None:
+        tmp = self.info_dir / f".{layer_id}.json.tmp"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, self.info_dir / f"{layer_id}.json")
+
+
+@contextlib.contextmanager
+def _seekable(source: Union[str, "os.PathLike[str]", IO[bytes]], spool_dir: Path) -> Iterator[str]:
+    """A path to read the tar from twice (check, then import); streams are spooled to disk."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise errors.BadInput(f"layer file {path!r} does not exist")
+        yield path
+        return
+    handle, _ = open_source(source)
+    fd, spooled = tempfile.mkstemp(prefix=".spool-", suffix=".tar", dir=spool_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(handle, out, 1 << 20)  # type: ignore[misc]
+        yield spooled
+    finally:
+        os.unlink(spooled)

@@ -1,0 +1,434 @@
+"""Layer contents on the simulated host: what BackupWrite, BackupRead, ImportLayer and ExportLayer do.
+
+A layer folder holds its files under ``Files/`` (links as empty placeholders: the host never
+follows a layer's links) and their Windows metadata in an :class:`~wincontainers.sim.ntfs.NtfsStore`.
+
+- :func:`apply_backup` / :func:`backup_of`: one file or directory from/to a Win32 backup stream.
+- :func:`import_transport`: vmcompute's ImportLayer: the legacy transport folder (``Files\\``
+  with a 4-byte attribute prefix + backup stream per file, ``<dir>.$wcidirs$`` for directory
+  metadata, ``Hives\\``) into a new layer folder. A reparse point HCS cannot import (WSL/LX
+  symlinks and the like) fails it with E_UNEXPECTED, "Catastrophic failure", as on Windows.
+- :func:`export_layer`: ExportLayer: a layer (or a sandbox's changes) into a transport folder.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
+import io
+import os
+import shutil
+import stat
+import struct
+from pathlib import Path
+from typing import IO, Iterator, Optional, Sequence
+
+from wincontainers.layerfile.attributes import FileAttributes
+from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact
+from wincontainers.layerfile.reparse import IO_REPARSE_TAG_MOUNT_POINT, IO_REPARSE_TAG_SYMLINK, OTHER_TAGS, reparse_tag
+from wincontainers.layerfile.times import unix_ns_to_filetime
+from wincontainers.sim.faults import Fail
+from wincontainers.sim.ntfs import STORE_NAME, FileMeta, NtfsStore, host_path, rel_from_host
+
+__all__ = [
+    "apply_backup", "backup_of", "import_transport", "export_layer", "process_base_image", "WCIDIRS",
+    "LX_SYMLINK_TAG", "walk", "VOLUME_STORE",
+]
+
+E_UNEXPECTED = 0x8000FFFF
+E_INVALIDARG = 0x80070057
+ERROR_PATH_NOT_FOUND = 0x80070003
+ERROR_ALREADY_EXISTS = 0x800700B7
+WCIDIRS = ".$wcidirs$"
+LX_SYMLINK_TAG = 0xA000001D
+VOLUME_STORE = ".wcsim-volume.db"
+_HIVE_DELTAS = ("DefaultUser_Delta", "Sam_Delta", "Security_Delta", "Software_Delta", "System_Delta")
+_SKIP = (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", STORE_NAME + "-journal")
+
+
+def _times_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    write = unix_ns_to_filetime(st.st_mtime_ns)
+    return write, unix_ns_to_filetime(st.st_atime_ns), write, unix_ns_to_filetime(st.st_ctime_ns)
+
+
+def apply_backup(
+    store: NtfsStore,
+    root: Path,
+    rel: str,
+    *,
+    directory: bool,
+    attributes: int,
+    stream: IO[bytes],
+    times: Sequence[Optional[int]] = (None, None, None, None),
+) -> FileMeta:
+    """Create ``root/rel`` from a backup stream (BackupWrite with security processing)."""
+    target = host_path(root, rel)
+    meta = FileMeta(attributes=attributes)
+    meta.creation, meta.access, meta.write, meta.change = (list(times) + [None] * 4)[:4]
+    streams: list[tuple[str, bytes]] = []
+    is_link = False
+    if directory:
+        os.makedirs(target, exist_ok=True)
+    out: Optional[IO[bytes]] = None
+    try:
+        for header, body in BackupReader(stream):
+            if header.id == StreamId.SECURITY_DATA:
+                meta.security = body.read()
+            elif header.id == StreamId.EA_DATA:
+                meta.eas = body.read()
+            elif header.id == StreamId.REPARSE_DATA:
+                meta.reparse = body.read()
+                is_link = True
+            elif header.id == StreamId.DATA and not directory:
+                out = out or open(target, "wb")
+                copy_exact(body, out, header.size)  # type: ignore[arg-type]
+            elif header.id == StreamId.SPARSE_BLOCK and not directory:
+                out = out or open(target, "wb")
+                raw = body.read()
+                (offset,) = struct.unpack_from("<q", raw)
+                out.seek(offset)
+                out.write(raw[8:])
+            elif header.id == StreamId.ALTERNATE_DATA:
+                name = header.name[1:] if header.name.startswith(":") else header.name
+                name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
+                streams.append((name, body.read()))
+        if out is None and not directory:
+            out = open(target, "wb")  # a link placeholder, or an empty file
+    finally:
+        if out is not None:
+            out.close()
+    if is_link and not meta.attributes:
+        meta.attributes = int(FileAttributes.REPARSE_POINT)
+    store.put(rel, meta)
+    for name, data in streams:
+        store.put_stream(rel, name, data)
+    return meta
+
+
+class _Concat(io.RawIOBase):
+    """Bytes, then a file, then bytes: a backup stream without copying the file into memory."""
+
+    def __init__(self, parts: list[object]) -> None:
+        super().__init__()
+        self.parts = parts
+        self.index = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: object) -> int:
+        view = memoryview(b)  # type: ignore[arg-type]
+        while self.index < len(self.parts):
+            part = self.parts[self.index]
+            if isinstance(part, (bytes, bytearray)):
+                if not part:
+                    self.index += 1
+                    continue
+                n = min(len(view), len(part))
+                view[:n] = part[:n]
+                self.parts[self.index] = part[n:]
+                return n
+            data = part.read(len(view))  # type: ignore[attr-defined]
+            if data:
+                view[: len(data)] = data
+                return len(data)
+            part.close()  # type: ignore[attr-defined]
+            self.index += 1
+        return 0
+
+    def close(self) -> None:
+        for part in self.parts[self.index:]:
+            if hasattr(part, "close"):
+                part.close()  # type: ignore[attr-defined]
+        super().close()
+
+
+def backup_of(store: NtfsStore, root: Path, rel: str) -> tuple[int, tuple[Optional[int], ...], IO[bytes], bool]:
+    """(attributes, times, backup stream, is_directory) of ``root/rel`` (BackupRead)."""
+    path = host_path(root, rel)
+    st = os.lstat(path)
+    directory = stat.S_ISDIR(st.st_mode)
+    meta = store.get(rel)
+    lx_link = stat.S_ISLNK(st.st_mode)
+    if meta is None:
+        meta = FileMeta(attributes=int(FileAttributes.DIRECTORY if directory else FileAttributes.ARCHIVE))
+    if lx_link:
+        # A POSIX symlink made inside a container (ln -s): what WSL, Cygwin and MSYS create on
+        # Windows, an IO_REPARSE_TAG_LX_SYMLINK reparse point.
+        target = os.readlink(path)
+        meta.reparse = struct.pack("<IHH", LX_SYMLINK_TAG, 4 + len(target), 0) + struct.pack("<I", 2) + target
+        meta.attributes = (meta.attributes or 0) | FileAttributes.REPARSE_POINT
+    head = io.BytesIO()
+    writer = BackupWriter(head)
+    if meta.security is not None:
+        writer.security(meta.security)
+    if meta.eas is not None:
+        writer.eas(meta.eas)
+    if meta.reparse is not None:
+        writer.reparse(meta.reparse)
+    parts: list[object] = [head.getvalue()]
+    if not directory and meta.reparse is None:
+        size = st.st_size
+        parts.append(struct.pack("<IIqI", StreamId.DATA, 0, size, 0))
+        parts.append(open(path, "rb"))
+    tail = io.BytesIO()
+    tail_writer = BackupWriter(tail)
+    for name, data in store.streams(rel):
+        tail_writer.alternate(name, len(data), io.BytesIO(data))
+    parts.append(tail.getvalue())
+    times = (meta.creation, meta.access, meta.write, meta.change)
+    if any(t is None for t in times):
+        fallback = _times_of(st)
+        times = tuple(t if t is not None else f for t, f in zip(times, fallback))  # type: ignore[assignment]
+    attributes = meta.attributes if meta.attributes is not None else 0
+    return attributes, times, _Concat(parts), directory  # type: ignore[return-value]
+
+
+def walk(root: Path, top: str) -> Iterator[str]:
+    """Relative paths under ``root/top`` (top included), parents first, names sorted as NTFS does."""
+    base = host_path(root, top)
+    if not os.path.lexists(base):
+        return
+    yield top
+    if not os.path.isdir(base) or os.path.islink(base):
+        return
+    names = sorted((rel_from_host(n) for n in os.listdir(base) if n.decode("latin-1") not in _SKIP),
+                   key=lambda n: (n.upper(), n))
+    for name in names:
+        yield from walk(root, f"{top}/{name}")
+
+
+# -- ImportLayer ---------------------------------------------------------------------------------
+
+
+def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None:
+    if not folder.is_dir():
+        raise Fail(ERROR_PATH_NOT_FOUND, f"import folder {folder} does not exist")
+    if layer.exists() and any(p.name not in _SKIP for p in layer.iterdir()):
+        raise Fail(ERROR_ALREADY_EXISTS, f"layer folder {layer} is not empty")
+    staging = NtfsStore.at(folder)
+    layer.mkdir(parents=True, exist_ok=True)
+    store = NtfsStore.at(layer)
+    try:
+        with store.batch():
+            store.set_info("parents", [str(p) for p in parents])
+            for rel in walk(folder, "Files"):
+                if rel.endswith(WCIDIRS):
+                    continue
+                src = host_path(folder, rel)
+                directory = os.path.isdir(src)
+                meta_file = host_path(folder, rel + WCIDIRS) if directory else src
+                if directory and not os.path.exists(meta_file):
+                    os.makedirs(host_path(layer, rel), exist_ok=True)
+                    store.put(rel, FileMeta(attributes=int(FileAttributes.DIRECTORY)))
+                    continue
+                with open(meta_file, "rb") as f:
+                    prefix = f.read(4)
+                    if len(prefix) < 4:
+                        raise Fail(E_UNEXPECTED, f"transport file {rel} is shorter than its attribute prefix")
+                    (attributes,) = struct.unpack("<I", prefix)
+                    staged = staging.get(rel + (WCIDIRS if directory else ""))
+                    times = (staged.creation, staged.access, staged.write, staged.change) if staged else (None,) * 4
+                    meta = apply_backup(store, layer, rel, directory=directory, attributes=attributes, stream=f,
+                                        times=times)
+                if meta.reparse is not None:
+                    tag = reparse_tag(meta.reparse)
+                    if tag not in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
+                        # What vmcompute does with a reparse point it cannot import.
+                        raise Fail(E_UNEXPECTED, f"{rel}: cannot import reparse tag 0x{tag:08X} "
+                                                 f"({OTHER_TAGS.get(tag, 'unknown')})")
+            hives = folder / "Hives"
+            if hives.is_dir():
+                (layer / "Hives").mkdir(exist_ok=True)
+                for hive in sorted(hives.iterdir()):
+                    if hive.is_file():
+                        shutil.copyfile(hive, layer / "Hives" / hive.name)
+            tomb = folder / "tombstones.txt"
+            if tomb.exists():
+                _read_tombstones(tomb, store)
+    except Fail:
+        store.close()
+        raise
+    except (OSError, ValueError) as exc:
+        store.close()
+        raise Fail(E_UNEXPECTED, f"import failed: {exc}") from None
+    finally:
+        staging.close()
+    store.close()
+
+
+def _read_tombstones(path: Path, store: NtfsStore) -> None:
+    text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "Version 1.0":
+        raise Fail(E_UNEXPECTED, "tombstones.txt does not start with 'Version 1.0'")
+    for line in lines[1:]:
+        rel = line.strip().lstrip("\\").replace("\\", "/")
+        if not rel or ".." in rel.split("/"):
+            raise Fail(E_INVALIDARG, f"bad tombstone {line!r}")
+        store.add_tombstone("Files/" + rel)
+
+
+# -- ExportLayer ---------------------------------------------------------------------------------
+
+
+def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes], times: Sequence[Optional[int]],
+                     directory: bool, staging: NtfsStore) -> None:
+    target = host_path(folder, rel + (WCIDIRS if directory else ""))
+    if directory:
+        os.makedirs(host_path(folder, rel), exist_ok=True)
+    with open(target, "wb") as out:
+        out.write(struct.pack("<I", attributes))
+        shutil.copyfileobj(stream, out, 1 << 20)  # type: ignore[misc]
+    staging.put(rel + (WCIDIRS if directory else ""),
+                FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
+
+
+def export_layer(layer: Path, folder: Path, *, volume: Optional[Path] = None) -> None:
+    """Write ``layer`` (or, for a sandbox, the changes in ``volume``) as a transport folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = NtfsStore.at(folder)
+    try:
+        with staging.batch():
+            if volume is not None:
+                _export_changes(layer, volume, folder, staging)
+            else:
+                _export_files(layer, folder, staging)
+    except (OSError, ValueError) as exc:
+        raise Fail(E_UNEXPECTED, f"export failed: {exc}") from None
+    finally:
+        staging.close()
+
+
+def _export_files(layer: Path, folder: Path, staging: NtfsStore) -> None:
+    store = NtfsStore.at(layer)
+    try:
+        links: dict[tuple[int, int], str] = {}
+        for rel in walk(layer, "Files"):
+            src = host_path(layer, rel)
+            st = os.lstat(src)
+            key = (st.st_dev, st.st_ino)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in links:
+                os.link(host_path(folder, links[key]), host_path(folder, rel))  # keep the hard link
+                continue
+            attributes, times, stream, directory = backup_of(store, layer, rel)
+            try:
+                _write_transport(folder, rel, attributes, stream, times, directory, staging)
+            finally:
+                stream.close()
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                links[key] = rel
+        _write_tombstones(folder, store.tombstones())
+        _copy_hives(layer, folder)
+    finally:
+        store.close()
+
+
+def _export_changes(layer: Path, volume: Path, folder: Path, staging: NtfsStore) -> None:
+    """A sandbox: what the container changed since PrepareLayer, plus deletions."""
+    vstore = NtfsStore(layer / VOLUME_STORE)
+    try:
+        manifest = vstore.info("manifest", {}) or {}
+        assert isinstance(manifest, dict)
+        seen = set()
+        (folder / "Files").mkdir(parents=True, exist_ok=True)
+        for rel in walk(volume, ""):
+            if not rel:
+                continue
+            rel = rel.lstrip("/")
+            seen.add(rel.lower())
+            st = os.lstat(host_path(volume, rel))
+            before = manifest.get(rel.lower())
+            now = [st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode)]
+            if before == now and not stat.S_ISLNK(st.st_mode):
+                continue
+            attributes, times, stream, directory = backup_of(vstore, volume, rel)
+            try:
+                _write_transport(folder, "Files/" + rel, attributes, stream, times, directory, staging)
+            finally:
+                stream.close()
+        deleted = [k for k in manifest if k not in seen]
+        _write_tombstones(folder, ["Files/" + str(manifest_names(vstore).get(k, k)) for k in sorted(deleted)])
+        hives = folder / "Hives"
+        hives.mkdir(exist_ok=True)
+        for name in _HIVE_DELTAS:
+            (hives / name).write_bytes(b"regf" + b"\0" * 4092)
+    finally:
+        vstore.close()
+
+
+def manifest_names(vstore: NtfsStore) -> dict[str, str]:
+    names = vstore.info("manifest_names", {}) or {}
+    return names if isinstance(names, dict) else {}
+
+
+def _write_tombstones(folder: Path, paths: Sequence[str]) -> None:
+    lines = ["Version 1.0"] + ["\\" + p[len("Files/"):].replace("/", "\\") for p in paths if p.startswith("Files/")]
+    if len(lines) > 1:
+        (folder / "tombstones.txt").write_bytes(
+            b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8", "surrogatepass") + b"\n")
+
+
+def _copy_hives(layer: Path, folder: Path) -> None:
+    hives = layer / "Hives"
+    if hives.is_dir():
+        (folder / "Hives").mkdir(exist_ok=True)
+        for hive in sorted(hives.iterdir()):
+            if hive.is_file():
+                shutil.copyfile(hive, folder / "Hives" / hive.name)
+
+
+def record_prepared_view(layer: Path, volume: Path) -> None:
+    """Remember what PrepareLayer put into the volume, so ExportLayer can find the changes."""
+    vstore = NtfsStore(layer / VOLUME_STORE)
+    try:
+        manifest: dict[str, list[int]] = {}
+        names: dict[str, str] = {}
+        for rel in walk(volume, ""):
+            if not rel:
+                continue
+            rel = rel.lstrip("/")
+            st = os.lstat(host_path(volume, rel))
+            manifest[rel.lower()] = [st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode)]
+            names[rel.lower()] = rel
+        with vstore.batch():
+            vstore.set_info("manifest", manifest)
+            vstore.set_info("manifest_names", names)
+    finally:
+        vstore.close()
+
+
+def overlay_metadata(parent: Path, layer: Path, volume: Path) -> None:
+    """Copy a parent layer's metadata for Files/... into the sandbox volume's store."""
+    src = NtfsStore.at(parent)
+    dst = NtfsStore(layer / VOLUME_STORE)
+    try:
+        with dst.batch():
+            for tomb in src.tombstones():
+                dst.remove(tomb[len("Files/"):])
+            for rel, meta in src.items():
+                if rel.startswith("Files/"):
+                    inner = rel[len("Files/"):]
+                    dst.put(inner, meta)
+                    for name, data in src.streams(rel):
+                        dst.put_stream(inner, name, data)
+    finally:
+        src.close()
+        dst.close()
+
+
+def process_base_image(layer: Path) -> None:
+    """ProcessBaseImage: hives from Files/Windows/System32/config, and the scratch templates."""
+    config = layer / "Files" / "Windows" / "System32" / "config"
+    hives = layer / "Hives"
+    hives.mkdir(exist_ok=True)
+    for name, base in (("SYSTEM", "SYSTEM_BASE"), ("SOFTWARE", "SOFTWARE_BASE"), ("SAM", "SAM_BASE"),
+                       ("SECURITY", "SECURITY_BASE"), ("DEFAULT", "DEFAULTUSER_BASE")):
+        src = config / name
+        (hives / base).write_bytes(src.read_bytes() if src.is_file() else b"regf")
+    for template in ("blank-base.vhdx", "blank.vhdx"):
+        (layer / template).write_bytes(b"vhdxfile (simulated)\n")
+

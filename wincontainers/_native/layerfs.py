@@ -21,7 +21,7 @@ from typing import IO, Any, Optional, Protocol
 
 import attrs
 
-__all__ = ["LayerFolder", "EntryRead", "Times", "open_folder"]
+__all__ = ["LayerFolder", "EntryRead", "Times", "open_folder", "is_file"]
 
 Times = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]  # creation, access, write, change
 
@@ -65,7 +65,9 @@ class LayerFolder(Protocol):
 
     def get_times(self, rel: str) -> Times: ...
 
-    def hardlink(self, rel: str, target: Path) -> None: ...
+    def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
+        """``rel`` becomes another name of ``target_rel`` in the folder tree ``target_root``
+        (this tree or a parent layer's)."""
 
     def remove(self, rel: str) -> None: ...
 
@@ -78,6 +80,21 @@ def open_folder(root: Path) -> LayerFolder:
     if sys.platform == "win32":
         return _Win32Folder(root)
     return _SimFolder(root)
+
+
+def is_file(root: Path, rel: str) -> bool:
+    """Whether ``rel`` (``/``-separated, any Windows name) is a file in the tree ``root``."""
+    if sys.platform == "win32":
+        return os.path.isfile(_win32_path(root, rel))
+    return os.path.isfile(_sim("ntfs").host_path(root, rel))
+
+
+def _win32_path(root: Path, rel: str) -> str:
+    """``\\\\?\\`` + the absolute path: no length limit, no name rewriting."""
+    text = os.path.abspath(root)
+    base = text if text.startswith("\\\\?\\") else (
+        "\\\\?\\UNC\\" + text[2:] if text.startswith("\\\\") else "\\\\?\\" + text)
+    return base + ("\\" + rel.replace("/", "\\") if rel else "")
 
 
 def _sort_key(name: str) -> tuple[str, str]:
@@ -159,22 +176,19 @@ class _SimFolder:
             return (None, None, None, None)
         return (meta.creation, meta.access, meta.write, meta.change)
 
-    def hardlink(self, rel: str, target: Path) -> None:
-        os.link(os.fsencode(target), self._p(rel))
+    def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
+        ntfs = _sim("ntfs")
+        os.link(ntfs.host_path(target_root, target_rel), self._p(rel))
         # The metadata belongs to the file, not the name: take it from the target's store.
-        owner = _layer_of(target)
-        if owner is not None:
-            source_rel = os.fsdecode(os.path.relpath(os.fsencode(target), os.fsencode(owner)))
-            if owner == self.root:
-                meta = self.store.get(source_rel)
-                streams = self.store.streams(source_rel)
-            else:
-                with _sim("ntfs").NtfsStore.at(owner) as other:
-                    meta, streams = other.get(source_rel), other.streams(source_rel)
-            if meta is not None:
-                self.store.put(rel, meta)
-            for name, data in streams:
-                self.store.put_stream(rel, name, data)
+        if Path(target_root) == self.root:
+            meta, streams = self.store.get(target_rel), self.store.streams(target_rel)
+        else:
+            with ntfs.NtfsStore.at(target_root) as other:
+                meta, streams = other.get(target_rel), other.streams(target_rel)
+        if meta is not None:
+            self.store.put(rel, meta)
+        for name, data in streams:
+            self.store.put_stream(rel, name, data)
 
     def remove(self, rel: str) -> None:
         import shutil
@@ -192,15 +206,6 @@ class _SimFolder:
             self._batch.__exit__(None, None, None)
             self._batch = None  # type: ignore[assignment]
         self.store.close()
-
-
-def _layer_of(path: Path) -> Optional[Path]:
-    """The folder tree a host path belongs to (the nearest parent holding a metadata store)."""
-    store_name = _sim("ntfs").STORE_NAME
-    for parent in Path(os.path.abspath(path)).parents:
-        if (parent / store_name).exists():
-            return parent
-    return None
 
 
 # -- Windows ---------------------------------------------------------------------------------------
@@ -280,12 +285,9 @@ if sys.platform == "win32":
     class _Win32Folder:
         def __init__(self, root: Path) -> None:
             self.root = root
-            text = os.path.abspath(root)
-            self._base = text if text.startswith("\\\\?\\") else (
-                "\\\\?\\UNC\\" + text[2:] if text.startswith("\\\\") else "\\\\?\\" + text)
 
         def _p(self, rel: str) -> str:
-            return self._base + ("\\" + rel.replace("/", "\\") if rel else "")
+            return _win32_path(self.root, rel)
 
         def exists(self, rel: str) -> bool:
             return os.path.lexists(self._p(rel))
@@ -384,10 +386,9 @@ if sys.platform == "win32":
             finally:
                 h.close()
 
-        def hardlink(self, rel: str, target: Path) -> None:
-            text = os.path.abspath(target)
-            _check(_k32.CreateHardLinkW(self._p(rel), text if text.startswith("\\\\?\\") else "\\\\?\\" + text,
-                                        None), "CreateHardLinkW", self._p(rel))
+        def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
+            _check(_k32.CreateHardLinkW(self._p(rel), _win32_path(target_root, target_rel), None),
+                   "CreateHardLinkW", self._p(rel))
 
         def remove(self, rel: str) -> None:
             path = self._p(rel)

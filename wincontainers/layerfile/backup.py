@@ -122,6 +122,22 @@ class BackupWriter:
         self.stream_from(StreamId.ALTERNATE_DATA, size, source, f":{stream}:$DATA")
 
 
+def _read_exact(src: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at the end (raw streams may return short reads)."""
+    data = src.read(n)
+    if len(data) >= n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = src.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 class _Bounded:
     """Reads at most ``size`` bytes of the underlying stream."""
 
@@ -133,7 +149,7 @@ class _Bounded:
         if self.remaining <= 0:
             return b""
         n = self.remaining if n < 0 else min(n, self.remaining)
-        data = self.src.read(n)
+        data = _read_exact(self.src, n)
         if len(data) < n and n:
             raise BackupError("backup stream truncated inside a stream's data")
         self.remaining -= len(data)
@@ -155,7 +171,7 @@ class BackupReader:
         while True:
             if self._current is not None:
                 self._current.skip()
-            raw = self.src.read(HEADER.size)
+            raw = _read_exact(self.src, HEADER.size)
             if not raw:
                 return
             if len(raw) < HEADER.size:
@@ -163,7 +179,7 @@ class BackupReader:
             stream_id, attributes, size, name_size = HEADER.unpack(raw)
             if size < 0 or name_size % 2 or name_size > 65536:
                 raise BackupError("malformed WIN32_STREAM_ID header")
-            raw_name = self.src.read(name_size)
+            raw_name = _read_exact(self.src, name_size)
             if len(raw_name) < name_size:
                 raise BackupError("truncated stream name")
             header = StreamHeader(stream_id, size, raw_name.decode("utf-16-le", "surrogatepass"), attributes)

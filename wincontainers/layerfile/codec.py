@@ -112,15 +112,28 @@ def _decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
 
 
 def _decode_name(raw: bytes) -> tuple[str, Optional[str]]:
+    """A tar name as Windows will see it, and what is wrong with it (None when valid UTF-8).
+
+    WTF-8 (a UTF-16 surrogate encoded like a character) is how a Windows name holding an
+    unpaired surrogate is carried; it decodes to that name exactly, and :func:`_encode_name`
+    writes the same bytes back. Anything else that is not UTF-8 keeps its bytes as escapes.
+    """
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError:
-        name = raw.decode("utf-8", "surrogateescape")
-        # WTF-8: a UTF-16 surrogate encoded as if it were a character (ED A0..BF ..).
-        for i in range(len(raw) - 2):
-            if raw[i] == 0xED and 0xA0 <= raw[i + 1] <= 0xBF:
-                return name, "encodes an unpaired UTF-16 surrogate: the name is not valid UTF-16"
-        return name, "is not valid UTF-8"
+        pass
+    try:
+        wide = raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape"), "is not valid UTF-8"
+    # A pair encoded as two surrogates is one character to Windows.
+    name = wide.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return name, "encodes an unpaired UTF-16 surrogate (WTF-8): the name is not valid UTF-16"
+
+
+def _encode_name(name: str) -> bytes:
+    """UTF-8, with unpaired surrogates as WTF-8 (the inverse of :func:`_decode_name`)."""
+    return name.encode("utf-8", "surrogatepass")
 
 
 def _pax_time(pax: dict[str, bytes], key: str) -> Optional[int]:
@@ -349,7 +362,7 @@ class LayerWriter:
                 raise ValueError(f"{entry.name}: a file entry needs its data")
         if size >= _MAX_OCTAL_11:
             records["size"] = str(size)
-        name_bytes = entry.name.encode("utf-8", "surrogateescape")
+        name_bytes = _encode_name(entry.name)
         prefix = b""
         ustar_name: Optional[bytes] = None
         if kind is EntryKind.WHITEOUT:

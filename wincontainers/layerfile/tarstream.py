@@ -236,7 +236,7 @@ def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[t
 
 def pax_record(key: str, value: str) -> bytes:
     """``"<len> <key>=<value>\\n"`` where ``<len>`` counts the whole record."""
-    body = f" {key}={value}\n".encode("utf-8", "surrogateescape")
+    body = f" {key}={value}\n".encode("utf-8", "surrogatepass")
     size = len(body) + 1
     while len(str(size)) + len(body) != size:
         size = len(str(size)) + len(body)

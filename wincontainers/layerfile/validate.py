@@ -62,7 +62,7 @@ RULES: Mapping[str, tuple[str, str]] = {
     "long-path": (WARNING, "the path is longer than the legacy 260-character limit: Windows tools without long-path support will fail on it"),
     "path-too-long": (ERROR, "the path exceeds the 32,767-character (or 255 per component) limit of Windows; shorten it"),
     "invalid-utf8": (ERROR, "the name is not valid UTF-8, so it has no Windows name; rename it before creating the layer"),
-    "invalid-utf16": (ERROR, "the name holds an unpaired UTF-16 surrogate (often from $Recycle.Bin); delete or rename the file"),
+    "invalid-utf16": (WARNING, "the name holds an unpaired UTF-16 surrogate (often from $Recycle.Bin): wincontainers imports and exports it exactly (as WTF-8), but Docker, containerd and hcsshim turn it into U+FFFD; rename the file if the image must work with them"),
     "hardlink-escape": (ERROR, "a hard link target must be a valid path inside this layer's Files/ (or UtilityVM/Files/)"),
     "hardlink-cross-namespace": (ERROR, "hard links may only connect Files/ to Files/ (or UtilityVM/Files/ to UtilityVM/Files/)"),
     "hardlink-missing-target": (ERROR, "the link target is neither earlier in this tar nor in a parent layer; import the parent layers first or include the file"),

@@ -270,13 +270,11 @@ class LayerCollection:
     def _apply_pending(self, folder: layerfs.LayerFolder, target: Path, pending: PendingWork,
                        parents: Sequence[Path]) -> None:
         for name, link_target in pending.hardlinks:
-            candidates = [target, *parents]
-            source = next((c.joinpath(*link_target.split("/")) for c in candidates
-                           if c.joinpath(*link_target.split("/")).is_file()), None)
-            if source is None:
+            owner = next((c for c in [target, *parents] if layerfs.is_file(c, link_target)), None)
+            if owner is None:
                 raise errors.NotFound("import", subject=errors.subject_for("layer", target.name),
                                       message=f"hard link {name} -> {link_target}: the target exists nowhere")
-            folder.hardlink(name, source)
+            folder.hardlink(name, owner, link_target)
         for deleted in pending.tombstones:
             folder.remove(deleted)
         for name, times in reversed(pending.directory_times):  # children before parents
@@ -359,19 +357,40 @@ class LayerCollection:
 
     @contextlib.contextmanager
     def _unprepared(self, layer: Layer, parents: Sequence[LayerRef]) -> Iterator[None]:
-        """A sandbox is exported activated but not prepared (hcs-api.md pitfall 14)."""
+        """A sandbox is exported activated but not prepared (hcs-api.md pitfall 14).
+
+        A container's sandbox stays prepared while the container exists: when the container is
+        not running, it is unprepared for the export and prepared again afterwards; a running
+        (or paused) container is refused here, with advice, instead of vmcompute's bare
+        "Catastrophic failure".
+        """
         if layer.kind != "sandbox":
             yield
             return
         driver = self.host.driver
-        was_mounted = bool(driver.layer_mount_path(str(layer.path)))
+        path = str(layer.path)
+        owned = self.host.records_exists(layer.id)
+        if owned:
+            with self.host.containers.get(layer.id) as container:
+                state = container.status
+            if state in ("running", "paused"):
+                raise errors.InvalidState(
+                    "export", subject=errors.subject_for("container", layer.id),
+                    message=f"the container is {state}; its sandbox changes while it runs",
+                    hint="stop the container first (wincontainers stop), then export or commit it")
+        was_mounted = bool(driver.layer_mount_path(path))
         if not was_mounted:
-            driver.activate_layer(str(layer.path))
+            driver.activate_layer(path)
+        elif owned:
+            driver.unprepare_layer(path)
         try:
             yield
         finally:
             if not was_mounted:
-                driver.deactivate_layer(str(layer.path))
+                driver.deactivate_layer(path)
+            elif owned:
+                driver.prepare_layer(path, parents)
+
 
     # -- sandboxes and mounting ------------------------------------------------------------------
 

@@ -121,6 +121,7 @@ class TransportWriter:
         if name == "Hives" or name.startswith("Hives/"):
             if kind is EntryKind.DIRECTORY:
                 self.staging.mkdir(name)
+                self.staging.set_times(name, _times(entry))
             elif kind is EntryKind.FILE:
                 assert data is not None
                 with self.staging.open_write(name) as out:
@@ -202,6 +203,8 @@ class _Chain(io.RawIOBase):
 
     def readinto(self, b: object) -> int:
         view = memoryview(b)  # type: ignore[arg-type]
+        if not len(view):
+            return 0
         if self.head:
             n = min(len(view), len(self.head))
             view[:n] = self.head[:n]
@@ -341,18 +344,16 @@ def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEn
         head, _, base = path.rpartition("/")
         yield LayerEntry(f"{head}/.wh.{base}", EntryKind.WHITEOUT), None
     if transport and folder.exists("Hives"):
-        hive_times = folder.get_times("Hives/System_Delta") if folder.exists("Hives/System_Delta") else ZERO_TIMES
-        c, a, w, ch = hive_times
-        yield LayerEntry("Hives", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY), creation_time=w,
-                         last_access_time=w, last_write_time=w, change_time=w), None
+        c, a, w, ch = folder.get_times("Hives")
+        yield LayerEntry("Hives", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY), creation_time=c,
+                         last_access_time=a, last_write_time=w, change_time=ch), None
         for name in folder.listdir("Hives"):
             rel = f"Hives/{name}"
             with folder.open_read(rel) as f:
                 data = f.read()
-            t = folder.get_times(rel)
+            c, a, w, ch = folder.get_times(rel)
             yield LayerEntry(rel, EntryKind.FILE, size=len(data), attributes=int(FileAttributes.ARCHIVE),
-                             creation_time=t[2], last_access_time=t[2], last_write_time=t[2],
-                             change_time=t[3] if t[3] is not None else t[2]), io.BytesIO(data)
+                             creation_time=c, last_access_time=a, last_write_time=w, change_time=ch), io.BytesIO(data)
     if not transport and folder.exists("UtilityVM/Files"):
         yield LayerEntry("UtilityVM", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY)), None
         yield from walk("UtilityVM/Files")

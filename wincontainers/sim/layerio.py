@@ -240,12 +240,7 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
                         # What vmcompute does with a reparse point it cannot import.
                         raise Fail(E_UNEXPECTED, f"{rel}: cannot import reparse tag 0x{tag:08X} "
                                                  f"({OTHER_TAGS.get(tag, 'unknown')})")
-            hives = folder / "Hives"
-            if hives.is_dir():
-                (layer / "Hives").mkdir(exist_ok=True)
-                for hive in sorted(hives.iterdir()):
-                    if hive.is_file():
-                        shutil.copyfile(hive, layer / "Hives" / hive.name)
+            _copy_hives(folder, staging, layer, store)
             tomb = folder / "tombstones.txt"
             if tomb.exists():
                 _read_tombstones(tomb, store)
@@ -313,6 +308,9 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore) -> None:
             key = (st.st_dev, st.st_ino)
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in links:
                 os.link(host_path(folder, links[key]), host_path(folder, rel))  # keep the hard link
+                staged = staging.get(links[key])  # a hard link shares its file's metadata
+                if staged is not None:
+                    staging.put(rel, staged)
                 continue
             attributes, times, stream, directory = backup_of(store, layer, rel)
             try:
@@ -322,7 +320,7 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore) -> None:
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 links[key] = rel
         _write_tombstones(folder, store.tombstones())
-        _copy_hives(layer, folder)
+        _copy_hives(layer, store, folder, staging)
     finally:
         store.close()
 
@@ -372,13 +370,19 @@ def _write_tombstones(folder: Path, paths: Sequence[str]) -> None:
             b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8", "surrogatepass") + b"\n")
 
 
-def _copy_hives(layer: Path, folder: Path) -> None:
-    hives = layer / "Hives"
-    if hives.is_dir():
-        (folder / "Hives").mkdir(exist_ok=True)
-        for hive in sorted(hives.iterdir()):
-            if hive.is_file():
-                shutil.copyfile(hive, folder / "Hives" / hive.name)
+def _copy_hives(src: Path, src_store: NtfsStore, dst: Path, dst_store: NtfsStore) -> None:
+    """``Hives\\`` with the times of the folder and of each hive file."""
+    hives = src / "Hives"
+    if not hives.is_dir():
+        return
+    (dst / "Hives").mkdir(exist_ok=True)
+    names = ["Hives"] + [f"Hives/{h.name}" for h in sorted(hives.iterdir()) if h.is_file()]
+    for rel in names[1:]:
+        shutil.copyfile(src / rel, dst / rel)
+    for rel in names:
+        meta = src_store.get(rel)
+        if meta is not None:
+            dst_store.put(rel, meta)
 
 
 def record_prepared_view(layer: Path, volume: Path) -> None:

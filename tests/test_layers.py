@@ -229,3 +229,305 @@ def test_random_trees_survive_import_and_export(host: Host) -> None:
     finally:
         host.layers.destroy(base)
     assert layers_left(host) == []
+
+
+def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
+    d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
+             last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])
+    uvm = [
+        (LayerEntry("UtilityVM", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files/EFI", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files/EFI/BCD", EntryKind.FILE, size=4, attributes=0x26, **d), b"regf"),
+    ]
+    files = [(e, data.read() if data is not None else None) for e, data in LayerReader(io.BytesIO(base_layer()))]
+    tar = tar_of(files + [
+        (LayerEntry("Files/Windows/notepad.exe", EntryKind.FILE, size=2, attributes=0x20, xattrs={"K": b"v"}, **d),
+         b"MZ"),
+        (LayerEntry("Files/Windows/notepad.exe:Zone.Identifier", EntryKind.STREAM, size=3,
+                    last_access_time=d["last_access_time"], last_write_time=d["last_write_time"],
+                    change_time=d["change_time"]), b"z=3"),
+        (LayerEntry("Files/Windows/write.exe", EntryKind.HARDLINK, attributes=0x20, link_target="Files/Windows/notepad.exe",
+                    **{k: v for k, v in d.items() if k != "security"}), None),
+        (LayerEntry("Files/Documents", EntryKind.JUNCTION, attributes=0x410, link_target="C:\\Users\\Public", **d), None),
+        *uvm,
+    ])
+    assert check_layer(io.BytesIO(tar), base=True).ok
+    base = host.layers.import_tar(io.BytesIO(tar))
+    try:
+        assert base.kind == "base" and base.parents == ()
+        assert base.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+        out = io.BytesIO()
+        host.layers.export_tar(base, out)
+        problems = _diff(view(tar), view(out.getvalue()))
+        assert not problems, "\n".join(problems)
+        if host.generation > 1:  # ProcessBaseImage/ProcessUtilityImage ran (TP3 has neither)
+            assert (base.path / "Hives").is_dir() and (base.path / "UtilityVM" / "SystemTemplate.vhdx").is_file()
+    finally:
+        host.layers.destroy(base)
+
+
+# -- refusing bad layers before touching the host ----------------------------------------------
+
+
+def test_every_hostile_tar_is_refused_and_nothing_is_written(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    try:
+        refused = 0
+        for case in corpus():
+            if case.severity != "error":
+                continue
+            source = tmp_path / f"{case.id}.tar"
+            source.write_bytes(case.tar)
+            as_base = bool(case.check.get("base"))
+            before = listing(sim.root)
+            sim.calls(clear=True)
+            try:
+                host.layers.import_tar(source, parents=[] if as_base else [base], base=as_base)
+            except LayerRejected as exc:
+                assert case.rule in {f.rule for f in exc.report.errors}, (case.id, exc.report.summary())
+                named = [f.path for f in exc.report.errors if f.rule == case.rule]
+                assert any(p in str(exc) for p in named), (case.id, str(exc))
+                refused += 1
+            else:
+                raise AssertionError(f"{case.id}: imported")
+            assert sim.calls() == [] or set(sim.calls()) <= {"NameToGuid"}, (case.id, sim.calls())
+            assert listing(sim.root) == before, f"{case.id}: the import wrote to the host"
+        assert refused >= 30
+    finally:
+        host.layers.destroy(base)
+
+
+def test_the_blogs_layer_is_refused_naming_each_file(host: Host, tmp_path: Path) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    try:
+        with pytest.raises(LayerRejected) as info:
+            host.layers.import_tar(io.BytesIO(blog_layer()), parents=[base])
+        text = str(info.value)
+        for path in ("Files/cygwin64/bin/vi", "Files/cygwin64/bin/sh.exe"):
+            assert path in text
+        rules = {f.rule: f for f in info.value.report.findings}
+        assert rules["unsupported-reparse"].path == "Files/cygwin64/bin/vi" and rules["unsupported-reparse"].advice
+        assert rules["hardlink-missing-target"].path == "Files/cygwin64/bin/sh.exe"
+        assert rules["recycle-bin"].severity == "warning" and rules["long-path"].severity == "warning"
+        assert "0x8000FFFF" not in text and layers_left(host) == [base.id]
+    finally:
+        host.layers.destroy(base)
+
+
+def test_lone_surrogate_names_warn_but_import(host: Host) -> None:
+    name = "Files/\udc80bin\ud800"
+    tar = tar_of([(LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10), None),
+                  (LayerEntry(name, EntryKind.FILE, size=2, attributes=0x20), b"ok")])
+    assert "\\xed\\xb2\\x80bin\\xed\\xa0\\x80".encode().decode("unicode_escape").encode("latin-1") in tar
+    report = check_layer(io.BytesIO(tar), base=True)
+    assert report.ok and report.rules() == {"invalid-utf16"}
+    layer = host.layers.import_tar(io.BytesIO(tar))
+    try:
+        out = io.BytesIO()
+        host.layers.export_tar(layer, out)
+        assert name in view(out.getvalue())
+    finally:
+        host.layers.destroy(layer)
+
+
+# -- failures inside HCS ------------------------------------------------------------------------
+
+
+INJECTED = 0x8000FFFF
+
+
+def _layer_work(host: Host, base_tar: bytes, diff_tar: bytes, dest: Path) -> None:
+    """Import a base and a diff layer, export the diff and a sandbox over both, remove them all."""
+    base = host.layers.import_tar(io.BytesIO(base_tar))
+    made = [base]
+    try:
+        diff = host.layers.import_tar(io.BytesIO(diff_tar), parents=[base])
+        made.append(diff)
+        host.layers.export_tar(diff, dest)
+        sandbox = host.layers.create_sandbox([diff, base])
+        made.append(sandbox)
+        host.layers.export_tar(sandbox, dest.with_suffix(".sandbox.tar"))
+    finally:
+        for layer in reversed(made):
+            host.layers.destroy(layer, force=True)
+
+
+def test_a_failing_hcs_call_leaves_no_partial_layer_and_names_layer_and_step(
+        host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+    from tests.test_layerfile import example_entries, write
+
+    base_tar, diff_tar = base_layer(), write(example_entries())
+    sim.calls(clear=True)
+    _layer_work(host, base_tar, diff_tar, tmp_path / "ok.tar")
+    calls = sim.calls(clear=True)
+    wanted = {"ImportLayer", "ExportLayer", "HcsImportLayer", "HcsExportLayer", "ProcessBaseImage", "NameToGuid",
+              "CreateSandboxLayer", "ActivateLayer"}
+    occurrences, seen = [], {}  # type: ignore[var-annotated]
+    for fn in calls:
+        seen[fn] = seen.get(fn, 0) + 1
+        if fn in wanted:
+            occurrences.append((fn, seen[fn]))
+    assert {"ImportLayer", "HcsImportLayer"} & {fn for fn, _ in occurrences}
+    assert {"ExportLayer", "HcsExportLayer"} & {fn for fn, _ in occurrences}
+    failed = 0
+    for fn, nth in occurrences:
+        dest = tmp_path / f"{fn}-{nth}.tar"
+        sim.inject(fn, INJECTED, nth=nth, pid=os.getpid())
+        try:
+            _layer_work(host, base_tar, diff_tar, dest)
+        except errors.HcsError as exc:
+            failed += 1
+            assert exc.operation == fn and exc.hresult == INJECTED, (fn, nth, exc)
+            text = str(exc)
+            assert fn in text and "layer " in text, text
+            assert text.startswith(("importing ", "exporting ", "creating sandbox layer ")), text
+            if fn in ("ImportLayer", "HcsImportLayer"):
+                assert "layer check" in text, text  # vmcompute's "Catastrophic failure", explained
+        finally:
+            sim.clear_faults()
+        assert layers_left(host) == [], (fn, nth, layers_left(host))
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f"{fn}-{nth}") and
+                    (p.suffix == ".partial" or p.stat().st_size == 0)]
+        assert not sim.objects()["volumes"], (fn, nth)
+    assert failed >= len(occurrences) - 1, (failed, occurrences)
+
+
+# -- a container's changes -------------------------------------------------------------------
+
+
+def _entries(tar: bytes) -> dict[str, tuple[LayerEntry, bytes]]:
+    return {e.name: (e, d.read() if d is not None else b"") for e, d in LayerReader(io.BytesIO(tar))}
+
+
+def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+    with host.containers.create("windowsservercore", name="changes") as c:
+        c.start()
+        result = c.run('cmd /S /C "mkdir -p data && echo hello> data/new.txt && rm -rf Users && '
+                       'echo changed> Windows/win.ini"')
+        assert result.returncode == 0, result
+        with pytest.raises(errors.InvalidState) as running:
+            host.layers.export_tar(c.id, tmp_path / "running.tar")
+        assert "stop the container first" in str(running.value) and not (tmp_path / "running.tar").exists()
+        c.stop()
+        out = tmp_path / "changes.tar"
+        first = host.layers.export_tar(c.id, out)
+        entries = _entries(out.read_bytes())
+        assert entries["Files/data/new.txt"][1] == b"hello\n"
+        assert entries["Files/Windows/win.ini"][1] == b"changed\n"
+        assert entries["Files/.wh.Users"][0].kind is EntryKind.WHITEOUT
+        assert "Files/Program Files" not in entries  # unchanged content is not part of the diff
+        assert {n for n in entries if n.startswith("Hives/")} >= {"Hives/Software_Delta", "Hives/System_Delta"}
+        assert check_layer(out).ok
+        again = host.layers.export_tar(c.id, tmp_path / "again.tar")
+        assert again.diff_id == first.diff_id
+        # The sandbox is left as the container had it: activated and prepared.
+        volumes = [v for v in sim.objects()["volumes"] if Path(v["layer"]).name == c.id]
+        assert [v["prepared"] for v in volumes] == [True]
+
+
+def test_a_wsl_symlink_in_a_container_is_refused_by_name(host: Host, tmp_path: Path) -> None:
+    with host.containers.create("windowsservercore", name="lx") as c:
+        c.start()
+        assert c.run('cmd /S /C "mkdir -p bin && ln -s /usr/bin/vim bin/vi && echo x> bin/ok.txt"').returncode == 0
+        c.stop()
+        dest = tmp_path / "lx.tar"
+        with pytest.raises(ExportRefused) as info:
+            host.layers.export_tar(c.id, dest)
+        assert info.value.paths == ["Files/bin/vi"] and "WSL/LX symlink" in str(info.value)
+        assert not dest.exists() and not list(tmp_path.iterdir())
+        host.layers.export_tar(c.id, dest, unsupported_reparse="skip")
+        assert "Files/bin/vi" not in _entries(dest.read_bytes()) and "Files/bin/ok.txt" in _entries(dest.read_bytes())
+        host.layers.export_tar(c.id, dest, unsupported_reparse="keep")
+        report = check_layer(dest)
+        assert [f.path for f in report.errors if f.rule == "unsupported-reparse"] == ["Files/bin/vi"]
+
+
+def test_a_mounted_sandbox_cannot_be_exported_and_the_error_says_why(host: Host, tmp_path: Path) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    sandbox = host.layers.create_sandbox([base])
+    try:
+        with host.layers.prepared(sandbox) as mount:
+            assert mount
+            with pytest.raises(errors.Unexpected) as info:
+                host.layers.export_tar(sandbox, tmp_path / "x.tar")
+            assert "still mounted" in str(info.value) and str(info.value).startswith("exporting layer ")
+        assert not (tmp_path / "x.tar").exists()
+        host.layers.export_tar(sandbox, tmp_path / "x.tar")  # unmounted: fine (no changes)
+        assert _entries((tmp_path / "x.tar").read_bytes()).keys() >= {"Files", "Hives"}
+    finally:
+        host.layers.destroy(sandbox)
+        host.layers.destroy(base)
+    assert layers_left(host) == []
+
+
+# -- progress and the command line -----------------------------------------------------------------
+
+
+def test_progress_reports_bytes_and_files(host: Host, tmp_path: Path) -> None:
+    from tests.test_layerfile import example_entries, write
+
+    seen: list[tuple[int, int]] = []
+    base = host.layers.import_tar(io.BytesIO(base_layer()), progress=lambda done, files: seen.append((done, files)))
+    tar = write(example_entries())
+    imported: list[tuple[int, int]] = []
+    layer = host.layers.import_tar(io.BytesIO(tar), parents=[base],
+                                   progress=lambda done, files: imported.append((done, files)))
+    exported: list[tuple[int, int]] = []
+    result = host.layers.export_tar(layer, tmp_path / "out.tar", progress=lambda d, f: exported.append((d, f)))
+    try:
+        for series in (seen, imported, exported):
+            assert series and series == sorted(series), series  # counts only move forward
+        assert imported[-1] == (len(tar), 12)
+        assert exported[-1] == (result.size, result.entries) and result.size == (tmp_path / "out.tar").stat().st_size
+    finally:
+        host.layers.destroy(layer)
+        host.layers.destroy(base)
+
+
+def test_layer_commands(sim: SimulatedHost, tmp_path: Path) -> None:
+    from tests.conftest import cli
+    from tests.test_layerfile import example_entries, write
+
+    blog = tmp_path / "blog.tar"
+    blog.write_bytes(blog_layer())
+    checked = cli("layer", "check", str(blog), sim=sim)
+    assert checked.returncode == 1
+    lines = checked.stdout.decode().splitlines()
+    vi = next(line for line in lines if "Files/cygwin64/bin/vi" in line)
+    assert "unsupported-reparse" in vi and "error" in vi and "Catastrophic failure" in vi
+    as_json = cli("layer", "check", "--json", str(blog), sim=sim)
+    assert as_json.returncode == 1
+    import json
+
+    doc = json.loads(as_json.stdout)
+    assert {f["rule"] for f in doc["findings"]} >= {"unsupported-reparse", "hardlink-into-parent", "recycle-bin"}
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"\x1f\x8b" + b"nope" * 100)
+    assert cli("layer", "check", str(junk), sim=sim).returncode == 2
+    assert cli("layer", "check", str(tmp_path / "missing.tar"), sim=sim).returncode == 2
+
+    base_tar, app_tar = tmp_path / "base.tar", tmp_path / "app.tar"
+    base_tar.write_bytes(base_layer())
+    app_tar.write_bytes(write(example_entries()))
+    assert cli("layer", "check", str(app_tar), sim=sim).returncode == 0
+    base = cli("layer", "import", str(base_tar), sim=sim)
+    assert base.returncode == 0, base.stderr
+    base_id = base.stdout.decode().strip()
+    app = cli("layer", "import", "--parent", base_id[:12], str(app_tar), sim=sim)
+    assert app.returncode == 0, app.stderr
+    app_id = app.stdout.decode().strip()
+    refused = cli("layer", "import", "--parent", base_id, str(blog), sim=sim)
+    assert refused.returncode == 1 and b"Files/cygwin64/bin/vi" in refused.stderr and b"nothing was imported" in refused.stderr
+    listed = cli("layer", "ls", sim=sim).stdout.decode()
+    assert base_id[:12] in listed and app_id[:12] in listed and "base" in listed and "diff" in listed
+    assert cli("layer", "ls", "-q", sim=sim).stdout.decode().split() == sorted([base_id, app_id])
+    out = tmp_path / "app-out.tar.gz"
+    exported = cli("layer", "export", "--compression", "gzip", app_id[:12], str(out), sim=sim)
+    assert exported.returncode == 0, exported.stderr
+    assert out.read_bytes()[:2] == b"\x1f\x8b"
+    assert exported.stdout.decode().strip() == check_layer(out).diff_id
+    in_use = cli("layer", "rm", base_id[:12], sim=sim)
+    assert in_use.returncode == 1 and b"built on it" in in_use.stderr
+    assert cli("layer", "rm", app_id, base_id, sim=sim).returncode == 0
+    assert cli("layer", "ls", "-q", sim=sim).stdout == b""

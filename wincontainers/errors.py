@@ -11,8 +11,9 @@ This module is the bottom of the package: it imports nothing of ours.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
@@ -36,6 +37,7 @@ __all__ = [
     "HResultInfo",
     "HRESULTS",
     "describe",
+    "during",
     "hresult_name",
     "normalize_hresult",
     "raise_for_hresult",
@@ -196,14 +198,19 @@ def describe(hr: int) -> str:
 
 # -- hints ---------------------------------------------------------------------------------------
 
-_LAYER_TRANSPORT_OPS = frozenset(
-    {"ImportLayer", "ExportLayer", "HcsImportLayer", "HcsExportLayer", "HcsExportLegacyWritableLayer"}
-)
+_LAYER_EXPORT_OPS = frozenset({"ExportLayer", "HcsExportLayer", "HcsExportLegacyWritableLayer"})
+_LAYER_IMPORT_OPS = frozenset({"ImportLayer", "HcsImportLayer"})
 
 _HINTS_BY_OPERATION: Mapping[tuple[str, int], str] = {
     **{
         (op, 0x8000FFFF): "the layer is still mounted or its container is still running; stop the container first."
-        for op in _LAYER_TRANSPORT_OPS
+        for op in _LAYER_EXPORT_OPS
+    },
+    **{
+        (op, 0x8000FFFF): "vmcompute could not import one of the layer's files (WSL/LX symlinks, hard links out of "
+                          "the layer chain and names that do not convert break it); `wincontainers layer check FILE` "
+                          "names them."
+        for op in _LAYER_IMPORT_OPS
     },
     ("DestroyLayer", 0x80070020): "the layer is still activated or in use by a container; stop and remove the container first.",
 }
@@ -263,7 +270,11 @@ class HcsError(WincontainersError):
         system_message: the system's text for the HRESULT.
         result: HCS's result/error document, parsed (``{"Error": ..., "ErrorMessage": ...}``).
         hint: what to do about it, when known.
+        context: the library task the call was a step of (``"importing layer.tar as layer 27dc..."``),
+            set by :func:`during`.
     """
+
+    context: Optional[str] = None
 
     def __init__(
         self,
@@ -292,7 +303,7 @@ class HcsError(WincontainersError):
 
     def __str__(self) -> str:
         where = f"{self.operation} on {self.subject}" if self.subject else self.operation
-        text = f"{where} failed:"
+        text = f"{self.context}: {where} failed:" if self.context else f"{where} failed:"
         if self.hresult is not None:
             text += f" {self.hresult_name} (0x{self.hresult:08X})"
         message = self.system_message.rstrip(".")
@@ -320,6 +331,19 @@ class HcsError(WincontainersError):
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+@contextlib.contextmanager
+def during(task: str) -> Iterator[None]:
+    """Name the library task in any :class:`HcsError` raised inside (the innermost task wins):
+    ``ImportLayer failed`` becomes ``importing base.tar as layer 27dc...: ImportLayer ... failed``."""
+    try:
+        yield
+    except HcsError as exc:
+        if exc.context is None:
+            exc.context = task
+            exc.args = (str(exc),)
+        raise
 
 
 def _rebuild(cls: "type[HcsError]", state: dict[str, Any]) -> "HcsError":

@@ -124,6 +124,8 @@ class BackupWriter:
 
 def _read_exact(src: IO[bytes], n: int) -> bytes:
     """Up to ``n`` bytes, fewer only at the end (raw streams may return short reads)."""
+    if n <= 0:
+        return b""
     data = src.read(n)
     if len(data) >= n or not data:
         return data

@@ -405,6 +405,8 @@ class LayerWriter:
             return
         self._closed = True
         self._out.write(b"\0" * (2 * BLOCK))
+        if self._progress is not None:
+            self._progress(self._out.count, self.files)
         if self._compressor is not None:
             self._compressor.close()
         if self._owned:

@@ -186,7 +186,9 @@ class LayerCollection:
         With no parents it is a base layer unless ``base=False``. Raises :class:`LayerRejected`
         (with the full report) when the check finds errors, before anything is written.
         """
-        parent_refs = self._refs(parents)
+        shown = _source_name(source)
+        with errors.during(f"importing {shown}"):
+            parent_refs = self._refs(parents)
         is_base = (not parent_refs) if base is None else base
         if is_base and parent_refs:
             raise errors.BadInput("a base layer has no parents")
@@ -200,10 +202,11 @@ class LayerCollection:
             target = self.root / layer_id
             callback, close_bar = reporter(progress, total=os.path.getsize(path), desc=f"import {layer_id[:12]}")
             try:
-                if is_base:
-                    diff_id, size = self._import_base(path, target, callback)
-                else:
-                    diff_id, size = self._import_diff(path, target, parent_refs, callback)
+                with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"):
+                    if is_base:
+                        diff_id, size = self._import_base(path, target, callback)
+                    else:
+                        diff_id, size = self._import_diff(path, target, parent_refs, callback)
                 (target / "layerchain.json").write_text(
                     json.dumps([r.path for r in parent_refs] or None, separators=(",", ":")))
                 self._write_info(layer_id, {"diff_id": diff_id, "size": size, "created": time.time(),
@@ -308,7 +311,7 @@ class LayerCollection:
         to_path = isinstance(dest, (str, os.PathLike))
         partial = Path(os.fspath(dest) + ".partial") if to_path else None  # type: ignore[arg-type]
         try:
-            with self._exported_tree(found) as (folder, transport):
+            with errors.during(f"exporting layer {found.short_id}"), self._exported_tree(found) as (folder, transport):
                 refused: builtins.list[str] = []
                 out = partial if partial is not None else dest
                 with LayerWriter(out, compression=compression, progress=callback) as writer:  # type: ignore[arg-type]
@@ -396,12 +399,13 @@ class LayerCollection:
 
     def create_sandbox(self, parents: Sequence[LayerLike]) -> Layer:
         """A new read-write (scratch) layer over ``parents`` (nearest first)."""
-        refs = self._refs(parents)
-        if not refs:
-            raise errors.BadInput("a sandbox needs at least its base layer as parent")
         layer_id = secrets.token_hex(32)
-        path = self.root / layer_id
-        self.host.driver.create_sandbox(str(path), refs)
+        with errors.during(f"creating sandbox layer {layer_id[:12]}"):
+            refs = self._refs(parents)
+            if not refs:
+                raise errors.BadInput("a sandbox needs at least its base layer as parent")
+            path = self.root / layer_id
+            self.host.driver.create_sandbox(str(path), refs)
         try:
             (path / "layerchain.json").write_text(json.dumps([r.path for r in refs], separators=(",", ":")))
         except BaseException:
@@ -474,6 +478,13 @@ class LayerCollection:
         tmp = self.info_dir / f".{layer_id}.json.tmp"
         tmp.write_text(json.dumps(info))
         os.replace(tmp, self.info_dir / f"{layer_id}.json")
+
+
+def _source_name(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.basename(os.fspath(source)) or os.fspath(source)
+    name = getattr(source, "name", None)
+    return os.path.basename(name) if isinstance(name, str) else "a layer stream"
 
 
 @contextlib.contextmanager

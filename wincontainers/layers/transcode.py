@@ -355,7 +355,11 @@ def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEn
             yield LayerEntry(rel, EntryKind.FILE, size=len(data), attributes=int(FileAttributes.ARCHIVE),
                              creation_time=c, last_access_time=a, last_write_time=w, change_time=ch), io.BytesIO(data)
     if not transport and folder.exists("UtilityVM/Files"):
-        yield LayerEntry("UtilityVM", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY)), None
+        read = folder.read_entry("UtilityVM")
+        try:
+            yield from _entries_from_backup("UtilityVM", read.attributes, read.times, read.stream, True)
+        finally:
+            read.stream.close()
         yield from walk("UtilityVM/Files")
 
 

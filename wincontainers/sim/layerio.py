@@ -50,8 +50,10 @@ _SKIP = (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", STORE_NAME + "-jo
 
 
 def _times_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    # Like NTFS since Windows Vista (NtfsDisableLastAccessUpdate), reading does not move the
+    # last access time here: it is the last write, so exporting twice gives the same bytes.
     write = unix_ns_to_filetime(st.st_mtime_ns)
-    return write, unix_ns_to_filetime(st.st_atime_ns), write, unix_ns_to_filetime(st.st_ctime_ns)
+    return write, write, write, unix_ns_to_filetime(st.st_ctime_ns)
 
 
 def apply_backup(
@@ -121,6 +123,8 @@ class _Concat(io.RawIOBase):
 
     def readinto(self, b: object) -> int:
         view = memoryview(b)  # type: ignore[arg-type]
+        if not len(view):
+            return 0
         while self.index < len(self.parts):
             part = self.parts[self.index]
             if isinstance(part, (bytes, bytearray)):
@@ -332,7 +336,17 @@ def _export_changes(layer: Path, volume: Path, folder: Path, staging: NtfsStore)
         manifest = vstore.info("manifest", {}) or {}
         assert isinstance(manifest, dict)
         seen = set()
+        written: set[str] = set()
         (folder / "Files").mkdir(parents=True, exist_ok=True)
+
+        def export(rel: str) -> None:
+            attributes, times, stream, directory = backup_of(vstore, volume, rel)
+            try:
+                _write_transport(folder, "Files/" + rel, attributes, stream, times, directory, staging)
+            finally:
+                stream.close()
+            written.add(rel.lower())
+
         for rel in walk(volume, ""):
             if not rel:
                 continue
@@ -343,11 +357,13 @@ def _export_changes(layer: Path, volume: Path, folder: Path, staging: NtfsStore)
             now = [st.st_size, st.st_mtime_ns, stat.S_IFMT(st.st_mode)]
             if before == now and not stat.S_ISLNK(st.st_mode):
                 continue
-            attributes, times, stream, directory = backup_of(vstore, volume, rel)
-            try:
-                _write_transport(folder, "Files/" + rel, attributes, stream, times, directory, staging)
-            finally:
-                stream.close()
+            # A change deep in an unchanged directory: its directories come along, as on Windows.
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                ancestor = "/".join(parts[:depth])
+                if ancestor.lower() not in written:
+                    export(ancestor)
+            export(rel)
         deleted = [k for k in manifest if k not in seen]
         _write_tombstones(folder, ["Files/" + str(manifest_names(vstore).get(k, k)) for k in sorted(deleted)])
         hives = folder / "Hives"

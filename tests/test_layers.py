@@ -531,3 +531,30 @@ def test_layer_commands(sim: SimulatedHost, tmp_path: Path) -> None:
     assert in_use.returncode == 1 and b"built on it" in in_use.stderr
     assert cli("layer", "rm", app_id, base_id, sim=sim).returncode == 0
     assert cli("layer", "ls", "-q", sim=sim).stdout == b""
+
+
+def test_compressed_round_trip_and_a_progress_bar(host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tqdm  # noqa: F401  (both are in the test extra: the zstd path and the bar must run)
+    import zstandard  # noqa: F401
+    from tests.test_layerfile import example_entries, write
+
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    made = [base]
+    try:
+        plain = write(example_entries())
+        layer = host.layers.import_tar(io.BytesIO(write(example_entries(), compression="zstd")), parents=[base],
+                                       progress=True)
+        made.append(layer)
+        assert layer.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()  # of the uncompressed tar
+        for compression, magic in (("zstd", b"\x28\xb5\x2f\xfd"), ("gzip", b"\x1f\x8b")):
+            out = tmp_path / f"out.{compression}"
+            result = host.layers.export_tar(layer, out, compression=compression, progress=True)
+            assert out.read_bytes()[:4].startswith(magic) and result.compressed_size == out.stat().st_size
+            again = host.layers.import_tar(out, parents=[base])
+            made.append(again)
+            assert again.diff_id == result.diff_id
+        bars = capsys.readouterr().err
+        assert "import " in bars and "export " in bars  # tqdm wrote its bars (with the layer ids)
+    finally:
+        for layer in reversed(made):
+            host.layers.destroy(layer)

@@ -193,7 +193,8 @@ def validate_name(name: str) -> list[tuple[str, str]]:
     if units + 3 > _MAX_PATH:
         problems.append(("path-too-long", f"the path is {units} UTF-16 units long"))
     elif name.startswith("Files/") and units - len("Files/") + 3 > _LEGACY_MAX_PATH:
-        problems.append(("long-path", f"C:\\{name[6:]} is {units - 3} characters long"))
+        windows = name[6:].replace("/", "\\")
+        problems.append(("long-path", f"C:\\{windows} is {units - 3} characters long"))
     for part in parts:
         base = part.split(":", 1)[0] if ":" in part else part
         if len(part.encode("utf-16-le", "surrogatepass")) // 2 > _MAX_COMPONENT:

@@ -761,7 +761,7 @@ for _name, _fmt in (
     ("HcsInitializeLegacyWritableLayer", "ssss"), ("HcsAttachLayerStorageFilter", "ss"),
     ("HcsDetachLayerStorageFilter", "s"), ("HcsFormatWritableLayerVhd", "x"), ("HcsGetLayerVhdMountPath", "xS"),
 ):
-    api("computestorage", _name, _fmt)(_not_yet("layer storage arrives with the layer tar support"))
+    api("computestorage", _name, _fmt)(_not_yet("VHD-backed layer storage is not simulated; folder layers are"))
 
 
 # == computenetwork ================================================================================

@@ -207,7 +207,7 @@ def bench(name: str, tar: Path, work: Path, profile: str, rounds: int) -> list[t
 
         sim_root = work / "sim"
         shutil.rmtree(sim_root, ignore_errors=True)
-        with SimulatedHost(profile, sim_root) as sim:
+        with SimulatedHost(profile, sim_root):
             daemon = int((sim_root / "daemon" / "daemon.pid").read_text().split()[0])
             host = Host.open(sim=profile, root=sim_root)
             base = host.layers.import_tar(base_tar)

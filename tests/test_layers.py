@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -498,8 +499,6 @@ def test_layer_commands(sim: SimulatedHost, tmp_path: Path) -> None:
     assert "unsupported-reparse" in vi and "error" in vi and "Catastrophic failure" in vi
     as_json = cli("layer", "check", "--json", str(blog), sim=sim)
     assert as_json.returncode == 1
-    import json
-
     doc = json.loads(as_json.stdout)
     assert {f["rule"] for f in doc["findings"]} >= {"unsupported-reparse", "hardlink-into-parent", "recycle-bin"}
     junk = tmp_path / "junk.tar.gz"
@@ -558,3 +557,37 @@ def test_compressed_round_trip_and_a_progress_bar(host: Host, tmp_path: Path, ca
     finally:
         for layer in reversed(made):
             host.layers.destroy(layer)
+
+
+def test_lookup_mounting_and_removal(host: Host, sim: SimulatedHost) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    sandbox = host.layers.create_sandbox([base])
+    try:
+        assert host.layers.get(base.id[:10]) == base and host.layers.get(str(base.path)) == base
+        assert host.layers.exists(base.id) and not host.layers.exists("f" * 64)
+        with pytest.raises(errors.BadInput):
+            host.layers.get("some/relative/path")
+        with pytest.raises(errors.NotFound) as missing:
+            host.layers.get("0" * 64)
+        assert "layer ls" in str(missing.value)
+        assert json.loads((sandbox.path / "layerchain.json").read_text()) == [str(base.path)]
+        assert json.loads((base.path / "layerchain.json").read_text()) is None
+        assert sandbox.kind == "sandbox" and sandbox.parents == (base.path,)
+        assert {layer.id for layer in host.layers.list()} == {base.id, sandbox.id}
+
+        def volumes() -> list[Any]:
+            return [v for v in sim.objects()["volumes"] if Path(v["layer"]) == sandbox.path]
+
+        with host.layers.activated(sandbox) as mount:
+            assert mount and [v["prepared"] for v in volumes()] == [False]
+        assert volumes() == []
+        with host.layers.prepared(sandbox) as mount:
+            assert mount and [v["prepared"] for v in volumes()] == [True]
+        assert volumes() == []
+        with pytest.raises(errors.InvalidState) as in_use:
+            host.layers.destroy(base)
+        assert sandbox.id[:12] in str(in_use.value)
+    finally:
+        host.layers.destroy(sandbox)
+        host.layers.destroy(base)
+    assert layers_left(host) == [] and not host.layers.exists(base.id)

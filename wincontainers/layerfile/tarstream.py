@@ -265,6 +265,8 @@ def split_ustar_path(name: bytes) -> Optional[tuple[bytes, bytes]]:
 
 
 def _ascii(s: str) -> bytes:
+    if s.isascii():
+        return s.encode("ascii")
     return "".join(c for c in s if ord(c) < 0x80).encode("ascii")
 
 

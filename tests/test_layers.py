@@ -591,3 +591,19 @@ def test_lookup_mounting_and_removal(host: Host, sim: SimulatedHost) -> None:
         host.layers.destroy(sandbox)
         host.layers.destroy(base)
     assert layers_left(host) == [] and not host.layers.exists(base.id)
+
+
+def test_the_layers_example_runs(sim: SimulatedHost) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, WINCONTAINERS_SIM=sim.profile.name, WINCONTAINERS_ROOT=str(sim.root),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "layers.py")], capture_output=True, env=env,
+                          timeout=120)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "a container from it reads: 'hello from a layer'" in out
+    assert "refused: Files/cygwin64/vi" in out and out.rstrip().endswith("layers left: 0")

@@ -11,19 +11,22 @@ process and the container stops when it exits (Docker's rule, and the only exit 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 import attrs
 
 from wincontainers import errors
-from wincontainers.driver.base import DEFAULT_TIMEOUT, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
+from wincontainers.driver.base import DEFAULT_TIMEOUT, LayerRef, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
 from wincontainers.process import (
     CalledProcessError,
     Command,
@@ -203,6 +206,30 @@ def parse_env_list(items: Sequence[str]) -> dict[str, str]:
     return _check_env(env)
 
 
+def _config_env(config: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            if key:
+                out[key] = value
+    return out
+
+
+def default_command(config: Mapping[str, Any]) -> Optional[str]:
+    """An image's Entrypoint + Cmd as one Windows command line (None when it has neither).
+
+    With ``ArgsEscaped`` (Docker on Windows) the last element is already a command line.
+    """
+    parts = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    if not parts:
+        return None
+    if config.get("ArgsEscaped") and len(parts) >= 1:
+        head = subprocess.list2cmdline(parts[:-1])
+        return f"{head} {parts[-1]}" if head else parts[-1]
+    return subprocess.list2cmdline(parts)
+
+
 class Container:
     """One container (compute system + sandbox layer). Get one from ``host.containers``."""
 
@@ -298,14 +325,52 @@ class Container:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> "Container":
-        """Start the compute system, and the main process when the container has a command."""
+        """Start the compute system, and the main process when the container has a command.
+
+        An exited container starts again on a new compute system over the same sandbox
+        (its files are kept), as ``docker start`` does.
+        """
         _check_timeout(timeout)
         with self._lock:
+            if self._record.state == "exited":
+                self._recreate(timeout)
             self._system().start(timeout)
             self._save(state="running", started=time.time(), finished=None, exit_code=None)
             if self._record.command:
                 self.process = self._exec_main()
         return self
+
+    def _recreate(self, timeout: Optional[float]) -> None:
+        """A new compute system for an exited container (HCS cannot start a stopped one)."""
+        record = self._record
+        self.close()
+        driver = self.host.driver
+        with contextlib.suppress(errors.HcsError):
+            old = driver.open_system(record.id)
+            try:
+                old.terminate(5)
+            except errors.HcsError:
+                pass
+            old.close()
+        parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
+        mount = driver.layer_mount_path(record.sandbox)
+        if not mount:
+            driver.activate_layer(record.sandbox)
+            driver.prepare_layer(record.sandbox, list(parents))
+            mount = driver.layer_mount_path(record.sandbox)
+        spec = SystemSpec(
+            id=record.id, name=record.name, hostname=record.hostname, volume_path=mount,
+            layer_folder=record.sandbox, layers=parents,
+            mapped_directories=tuple(MappedDirectory(host_path=h, container_path=c, read_only=False)
+                                     for h, c in record.volumes.items()),
+            memory_mb=record.memory_mb, cpu_count=record.cpu_count,
+        )
+        system = driver.create_system(spec, timeout)
+        self._system_ref = system
+        self._refs.append(system)
+        self._main_done.clear()
+        self.process = None
+        self._save(state="created")
 
     def _exec_main(self) -> Process:
         assert self._record.command is not None
@@ -444,7 +509,7 @@ class Container:
             environment=environment,
             console=tty,
             console_size=console_size or ((24, 80) if tty else None),
-            user=user,
+            user=user or self._record.user,
         )
         ref = self._system().create_process(spec)
         return Process(
@@ -609,6 +674,11 @@ class ContainerCollection:
             if not os.path.isabs(m.host_path):
                 raise _bad(f"volume host path {m.host_path!r} is not absolute")
         image_name, parents = self.host._resolve_image(image)
+        stored = self.host.store_image(image)
+        image_config = stored.container_config if stored is not None else {}
+        environment = {**_config_env(image_config), **environment}
+        workdir = workdir or image_config.get("WorkingDir") or None
+        user = image_config.get("User") or None
 
         container_id = secrets.token_hex(32)
         name = name or f"wc-{container_id[:12]}"
@@ -634,6 +704,8 @@ class ContainerCollection:
                 id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
                 sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
                 command=command_line, env=environment, workdir=workdir, tty=tty, labels=dict(labels or {}),
+                user=user, volumes={m.host_path: m.container_path for m in mapped}, memory_mb=memory_mb,
+                cpu_count=cpu_count, image_id=stored.id if stored is not None else None,
             )
             records.save(record)
             undo.append(lambda: records.delete(record))

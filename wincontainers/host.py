@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import attrs
 
@@ -26,6 +26,9 @@ from wincontainers.driver import Driver, open_driver
 from wincontainers.driver.base import LayerRef
 from wincontainers.layers import LayerCollection
 from wincontainers.records import ContainerRecord, RecordStore
+
+if TYPE_CHECKING:
+    from wincontainers.images.store import Image, ImageStore
 
 __all__ = ["Host", "BaseImage"]
 
@@ -67,6 +70,16 @@ class Host:
         self.records = RecordStore(state_dir)
         self.containers = ContainerCollection(self)
         self.layers = LayerCollection(self)
+        self._images: Optional["ImageStore"] = None
+
+    @property
+    def images(self) -> "ImageStore":
+        """The image store (created on first use under ``<state>/images``)."""
+        if self._images is None:
+            from wincontainers.images.store import ImageStore
+
+            self._images = ImageStore(self)
+        return self._images
 
     @classmethod
     def open(
@@ -185,8 +198,27 @@ class Host:
             if candidate.name.lower() == wanted and (not version or candidate.version == version or version == "latest"):
                 path = candidate.path
                 return f"{candidate.name.lower()}:{candidate.version}", [LayerRef(self.driver.name_to_guid(Path(path).name), path)]
-        known = ", ".join(f"{i.name.lower()} ({i.version})" for i in images) or "none"
-        raise errors.BadInput(f"unknown image {image!r}; base images on this host: {known}")
+        try:
+            stored = self.images.resolve(image.strip())
+        except errors.NotFound:
+            known = ", ".join(f"{i.name.lower()} ({i.version})" for i in images) or "none"
+            raise errors.BadInput(f"unknown image {image!r}; base images on this host: {known}; "
+                                  "`wincontainers images` lists the others") from None
+        folders = self.images.layer_folders(stored)
+        parents = [LayerRef(self.driver.name_to_guid(Path(f).name), f) for f in folders]
+        shown = next((t.familiar for t in stored.tags if image.strip() in (t.familiar, str(t), t.familiar_name)),
+                     stored.repo_tags[0] if stored.tags else stored.short_id)
+        return shown, parents
+
+    def store_image(self, image: Union[str, Sequence[str]]) -> Optional["Image"]:
+        """The image-store image ``image`` names (None for base names not yet recorded and
+        layer lists): containers take their defaults (Env, WorkingDir, User) from its config."""
+        if not isinstance(image, str):
+            return None
+        try:
+            return self.images.get(image.strip())
+        except (errors.NotFound, errors.BadInput):
+            return None
 
     def _remove_sandbox(self, record: ContainerRecord) -> None:
         """Unprepare, deactivate, rename (so a crash never leaves a half layer under its id), destroy.

@@ -57,6 +57,11 @@ class ContainerRecord:
     exit_code: Optional[int] = None
     main_pid: Optional[int] = None
     labels: dict[str, str] = attrs.field(factory=dict)
+    user: Optional[str] = None
+    volumes: dict[str, str] = attrs.field(factory=dict)
+    memory_mb: Optional[int] = None
+    cpu_count: Optional[int] = None
+    image_id: Optional[str] = None  # the store image it was created from, if any
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -12,11 +12,72 @@ import sys
 from pathlib import Path
 from typing import IO, Optional
 
-__all__ = ["system_directory", "handle_to_file", "enable_privileges", "is_windows"]
+__all__ = ["system_directory", "handle_to_file", "enable_privileges", "is_windows", "lock_file", "unlock_file",
+           "process_alive"]
 
 
 def is_windows() -> bool:
     return sys.platform == "win32"
+
+
+def lock_file(fd: int) -> None:
+    """Block until this process holds the exclusive lock on the open file ``fd``.
+
+    Released by :func:`unlock_file` or when the process dies (a killed writer never leaves
+    a lock behind).
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises
+                return
+            except OSError:
+                continue
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def unlock_file(fd: int) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (for leases left by killed processes)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":
+        import ctypes
+
+        PROCESS_QUERY_LIMITED_INFORMATION, STILL_ACTIVE = 0x1000, 259
+        kernel = ctypes.windll.kernel32
+        handle = kernel.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong(0)
+            return bool(kernel.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == STILL_ACTIVE
+        finally:
+            kernel.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def system_directory() -> Optional[Path]:

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 import attrs
 
@@ -180,11 +180,14 @@ class LayerCollection:
         base: Optional[bool] = None,
         check: bool = True,
         progress: ProgressArg = None,
+        on_folder: Optional[Callable[[Path], None]] = None,
     ) -> Layer:
         """Import a layer tar (plain, gzip or zstd) as a new layer over ``parents`` (nearest first).
 
         With no parents it is a base layer unless ``base=False``. Raises :class:`LayerRejected`
         (with the full report) when the check finds errors, before anything is written.
+        ``on_folder`` is told the new folder's path before it is created (the image store
+        records it, so a killed import's folder can be found and removed).
         """
         shown = _source_name(source)
         with errors.during(f"importing {shown}"):
@@ -200,6 +203,8 @@ class LayerCollection:
             oshandle.enable_privileges(*_PRIVILEGES)
             layer_id = secrets.token_hex(32)
             target = self.root / layer_id
+            if on_folder is not None:
+                on_folder(target)
             callback, close_bar = reporter(progress, total=os.path.getsize(path), desc=f"import {layer_id[:12]}")
             try:
                 with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"):
@@ -239,7 +244,7 @@ class LayerCollection:
         return diff_id, size
 
     def _import_diff(self, source: str, target: Path, parents: Sequence[LayerRef], progress: Any) -> tuple[str, int]:
-        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+        staging = Path(tempfile.mkdtemp(prefix=f".import-{os.getpid()}-", dir=self.root))
         size = 0
         try:
             folder = layerfs.open_folder(staging)
@@ -344,7 +349,7 @@ class LayerCollection:
             finally:
                 folder.close()
             return
-        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=self.root))
+        staging = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=self.root))
         try:
             parents = self._refs([str(p) for p in layer.parents])
             with self._unprepared(layer, parents):
@@ -458,11 +463,39 @@ class LayerCollection:
         except FileNotFoundError:
             pass
 
+    def leftovers(self) -> builtins.list[Path]:
+        """What interrupted operations left in the layers folder: ``<id>-removing`` folders and
+        the staging folders and spool files of processes that no longer run."""
+        out = []
+        for path in self.root.iterdir():
+            if path.name.endswith("-removing"):
+                out.append(path)
+            elif path.name.startswith((".import-", ".export-", ".spool-")):
+                pid = path.name.split("-")[1]
+                if not (pid.isdigit() and oshandle.process_alive(int(pid))):
+                    out.append(path)
+        return sorted(out)
+
+    def cleanup(self) -> builtins.list[Path]:
+        """Remove :meth:`leftovers` (a ``-removing`` folder through DestroyLayer)."""
+        removed = []
+        for path in self.leftovers():
+            if path.name.endswith("-removing"):
+                self._discard(path)
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if not path.exists():
+                removed.append(path)
+        return removed
+
     def _discard(self, path: Path) -> None:
         """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the id)."""
         if not path.exists():
             return
-        removing = path.with_name(path.name + "-removing")
+        removing = path if path.name.endswith("-removing") else path.with_name(path.name + "-removing")
         try:
             os.replace(path, removing)
         except OSError:
@@ -497,7 +530,7 @@ def _seekable(source: Union[str, "os.PathLike[str]", IO[bytes]], spool_dir: Path
         yield path
         return
     handle, _ = open_source(source)
-    fd, spooled = tempfile.mkstemp(prefix=".spool-", suffix=".tar", dir=spool_dir)
+    fd, spooled = tempfile.mkstemp(prefix=f".spool-{os.getpid()}-", suffix=".tar", dir=spool_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(handle, out, 1 << 20)  # type: ignore[misc]

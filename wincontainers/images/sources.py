@@ -1,0 +1,185 @@
+"""Images the store did not make but can use as ``FROM``, without copying their layer folders.
+
+- **The host's OS images** (``GetBaseImages``: TP3's ``Images\\CN=Microsoft_<Name>_<Version>``
+  central store, layer-format.md 2.6): registered as ``<name>:latest`` and ``<name>:<version>``.
+  Their diff ID is the digest of the layer tar an export of the folder gives (computed once).
+- **Docker's windowsfilter store** (``imagedb`` and ``layerdb``, layer-format.md 2.5): an image
+  found there is recorded with Docker's config bytes (so the same image ID) and layer records
+  pointing at Docker's layer folders, which the store never modifies or removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import attrs
+
+from wincontainers import errors
+from wincontainers.images.reference import ReferenceError_, parse_reference
+from wincontainers.images.store import LayerRecord, chain_id
+
+if TYPE_CHECKING:
+    from wincontainers.images.store import Image, ImageStore
+
+__all__ = ["register_host_image", "find_host_image", "DockerStore", "DockerImage", "register_docker_image"]
+
+DEFAULT_CMD = ["c:\\windows\\system32\\cmd.exe"]
+
+
+class _Discard:
+    """A writable that only counts (the export is hashed by the tar writer)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def find_host_image(store: "ImageStore", ref: str) -> Optional[Any]:
+    """The host base image ``ref`` names (``windowsservercore``, ``nanoserver:10.0.17763.0``)."""
+    try:
+        wanted = parse_reference(ref)
+    except ReferenceError_:
+        return None
+    if wanted.domain != "docker.io" or not wanted.path.startswith("library/"):
+        return None
+    name = wanted.path[len("library/"):]
+    for image in store.host.base_images():
+        if image.name.lower() == name and wanted.tag in ("latest", image.version):
+            return image
+    return None
+
+
+def register_host_image(store: "ImageStore", base: Any) -> "Image":
+    """Record a host base image (once): its layer points at the host's folder."""
+    name, version, folder = base.name.lower(), base.version, str(base.path)
+    marker = store.root / "host-images" / f"{name}-{version}.json"
+    known: Optional[dict[str, Any]] = None
+    try:
+        known = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        known = None
+    if known is None or known.get("folder") != folder:
+        result = store.host.layers.export_tar(folder, _Discard())  # type: ignore[arg-type]
+        known = {"folder": folder, "diff_id": result.diff_id, "size": result.size}
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        store._write_file(marker, json.dumps(known).encode())
+    diff_id = known["diff_id"]
+    record = LayerRecord(chain_id=diff_id, diff_id=diff_id, folder=folder, size=int(known["size"]), owned=False,
+                         created=time.time())
+    if store.get_layer(record.chain_id) is None:
+        store.put_layer(record)
+    created = getattr(base, "created", None) or "1970-01-01T00:00:00Z"
+    config = {
+        "architecture": "amd64",
+        "config": {"Cmd": DEFAULT_CMD},
+        "created": created,
+        "history": [{"created": created, "created_by": f"Apply image {base.name} {version}"}],
+        "os": "windows",
+        "os.version": version,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+    return store.add(config, [record], tags=[f"{name}:latest", f"{name}:{version}"])
+
+
+# -- Docker's windowsfilter store --------------------------------------------------------------------
+
+
+@attrs.frozen
+class DockerImage:
+    id: str
+    config_bytes: bytes
+    tags: tuple[str, ...]
+    layers: tuple[LayerRecord, ...]  # base first, folders in Docker's windowsfilter
+
+
+class DockerStore:
+    """Read-only view of ``<data-root>\\image\\windowsfilter`` and ``<data-root>\\windowsfilter``."""
+
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = Path(data_root)
+        self.meta = self.data_root / "image" / "windowsfilter"
+
+    def exists(self) -> bool:
+        return (self.meta / "imagedb").is_dir()
+
+    def repositories(self) -> dict[str, str]:
+        """``name:tag`` (familiar) -> image ID."""
+        try:
+            doc = json.loads((self.meta / "repositories.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        out: dict[str, str] = {}
+        for refs in (doc.get("Repositories") or {}).values():
+            for ref, image_id in (refs or {}).items():
+                if "@" not in ref:
+                    out[ref] = image_id
+        return out
+
+    def find(self, ref: str) -> Optional[DockerImage]:
+        try:
+            wanted = parse_reference(ref)
+        except ReferenceError_:
+            wanted = None
+        repos = self.repositories()
+        image_id = None
+        for name, candidate in repos.items():
+            try:
+                if wanted is not None and parse_reference(name) == wanted:
+                    image_id = candidate
+                    break
+            except ReferenceError_:
+                continue
+        if image_id is None:
+            bare = ref[7:] if ref.startswith("sha256:") else ref
+            matches = [i for i in set(repos.values()) if i[7:].startswith(bare)] if len(bare) >= 4 else []
+            if len(matches) == 1:
+                image_id = matches[0]
+        if image_id is None:
+            return None
+        return self.load(image_id, tags=[n for n, i in repos.items() if i == image_id])
+
+    def load(self, image_id: str, tags: list[str]) -> DockerImage:
+        hex_id = image_id.split(":", 1)[-1]
+        config_path = self.meta / "imagedb" / "content" / "sha256" / hex_id
+        try:
+            config_bytes = config_path.read_bytes()
+        except OSError:
+            raise errors.NotFound("docker image", subject=f"image {image_id}",
+                                  message=f"{config_path} is missing from Docker's store") from None
+        config = json.loads(config_bytes)
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layers: list[LayerRecord] = []
+        for i, diff_id in enumerate(diff_ids):
+            chain = chain_id(diff_ids[:i + 1])
+            layerdb = self.meta / "layerdb" / "sha256" / chain.split(":", 1)[1]
+            try:
+                cache_id = (layerdb / "cache-id").read_text().strip()
+                size = int((layerdb / "size").read_text().strip() or 0)
+            except (OSError, ValueError):
+                raise errors.NotFound("docker image", subject=f"layer {chain[:19]}",
+                                      message=f"{layerdb} is incomplete in Docker's store") from None
+            descriptor = None
+            if (layerdb / "descriptor.json").exists():
+                descriptor = json.loads((layerdb / "descriptor.json").read_text())
+            folder = self.data_root / "windowsfilter" / cache_id
+            if not folder.is_dir():
+                raise errors.NotFound("docker image", subject=f"layer {chain[:19]}",
+                                      message=f"the layer folder {folder} is missing")
+            layers.append(LayerRecord(chain_id=chain, diff_id=diff_id, parent=layers[-1].chain_id if layers else None,
+                                      folder=str(folder), size=size, owned=False, descriptor=descriptor,
+                                      created=os.path.getmtime(folder)))
+        return DockerImage(id=image_id, config_bytes=config_bytes, tags=tuple(tags), layers=tuple(layers))
+
+
+def register_docker_image(store: "ImageStore", image: DockerImage) -> "Image":
+    """Record a Docker image by reference (no layer folder is copied)."""
+    for record in image.layers:
+        if store.get_layer(record.chain_id) is None:
+            store.put_layer(record)
+    return store.add(image.config_bytes, list(image.layers), tags=list(image.tags))

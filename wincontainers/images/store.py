@@ -1,0 +1,908 @@
+"""The image store: an OCI image layout over unpacked layer folders.
+
+Layout under ``<state>/images/``::
+
+    oci-layout               {"imageLayoutVersion":"1.0.0"}
+    index.json               one entry per image manifest; tags as annotations
+                             (io.containerd.image.name = full name, org.opencontainers.image.ref.name = tag)
+    blobs/sha256/<hex>       image configs, manifests, and the layer tars we keep
+    layers/<chain-hex>.json  a layer: diff ID, parent chain ID, its folder, its blob (if kept)
+    leases/<pid>-<n>.json    objects a running operation is creating (gc leaves them alone)
+    tmp/                     files being written
+    lock                     held while index.json or a layer record changes
+
+Every file is written to ``tmp/``, fsynced and renamed into place, and in this order: blobs,
+then layer folders and their records, then ``index.json``. A process killed at any moment
+therefore leaves at worst unreferenced objects, which :meth:`ImageStore.fsck` reports as
+garbage (not errors) and :meth:`ImageStore.gc` removes; a tag never points at something missing.
+Image IDs are ``sha256:`` of the config bytes, as Docker's.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
+
+import attrs
+
+from wincontainers import errors
+from wincontainers._native import oshandle
+from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
+
+if TYPE_CHECKING:
+    from wincontainers.host import Host
+
+__all__ = ["ImageStore", "Image", "LayerRecord", "FsckReport", "GcReport", "chain_id", "digest_of",
+           "MEDIA_MANIFEST", "MEDIA_CONFIG", "MEDIA_LAYER", "MEDIA_INDEX", "ImageNotFound"]
+
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+NAME_ANNOTATION = "io.containerd.image.name"
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+_COPY_CHUNK = 1 << 20
+
+
+class ImageNotFound(errors.NotFound):
+    def __init__(self, ref: str) -> None:
+        super().__init__("image", subject=f"image {ref!r}", message="no such image",
+                         hint="`wincontainers images` lists the images")
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def chain_id(diff_ids: Sequence[str]) -> str:
+    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    if not diff_ids:
+        raise ValueError("no layers")
+    chain = diff_ids[0]
+    for diff in diff_ids[1:]:
+        chain = digest_of(f"{chain} {diff}".encode())
+    return chain
+
+
+def _hex(digest: str) -> str:
+    algorithm, _, value = digest.partition(":")
+    if algorithm != "sha256" or len(value) != 64 or not all(c in "0123456789abcdef" for c in value):
+        raise errors.BadInput(f"not a sha256 digest: {digest!r}")
+    return value
+
+
+def canonical_json(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@attrs.frozen
+class LayerRecord:
+    """One layer of the store, keyed by its chain ID.
+
+    ``folder`` is the layer folder (None for a foreign layer that is not on this host);
+    ``blob`` the digest of the layer tar we keep, if any; ``owned`` says the store made the
+    folder (gc may destroy it) rather than borrowing it (a host base image, Docker's store).
+    """
+
+    chain_id: str
+    diff_id: str
+    parent: Optional[str] = None
+    folder: Optional[str] = None
+    size: int = 0
+    blob: Optional[str] = None
+    media_type: str = MEDIA_LAYER
+    owned: bool = True
+    descriptor: Optional[dict[str, Any]] = None  # a foreign layer's descriptor (urls), as loaded
+    created: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "LayerRecord":
+        fields = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in fields})
+
+
+@attrs.frozen
+class Image:
+    """An image: its config (parsed; ``config_bytes`` as stored), manifest and tags."""
+
+    id: str
+    manifest_digest: str
+    config: dict[str, Any] = attrs.field(repr=False)
+    config_bytes: bytes = attrs.field(repr=False)
+    manifest: dict[str, Any] = attrs.field(repr=False)
+    tags: tuple[Reference, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    @property
+    def diff_ids(self) -> tuple[str, ...]:
+        return tuple((self.config.get("rootfs") or {}).get("diff_ids") or ())
+
+    @property
+    def chain_ids(self) -> tuple[str, ...]:
+        ids = self.diff_ids
+        return tuple(chain_id(ids[:i + 1]) for i in range(len(ids)))
+
+    @property
+    def top_chain_id(self) -> Optional[str]:
+        return chain_id(self.diff_ids) if self.diff_ids else None
+
+    @property
+    def created(self) -> Optional[str]:
+        value = self.config.get("created")
+        return value if isinstance(value, str) else None
+
+    @property
+    def os_version(self) -> Optional[str]:
+        value = self.config.get("os.version")
+        return value if isinstance(value, str) else None
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        value = self.config.get("config")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        value = self.config.get("history")
+        return list(value) if isinstance(value, list) else []
+
+    @property
+    def repo_tags(self) -> list[str]:
+        return [t.familiar for t in self.tags]
+
+
+@attrs.frozen
+class FsckReport:
+    """``errors``: references to missing or corrupt objects (a broken store); ``garbage``:
+    unreferenced objects (what an interrupted operation leaves; ``gc()`` removes them)."""
+
+    errors: tuple[str, ...] = ()
+    garbage: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        lines = [f"error: {e}" for e in self.errors] + [f"garbage: {g}" for g in self.garbage]
+        return "\n".join(lines) or "clean"
+
+
+@attrs.frozen
+class GcReport:
+    blobs: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    other: tuple[str, ...] = ()
+    bytes_freed: int = 0
+
+
+ImageLike = Union[Image, str]
+
+
+class ImageStore:
+    """``host.images``."""
+
+    def __init__(self, host: "Host", root: Optional[Path] = None) -> None:
+        self.host = host
+        self.root = Path(root) if root is not None else host.state_dir / "images"
+        self.blobs_dir = self.root / "blobs" / "sha256"
+        self.layers_dir = self.root / "layers"
+        self.leases_dir = self.root / "leases"
+        self.tmp_dir = self.root / "tmp"
+        for folder in (self.blobs_dir, self.layers_dir, self.leases_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            self._write_file(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        if not (self.root / "index.json").exists():
+            self._write_index({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []})
+        self._lease_counter = itertools.count()
+        #: Docker's data root (``C:\\ProgramData\\docker``): its windowsfilter images are usable as FROM
+        self.docker_root: Optional[Path] = _default_docker_root()
+
+    # -- atomic files ----------------------------------------------------------------------------
+
+    def _tmp_file(self, suffix: str = "") -> tuple[int, str]:
+        return tempfile.mkstemp(prefix=f"{os.getpid()}-", suffix=suffix, dir=self.tmp_dir)
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        fd, tmp = self._tmp_file()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The store's write lock (across processes)."""
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            oshandle.lock_file(fd)
+            try:
+                yield
+            finally:
+                oshandle.unlock_file(fd)
+        finally:
+            os.close(fd)
+
+    # -- leases: what an operation in progress is making -------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator["Lease"]:
+        """Objects named in a live lease are never collected; a killed process's lease is ignored."""
+        path = self.leases_dir / f"{os.getpid()}-{next(self._lease_counter)}-{time.monotonic_ns()}.json"
+        lease = Lease(self, path)
+        lease.save()
+        try:
+            yield lease
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _live_leases(self) -> tuple[set[str], set[str]]:
+        """(objects held by live leases, lease files of dead processes)."""
+        held: set[str] = set()
+        stale: set[str] = set()
+        for path in self.leases_dir.glob("*.json"):
+            pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else -1
+            if not oshandle.process_alive(pid):
+                stale.add(str(path))
+                continue
+            try:
+                held.update(json.loads(path.read_text()).get("objects", []))
+            except (OSError, ValueError):
+                continue
+        return held, stale
+
+    # -- blobs -----------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_dir / _hex(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def read_blob(self, digest: str) -> bytes:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise errors.NotFound("read", subject=f"blob {digest}", message="the blob is not in the store",
+                                  hint="`wincontainers image fsck` checks the store") from None
+
+    def put_blob(self, data: bytes) -> str:
+        digest = digest_of(data)
+        if not self.has_blob(digest):
+            self._write_file(self.blob_path(digest), data)
+        return digest
+
+    def put_blob_file(self, path: Union[str, "os.PathLike[str]"], digest: Optional[str] = None) -> str:
+        """Move a finished file into the blobs (hashing it unless ``digest`` is known)."""
+        if digest is None:
+            digest = _file_digest(Path(path))
+        target = self.blob_path(digest)
+        if target.exists():
+            os.unlink(path)
+            return digest
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(path, target)
+        _fsync_dir(target.parent)
+        return digest
+
+    def new_temp_file(self, suffix: str = "") -> Path:
+        fd, name = self._tmp_file(suffix)
+        os.close(fd)
+        return Path(name)
+
+    # -- layers ----------------------------------------------------------------------------------
+
+    def _layer_path(self, chain: str) -> Path:
+        return self.layers_dir / f"{_hex(chain)}.json"
+
+    def get_layer(self, chain: str) -> Optional[LayerRecord]:
+        try:
+            return LayerRecord.from_json(json.loads(self._layer_path(chain).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def put_layer(self, record: LayerRecord) -> LayerRecord:
+        if record.parent is not None and self.get_layer(record.parent) is None:
+            raise errors.BadInput(f"layer {record.chain_id}: parent {record.parent} is not in the store")
+        self._write_file(self._layer_path(record.chain_id), canonical_json(record.to_json()))
+        return record
+
+    def chain_folders(self, top: Optional[LayerRecord]) -> builtins.list[str]:
+        """Folders of ``top`` and its parents, nearest first (empty for no layer)."""
+        folders: builtins.list[str] = []
+        record = top
+        while record is not None:
+            if record.folder is None:
+                raise errors.NotFound("layers", subject=f"layer {record.chain_id[:19]}",
+                                      message="a foreign layer that is not on this host",
+                                      hint="load an archive that holds the layer first")
+            folders.append(record.folder)
+            record = self.get_layer(record.parent) if record.parent else None
+        return folders
+
+    def add_layer(self, source: Union[str, "os.PathLike[str]"], parent: Optional[LayerRecord], *,
+                  lease: "Lease", keep_blob: bool = True, progress: Any = None) -> LayerRecord:
+        """A layer tar (plain, gzip or zstd) on top of ``parent``: checked, imported into a new
+        layer folder, its blob kept (so the image can be saved byte for byte). A layer already
+        in the store (same chain) is reused. ``source`` is consumed (moved into the blobs)."""
+        from wincontainers.layerfile import check_layer
+        from wincontainers.layers.collection import LayerRejected
+
+        parents = self.chain_folders(parent)
+        report = check_layer(os.fspath(source), parents=[Path(p) for p in parents], base=parent is None)
+        if not report.ok:
+            raise LayerRejected(report)
+        assert report.diff_id is not None
+        chain = chain_id([parent.chain_id, report.diff_id]) if parent is not None else report.diff_id
+        lease.hold(chain)
+        existing = self.get_layer(chain)
+        if existing is not None and (existing.folder is None or Path(existing.folder).is_dir()):
+            if keep_blob and existing.blob is None and existing.descriptor is None:
+                kept, kept_media = self._keep(source, report.diff_id, lease)
+                return self.put_layer(attrs.evolve(existing, blob=kept, media_type=kept_media))
+            with contextlib.suppress(OSError):
+                os.unlink(source)
+            return existing
+        media = MEDIA_LAYER
+        blob: Optional[str] = None
+        layer = self.host.layers.import_tar(os.fspath(source), parents=parents, base=parent is None, check=False,
+                                            progress=progress, on_folder=lease.hold_folder)
+        if keep_blob:
+            blob, media = self._keep(source, report.diff_id, lease)
+        record = LayerRecord(chain_id=chain, diff_id=report.diff_id, parent=parent.chain_id if parent else None,
+                             folder=str(layer.path), size=layer.size or 0, blob=blob, media_type=media,
+                             created=time.time())
+        return self.put_layer(record)
+
+    def _keep(self, source: Union[str, "os.PathLike[str]"], diff_id: str, lease: "Lease") -> tuple[str, str]:
+        with open(source, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"\x1f\x8b"):
+            media, digest = MEDIA_LAYER + "+gzip", None
+        elif head == b"\x28\xb5\x2f\xfd":
+            media, digest = MEDIA_LAYER + "+zstd", None
+        else:
+            media, digest = MEDIA_LAYER, diff_id
+        if digest is None:
+            digest = _file_digest(Path(source))
+        lease.hold(digest)
+        return self.put_blob_file(source, digest), media
+
+    def layer_records(self) -> builtins.list[LayerRecord]:
+        out = []
+        for path in sorted(self.layers_dir.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                out.append(LayerRecord.from_json(json.loads(path.read_text())))
+        return out
+
+    def layer_chain(self, image: ImageLike) -> builtins.list[LayerRecord]:
+        """The image's layers, base first."""
+        found = self.get(image)
+        out = []
+        for chain in found.chain_ids:
+            record = self.get_layer(chain)
+            if record is None:
+                raise errors.NotFound("layers", subject=f"image {found.short_id}",
+                                      message=f"layer {chain[:19]} is not in the store",
+                                      hint="`wincontainers image fsck` checks the store")
+            out.append(record)
+        return out
+
+    def layer_folders(self, image: ImageLike) -> builtins.list[str]:
+        """Layer folders of the image, nearest first (as HCS and layerchain.json want them)."""
+        folders = []
+        for record in reversed(self.layer_chain(image)):
+            if record.folder is None:
+                raise errors.NotFound("layers", subject=f"layer {record.chain_id[:19]}",
+                                      message="a foreign layer that is not on this host",
+                                      hint="import the layer (or load an archive holding it) first")
+            folders.append(record.folder)
+        return folders
+
+    # -- the index ---------------------------------------------------------------------------------
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            doc = json.loads((self.root / "index.json").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise errors.HcsError("images", message=f"the image index cannot be read: {exc}",
+                                  hint="`wincontainers image fsck` checks the store") from None
+        if not isinstance(doc, dict):
+            raise errors.HcsError("images", message="the image index is not a JSON object",
+                                  hint="`wincontainers image fsck` checks the store")
+        if not isinstance(doc.get("manifests"), list):
+            doc["manifests"] = []
+        return doc
+
+    def _write_index(self, doc: dict[str, Any]) -> None:
+        self._write_file(self.root / "index.json", canonical_json(doc))
+
+    def _images_from_index(self, doc: dict[str, Any]) -> builtins.list[Image]:
+        by_digest: dict[str, tuple[dict[str, Any], builtins.list[Reference]]] = {}
+        for entry in doc["manifests"]:
+            digest = entry.get("digest")
+            if not isinstance(digest, str):
+                continue
+            slot = by_digest.setdefault(digest, (entry, []))
+            name = (entry.get("annotations") or {}).get(NAME_ANNOTATION)
+            if name:
+                with contextlib.suppress(ReferenceError_):
+                    slot[1].append(parse_reference(name))
+        images = []
+        for digest, (_entry, tags) in by_digest.items():
+            with contextlib.suppress(errors.NotFound, ValueError, KeyError):
+                images.append(self._load_image(digest, tags))
+        return images
+
+    def _load_image(self, manifest_digest: str, tags: Sequence[Reference]) -> Image:
+        manifest = json.loads(self.read_blob(manifest_digest))
+        config_digest = manifest["config"]["digest"]
+        config_bytes = self.read_blob(config_digest)
+        return Image(id=config_digest, manifest_digest=manifest_digest, config=json.loads(config_bytes),
+                     config_bytes=config_bytes, manifest=manifest, tags=tuple(tags))
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[Image]:
+        """Every image (untagged ones too), newest first."""
+        images = self._images_from_index(self._read_index())
+        return sorted(images, key=lambda i: i.created or "", reverse=True)
+
+    def get(self, ref: ImageLike) -> Image:
+        """By tag (``app``, ``app:1.0``, full name), image ID (or a unique prefix) or manifest digest."""
+        if isinstance(ref, Image):
+            return ref
+        text = ref.strip()
+        images = self._images_from_index(self._read_index())
+        bare = text[7:] if text.startswith("sha256:") else text
+        if len(bare) >= 4 and all(c in "0123456789abcdef" for c in bare):
+            matches = {i.id: i for i in images if i.id[7:].startswith(bare) or i.manifest_digest[7:].startswith(bare)}
+            if len(matches) == 1:
+                return next(iter(matches.values()))
+            if len(matches) > 1:
+                raise errors.BadInput(f"{text!r} matches {len(matches)} images; give more of the ID")
+        try:
+            wanted = parse_reference(text)
+        except ReferenceError_:
+            raise ImageNotFound(text) from None
+        for image in images:
+            for tag in image.tags:
+                if tag.name == wanted.name and (tag.tag == wanted.tag or wanted.digest == image.manifest_digest):
+                    return image
+            if wanted.digest and wanted.digest == image.manifest_digest and any(t.name == wanted.name
+                                                                                 for t in image.tags):
+                return image
+        raise ImageNotFound(text)
+
+    def resolve(self, ref: ImageLike) -> Image:
+        """:meth:`get`, or else a host OS image or an image of Docker's store, recorded on first use."""
+        try:
+            return self.get(ref)
+        except ImageNotFound:
+            if isinstance(ref, Image):
+                raise
+        from wincontainers.images import sources
+
+        base = sources.find_host_image(self, ref)
+        if base is not None:
+            return sources.register_host_image(self, base)
+        if self.docker_root is not None:
+            docker = sources.DockerStore(self.docker_root)
+            if docker.exists():
+                found = docker.find(ref)
+                if found is not None:
+                    return sources.register_docker_image(self, found)
+        raise ImageNotFound(ref)
+
+    def exists(self, ref: ImageLike) -> bool:
+        try:
+            self.get(ref)
+            return True
+        except errors.NotFound:
+            return False
+
+    def add(self, config: Union[dict[str, Any], bytes], layers: Sequence[LayerRecord],
+            tags: Iterable[str] = ()) -> Image:
+        """Record an image whose layers are already in the store (base first)."""
+        config_bytes = config if isinstance(config, bytes) else canonical_json(config)
+        parsed = json.loads(config_bytes)
+        diff_ids = list((parsed.get("rootfs") or {}).get("diff_ids") or [])
+        if [l.diff_id for l in layers] != diff_ids:
+            raise errors.BadInput("the config's rootfs.diff_ids do not match the layers")
+        for i, record in enumerate(layers):
+            if record.chain_id != chain_id(diff_ids[:i + 1]) or self.get_layer(record.chain_id) is None:
+                raise errors.BadInput(f"layer {record.chain_id} is not in the store (or not in this chain)")
+        refs = [parse_reference(t) for t in tags]
+        config_digest = self.put_blob(config_bytes)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": [self._descriptor(record) for record in layers],
+        }
+        manifest_bytes = canonical_json(manifest)
+        manifest_digest = self.put_blob(manifest_bytes)
+        with self.locked():
+            doc = self._read_index()
+            entries = [e for e in doc["manifests"] if not self._entry_is_tag(e, refs)]
+            base_entry = {"mediaType": MEDIA_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes),
+                          "platform": _platform(parsed)}
+            if refs:
+                entries += [dict(base_entry, annotations={NAME_ANNOTATION: str(r), REF_ANNOTATION: r.tag or ""})
+                            for r in refs]
+            elif not any(e.get("digest") == manifest_digest for e in entries):
+                entries.append(base_entry)
+            entries = self._keep_untagged(entries, doc["manifests"])
+            doc["manifests"] = entries
+            self._write_index(doc)
+        return self.get(manifest_digest[7:])
+
+    def _descriptor(self, record: LayerRecord) -> dict[str, Any]:
+        if record.descriptor is not None and record.blob is None:
+            return dict(record.descriptor)
+        digest = record.blob if record.blob is not None else record.diff_id
+        media = record.media_type if record.blob is not None else MEDIA_LAYER
+        return {"mediaType": media, "digest": digest, "size": record.size}
+
+    @staticmethod
+    def _entry_is_tag(entry: dict[str, Any], refs: Sequence[Reference]) -> bool:
+        name = (entry.get("annotations") or {}).get(NAME_ANNOTATION)
+        return bool(name) and any(name == str(r) for r in refs)
+
+    @staticmethod
+    def _keep_untagged(entries: builtins.list[dict[str, Any]],
+                       before: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+        """An image that lost its last tag stays, untagged (Docker's ``<none>``)."""
+        present = {e.get("digest") for e in entries}
+        for old in before:
+            if old.get("digest") not in present:
+                entries.append({k: v for k, v in old.items() if k != "annotations"})
+                present.add(old.get("digest"))
+        return entries
+
+    def tag(self, image: ImageLike, ref: str) -> Reference:
+        """``docker tag``: point ``ref`` at the image (moving it from another image)."""
+        found = self.get(image)
+        wanted = parse_reference(ref)
+        if wanted.digest:
+            raise errors.BadInput("a tag cannot hold a digest")
+        with self.locked():
+            doc = self._read_index()
+            entries = [e for e in doc["manifests"] if not self._entry_is_tag(e, [wanted])]
+            entries = [e for e in entries if not (e.get("digest") == found.manifest_digest and not e.get("annotations"))]
+            entries.append({"mediaType": MEDIA_MANIFEST, "digest": found.manifest_digest,
+                            "size": len(canonical_json(found.manifest)), "platform": _platform(found.config),
+                            "annotations": {NAME_ANNOTATION: str(wanted), REF_ANNOTATION: wanted.tag or ""}})
+            doc["manifests"] = self._keep_untagged(entries, doc["manifests"])
+            self._write_index(doc)
+        return wanted
+
+    def remove(self, ref: str, *, force: bool = False, prune: bool = True) -> builtins.list[str]:
+        """``docker rmi``: remove a tag; the image goes when no tag is left (or by ID with
+        ``force``). Refused while a container uses it. Returns what was untagged/deleted."""
+        found = self.get(ref)
+        by_id = not any(str(t) == str(_safe_ref(ref)) for t in found.tags) if found.tags else True
+        if by_id and len(found.tags) > 1 and not force:
+            raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
+                                      message=f"it is tagged {', '.join(found.repo_tags)}",
+                                      hint="remove the tags one by one, or use force")
+        users = self._containers_using(found)
+        removing_image = by_id or len(found.tags) <= 1
+        if removing_image and users and not force:
+            raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
+                                      message=f"containers {', '.join(u[:12] for u in users)} use it",
+                                      hint="remove the containers first (wincontainers rm), or use force")
+        done: builtins.list[str] = []
+        with self.locked():
+            doc = self._read_index()
+            if removing_image:
+                keep = [e for e in doc["manifests"] if e.get("digest") != found.manifest_digest]
+                done += [f"Untagged: {t.familiar}" for t in found.tags] + [f"Deleted: {found.id}"]
+            else:
+                wanted = _safe_ref(ref)
+                keep = [e for e in doc["manifests"] if not self._entry_is_tag(e, [wanted])]
+                done.append(f"Untagged: {wanted.familiar}")
+            doc["manifests"] = keep
+            self._write_index(doc)
+        if prune and removing_image:
+            self.gc()
+        return done
+
+    def _containers_using(self, image: Image) -> builtins.list[str]:
+        """Containers created from this image (its top layer is their nearest parent)."""
+        top = self._top_folder(image)
+        if top is None:
+            return []
+        return sorted(c.id for c in self.host.records.all()
+                      if c.layers and os.path.normcase(os.path.abspath(c.layers[0])) == top)
+
+    def _top_folder(self, image: Image) -> Optional[str]:
+        if image.top_chain_id is None:
+            return None
+        record = self.get_layer(image.top_chain_id)
+        return os.path.normcase(os.path.abspath(record.folder)) if record and record.folder else None
+
+    def history(self, ref: ImageLike) -> builtins.list[dict[str, Any]]:
+        """``docker history``: newest first, with the layer each non-empty step made."""
+        found = self.get(ref)
+        diff_ids = list(found.diff_ids)
+        rows = []
+        layer_index = 0
+        for entry in found.history:
+            row = dict(entry)
+            if not entry.get("empty_layer") and layer_index < len(diff_ids):
+                row["diff_id"] = diff_ids[layer_index]
+                layer_index += 1
+            rows.append(row)
+        return list(reversed(rows))
+
+    def inspect(self, ref: ImageLike) -> dict[str, Any]:
+        """``docker image inspect``-like document."""
+        found = self.get(ref)
+        records = [self.get_layer(c) for c in found.chain_ids]
+        return {
+            "Id": found.id,
+            "RepoTags": found.repo_tags,
+            "RepoDigests": [f"{t.familiar_name}@{found.manifest_digest}" for t in found.tags],
+            "Created": found.created,
+            "Author": found.config.get("author", ""),
+            "Architecture": found.config.get("architecture"),
+            "Os": found.config.get("os"),
+            "OsVersion": found.os_version,
+            "Config": found.container_config,
+            "RootFS": {"Type": "layers", "Layers": list(found.diff_ids)},
+            "Size": sum(r.size for r in records if r is not None),
+            "GraphDriver": {"Name": "windowsfilter", "Data": {
+                "dir": records[-1].folder if records and records[-1] else None}},
+            "Manifest": found.manifest_digest,
+        }
+
+    # -- garbage ---------------------------------------------------------------------------------
+
+    def _referenced(self) -> tuple[set[str], set[str], builtins.list[str]]:
+        """(blob digests, layer chain IDs) reachable from the index, and errors met on the way."""
+        problems: builtins.list[str] = []
+        blobs: set[str] = set()
+        chains: set[str] = set()
+        doc = self._read_index()
+        for entry in doc["manifests"]:
+            digest = entry.get("digest")
+            if not isinstance(digest, str):
+                problems.append(f"index.json: an entry has no digest: {entry}")
+                continue
+            blobs.add(digest)
+            try:
+                manifest = json.loads(self.read_blob(digest))
+                config_digest = manifest["config"]["digest"]
+                blobs.add(config_digest)
+                config = json.loads(self.read_blob(config_digest))
+                diff_ids = list(config["rootfs"]["diff_ids"])
+            except (errors.NotFound, ValueError, KeyError, TypeError) as exc:
+                problems.append(f"image manifest {digest[:19]}: {exc}")
+                continue
+            for i in range(len(diff_ids)):
+                chain = chain_id(diff_ids[:i + 1])
+                while chain and chain not in chains:
+                    chains.add(chain)
+                    record = self.get_layer(chain)
+                    if record is None:
+                        problems.append(f"image manifest {digest[:19]}: layer {chain[:19]} has no record")
+                        break
+                    if record.blob:
+                        blobs.add(record.blob)
+                    chain = record.parent  # type: ignore[assignment]
+        return blobs, chains, problems
+
+    def fsck(self, *, deep: bool = False) -> FsckReport:
+        """Check that everything the index reaches exists (``deep``: and hashes to its digest)."""
+        blobs, chains, problems = self._referenced()
+        found_errors = list(problems)
+        garbage: builtins.list[str] = []
+        for digest in sorted(blobs):
+            path = self.blob_path(digest)
+            if not path.is_file():
+                record_wants = any(r.blob == digest for r in map(self.get_layer, chains) if r)
+                if record_wants or not any(r.diff_id == digest or (r.descriptor or {}).get("digest") == digest
+                                           for r in map(self.get_layer, chains) if r):
+                    found_errors.append(f"blob {digest[:19]} is missing")
+            elif deep and _file_digest(path) != digest:
+                found_errors.append(f"blob {digest[:19]} does not hash to its name")
+        for chain in sorted(chains):
+            record = self.get_layer(chain)
+            if record is None:
+                continue
+            if record.folder is not None and not Path(record.folder).is_dir():
+                found_errors.append(f"layer {chain[:19]}: folder {record.folder} is missing")
+            if record.folder is None and record.descriptor is None and record.blob is None:
+                found_errors.append(f"layer {chain[:19]} has neither a folder nor a blob")
+        held, stale = self._live_leases()
+        for path in sorted(self.blobs_dir.iterdir()):
+            if f"sha256:{path.name}" not in blobs and f"sha256:{path.name}" not in held:
+                garbage.append(f"blob {path.name[:12]} is not referenced")
+        for record in self.layer_records():
+            if record.chain_id not in chains and record.chain_id not in held:
+                garbage.append(f"layer {record.chain_id[:19]} is not referenced")
+        garbage += [f"stale lease {Path(p).name}" for p in sorted(stale)]
+        garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())
+                    if not _owned_by_live(p.name)]
+        garbage += [f"layer folder {name} left by an interrupted operation" for name in self._orphan_folders(held)]
+        garbage += [f"leftover {p.name} in the layers folder" for p in self.host.layers.leftovers()]
+        return FsckReport(tuple(found_errors), tuple(garbage))
+
+    def _orphan_folders(self, held: set[str]) -> builtins.list[str]:
+        """Layer folders a dead operation named in its lease, that no record points at."""
+        known = {os.path.normcase(os.path.abspath(r.folder)) for r in self.layer_records() if r.folder}
+        orphans = []
+        for lease_path in self.leases_dir.glob("*.json"):
+            pid_text = lease_path.name.split("-", 1)[0]
+            if pid_text.isdigit() and oshandle.process_alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                for folder in json.loads(lease_path.read_text()).get("folders", []):
+                    normalized = os.path.normcase(os.path.abspath(folder))
+                    if normalized not in known and folder not in held and Path(folder).exists():
+                        orphans.append(folder)
+        return sorted(set(orphans))
+
+    def gc(self) -> GcReport:
+        """Remove what nothing references: blobs, layers (and the folders the store made),
+        temporary files, leases of dead processes. Layers containers use are kept."""
+        removed_blobs: builtins.list[str] = []
+        removed_layers: builtins.list[str] = []
+        other: builtins.list[str] = []
+        freed = 0
+        with self.locked():
+            blobs, chains, _problems = self._referenced()
+            held, stale = self._live_leases()
+            in_use = self._folders_in_use()
+            for record in self.layer_records():
+                if record.chain_id in chains or record.chain_id in held:
+                    continue
+                folder = os.path.normcase(os.path.abspath(record.folder)) if record.folder else None
+                if folder is not None and folder in in_use:
+                    chains.add(record.chain_id)  # a container still runs on it
+                    continue
+                if record.owned and record.folder and Path(record.folder).exists():
+                    self._destroy_folder(record.folder)
+                with contextlib.suppress(OSError):
+                    self._layer_path(record.chain_id).unlink()
+                removed_layers.append(record.chain_id)
+            keep_blobs = blobs | {r.blob for r in map(self.get_layer, chains) if r and r.blob}
+            for path in list(self.blobs_dir.iterdir()):
+                digest = f"sha256:{path.name}"
+                if digest in keep_blobs or digest in held:
+                    continue
+                with contextlib.suppress(OSError):
+                    freed += path.stat().st_size
+                    path.unlink()
+                    removed_blobs.append(digest)
+            for folder in self._orphan_folders(held):
+                if os.path.normcase(os.path.abspath(folder)) not in in_use:
+                    self._destroy_folder(folder)
+                    other.append(f"layer folder {folder}")
+            other += [f"leftover {p.name}" for p in self.host.layers.cleanup()]
+            for lease_path in stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(lease_path)
+                    other.append(f"lease {Path(lease_path).name}")
+            for path in list(self.tmp_dir.iterdir()):
+                if not _owned_by_live(path.name):
+                    with contextlib.suppress(OSError):
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+                        other.append(f"temporary {path.name}")
+        return GcReport(tuple(removed_blobs), tuple(removed_layers), tuple(other), freed)
+
+    def _folders_in_use(self) -> set[str]:
+        used: set[str] = set()
+        for container in self.host.records.all():
+            used.update(os.path.normcase(os.path.abspath(p)) for p in container.layers)
+        for layer in self.host.layers.list():  # parents of layers made outside the store
+            used.update(os.path.normcase(os.path.abspath(str(p))) for p in layer.parents)
+        return used
+
+    def _destroy_folder(self, folder: str) -> None:
+        with contextlib.suppress(errors.WincontainersError, OSError):
+            self.host.layers.destroy(folder, force=True)
+
+
+class Lease:
+    """The blobs, layer records and folders an operation is creating."""
+
+    def __init__(self, store: ImageStore, path: Path) -> None:
+        self.store = store
+        self.path = path
+        self.objects: list[str] = []
+        self.folders: list[str] = []
+
+    def save(self) -> None:
+        self.store._write_file(self.path, canonical_json({"objects": self.objects, "folders": self.folders}))
+
+    def hold(self, *objects: str) -> None:
+        self.objects.extend(objects)
+        self.save()
+
+    def hold_folder(self, folder: Union[str, "os.PathLike[str]"]) -> None:
+        self.folders.append(os.fspath(folder))
+        self.save()
+
+
+def _default_docker_root() -> Optional[Path]:
+    if os.name == "nt":
+        root = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "docker"
+        return root if root.is_dir() else None
+    return None
+
+
+def _safe_ref(text: str) -> Reference:
+    try:
+        return parse_reference(text)
+    except ReferenceError_:
+        return Reference("", "")
+
+
+def _owned_by_live(name: str) -> bool:
+    pid_text = name.split("-", 1)[0]
+    return pid_text.isdigit() and oshandle.process_alive(int(pid_text))
+
+
+def _platform(config: dict[str, Any]) -> dict[str, Any]:
+    platform = {"architecture": config.get("architecture", "amd64"), "os": config.get("os", "windows")}
+    if config.get("os.version"):
+        platform["os.version"] = config["os.version"]
+    return platform
+
+
+def _file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_COPY_CHUNK):
+            sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
+
+
+def copy_into(src: IO[bytes], dst: IO[bytes]) -> int:
+    total = 0
+    while chunk := src.read(_COPY_CHUNK):
+        dst.write(chunk)
+        total += len(chunk)
+    return total
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":
+        return  # Windows cannot open a directory for fsync; rename is durable there with NTFS journaling
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--name", help="container name")
     run.add_argument("--hostname", help="container host name")
-    run.add_argument("image", help="base image name (windowsservercore, nanoserver)")
+    run.add_argument("image", help="image (windowsservercore, nanoserver, or one from `images`)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
 
     ps = sub.add_parser("ps", help="list containers")
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     lrm.add_argument("-f", "--force", action="store_true", help="even when other layers use them")
     lrm.add_argument("layers", nargs="+")
 
+    from wincontainers import cli_images
+
+    cli_images.add_parsers(sub)
+
     sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
     sim.add_argument("action", choices=("start", "stop", "status"))
     return parser
@@ -118,7 +122,9 @@ def _open_host(args: argparse.Namespace) -> Host:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = _COMMANDS[args.command]
+    from wincontainers import cli_images
+
+    handler = {**_COMMANDS, **cli_images.COMMANDS}[args.command]
     try:
         return handler(args)
     except errors.WincontainersError as exc:
@@ -145,11 +151,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not args.cmd:
-        raise errors.BadInput("run needs a command after the image (e.g. cmd /S /C \"echo hello\")")
     env = parse_env_list(args.env)
-    command = list2cmdline(args.cmd)
     host = _open_host(args)
+    if args.cmd:
+        command = list2cmdline(args.cmd)
+    else:  # the image's ENTRYPOINT + CMD
+        from wincontainers.container import default_command
+
+        stored = host.store_image(args.image)
+        found = default_command(stored.container_config) if stored is not None else None
+        if found is None:
+            raise errors.BadInput(f"{args.image} has no default command: give one after the image "
+                                  "(e.g. cmd /S /C \"echo hello\")")
+        command = found
     container = host.containers.create(args.image, command, name=args.name, env=env, workdir=args.workdir,
                                        hostname=args.hostname, tty=args.tty)
     try:

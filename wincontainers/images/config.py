@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import copy
 import datetime
+import re
 from typing import Any, Optional
 
-__all__ = ["derive_config", "now", "empty_config"]
+__all__ = ["derive_config", "now", "empty_config", "parse_time"]
+
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?\Z")
+
+
+def parse_time(text: Any) -> Optional[datetime.datetime]:
+    """An RFC 3339 time (any number of fraction digits) as an aware datetime, or None."""
+    match = _TIME.match(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    when = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
+    when += datetime.timedelta(seconds=float(match.group(2) or 0))
+    zone = match.group(3) or "Z"
+    if zone != "Z":
+        minutes = int(zone[1:3]) * 60 + int(zone[4:6])
+        when -= datetime.timedelta(minutes=minutes if zone[0] == "+" else -minutes)
+    return when.replace(tzinfo=datetime.timezone.utc)
 
 _LEGACY_KEYS = ("container", "container_config", "docker_version", "parent", "id")
 

@@ -470,8 +470,11 @@ class ImageStore:
 
     def list(self) -> builtins.list[Image]:
         """Every image (untagged ones too), newest first."""
+        from wincontainers.images.config import parse_time
+
         images = self._images_from_index(self._read_index())
-        return sorted(images, key=lambda i: i.created or "", reverse=True)
+        epoch = parse_time("1970-01-01T00:00:00Z")
+        return sorted(images, key=lambda i: parse_time(i.created) or epoch, reverse=True)  # type: ignore[arg-type,return-value]
 
     def get(self, ref: ImageLike) -> Image:
         """By tag (``app``, ``app:1.0``, full name), image ID (or a unique prefix) or manifest digest."""

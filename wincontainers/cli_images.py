@@ -1,0 +1,175 @@
+"""Image commands of the ``wincontainers`` CLI: images, rmi, tag, history, inspect, commit,
+build, save, load, image gc / fsck (Docker CLI conventions)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Any, Callable
+
+from wincontainers import errors
+
+__all__ = ["add_parsers", "COMMANDS"]
+
+
+def add_parsers(sub: Any) -> None:
+    images = sub.add_parser("images", help="list images")
+    images.add_argument("-q", "--quiet", action="store_true", help="print image IDs only")
+
+    rmi = sub.add_parser("rmi", help="remove images (untag; the image goes with its last tag)")
+    rmi.add_argument("-f", "--force", action="store_true", help="remove even when tagged twice or used")
+    rmi.add_argument("images", nargs="+")
+
+    tag = sub.add_parser("tag", help="give an image another name")
+    tag.add_argument("source")
+    tag.add_argument("target")
+
+    history = sub.add_parser("history", help="show an image's steps")
+    history.add_argument("--no-trunc", action="store_true", help="do not shorten the commands")
+    history.add_argument("image")
+
+    inspect = sub.add_parser("inspect", help="show images as JSON")
+    inspect.add_argument("images", nargs="+")
+
+    commit = sub.add_parser("commit", help="create an image from a stopped container's changes")
+    commit.add_argument("--stop", action="store_true", help="stop a running container first")
+    commit.add_argument("--restart", action="store_true", help="with --stop: start the container again afterwards")
+    commit.add_argument("-m", "--message", default="", help="commit message")
+    commit.add_argument("-a", "--author", default="", help="author")
+    commit.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                        help='a Dockerfile instruction for the config, e.g. \'CMD ["app.exe"]\' (repeatable)')
+    commit.add_argument("container")
+    commit.add_argument("tag", nargs="?")
+
+    image = sub.add_parser("image", help="image store maintenance")
+    image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND")
+    image_sub.required = True
+    image_sub.add_parser("gc", help="remove unreferenced layers and blobs")
+    fsck = image_sub.add_parser("fsck", help="check the image store (exit 1 when broken)")
+    fsck.add_argument("--deep", action="store_true", help="also verify every blob's digest")
+
+
+def _host(args: argparse.Namespace) -> Any:
+    from wincontainers.cli import _open_host
+
+    return _open_host(args)
+
+
+def _created(text: Any) -> str:
+    from wincontainers.images.config import parse_time
+
+    when = parse_time(text)
+    if when is None:
+        return str(text) if text else "-"
+    seconds = max(0, int((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()))
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{seconds} second{'s' if seconds != 1 else ''} ago"
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from wincontainers.cli import _print_table, _size
+
+    store = _host(args).images
+    rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+    for image in store.list():
+        if args.quiet:
+            print(image.short_id)
+            continue
+        size = sum(r.size for r in (store.get_layer(c) for c in image.chain_ids) if r is not None)
+        for tag in image.tags or [None]:
+            rows.append((tag.familiar_name if tag else "<none>", (tag.tag or "<none>") if tag else "<none>",
+                         image.short_id, _created(image.created), _size(size)))
+    if not args.quiet:
+        _print_table(rows)
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    store = _host(args).images
+    status = 0
+    for ref in args.images:
+        try:
+            for line in store.remove(ref, force=args.force):
+                print(line)
+        except errors.WincontainersError as exc:
+            print(f"wincontainers: {' '.join(str(exc).split())}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    _host(args).images.tag(args.source, args.target)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from wincontainers.cli import _print_table, _size
+
+    store = _host(args).images
+    image = store.get(args.image)
+    sizes = {r.diff_id: r.size for r in (store.get_layer(c) for c in image.chain_ids) if r is not None}
+    rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
+    for i, step in enumerate(store.history(image)):
+        created_by = str(step.get("created_by", ""))
+        if not args.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        size = _size(sizes.get(step.get("diff_id", ""), 0)) if step.get("diff_id") else "0B"
+        rows.append((image.short_id if i == 0 else "<missing>", _created(step.get("created")), created_by, size,
+                     str(step.get("comment", ""))))
+    _print_table(rows)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    store = _host(args).images
+    docs = [store.inspect(ref) for ref in args.images]
+    print(json.dumps(docs, indent=4))
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from wincontainers.build.commit import commit
+
+    host = _host(args)
+    container = host.containers.get(args.container)
+    try:
+        image = commit(container, args.tag, message=args.message, author=args.author, changes=args.change,
+                       stop=args.stop, restart=args.restart)
+    finally:
+        container.close()
+    print(image.id)
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    store = _host(args).images
+    if args.image_command == "gc":
+        report = store.gc()
+        for item in report.layers:
+            print(f"deleted layer {item}")
+        for item in report.blobs:
+            print(f"deleted blob {item}")
+        for item in report.other:
+            print(f"deleted {item}")
+        print(f"Total reclaimed space: {report.bytes_freed} bytes")
+        return 0
+    fsck = store.fsck(deep=args.deep)
+    print(fsck.summary())
+    return 0 if fsck.clean else 1
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "images": cmd_images,
+    "rmi": cmd_rmi,
+    "tag": cmd_tag,
+    "history": cmd_history,
+    "inspect": cmd_inspect,
+    "commit": cmd_commit,
+    "image": cmd_image,
+}

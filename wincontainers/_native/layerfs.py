@@ -21,7 +21,7 @@ from typing import IO, Any, Optional, Protocol
 
 import attrs
 
-__all__ = ["LayerFolder", "EntryRead", "Times", "open_folder", "is_file"]
+__all__ = ["LayerFolder", "EntryRead", "Times", "open_folder", "is_file", "volume_folder"]
 
 Times = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]  # creation, access, write, change
 
@@ -87,6 +87,17 @@ def is_file(root: Path, rel: str) -> bool:
     if sys.platform == "win32":
         return os.path.isfile(_win32_path(root, rel))
     return os.path.isfile(_sim("ntfs").host_path(root, rel))
+
+
+def volume_folder(mount_path: str, layer_folder: Path) -> Path:
+    """Where a prepared sandbox's files can be read and written with ordinary file calls.
+
+    On Windows that is the volume path GetLayerMountPath gave (``\\\\?\\Volume{...}\\``); on
+    the simulated host, the folder that plays the volume inside the sandbox layer.
+    """
+    if sys.platform == "win32":
+        return Path(mount_path)
+    return Path(layer_folder) / str(_sim("storage").SANDBOX_VOLUME)
 
 
 def _win32_path(root: Path, rel: str) -> str:

@@ -687,12 +687,54 @@ class ImageStore:
 
     # -- garbage ---------------------------------------------------------------------------------
 
+    # -- the build cache (its configs and their layers are kept like images) -----------------------
+
+    def _cache_file(self) -> Path:
+        return self.root / "build-cache.json"
+
+    def _read_cache(self) -> dict[str, str]:
+        try:
+            doc = json.loads(self._cache_file().read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(
+            doc, dict) else {}
+
+    def cache_get(self, key: str) -> Optional[dict[str, Any]]:
+        """The image config a build step with this key produced, if its layers are all here."""
+        digest = self._read_cache().get(key)
+        if digest is None or not self.has_blob(digest):
+            return None
+        config = json.loads(self.read_blob(digest))
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        for i in range(len(diff_ids)):
+            record = self.get_layer(chain_id(diff_ids[:i + 1]))
+            if record is None or (record.folder is not None and not Path(record.folder).is_dir()):
+                return None
+        return config  # type: ignore[no-any-return]
+
+    def cache_put(self, key: str, config: dict[str, Any]) -> str:
+        digest = self.put_blob(canonical_json(config))
+        with self.locked():
+            cache = self._read_cache()
+            cache[key] = digest
+            self._write_file(self._cache_file(), canonical_json(cache))
+        return digest
+
+    def cache_clear(self) -> int:
+        with self.locked():
+            count = len(self._read_cache())
+            self._write_file(self._cache_file(), b"{}")
+        return count
+
     def _referenced(self) -> tuple[set[str], set[str], builtins.list[str]]:
-        """(blob digests, layer chain IDs) reachable from the index, and errors met on the way."""
+        """(blob digests, layer chain IDs) reachable from the index and the build cache, and
+        errors met on the way."""
         problems: builtins.list[str] = []
         blobs: set[str] = set()
         chains: set[str] = set()
         doc = self._read_index()
+        configs: builtins.list[tuple[str, str]] = []
         for entry in doc["manifests"]:
             digest = entry.get("digest")
             if not isinstance(digest, str):
@@ -701,12 +743,18 @@ class ImageStore:
             blobs.add(digest)
             try:
                 manifest = json.loads(self.read_blob(digest))
-                config_digest = manifest["config"]["digest"]
-                blobs.add(config_digest)
+                configs.append((manifest["config"]["digest"], f"image manifest {digest[:19]}"))
+            except (errors.NotFound, ValueError, KeyError, TypeError) as exc:
+                problems.append(f"image manifest {digest[:19]}: {exc}")
+        cached = [(d, f"build cache entry {k[:19]}") for k, d in self._read_cache().items()
+                  if self.cache_get(k) is not None]
+        for config_digest, what in configs + cached:
+            blobs.add(config_digest)
+            try:
                 config = json.loads(self.read_blob(config_digest))
                 diff_ids = list(config["rootfs"]["diff_ids"])
             except (errors.NotFound, ValueError, KeyError, TypeError) as exc:
-                problems.append(f"image manifest {digest[:19]}: {exc}")
+                problems.append(f"{what}: {exc}")
                 continue
             for i in range(len(diff_ids)):
                 chain = chain_id(diff_ids[:i + 1])
@@ -714,7 +762,7 @@ class ImageStore:
                     chains.add(chain)
                     record = self.get_layer(chain)
                     if record is None:
-                        problems.append(f"image manifest {digest[:19]}: layer {chain[:19]} has no record")
+                        problems.append(f"{what}: layer {chain[:19]} has no record")
                         break
                     if record.blob:
                         blobs.add(record.blob)

@@ -43,6 +43,15 @@ def add_parsers(sub: Any) -> None:
     commit.add_argument("container")
     commit.add_argument("tag", nargs="?")
 
+    build = sub.add_parser("build", help="build an image from a Dockerfile")
+    build.add_argument("-t", "--tag", action="append", default=[], help="name:tag for the image (repeatable)")
+    build.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    build.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build argument")
+    build.add_argument("--no-cache", action="store_true", help="run every step again")
+    build.add_argument("--target", help="build up to this stage")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    build.add_argument("context", help="the build context folder")
+
     image = sub.add_parser("image", help="image store maintenance")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND")
     image_sub.required = True
@@ -147,6 +156,30 @@ def cmd_commit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from wincontainers.build.builder import build
+
+    build_args = {}
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise errors.BadInput(f"--build-arg {item!r}: expected NAME=VALUE")
+        if not sep:  # Docker: NAME alone takes the value from the environment
+            import os
+
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        build_args[key] = value
+    host = _host(args)
+    output = (lambda _text: None) if args.quiet else None
+    result = build(host, args.context, dockerfile=args.file, tags=args.tag, build_args=build_args,
+                   no_cache=args.no_cache, target=args.target, output=output)
+    if args.quiet:
+        print(result.image.id)
+    return 0
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     store = _host(args).images
     if args.image_command == "gc":
@@ -171,5 +204,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": cmd_history,
     "inspect": cmd_inspect,
     "commit": cmd_commit,
+    "build": cmd_build,
     "image": cmd_image,
 }

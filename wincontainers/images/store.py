@@ -869,11 +869,18 @@ class ImageStore:
         return GcReport(tuple(removed_blobs), tuple(removed_layers), tuple(other), freed)
 
     def _folders_in_use(self) -> set[str]:
+        """Layer folders containers run on, and parents of layers made outside the store."""
+        def norm(path: Union[str, Path]) -> str:
+            return os.path.normcase(os.path.abspath(str(path)))
+
         used: set[str] = set()
         for container in self.host.records.all():
-            used.update(os.path.normcase(os.path.abspath(p)) for p in container.layers)
-        for layer in self.host.layers.list():  # parents of layers made outside the store
-            used.update(os.path.normcase(os.path.abspath(str(p))) for p in layer.parents)
+            used.update(norm(p) for p in container.layers)
+        ours = {norm(r.folder) for r in self.layer_records() if r.folder}
+        sandboxes = {norm(c.sandbox) for c in self.host.records.all()}
+        for layer in self.host.layers.list():
+            if norm(layer.path) not in ours and norm(layer.path) not in sandboxes:
+                used.update(norm(p) for p in layer.parents)
         return used
 
     def _destroy_folder(self, folder: str) -> None:

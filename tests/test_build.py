@@ -1,0 +1,178 @@
+"""Dockerfile builds on every simulator profile: the examples, the cache, failures, COPY/ADD rules."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from wincontainers import Host, errors
+from wincontainers.build.builder import BuildStepFailed, build
+from wincontainers.build.context import DockerIgnore
+from wincontainers.build.dockerfile import DockerfileParseError
+from wincontainers.container import default_command
+from tests.conftest import ROOT, cli
+
+EXAMPLES = sorted(p.parent for p in (ROOT / "examples").rglob("Dockerfile"))
+
+
+@pytest.fixture
+def builder_host(host: Host) -> Iterator[Host]:
+    yield host
+    assert list(host.records.all()) == [], "a build left a container"
+    for image in host.images.list():
+        host.images.remove(image.id, force=True, prune=False)
+    host.images.cache_clear()
+    host.images.gc()
+    report = host.images.fsck()
+    assert report.clean and report.garbage == (), report.summary()
+    assert [p.name for p in host.layers_root.iterdir()] == []
+
+
+def _quiet(_text: str) -> None:
+    pass
+
+
+def _files(host: Host, image: str, command: str = "find . -type f | sort") -> list[str]:
+    with host.containers.create(image) as c:
+        c.start()
+        out = c.run(f'cmd /S /C "{command}"').stdout.decode().split()
+        c.stop()
+    return out
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_each_example_builds_runs_and_rebuilds_from_cache(builder_host: Host, example: Path) -> None:
+    first = build(builder_host, example, tags=[f"{example.name}:test"], output=_quiet)
+    assert first.containers_run >= 1 and first.cache_hits == 0
+    command = default_command(first.image.container_config)
+    assert command, "an example image has a default command"
+    result = builder_host.containers.run(f"{example.name}:test", command)
+    assert result.returncode == 0 and result.stdout.strip()
+    again = build(builder_host, example, tags=[f"{example.name}:test"], output=_quiet)
+    assert again.containers_run == 0 and again.cache_hits == len(again.steps) - sum(
+        1 for s in again.steps if s.instruction.upper().startswith("FROM"))
+    assert again.image.id == first.image.id
+
+
+def test_the_hello_example_image(builder_host: Host) -> None:
+    lines: list[str] = []
+    result = build(builder_host, ROOT / "examples" / "dockerfiles" / "hello", tags=["hello:1"],
+                   build_args={"GREETING": "bonjour"}, output=lines.append)
+    text = "".join(lines)
+    assert "Step 1/10 : FROM windowsservercore" in text and "Successfully tagged hello:1" in text
+    config = result.image.container_config
+    assert config["WorkingDir"] == "C:\\app" and "GREETING=bonjour" in config["Env"]
+    assert "APP_HOME=C:\\app" in config["Env"] and config["ExposedPorts"] == {"8080/tcp": {}}
+    assert config["Labels"]["org.opencontainers.image.title"] == "hello"
+    files = _files(builder_host, "hello:1")
+    assert files == ["./app.txt", "./config/app.ini", "./config/debug.log", "./data/built.txt"]  # secrets ignored
+    history = builder_host.images.history("hello:1")
+    assert history[0]["created_by"].startswith("CMD") and any("RUN" in h["created_by"] or "mkdir" in h["created_by"]
+                                                             for h in history)
+    no_cache = build(builder_host, ROOT / "examples" / "dockerfiles" / "hello", tags=["hello:2"], no_cache=True,
+                     build_args={"GREETING": "bonjour"}, output=_quiet)
+    assert no_cache.containers_run == 1 and no_cache.cache_hits == 0
+
+
+def _context(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    for name, data in (files or {}).items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return tmp_path
+
+
+def test_a_failing_step_names_it_and_leaves_nothing(builder_host: Host, tmp_path: Path) -> None:
+    context = _context(tmp_path, "FROM windowsservercore\nRUN echo fine> ok.txt\n"
+                                 "RUN echo line one && echo line two 1>&2 && exit 3\nRUN echo never\n")
+    with pytest.raises(BuildStepFailed) as info:
+        build(builder_host, context, tags=["broken:1"], output=_quiet)
+    failed = info.value
+    assert (failed.step, failed.exit_code) == (3, 3)
+    assert failed.command is not None and "exit 3" in failed.command
+    assert failed.output_tail[-2:] == ["line one", "line two"] or set(failed.output_tail) >= {"line one", "line two"}
+    assert "step 3/4" in str(failed) and "non-zero code: 3" in str(failed) and "line two" in str(failed)
+    assert not builder_host.images.exists("broken:1")
+    report = builder_host.images.fsck()
+    assert report.clean and report.garbage == ()
+
+
+def test_bad_dockerfiles_fail_before_running_anything(builder_host: Host, tmp_path: Path) -> None:
+    with pytest.raises(DockerfileParseError):
+        build(builder_host, _context(tmp_path, "FROM windowsservercore\nRUN <<EOF\nnever ends\n"), output=_quiet)
+    with pytest.raises(errors.BadInput) as info:
+        build(builder_host, _context(tmp_path, "FROM windowsservercore\nCOPY --chmod=777 a b\n", {"a": b"x"}),
+              output=_quiet)
+    assert "chmod" in str(info.value)
+    with pytest.raises(errors.BadInput):
+        build(builder_host, _context(tmp_path, "RUN echo no FROM\n"), output=_quiet)
+    with pytest.raises(errors.BadInput):
+        build(builder_host, _context(tmp_path, "FROM scratch\n"), output=_quiet)
+    with pytest.raises(errors.BadInput):
+        build(builder_host, _context(tmp_path, "FROM windowsservercore\nCOPY missing.txt C:/x\n"), output=_quiet)
+    with pytest.raises(errors.BadInput):
+        build(builder_host, _context(tmp_path, "FROM windowsservercore AS a\nFROM a\n"), target="nope", output=_quiet)
+    assert list(builder_host.records.all()) == []
+
+
+def test_copy_add_rules_heredocs_and_targets(builder_host: Host, tmp_path: Path) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, data in (("pkg/a.txt", b"A"), ("pkg/sub/b.txt", b"B")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    dockerfile = (
+        "# escape=`\n"
+        "FROM windowsservercore AS first\n"
+        "ARG WHERE=C:\\dest\n"
+        "COPY one.txt two.txt ${WHERE}\\\n"
+        "COPY dir C:\\tree\n"
+        "COPY *.md C:\\docs\\\n"
+        "COPY one.txt C:\\renamed.txt\n"
+        "ADD pkg.tar.gz C:\\unpacked\n"
+        "COPY <<EOF C:\\inline.txt\n"
+        "inline $WHERE\n"
+        "EOF\n"
+        "RUN <<EOF\n"
+        "echo from-heredoc> heredoc.txt\n"
+        "EOF\n"
+        "FROM windowsservercore AS second\n"
+        "COPY --from=first C:\\dest\\one.txt C:\\only.txt\n"
+    )
+    context = _context(tmp_path, dockerfile, {"one.txt": b"1", "two.txt": b"2", "dir/x/y.txt": b"y", "a.md": b"a",
+                                              "b.md": b"b", "pkg.tar.gz": archive.getvalue()})
+    first = build(builder_host, context, tags=["first:1"], target="first", output=_quiet)
+    files = _files(builder_host, "first:1", "find dest tree docs renamed.txt unpacked inline.txt heredoc.txt -type f | sort")
+    assert files == ["dest/one.txt", "dest/two.txt", "docs/a.md", "docs/b.md", "heredoc.txt", "inline.txt",
+                     "renamed.txt", "tree/x/y.txt", "unpacked/pkg/a.txt", "unpacked/pkg/sub/b.txt"]
+    assert _files(builder_host, "first:1", "cat inline.txt heredoc.txt") == ["inline", "C:\\dest", "from-heredoc"]
+    assert first.containers_run == 1
+    second = build(builder_host, context, tags=["second:1"], output=_quiet)
+    assert _files(builder_host, "second:1", "cat only.txt") == ["1"]
+    assert second.image.diff_ids[:-1] == builder_host.images.resolve("windowsservercore").diff_ids
+
+
+def test_dockerignore_rules() -> None:
+    ignore = DockerIgnore(["# comment", "*.log", "!keep.log", "secrets", "**/tmp", "docs/*.md", "  spaced.txt  "])
+    assert ignore.excluded("a.log") and not ignore.excluded("keep.log") and not ignore.excluded("sub/a.log")
+    assert ignore.excluded("secrets") and ignore.excluded("secrets/deep/key")
+    assert ignore.excluded("tmp") and ignore.excluded("x/y/tmp/z") and ignore.excluded("spaced.txt")
+    assert ignore.excluded("docs/a.md") and not ignore.excluded("docs/sub/a.md") and not ignore.excluded("main.c")
+
+
+def test_build_command_line(builder_host: Host, sim: object) -> None:
+    example = ROOT / "examples" / "dockerfiles" / "multistage"
+    done = cli("build", "-q", "-t", "ms:cli", str(example), sim=sim)  # type: ignore[arg-type]
+    assert done.returncode == 0, done.stderr
+    image_id = done.stdout.decode().strip()
+    assert image_id.startswith("sha256:") and builder_host.images.get("ms:cli").id == image_id
+    ran = cli("run", "--rm", "ms:cli", sim=sim)  # type: ignore[arg-type]
+    assert ran.returncode == 0 and ran.stdout == b"ready\n"
+    bad = cli("build", str(example.parent / "does-not-exist"), sim=sim)  # type: ignore[arg-type]
+    assert bad.returncode == 1 and b"cannot read the Dockerfile" in bad.stderr

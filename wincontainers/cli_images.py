@@ -52,6 +52,18 @@ def add_parsers(sub: Any) -> None:
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     build.add_argument("context", help="the build context folder")
 
+    save = sub.add_parser("save", help="write images to a docker-save archive or an OCI layout")
+    save.add_argument("-o", "--output", help="the file (an OCI folder with --format oci; default: standard output)")
+    save.add_argument("--format", choices=("docker", "oci"), default="docker",
+                      help="docker: a docker-save tar (default); oci: an OCI image layout (a folder, or a tar "
+                           "when the name ends in .tar)")
+    save.add_argument("images", nargs="+")
+
+    load = sub.add_parser("load", help="load images from a docker-save archive or an OCI layout")
+    load.add_argument("-i", "--input", help="the archive or OCI folder (default: standard input)")
+    load.add_argument("--repository", help="the repository for OCI images named by a tag alone")
+    load.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+
     image = sub.add_parser("image", help="image store maintenance")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND")
     image_sub.required = True
@@ -180,6 +192,66 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_save(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+    import shutil
+
+    from wincontainers.images.archive import save
+
+    store = _host(args).images
+    if args.output:
+        save(store, args.images, args.output, format=args.format)
+        return 0
+    if args.format == "oci":
+        raise errors.BadInput("--format oci needs -o (a folder or a .tar file)")
+    if sys.stdout.isatty():
+        raise errors.BadInput("refusing to write an archive to a terminal: use -o FILE or redirect the output")
+    temp = store.new_temp_file(".tar")
+    try:
+        save(store, args.images, temp, format="docker")
+        with open(temp, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+    import shutil
+
+    from wincontainers.images.archive import load
+
+    store = _host(args).images
+    source = args.input
+    temp = None
+    if source is None:
+        if sys.stdin.isatty():
+            raise errors.BadInput("give the archive with -i FILE, or on standard input")
+        temp = store.new_temp_file(".tar")
+        with open(temp, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        source = str(temp)
+    try:
+        result = load(store, source, repository=args.repository)
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+    if not args.quiet:
+        for image in result.images:
+            if image.tags:
+                for tag in image.repo_tags:
+                    print(f"Loaded image: {tag}")
+            else:
+                print(f"Loaded image ID: {image.id}")
+    return 0
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     store = _host(args).images
     if args.image_command == "gc":
@@ -205,5 +277,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect,
     "commit": cmd_commit,
     "build": cmd_build,
+    "save": cmd_save,
+    "load": cmd_load,
     "image": cmd_image,
 }

@@ -795,8 +795,11 @@ class ImageStore:
         for path in sorted(self.blobs_dir.iterdir()):
             if f"sha256:{path.name}" not in blobs and f"sha256:{path.name}" not in held:
                 garbage.append(f"blob {path.name[:12]} is not referenced")
+        in_use = self._folders_in_use()
         for record in self.layer_records():
             if record.chain_id not in chains and record.chain_id not in held:
+                if record.folder and os.path.normcase(os.path.abspath(record.folder)) in in_use:
+                    continue  # a container or another layer rests on it: gc keeps it too
                 garbage.append(f"layer {record.chain_id[:19]} is not referenced")
         garbage += [f"stale lease {Path(p).name}" for p in sorted(stale)]
         garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())

@@ -101,7 +101,8 @@ def open_source(source: Source) -> tuple[IO[bytes], bool]:
     return source, False
 
 
-def _decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
+def decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
+    """``raw`` read through gzip or zstd when it starts with their magic; and which it was."""
     buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[type-var]
     head = buffered.peek(4)[:4]
     if head.startswith(_GZIP_MAGIC):
@@ -226,7 +227,7 @@ class LayerReader:
         self._raw, self._owned = open_source(source)
         self._progress = progress
         self._files = 0
-        stream, self.compression = _decompressed(self._raw)
+        stream, self.compression = decompressed(self._raw)
         self._hashing = _Hashing(stream, self._report if progress else None)
         self._max_pax = max_pax_size
         self._done = False

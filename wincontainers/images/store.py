@@ -792,15 +792,17 @@ class ImageStore:
             if record.folder is None and record.descriptor is None and record.blob is None:
                 found_errors.append(f"layer {chain[:19]} has neither a folder nor a blob")
         held, stale = self._live_leases()
-        for path in sorted(self.blobs_dir.iterdir()):
-            if f"sha256:{path.name}" not in blobs and f"sha256:{path.name}" not in held:
-                garbage.append(f"blob {path.name[:12]} is not referenced")
         in_use = self._folders_in_use()
         for record in self.layer_records():
             if record.chain_id not in chains and record.chain_id not in held:
                 if record.folder and os.path.normcase(os.path.abspath(record.folder)) in in_use:
-                    continue  # a container or another layer rests on it: gc keeps it too
+                    if record.blob:  # a container or another layer rests on it: gc keeps it too
+                        blobs.add(record.blob)
+                    continue
                 garbage.append(f"layer {record.chain_id[:19]} is not referenced")
+        for path in sorted(self.blobs_dir.iterdir()):
+            if f"sha256:{path.name}" not in blobs and f"sha256:{path.name}" not in held:
+                garbage.append(f"blob {path.name[:12]} is not referenced")
         garbage += [f"stale lease {Path(p).name}" for p in sorted(stale)]
         garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())
                     if not _owned_by_live(p.name)]
@@ -833,12 +835,17 @@ class ImageStore:
         with self.locked():
             blobs, chains, _problems = self._referenced()
             held, stale = self._live_leases()
+            # What killed operations left first: their folders would otherwise keep parents alive.
+            for folder in self._orphan_folders(held):
+                if os.path.normcase(os.path.abspath(folder)) not in self._container_folders():
+                    self._destroy_folder(folder)
+                    other.append(f"layer folder {folder}")
+            other += [f"leftover {p.name}" for p in self.host.layers.cleanup()]
             in_use = self._folders_in_use()
             for record in self.layer_records():
                 if record.chain_id in chains or record.chain_id in held:
                     continue
-                folder = os.path.normcase(os.path.abspath(record.folder)) if record.folder else None
-                if folder is not None and folder in in_use:
+                if record.folder and os.path.normcase(os.path.abspath(record.folder)) in in_use:
                     chains.add(record.chain_id)  # a container still runs on it
                     continue
                 if record.owned and record.folder and Path(record.folder).exists():
@@ -855,11 +862,6 @@ class ImageStore:
                     freed += path.stat().st_size
                     path.unlink()
                     removed_blobs.append(digest)
-            for folder in self._orphan_folders(held):
-                if os.path.normcase(os.path.abspath(folder)) not in in_use:
-                    self._destroy_folder(folder)
-                    other.append(f"layer folder {folder}")
-            other += [f"leftover {p.name}" for p in self.host.layers.cleanup()]
             for lease_path in stale:
                 with contextlib.suppress(OSError):
                     os.unlink(lease_path)
@@ -870,6 +872,12 @@ class ImageStore:
                         shutil.rmtree(path) if path.is_dir() else path.unlink()
                         other.append(f"temporary {path.name}")
         return GcReport(tuple(removed_blobs), tuple(removed_layers), tuple(other), freed)
+
+    def _container_folders(self) -> set[str]:
+        out: set[str] = set()
+        for container in self.host.records.all():
+            out.update(os.path.normcase(os.path.abspath(p)) for p in [*container.layers, container.sandbox])
+        return out
 
     def _folders_in_use(self) -> set[str]:
         """Layer folders containers run on, and parents of layers made outside the store."""

@@ -402,14 +402,18 @@ class LayerCollection:
 
     # -- sandboxes and mounting ------------------------------------------------------------------
 
-    def create_sandbox(self, parents: Sequence[LayerLike]) -> Layer:
-        """A new read-write (scratch) layer over ``parents`` (nearest first)."""
+    def create_sandbox(self, parents: Sequence[LayerLike], *,
+                       on_folder: Optional[Callable[[Path], None]] = None) -> Layer:
+        """A new read-write (scratch) layer over ``parents`` (nearest first). ``on_folder`` is
+        told its path before it is created."""
         layer_id = secrets.token_hex(32)
         with errors.during(f"creating sandbox layer {layer_id[:12]}"):
             refs = self._refs(parents)
             if not refs:
                 raise errors.BadInput("a sandbox needs at least its base layer as parent")
             path = self.root / layer_id
+            if on_folder is not None:
+                on_folder(path)
             self.host.driver.create_sandbox(str(path), refs)
         try:
             (path / "layerchain.json").write_text(json.dumps([r.path for r in refs], separators=(",", ":")))

@@ -176,3 +176,32 @@ def test_build_command_line(builder_host: Host, sim: object) -> None:
     assert ran.returncode == 0 and ran.stdout == b"ready\n"
     bad = cli("build", str(example.parent / "does-not-exist"), sim=sim)  # type: ignore[arg-type]
     assert bad.returncode == 1 and b"cannot read the Dockerfile" in bad.stderr
+
+
+def test_config_instructions(builder_host: Host, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM windowsservercore\n"
+        "MAINTAINER someone@example.com\n"
+        "SHELL [\"cmd\", \"/C\"]\n"
+        "RUN echo shell-form> shell.txt\n"
+        "USER ContainerUser\n"
+        "VOLUME C:/data [\"C:/logs\"]\n"
+        "STOPSIGNAL SIGINT\n"
+        "HEALTHCHECK --interval=30s --timeout=1m30s --retries=3 CMD curl -f http://localhost/\n"
+        "ONBUILD RUN echo triggered\n"
+        "ENTRYPOINT run.cmd --flag\n"
+        "LABEL a=1 b=\"two words\"\n"
+    )
+    result = build(builder_host, _context(tmp_path, dockerfile), tags=["config:1"], output=_quiet)
+    config = result.image.container_config
+    assert config["Shell"] == ["cmd", "/C"] and config["User"] == "ContainerUser"
+    assert config["Volumes"] == {"C:/data": {}, "[\"C:/logs\"]": {}} or set(config["Volumes"]) >= {"C:/data"}
+    assert config["StopSignal"] == "SIGINT" and config["OnBuild"] == ["RUN echo triggered"]
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "curl -f http://localhost/"], "Interval": 30_000_000_000,
+                                     "Timeout": 90_000_000_000, "Retries": 3}
+    assert config["Entrypoint"] == ["cmd", "/C", "run.cmd --flag"] and config["ArgsEscaped"] is True
+    assert "Cmd" not in config  # ENTRYPOINT drops the CMD inherited from the base image
+    assert config["Labels"] == {"a": "1", "b": "two words"}
+    assert result.image.config["author"] == "someone@example.com"
+    assert default_command(config) == "cmd /C run.cmd --flag"
+    assert _files(builder_host, "config:1", "cat shell.txt") == ["shell-form"]

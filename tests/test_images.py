@@ -265,3 +265,39 @@ def test_docker_store_images_are_used_in_place(store_host: Host, tmp_path: Path)
         store.docker_root = None
         for folder in (tmp_path / "docker" / "windowsfilter").iterdir():
             store_host.driver.destroy_layer(str(folder))
+
+
+def test_image_commands(store_host: Host, sim: SimulatedHost) -> None:
+    from tests.conftest import cli
+
+    assert cli("run", "--name", "cli-commit", "windowsservercore", "cmd", "/S", "/C", "echo hi> hi.txt",
+               sim=sim).returncode == 0
+    committed = cli("commit", "-m", "say hi", "-c", 'CMD ["cmd", "/S", "/C", "cat hi.txt"]', "cli-commit", "hi:1",
+                    sim=sim)
+    assert committed.returncode == 0, committed.stderr
+    image_id = committed.stdout.decode().strip()
+    listing = cli("images", sim=sim).stdout.decode()
+    assert "hi " in listing and image_id[7:19] in listing and "windowsservercore" in listing
+    assert cli("images", "-q", sim=sim).stdout.decode().split()[0] == image_id[7:19]
+    history = cli("history", "hi:1", sim=sim).stdout.decode()
+    assert "say hi" in history and "Apply image" in history
+    inspected = json.loads(cli("inspect", "hi:1", sim=sim).stdout)
+    assert inspected[0]["Id"] == image_id and inspected[0]["Config"]["Cmd"] == ["cmd", "/S", "/C", "cat hi.txt"]
+    assert cli("run", "--rm", "hi:1", sim=sim).stdout == b"hi\n"
+    assert cli("tag", "hi:1", "hello:latest", sim=sim).returncode == 0
+    assert cli("rmi", "hi:1", sim=sim).stdout == b"Untagged: hi:1\n"
+    assert cli("rm", "cli-commit", sim=sim).returncode == 0
+    removed = cli("rmi", "hello", sim=sim).stdout.decode()
+    assert "Untagged: hello:latest" in removed and f"Deleted: {image_id}" in removed
+    missing = cli("rmi", "nope:1", sim=sim)
+    assert missing.returncode == 1 and b"no such image" in missing.stderr
+    assert cli("image", "gc", sim=sim).returncode == 0
+    fsck = cli("image", "fsck", "--deep", sim=sim)
+    assert fsck.returncode == 0 and fsck.stdout == b"clean\n"
+    (store_host.images.blobs_dir / ("0" * 64)).write_bytes(b"x")
+    manifest = store_host.images.blob_path(store_host.images.resolve("windowsservercore").manifest_digest)
+    kept = manifest.read_bytes()
+    manifest.unlink()
+    broken = cli("image", "fsck", sim=sim)
+    assert broken.returncode == 1 and b"missing" in broken.stdout
+    manifest.write_bytes(kept)

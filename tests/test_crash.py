@@ -56,9 +56,10 @@ def _cleanup(host: Host) -> None:
 
 
 @pytest.mark.parametrize("profile_name", ["tp3", "2016", "ws2019"])
-def test_sigkill_during_commit_build_and_load(sim_roots: dict[str, SimulatedHost], profile_name: str,
-                                             tmp_path: Path) -> None:
-    sim = sim_roots[profile_name].start()
+def test_sigkill_during_commit_build_and_load(profile_name: str, tmp_path: Path) -> None:
+    # A simulated host of its own: killed clients leave daemon-side state (activated volumes,
+    # compute systems) that is theirs, not the image store's, and other tests must not see it.
+    sim = SimulatedHost(profile_name, tmp_path / "sim").start()
     host = Host.open(sim=profile_name, root=sim.root)
     build(host, EXAMPLE, tags=["crash/source:1"], output=lambda _t: None)
     archive = save(host.images, ["crash/source:1"], tmp_path / "source.tar")
@@ -104,6 +105,7 @@ def test_sigkill_during_commit_build_and_load(sim_roots: dict[str, SimulatedHost
         host.images.gc()
         report = host.images.fsck()
         host.close()
+        sim.stop()
     assert killed_mid_work == TRIALS_PER_PROFILE
     assert left_garbage >= 5, "the kills did not land inside the work (no half-made object was ever seen)"
     assert report.clean and report.garbage == (), report.summary()

@@ -685,6 +685,22 @@ class ImageStore:
             "Manifest": found.manifest_digest,
         }
 
+    # -- archives --------------------------------------------------------------------------------
+
+    def save(self, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
+             progress: Any = None) -> Path:
+        """``docker save``: see :func:`wincontainers.images.archive.save`."""
+        from wincontainers.images.archive import save
+
+        return save(self, images, path, format=format, progress=progress)
+
+    def load(self, path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
+             progress: Any = None) -> Any:
+        """``docker load``: see :func:`wincontainers.images.archive.load` (returns a LoadResult)."""
+        from wincontainers.images.archive import load
+
+        return load(self, path, repository=repository, progress=progress)
+
     # -- garbage ---------------------------------------------------------------------------------
 
     # -- the build cache (its configs and their layers are kept like images) -----------------------

@@ -1,0 +1,622 @@
+"""Images from Dockerfiles, step by step, as Docker's classic builder does on Windows.
+
+Each ``RUN`` runs in a container over the layers so far and its changes become a layer (the
+container is stopped, exported, imported, removed); ``COPY``/``ADD`` write the files into a
+prepared sandbox over those layers; the other instructions only change the config. Every step
+is cached under a key made of the previous step's key, the instruction, the build arguments in
+scope and, for ``COPY``/``ADD``, a digest of the files, so an unchanged rebuild runs no
+container. A step that fails removes its container and sandbox and raises
+:class:`BuildStepFailed` with the step, the command, its exit code and its last output lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tarfile
+import time
+from collections import deque
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+
+import attrs
+
+from wincontainers import errors
+from wincontainers._native.layerfs import volume_folder
+from wincontainers.build.commit import commit_layer
+from wincontainers.build.context import BuildContext, ContextSource, DockerIgnore
+from wincontainers.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
+from wincontainers.build.instructions import (
+    DEFAULT_SHELL,
+    Arg,
+    Cmd,
+    Copy,
+    From,
+    Run,
+    Workdir,
+    apply_to_config,
+    command_line,
+    normalize_workdir,
+    typed,
+)
+from wincontainers.build.lexer import ShellLex
+from wincontainers.images.config import derive_config
+from wincontainers.images.store import Image, ImageStore, LayerRecord, canonical_json, chain_id, digest_of
+
+if TYPE_CHECKING:
+    from wincontainers.host import Host
+
+__all__ = ["build", "BuildResult", "BuildStep", "BuildStepFailed"]
+
+#: ARGs Docker predefines (usable without declaring them)
+_PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+_TAIL_LINES = 10
+
+
+class BuildStepFailed(errors.WincontainersError):
+    """A build step failed: ``step`` (1-based), ``instruction``, ``command``, ``exit_code``,
+    ``output_tail`` (its last lines). No container or partial layer is left."""
+
+    def __init__(self, step: int, total: int, instruction: str, command: Optional[str], exit_code: Optional[int],
+                 output_tail: Sequence[str], reason: str = "") -> None:
+        self.step = step
+        self.instruction = instruction
+        self.command = command
+        self.exit_code = exit_code
+        self.output_tail = list(output_tail)
+        text = f"step {step}/{total} `{instruction}` failed"
+        if command is not None and exit_code is not None:
+            text += f": the command `{command}` returned a non-zero code: {exit_code}"
+        if reason:
+            text += f": {reason}"
+        if self.output_tail:
+            text += "\nLast lines of its output:\n" + "\n".join(f"  {line}" for line in self.output_tail)
+        super().__init__(text)
+
+
+@attrs.frozen
+class BuildStep:
+    number: int
+    instruction: str
+    cached: bool
+    seconds: float
+    diff_id: Optional[str] = None
+
+
+@attrs.frozen
+class BuildResult:
+    image: Image
+    steps: tuple[BuildStep, ...]
+    containers_run: int
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(1 for s in self.steps if s.cached)
+
+
+@attrs.define
+class _Stage:
+    index: int
+    name: Optional[str]
+    nodes: list[Instruction]
+    config: dict[str, Any] = attrs.field(factory=dict)
+    layers: list[LayerRecord] = attrs.field(factory=list)
+    args: dict[str, str] = attrs.field(factory=dict)
+    key: str = ""
+    cmd_set: bool = False
+    image: Optional[Image] = None
+
+
+def _env_map(config: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in (config.get("config") or {}).get("Env") or []:
+        if isinstance(item, str) and "=" in item:
+            key, value = item.split("=", 1)
+            out[key] = value
+    return out
+
+
+def _key(*parts: str) -> str:
+    return digest_of("\n".join(parts).encode("utf-8", "surrogatepass"))
+
+
+class _Builder:
+    def __init__(self, host: "Host", context: BuildContext, dockerfile: Dockerfile, *, build_args: Mapping[str, str],
+                 no_cache: bool, output: Callable[[str], None], progress: Any) -> None:
+        self.host = host
+        self.store: ImageStore = host.images
+        self.context = context
+        self.dockerfile = dockerfile
+        self.build_args = dict(build_args)
+        self.no_cache = no_cache
+        self.output = output
+        self.progress = progress
+        self.steps: list[BuildStep] = []
+        self.containers_run = 0
+        self.total = 0
+        self.step_number = 0
+        self.used_args: set[str] = set()
+
+    # -- stages ------------------------------------------------------------------------------------
+
+    def stages(self) -> tuple[dict[str, str], list[_Stage]]:
+        global_args: dict[str, str] = {}
+        stages: list[_Stage] = []
+        for node in self.dockerfile.instructions:
+            if node.name == "from":
+                stages.append(_Stage(len(stages), None, [node]))
+            elif not stages:
+                if node.name != "arg":
+                    raise errors.BadInput(f"Dockerfile line {node.start_line}: {node.keyword.upper()} before the "
+                                          "first FROM (only ARG may come first)")
+                command = typed(node, global_args, escape=self.dockerfile.escape)
+                assert isinstance(command, Arg)
+                for name, default in command.args:
+                    value = self.build_args.get(name, default)
+                    if value is not None:
+                        global_args[name] = value
+                    if name in self.build_args:
+                        self.used_args.add(name)
+            else:
+                stages[-1].nodes.append(node)
+        if not stages:
+            raise errors.BadInput("the Dockerfile has no FROM instruction")
+        for stage in stages:
+            first = typed(stage.nodes[0], global_args, escape=self.dockerfile.escape)
+            assert isinstance(first, From)
+            stage.name = first.stage_name
+        return global_args, stages
+
+    def needed(self, stages: list[_Stage], target: Optional[str], global_args: Mapping[str, str]) -> list[_Stage]:
+        by_name = {s.name: s for s in stages if s.name}
+        if target is not None:
+            if target.lower() not in by_name:
+                raise errors.BadInput(f"target stage {target!r} is not in the Dockerfile "
+                                      f"(stages: {', '.join(n for n in by_name if n) or 'none named'})")
+            last = by_name[target.lower()]
+        else:
+            last = stages[-1]
+        wanted = {last.index}
+        for stage in reversed(stages[:last.index + 1]):
+            if stage.index not in wanted:
+                continue
+            for node in stage.nodes:
+                refs = []
+                if node.name == "from":
+                    refs.append(typed(node, global_args, escape=self.dockerfile.escape).image)  # type: ignore[union-attr]
+                for flag in node.flags:
+                    if flag.startswith("--from="):
+                        refs.append(flag[len("--from="):])
+                for ref in refs:
+                    dep = by_name.get(ref.lower()) or (stages[int(ref)] if ref.isdigit() and int(ref) < len(stages)
+                                                       else None)
+                    if dep is not None:
+                        if dep.index >= stage.index:
+                            raise errors.BadInput(f"Dockerfile line {node.start_line}: stage {ref!r} is not "
+                                                  "defined before it is used")
+                        wanted.add(dep.index)
+        return [s for s in stages if s.index in wanted]
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self, target: Optional[str]) -> _Stage:
+        global_args, stages = self.stages()
+        todo = self.needed(stages, target, global_args)
+        for stage in todo:  # every instruction checked before anything runs
+            for node in stage.nodes:
+                typed(node, global_args, escape=self.dockerfile.escape, check_only=True)
+        self.total = sum(len(s.nodes) for s in todo)
+        done: dict[int, _Stage] = {}
+        for stage in todo:
+            self.build_stage(stage, global_args, stages, done)
+            done[stage.index] = stage
+        unused = set(self.build_args) - self.used_args - set(_PREDEFINED_ARGS)
+        if unused:
+            self.output(f"[Warning] One or more build-args {sorted(unused)} were not consumed\n")
+        return done[todo[-1].index]
+
+    def build_stage(self, stage: _Stage, global_args: Mapping[str, str], stages: list[_Stage],
+                    done: Mapping[int, _Stage]) -> None:
+        escape = self.dockerfile.escape
+        for node in stage.nodes:
+            self.step_number += 1
+            started = time.monotonic()
+            text = " ".join(node.original.split()) if node.original else node.dump()
+            self.output(f"Step {self.step_number}/{self.total} : {text}\n")
+            scope = {**global_args} if node.name == "from" else {**stage.args, **_env_map(stage.config)}
+            command = typed(node, scope, escape=escape)
+            cached = False
+            diff_id = None
+            if isinstance(command, From):
+                self.start_stage(stage, command, stages, done)
+                self.output(f" ---> {stage.key[7:19]}\n")
+            else:
+                extra = self.key_extra(stage, command, done)
+                key = _key(stage.key, text, extra)
+                hit = None if self.no_cache else self.store.cache_get(key)
+                if isinstance(command, Arg):
+                    for name, default in command.args:
+                        value = self.build_args.get(name, global_args.get(name, default))
+                        if name in self.build_args:
+                            self.used_args.add(name)
+                        if value is not None:
+                            stage.args[name] = value
+                if isinstance(command, Cmd):
+                    stage.cmd_set = True
+                if hit is not None:
+                    cached = True
+                    self.adopt(stage, hit, key)
+                    self.output(" ---> Using cache\n")
+                else:
+                    before = len(stage.layers)
+                    self.execute(stage, node, command, text, done)
+                    diff_id = stage.layers[-1].diff_id if len(stage.layers) > before else None
+                    stage.key = key
+                    self.store.cache_put(key, stage.config)
+                self.output(f" ---> {digest_of(canonical_json(stage.config))[7:19]}\n")
+            self.steps.append(BuildStep(self.step_number, text, cached, time.monotonic() - started, diff_id))
+
+    def start_stage(self, stage: _Stage, command: From, stages: list[_Stage], done: Mapping[int, _Stage]) -> None:
+        ref = command.image
+        source = next((s for i, s in done.items() if s.name == ref.lower() or str(i) == ref), None)
+        if ref.lower() == "scratch":
+            raise errors.BadInput("FROM scratch is not supported for Windows images: start from a base image "
+                                  "(windowsservercore, nanoserver) or an image of the store")
+        if command.platform and not command.platform.lower().startswith("windows"):
+            raise errors.BadInput(f"--platform={command.platform}: this builder makes Windows images only")
+        if source is not None:
+            stage.config = json.loads(json.dumps(source.config))
+            stage.layers = list(source.layers)
+            stage.key = source.key
+        else:
+            image = self.store.resolve(ref)
+            stage.image = image
+            stage.config = json.loads(image.config_bytes)
+            stage.layers = self.store.layer_chain(image)
+            stage.key = image.id
+        stage.config.setdefault("config", {})
+
+    def adopt(self, stage: _Stage, config: dict[str, Any], key: str) -> None:
+        diff_ids = list(config["rootfs"]["diff_ids"])
+        layers = []
+        for i in range(len(diff_ids)):
+            record = self.store.get_layer(chain_id(diff_ids[:i + 1]))
+            assert record is not None
+            layers.append(record)
+        stage.config = config
+        stage.layers = layers
+        stage.key = key
+
+    def key_extra(self, stage: _Stage, command: Any, done: Mapping[int, _Stage]) -> str:
+        if isinstance(command, Run):
+            return canonical_json(sorted(stage.args.items())).decode()
+        if isinstance(command, Copy):
+            if command.from_stage is not None:
+                source = self.copy_source_stage(command.from_stage, done)
+                origin = source.key if isinstance(source, _Stage) else source.id
+                return f"from {origin} " + canonical_json(list(command.sources)).decode()
+            paths = [p for s in command.sources for p in self.context.expand(s)]
+            inline = [self.inline_text(stage, h) for h in command.heredocs]
+            return self.context.digest(paths) + canonical_json(inline).decode()
+        return ""
+
+    def inline_text(self, stage: _Stage, doc: Any) -> str:
+        """A heredoc's body, with variables expanded unless its name was quoted (<<'EOF')."""
+        if not doc.expand:
+            return str(doc.text)
+        lex = ShellLex("\\", skip_process_quotes=True, case_insensitive=True)
+        return lex.process_word(doc.text, {**stage.args, **_env_map(stage.config)})
+
+    def copy_source_stage(self, ref: str, done: Mapping[int, _Stage]) -> Union[_Stage, Image]:
+        for index, stage in done.items():
+            if stage.name == ref.lower() or str(index) == ref:
+                return stage
+        return self.store.resolve(ref)
+
+    # -- one step ----------------------------------------------------------------------------------
+
+    def execute(self, stage: _Stage, node: Instruction, command: Any, text: str, done: Mapping[int, _Stage]) -> None:
+        if isinstance(command, Run):
+            self.run_step(stage, command, text)
+        elif isinstance(command, Copy):
+            self.copy_step(stage, command, text, done)
+        elif isinstance(command, Arg):
+            stage.config = derive_config(stage.config, diff_id=None, created_by=text)
+        else:
+            container_config = dict(stage.config.get("config") or {})
+            authors: list[str] = []
+            try:
+                apply_to_config(container_config, command, cmd_set=stage.cmd_set, author=authors)
+            except errors.BadInput as exc:
+                raise BuildStepFailed(self.step_number, self.total, text, None, None, [], str(exc)) from None
+            if isinstance(command, Workdir):
+                container_config["WorkingDir"] = normalize_workdir((stage.config.get("config") or {}).get(
+                    "WorkingDir"), command.path)
+            stage.config = derive_config(stage.config, diff_id=None, created_by=text,
+                                         config=container_config, author=authors[-1] if authors else "")
+
+    def run_step(self, stage: _Stage, command: Run, text: str) -> None:
+        config = stage.config.get("config") or {}
+        shell = list(config.get("Shell") or DEFAULT_SHELL)
+        stdin_data: Optional[bytes] = None
+        if command.shell_form:
+            line = command.command if isinstance(command.command, str) else ""
+            if command.heredocs:
+                # The heredoc feeds the command's standard input; alone, it is the script.
+                stdin_data = self.inline_text(stage, command.heredocs[0]).encode("utf-8")
+                line = " ".join(w for w in line.split() if not w.lstrip("0123456789").startswith("<<")).strip()
+            cmdline = command_line(shell + [line], args_escaped=True) if line else command_line(shell[:1])
+        else:
+            cmdline = command_line(list(command.command))
+        env = {**_env_map(stage.config), **stage.args}
+        workdir = config.get("WorkingDir") or None
+        user = config.get("User") or None
+        tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        partial = [b""]
+
+        def sink(data: bytes) -> None:
+            self.output(data.decode("utf-8", "replace"))
+            text_so_far = partial[0] + data
+            *lines, partial[0] = text_so_far.split(b"\n")
+            for line_bytes in lines:
+                tail.append(line_bytes.decode("utf-8", "replace").rstrip("\r"))
+
+        folders = [r.folder for r in reversed(stage.layers)]
+        container = self.host.containers.create(folders, name=f"build-{secrets.token_hex(6)}")  # type: ignore[arg-type]
+        self.containers_run += 1
+        self.output(f" ---> Running in {container.short_id}\n")
+        try:
+            with self.store.lease() as lease:
+                if workdir:
+                    self.ensure_dir(container.record.sandbox, workdir)
+                container.start()
+                proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
+                                      stdout_sink=sink, stderr_sink=sink)
+                if stdin_data is not None and proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        proc.stdin.write(stdin_data)
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+                code = proc.wait()
+                if partial[0]:
+                    tail.append(partial[0].decode("utf-8", "replace"))
+                if code != 0:
+                    raise BuildStepFailed(self.step_number, self.total, text, cmdline, code, list(tail))
+                container.stop(10)
+                parent = stage.layers[-1] if stage.layers else None
+                layer = commit_layer(self.store, container, parent, lease=lease, progress=self.progress)
+                stage.layers.append(layer)
+                stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=cmdline)
+        finally:
+            with contextlib.suppress(errors.WincontainersError):
+                container.remove(force=True)
+            container.close()
+
+    def ensure_dir(self, sandbox: str, windows_path: str) -> None:
+        mount = self.host.driver.layer_mount_path(sandbox)
+        root = volume_folder(mount, Path(sandbox))
+        (root / _inside(windows_path)).mkdir(parents=True, exist_ok=True)
+
+    def copy_step(self, stage: _Stage, command: Copy, text: str, done: Mapping[int, _Stage]) -> None:
+        workdir = (stage.config.get("config") or {}).get("WorkingDir")
+        dest = command.dest.replace("\\", "/")
+        dest_is_dir = dest.endswith("/") or len(command.sources) + len(command.heredocs) > 1 or any(
+            any(c in s for c in "*?[") for s in command.sources)
+        target = _inside(normalize_workdir(workdir, command.dest) if command.dest not in ("", ".") else
+                         (workdir or "C:\\"))
+        if command.dest.rstrip() in (".", "./", ".\\"):
+            dest_is_dir = True
+        layers = self.host.layers
+        folders = [r.folder for r in reversed(stage.layers)]
+        sandbox = None
+        try:
+            with self.store.lease() as lease:
+                sandbox = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
+                with layers.prepared(sandbox) as mount:
+                    root = volume_folder(mount, sandbox.path)
+                    with self.sources(command, done, stage) as sources:
+                        self.copy_into(root, target, dest_is_dir, sources, add=command.add)
+                tar = self.store.new_temp_file(".tar")
+                try:
+                    layers.export_tar(sandbox, tar, progress=self.progress)
+                    parent = stage.layers[-1] if stage.layers else None
+                    layer = self.store.add_layer(tar, parent, lease=lease, progress=self.progress)
+                finally:
+                    with contextlib.suppress(OSError):
+                        tar.unlink()
+                stage.layers.append(layer)
+                what = "ADD" if command.add else "COPY"
+                created_by = f"{what} {self.key_extra(stage, command, done)[:71]} in {_windows(target)}"
+                stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=created_by)
+        except errors.BadInput as exc:
+            raise BuildStepFailed(self.step_number, self.total, text, None, None, [], str(exc)) from None
+        finally:
+            if sandbox is not None:
+                with contextlib.suppress(errors.WincontainersError):
+                    layers.destroy(sandbox, force=True)
+
+    @contextlib.contextmanager
+    def sources(self, command: Copy, done: Mapping[int, _Stage], stage: _Stage) -> Iterator[list["_Source"]]:
+        """The sources of a COPY/ADD: inline heredocs, files and folders of the context, or of
+        another stage's (or image's) files, seen through a prepared sandbox."""
+        out: list[_Source] = [_Source("inline", doc.name, data=self.inline_text(stage, doc).encode("utf-8"))
+                              for doc in command.heredocs]
+        if command.from_stage is None:
+            for source in command.sources:
+                for path in self.context.expand(source):
+                    out.append(_Source("dir" if path.is_dir() else "file", path.name, path=path,
+                                       entries=self.context.sources(path)))
+            yield out
+            return
+        origin = self.copy_source_stage(command.from_stage, done)
+        folders = ([r.folder for r in reversed(origin.layers)] if isinstance(origin, _Stage)
+                   else self.store.layer_folders(origin))
+        layers = self.host.layers
+        with self.store.lease() as lease:  # held while the view exists: a killed build's view is found
+            view = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
+            try:
+                with layers.prepared(view) as mount:
+                    other = BuildContext(volume_folder(mount, view.path), ignore=DockerIgnore())
+                    for source in command.sources:
+                        path = other.root / _inside(source)
+                        if not path.exists():
+                            raise errors.BadInput(f"COPY --from={command.from_stage}: {source!r} does not exist "
+                                                  "there")
+                        out.append(_Source("dir" if path.is_dir() else "file", path.name, path=path,
+                                           entries=other.sources(path)))
+                    yield out
+            finally:
+                with contextlib.suppress(errors.WincontainersError):
+                    layers.destroy(view, force=True)
+
+    def copy_into(self, root: Path, target: PurePosixPath, dest_is_dir: bool, sources: list["_Source"], *,
+                  add: bool) -> None:
+        """Docker's rules: a folder's contents go into the destination; a file goes to
+        ``<dest>/<name>`` when the destination is a folder, else to ``<dest>``; ADD unpacks a
+        local tar archive into the destination folder."""
+        for source in sources:
+            if source.kind == "dir":
+                base = root / target
+                base.mkdir(parents=True, exist_ok=True)
+                for entry in source.entries:
+                    destination = base / entry.target
+                    if entry.directory:
+                        destination.mkdir(parents=True, exist_ok=True)
+                    else:
+                        _copy_file(entry.path, destination)
+                continue
+            if add and source.kind == "file" and source.path is not None and _is_archive(source.path):
+                _extract(source.path, root / target)
+                continue
+            where = root / (target / source.name if dest_is_dir else target)
+            if source.kind == "inline":
+                where.parent.mkdir(parents=True, exist_ok=True)
+                where.write_bytes(source.data)
+            else:
+                assert source.path is not None
+                _copy_file(source.path, where)
+
+
+@attrs.frozen
+class _Source:
+    kind: str  # "file", "dir" or "inline"
+    name: str
+    path: Optional[Path] = None
+    entries: list[ContextSource] = attrs.field(factory=list)
+    data: bytes = b""
+
+
+def _inside(windows_path: str) -> PurePosixPath:
+    """``C:\\app\\x`` -> ``app/x`` (relative to the volume root)."""
+    path = windows_path.replace("\\", "/")
+    if len(path) >= 2 and path[1] == ":":
+        path = path[2:]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise errors.BadInput(f"{windows_path!r} leaves the container's drive")
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _windows(path: PurePosixPath) -> str:
+    return "C:\\" + "\\".join(path.parts) if path.parts and str(path) != "." else "C:\\"
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_symlink():
+        target = os.readlink(source)
+        if destination.exists() or destination.is_symlink():
+            destination.unlink()
+        os.symlink(target, destination)
+        return
+    shutil.copyfile(source, destination)
+    st = source.stat()
+    os.utime(destination, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _extract(archive: Path, into: Path) -> None:
+    """ADD of a local tar (plain, gzip, bzip2, xz): regular files and folders, nothing outside."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            name = member.name.replace("\\", "/")
+            parts = [p for p in name.split("/") if p not in ("", ".")]
+            if not parts or ".." in parts or name.startswith("/") or (len(parts[0]) >= 2 and parts[0][1] == ":"):
+                raise errors.BadInput(f"ADD {archive.name}: {member.name!r} would land outside the destination")
+            destination = into.joinpath(*parts)
+            if member.isdir():
+                destination.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                data = tar.extractfile(member)
+                assert data is not None
+                with open(destination, "wb") as out:
+                    shutil.copyfileobj(data, out)
+                os.utime(destination, (member.mtime, member.mtime))
+            # links, devices and FIFOs are not carried into Windows layers
+
+
+def _default_output(text: str) -> None:
+    import sys
+
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def build(
+    host: "Host",
+    context: Union[str, "os.PathLike[str]"],
+    *,
+    dockerfile: Union[None, str, "os.PathLike[str]"] = None,
+    tags: Sequence[str] = (),
+    build_args: Optional[Mapping[str, str]] = None,
+    no_cache: bool = False,
+    target: Optional[str] = None,
+    output: Optional[Callable[[str], None]] = None,
+    progress: Any = None,
+) -> BuildResult:
+    """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
+
+    ``output`` receives the step lines and the commands' output as they come (stdout by default).
+    Raises ``DockerfileParseError``/``BadInput`` for a bad Dockerfile before running anything, and
+    :class:`BuildStepFailed` when a step fails.
+    """
+    from wincontainers.images.reference import parse_reference
+
+    for tag in tags:
+        parse_reference(tag)
+    root = Path(context)
+    path = Path(dockerfile) if dockerfile is not None else root / "Dockerfile"
+    if not path.is_absolute() and dockerfile is not None and not path.exists():
+        path = root / path
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise errors.BadInput(f"cannot read the Dockerfile {path}: {exc.strerror}") from None
+    parsed = parse_dockerfile(source)
+    ignore_file = path.with_name(path.name + ".dockerignore")
+    ignore = DockerIgnore.load(ignore_file) if ignore_file.exists() else None
+    builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {}, no_cache=no_cache,
+                       output=output or _default_output, progress=progress)
+    try:
+        stage = builder.run(target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            host.images.gc()
+        raise
+    final = host.images.add(stage.config, stage.layers, tags=list(tags))
+    builder.output(f"Successfully built {final.short_id}\n")
+    for tag in tags:
+        builder.output(f"Successfully tagged {parse_reference(tag).familiar}\n")
+    return BuildResult(final, tuple(builder.steps), builder.containers_run)

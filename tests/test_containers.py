@@ -157,7 +157,8 @@ def test_dropped_notifications_do_not_hang_waits(host: Host, sim: SimulatedHost,
     with host.containers.create("windowsservercore") as c:
         started = time.monotonic()
         c.start(timeout=10)
-        r = c.run(HELLO, timeout=10)
+        # The process outlives its registration, so its exit notification is sent (and dropped).
+        r = c.run('cmd /S /C "sleep 0.3 && echo hello"', timeout=10)
         assert r.stdout == b"hello\n"
         result = c.stop(timeout=10)
         assert result.outcome == "graceful"

@@ -258,6 +258,15 @@ def test_docker_store_images_are_used_in_place(store_host: Host, tmp_path: Path)
             assert c.run("cmd /S /C \"echo $FROM_DOCKER; cat 'Program Files/App/app.txt'\"").stdout.split() == [
                 b"1", b"hello"]
             c.stop()
+        context = tmp_path / "ctx"
+        context.mkdir()
+        (context / "Dockerfile").write_text("FROM dockerapp:1.0\nRUN echo on-docker> on.txt\n")
+        from wincontainers.build import build
+
+        built = build(store_host, context, tags=["ondocker:1"], output=lambda _t: None)
+        assert built.image.diff_ids[:2] == image.diff_ids  # FROM a Docker image, its layers used in place
+        store.remove("ondocker:1")
+        store.cache_clear()
         store.remove("dockerapp:1.0")
         store.gc()
         assert all(Path(f).is_dir() for f in folders)  # Docker's folders are never removed

@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -94,10 +95,13 @@ def test_gen2_container_document_matches_the_reference_for_the_same_inputs() -> 
         layer_folder="C:\\wc\\layers\\wc-5b20e911", layers=(LAYER,),
         mapped_directories=(MappedDirectory("C:\\data\\site", "C:\\inetpub\\wwwroot", True),),
         memory_mb=2048, cpu_count=2, terminate_on_last_handle_close=True,
+        endpoints=("3e5c7a91-0b2d-4f6e-8a1c-9d7b5e3f1a20",),
     )
     ours = documents.container_v1(spec).to_json()
-    networking = {"EndpointList", "AllowUnqualifiedDNSQuery"}  # attached by the networks layer
-    assert ours == {k: v for k, v in example.items() if k not in networking}
+    assert ours == example
+    # Without a network: no EndpointList, and no DNS setting for it either.
+    bare = documents.container_v1(attrs.evolve(spec, endpoints=())).to_json()
+    assert bare == {k: v for k, v in example.items() if k not in ("EndpointList", "AllowUnqualifiedDNSQuery")}
 
 
 def test_gen3_container_document_matches_the_reference_for_the_same_inputs() -> None:
@@ -107,11 +111,13 @@ def test_gen3_container_document_matches_the_reference_for_the_same_inputs() -> 
         layer_folder="C:\\wc\\layers\\x", layers=(LAYER,),
         mapped_directories=(MappedDirectory("C:\\data\\site", "C:\\inetpub\\wwwroot", True),),
         memory_mb=2048, cpu_count=2, terminate_on_last_handle_close=True,
+        network_namespace="b7d64e2c-0f1a-4c3b-9e8d-7a6b5c4d3e2f",
     )
     ours = documents.container_v2(spec).to_json()
+    assert ours == example
     expected = json.loads(json.dumps(example))
     del expected["Container"]["Networking"]
-    assert ours == expected
+    assert documents.container_v2(attrs.evolve(spec, network_namespace=None)).to_json() == expected
 
 
 def test_process_document_matches_the_reference() -> None:

@@ -5,10 +5,13 @@ Nothing above this package knows which generation runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from wincontainers._native.library import Binding
 from wincontainers.driver.base import Driver, ProcessRef, SystemRef
+from wincontainers.driver.networking import NetworkBackend
 
-__all__ = ["open_driver", "Driver", "SystemRef", "ProcessRef"]
+__all__ = ["open_driver", "open_networking", "Driver", "SystemRef", "ProcessRef", "NetworkBackend"]
 
 
 def open_driver(binding: Binding) -> Driver:
@@ -24,3 +27,18 @@ def open_driver(binding: Binding) -> Driver:
     from wincontainers.driver.gen3 import Gen3Driver
 
     return Gen3Driver(binding)
+
+
+def open_networking(binding: Binding, state_dir: Any) -> NetworkBackend:
+    """The networking of the binding's generation: TP3's NAT devices, HNS (HNSCall) or HCN."""
+    if binding.generation == 1:
+        from wincontainers.driver.networking import Gen1Networking
+
+        return Gen1Networking(state_dir)
+    if binding.generation == 2:
+        from wincontainers.driver.hns import HnsNetworking
+
+        return HnsNetworking(binding.vmcompute)
+    from wincontainers.driver.hcn import HcnNetworking
+
+    return HcnNetworking(binding.computenetwork)

@@ -68,6 +68,10 @@ class SystemSpec:
     memory_mb: Optional[int] = None
     cpu_count: Optional[int] = None
     terminate_on_last_handle_close: bool = False
+    #: networking (driver/networking.py): gen2 HNS endpoint IDs, gen3 HCN namespace, gen1 NAT devices
+    endpoints: tuple[str, ...] = ()
+    network_namespace: Optional[str] = None
+    nat_devices: tuple[Any, ...] = ()
 
 
 @attrs.frozen

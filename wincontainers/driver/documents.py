@@ -29,6 +29,9 @@ def container_v1(spec: SystemSpec) -> v1.ContainerConfig:
         memory_maximum_in_mb=spec.memory_mb,
         processor_count=spec.cpu_count,
         terminate_on_last_handle_closed=spec.terminate_on_last_handle_close or None,
+        endpoint_list=list(spec.endpoints) or None,
+        allow_unqualified_dns_query=True if spec.endpoints else None,
+        devices=list(spec.nat_devices) or None,
     )
 
 
@@ -50,6 +53,8 @@ def container_v2(spec: SystemSpec) -> v2.ComputeSystem:
             ] or None,
             memory=v2.Memory(size_in_mb=spec.memory_mb) if spec.memory_mb else None,
             processor=v2.Processor(count=spec.cpu_count) if spec.cpu_count else None,
+            networking=v2.Networking(allow_unqualified_dns_query=True, namespace=spec.network_namespace)
+            if spec.network_namespace else None,
         ),
         should_terminate_on_last_handle_closed=spec.terminate_on_last_handle_close or None,
     )

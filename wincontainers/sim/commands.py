@@ -1,8 +1,9 @@
-"""Windows tools inside simulated containers: ``tasklist``, ``ver``, ``hostname``.
+"""Windows tools inside simulated containers: ``tasklist``, ``ver``, ``hostname``, ``ipconfig``.
 
 They run as container processes (the daemon puts shims for them on the container's PATH) and
 ask the daemon about their own container, identified by ``WCSIM_CONTAINER``. ``tasklist`` is
-what the gen1 driver runs for ``top()``, since the TP3 API has no process list.
+what the gen1 driver runs for ``top()``, since the TP3 API has no process list; ``ipconfig`` is
+how a TP3 container's address is learnt (TP3's NAT hands it out and the API does not report it).
 """
 
 from __future__ import annotations
@@ -81,12 +82,32 @@ def hostname(argv: list[str]) -> int:
     return 0
 
 
+def _mask(prefix: int) -> str:
+    bits = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return ".".join(str((bits >> s) & 0xFF) for s in (24, 16, 8, 0))
+
+
+def ipconfig(argv: list[str]) -> int:
+    adapters = _control({"op": "network", "system": os.environ.get("WCSIM_CONTAINER", "")})
+    out = sys.stdout
+    out.write("\nWindows IP Configuration\n\n")
+    for adapter in adapters:
+        out.write(f"\nEthernet adapter vEthernet (Container NIC {adapter['EndpointId'][:8]}):\n\n")
+        out.write("   Connection-specific DNS Suffix  . : \n")
+        out.write(f"   IPv4 Address. . . . . . . . . . . : {adapter['IPAddress']}\n")
+        out.write(f"   Subnet Mask . . . . . . . . . . . : {_mask(int(adapter['PrefixLength']))}\n")
+        out.write(f"   Default Gateway . . . . . . . . . : {adapter['GatewayAddress']}\n")
+        if "/all" in [a.lower() for a in argv]:
+            out.write(f"   Physical Address. . . . . . . . . : {adapter['MacAddress']}\n")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         sys.stderr.write("usage: python -m wincontainers.sim.commands TOOL [ARGS...]\n")
         return 2
-    tools = {"tasklist": tasklist, "ver": ver, "hostname": hostname}
+    tools = {"tasklist": tasklist, "ver": ver, "hostname": hostname, "ipconfig": ipconfig}
     tool = tools.get(argv[0].lower())
     if tool is None:
         sys.stderr.write(f"'{argv[0]}' is not recognized as an internal or external command\n")

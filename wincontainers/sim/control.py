@@ -202,14 +202,32 @@ class SimulatedHost:
         return int(self.open_handles(pid).get(str(pid), {}).get("total", 0))
 
     def objects(self) -> dict[str, Any]:
-        """Daemon-side compute systems and volumes."""
-        result: dict[str, Any] = self.control({"op": "objects"})
+        """Daemon-side compute systems, volumes, networks, endpoints and namespaces."""
+        result: dict[str, Any] = self.control({"op": "objects", "profile": self.profile.name})
         return result
 
     def calls(self, pid: Optional[int] = None, clear: bool = False) -> list[str]:
         """The HCS functions a client process called, in order."""
         pid = os.getpid() if pid is None else pid
         return list(self.control({"op": "calls", "pid": pid, "clear": clear}))
+
+    def documents(self, function: Optional[str] = None, pid: Optional[int] = None,
+                  clear: bool = False) -> list[dict[str, Any]]:
+        """The JSON documents a client process sent, oldest first: ``{"function", "args",
+        "documents"}`` (``args``: the call's string arguments; ``documents``: those parsed)."""
+        pid = os.getpid() if pid is None else pid
+        out = []
+        for entry in self.control({"op": "documents", "pid": pid, "clear": clear}):
+            if function is not None and entry["function"] != function:
+                continue
+            parsed = []
+            for arg in entry["args"]:
+                try:
+                    parsed.append(json.loads(arg))
+                except ValueError:
+                    continue
+            out.append({**entry, "documents": parsed})
+        return out
 
     def allocator_misuse(self) -> dict[str, list[str]]:
         """Strings freed with the wrong allocator (or twice), per client process."""

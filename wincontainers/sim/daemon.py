@@ -141,6 +141,7 @@ class Connection:
             self.dll, self.profile, self.pid = wire.parse_hello(payload)
             if self.profile not in PROFILES:
                 return
+            self.service.networks(self.profile)  # the host's NAT exists before anyone asks for it
             group = _group(self.dll)
             self.gen = 3 if group in ("computecore", "computestorage", "computenetwork") else (
                 1 if self.profile == "tp3" else 2
@@ -181,6 +182,7 @@ class Connection:
                 self.reply(req, None, Reply(E_NOTIMPL, doc=None), [])
             return
         inputs, wants = handler.split(req.args)
+        self.service.log_documents(self.pid, req.function, inputs)
         call = Call(conn=self, function=req.function, wants=wants)
         if "o" in handler.fmt:
             call.op = int(req.args[handler.fmt.index("o")] or 0)
@@ -372,6 +374,8 @@ class Daemon:
         if op == "handles":
             return svc.open_handles(request.get("pid"))
         if op == "objects":
+            if request.get("profile") in PROFILES:  # as a host of that profile sees them: its NAT included
+                svc.networks(str(request["profile"]))
             return svc.objects()
         if op == "calls":
             pid = request.get("pid")
@@ -382,6 +386,13 @@ class Daemon:
                 if request.get("clear") and pid is not None:
                     svc.call_log.pop(pid, None)
             return calls
+        if op == "documents":
+            pid = int(request.get("pid") or 0)
+            with svc.lock:
+                sent = list(svc.document_log.get(pid, []))
+                if request.get("clear"):
+                    svc.document_log.pop(pid, None)
+            return sent
         if op == "misuse":
             with svc.lock:
                 return {str(k): list(v) for k, v in svc.misuse.items()}
@@ -390,6 +401,8 @@ class Daemon:
             if found is None:
                 raise KeyError(f"no compute system {request.get('system')!r}")
             return found.process_list()
+        if op == "network":
+            return svc.network_of(str(request.get("system", "")))
         raise ValueError(f"unknown control operation {op!r}")
 
 

@@ -371,7 +371,11 @@ def hcs2_properties(svc: Service, call: Call, hid: int, query: Optional[str]) ->
 
 @api("vmcompute", "HcsModifyComputeSystem", "hsS", doc=True)
 def hcs2_modify(svc: Service, call: Call, hid: int, configuration: Optional[str]) -> None:
-    _system(svc, call, hid)
+    system = _system(svc, call, hid)
+    doc = _loads(configuration, call, "modify")
+    if str(_get(doc, "ResourceType", default="")).lower() == "network":
+        svc.modify_network(call, system, doc)  # hot add/remove of an HNS endpoint (2017+)
+        return
     _modify_unsupported(call, configuration)
 
 
@@ -483,7 +487,7 @@ def hcs2_modify_service(svc: Service, call: Call, settings: Optional[str]) -> No
     _loads(settings, call, "service settings")
 
 
-api("vmcompute", "HNSCall", "sssS")(_not_yet("HNS networking arrives with the networks work"))
+# HNSCall: see net_handlers.py
 
 
 # == gen3: computecore operations ================================================================
@@ -766,20 +770,17 @@ for _name, _fmt in (
 
 # == computenetwork ================================================================================
 
-for _kind, _enum, _create in (
-    ("Network", "Networks", "gsHS"), ("Namespace", "Namespaces", "gsHS"),
-    ("Endpoint", "Endpoints", "hgsHS"), ("LoadBalancer", "LoadBalancers", "gsHS"),
-):
-    _later = _not_yet("HCN networking arrives with the networks work")
-    api("computenetwork", f"HcnEnumerate{_enum}", "sSS", doc=True)(_later)
-    api("computenetwork", f"HcnCreate{_kind}", _create, doc=True)(_later)
-    api("computenetwork", f"HcnOpen{_kind}", "gHS", doc=True)(_later)
-    api("computenetwork", f"HcnModify{_kind}", "hsS", doc=True)(_later)
-    api("computenetwork", f"HcnQuery{_kind}Properties", "hsSS", doc=True)(_later)
-    api("computenetwork", f"HcnDelete{_kind}", "gS", doc=True)(_later)
-    api("computenetwork", f"HcnClose{_kind}", "h")(_later)
-api("computenetwork", "HcnRegisterServiceCallback", "Q")(_not_yet("HCN networking arrives with the networks work"))
-api("computenetwork", "HcnUnregisterServiceCallback", "h")(_not_yet("HCN networking arrives with the networks work"))
+# Networks, endpoints and namespaces: see net_handlers.py. Load balancers are not simulated.
+_later = _not_yet("HCN load balancers are not simulated (wincontainers does not use them)")
+api("computenetwork", "HcnEnumerateLoadBalancers", "sSS", doc=True)(_later)
+api("computenetwork", "HcnCreateLoadBalancer", "gsHS", doc=True)(_later)
+api("computenetwork", "HcnOpenLoadBalancer", "gHS", doc=True)(_later)
+api("computenetwork", "HcnModifyLoadBalancer", "hsS", doc=True)(_later)
+api("computenetwork", "HcnQueryLoadBalancerProperties", "hsSS", doc=True)(_later)
+api("computenetwork", "HcnDeleteLoadBalancer", "gS", doc=True)(_later)
+api("computenetwork", "HcnCloseLoadBalancer", "h")(_later)
+api("computenetwork", "HcnRegisterServiceCallback", "Q")(_not_yet("HCN service notifications are not simulated"))
+api("computenetwork", "HcnUnregisterServiceCallback", "h")(_not_yet("HCN service notifications are not simulated"))
 
 
 # == bookkeeping messages of the client library =====================================================

@@ -33,6 +33,7 @@ from wincontainers.sim import storage as st
 from wincontainers.sim import winproc
 from wincontainers.sim.faults import Fail, Faults
 from wincontainers.sim.model import EVENTS, NOTIFICATIONS, ComputeSystem, Handle, SimProcess
+from wincontainers.sim.network import Networks
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.wire import Guid
 
@@ -191,7 +192,7 @@ def _get(doc: Any, *keys: str, default: Any = None) -> Any:
 
 
 #: Windows tools the simulated containers get (wincontainers.sim.commands).
-TOOLS = ("tasklist", "ver", "hostname")
+TOOLS = ("tasklist", "ver", "hostname", "ipconfig")
 
 # Signals for HcsSignalProcess' {"Signal": ...}
 _SIGNALS = {
@@ -216,9 +217,23 @@ class Service:
         self.handles: dict[int, Handle] = {}
         self._next_id = 1
         self.call_log: dict[int, list[str]] = {}
+        self.document_log: dict[int, list[dict[str, Any]]] = {}
         self.misuse: dict[int, list[str]] = {}
+        self._networks: dict[str, Networks] = {}
         self.bin_dir = root / "daemon" / "bin"
         self._write_tools()
+
+    def networks(self, profile: str) -> Networks:
+        """The host's networking (HNS/HCN state, TP3's NAT), created on first use."""
+        with self.lock:
+            found = self._networks.get(profile)
+            if found is None:
+                found = self._networks[profile] = Networks(profile)
+            return found
+
+    def _all_networks(self) -> list[Networks]:
+        with self.lock:
+            return list(self._networks.values())
 
     # -- ids, handles, logs ------------------------------------------------------------------
 
@@ -273,6 +288,18 @@ class Service:
             if len(log) > 20000:
                 del log[:10000]
 
+    def log_documents(self, pid: int, function: str, inputs: Sequence[Any]) -> None:
+        """Keep the JSON documents a client sent (with the call's other string arguments, such
+        as HNSCall's method and path), so a test can compare them with the reference."""
+        strings = [a for a in inputs if isinstance(a, str)]
+        if not any(a.lstrip().startswith(("{", "[")) for a in strings):
+            return
+        with self.lock:
+            log = self.document_log.setdefault(pid, [])
+            log.append({"function": function, "args": strings})
+            if len(log) > 2000:
+                del log[:1000]
+
     # -- notifications -------------------------------------------------------------------------
 
     def notify(self, handles: Sequence[Handle], name: str, status: int = 0, data: Optional[str] = None) -> None:
@@ -314,8 +341,14 @@ class Service:
             raise call.fail("INVALID_JSON", "computecore.dll takes schema 2 documents (SchemaVersion 2.1)")
         if schema == 1:
             spec = self._parse_v1(call, doc)
+            endpoints = [str(e) for e in _get(doc, "EndpointList", default=[]) or []]
+            devices = [d for d in _get(doc, "Devices", default=[]) or []
+                       if isinstance(d, dict) and str(_get(d, "DeviceType", default="")).lower() == "network"]
+            namespace = None
         else:
             spec = self._parse_v2(call, doc)
+            endpoints, devices = [], []
+            namespace = ((doc.get("Container") or {}).get("Networking") or {}).get("Namespace")
         volume_path, layers, hostname, owner, name, terminate_on_close, mapped = spec
         with self.lock:
             if system_id.lower() in self.systems:
@@ -341,9 +374,40 @@ class Service:
                 terminate_on_last_close=terminate_on_close,
                 created_by=call.pid,
             )
+            self._attach_networks(call, system_id, endpoints, devices, namespace)
             self._map_directories(system, mapped)
             self.systems[system_id.lower()] = system
             return system
+
+    def _attach_networks(self, call: Call, system_id: str, endpoints: list[str], devices: list[dict[str, Any]],
+                         namespace: Optional[str]) -> None:
+        """EndpointList (v1), NAT devices (TP3) or a namespace (v2): all attached, or none."""
+        net = self.networks(call.conn.profile)
+        try:
+            for endpoint_id in endpoints:
+                net.attach(endpoint_id, system_id)
+            for device in devices:
+                net.tp3_device(system_id, device)
+            if namespace:
+                net.attach_namespace(str(namespace), system_id)
+        except Fail:
+            net.system_stopped(system_id)
+            raise
+
+    def modify_network(self, call: Call, system: ComputeSystem, doc: dict[str, Any]) -> None:
+        """HcsModifyComputeSystem {"ResourceType": "Network", "RequestType": "Add"|"Remove", "Settings": id}."""
+        with self.lock:
+            if system.state != "Running":
+                raise call.fail("INVALID_STATE", "networks are added to and removed from running containers")
+            net = self.networks(call.conn.profile)
+            request = str(_get(doc, "RequestType", default="")).lower()
+            endpoint_id = str(_get(doc, "Settings", default="") or "")
+            if request == "add":
+                net.attach(endpoint_id, system.id)
+            elif request == "remove":
+                net.detach(endpoint_id, system.id)
+            else:
+                raise call.fail("INVALID_JSON", f"RequestType {_get(doc, 'RequestType')!r} is invalid")
 
     def _parse_v1(self, call: Call, doc: dict[str, Any]) -> tuple[Any, ...]:
         system_type = _get(doc, "SystemType", default="Container")
@@ -482,6 +546,8 @@ class Service:
             system.state = "Stopped"
             system.exit_type = exit_type
             system.shutting_down = False
+            for net in self._networks.values():
+                net.system_stopped(system.id)
             for proc in system.processes.values():
                 proc.close_kept()
             handles = list(system.handles)
@@ -702,6 +768,11 @@ class Service:
                 props["ProcessList"] = system.process_list()
             elif t == "Statistics":
                 props["Statistics"] = system.statistics()
+                with self.lock:
+                    attached = [e for net in self._networks.values() for e in net.of_system(system.id)]
+                props["Statistics"]["Network"] = [
+                    {"EndpointId": e.id, "InstanceId": e.id, "BytesReceived": 0, "BytesSent": 0, "PacketsReceived": 0,
+                     "PacketsSent": 0, "DroppedPacketsIncoming": 0, "DroppedPacketsOutgoing": 0} for e in attached]
             elif t in ("PendingUpdates", "MappedVirtualDisk", "GuestConnection", "Memory", "TerminateOnLastHandleClosed"):
                 continue
             else:
@@ -751,7 +822,16 @@ class Service:
                 {"guid": v.guid, "layer": str(v.layer), "prepared": v.prepared, "refs": v.refs}
                 for v in self.storage.volumes.values()
             ]
-            return {"systems": systems, "volumes": volumes}
+            networking: dict[str, Any] = {"networks": [], "endpoints": [], "namespaces": []}
+            for net in self._networks.values():
+                for key, items in net.summary().items():
+                    networking[key] += items
+            return {"systems": systems, "volumes": volumes, **networking}
+
+    def network_of(self, system_id: str) -> list[dict[str, Any]]:
+        """What a container sees of its network adapters (the simulated ipconfig asks this)."""
+        with self.lock:
+            return [e.view() for net in self._networks.values() for e in net.of_system(system_id)]
 
     def open_handles(self, pid: Optional[int]) -> dict[str, dict[str, int]]:
         with self.lock:
@@ -802,3 +882,4 @@ def guid_of(value: Any) -> str:
 
 # Registers the handlers (import for side effects).
 from wincontainers.sim import handlers as _handlers  # noqa: E402,F401
+from wincontainers.sim import net_handlers as _net_handlers  # noqa: E402,F401

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Un
 import attrs
 
 from wincontainers import errors
+from wincontainers import networks as nets
 from wincontainers.driver.base import DEFAULT_TIMEOUT, LayerRef, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
 from wincontainers.process import (
     CalledProcessError,
@@ -36,6 +37,7 @@ from wincontainers.process import (
     list2cmdline,
     stream_sink,
 )
+from wincontainers.driver.networking import ContainerNetwork
 from wincontainers.records import ContainerRecord, validate_name
 
 if TYPE_CHECKING:
@@ -365,12 +367,136 @@ class Container:
                                      for h, c in record.volumes.items()),
             memory_mb=record.memory_mb, cpu_count=record.cpu_count,
         )
+        if record.network:
+            spec = self._network_again().apply(spec)
         system = driver.create_system(spec, timeout)
         self._system_ref = system
         self._refs.append(system)
         self._main_done.clear()
         self.process = None
         self._save(state="created")
+
+    def _network_again(self) -> Any:
+        """The container's network for a new compute system: its endpoints (and gen3 namespace)."""
+        backend = self.host.networks.backend
+        ids = tuple(self._record.network.get("endpoints") or ())
+        if self._record.network.get("namespace"):
+            return ContainerNetwork(endpoint_ids=ids, namespace=self._record.network["namespace"])
+        return backend.container_network([backend.get_endpoint(i) for i in ids])
+
+    # -- networks -----------------------------------------------------------------------------
+
+    def network_settings(self) -> list[dict[str, Any]]:
+        """Each network adapter: network, endpoint, IP, prefix, gateway, MAC, port mappings.
+
+        TP3 reports no addresses: there, a running container is asked (``ipconfig``) once.
+        """
+        settings = nets.settings_of(self.host.networks, self._record.network)
+        if self.host.generation == 1 and settings and not settings[0]["IPAddress"] and self.status == "running":
+            address = self._ipconfig_address()
+            if address:
+                self.host.networks.backend.remember_ip(settings[0]["EndpointID"], address)  # type: ignore[attr-defined]
+                settings[0]["IPAddress"] = address
+        return settings
+
+    def _ipconfig_address(self) -> Optional[str]:
+        result = self.run("ipconfig", timeout=30)
+        for line in result.stdout.decode("utf-8", "replace").splitlines():
+            label, _, value = line.partition(":")
+            if label.strip().startswith("IPv4 Address") and value.strip():
+                return str(value).strip().split("(")[0].strip()
+        return None
+
+    def connect(self, network: Any, *, ports: Any = None) -> str:
+        """Attach to another network while running (HNS/HCN hosts); returns the endpoint ID."""
+        collection = self.host.networks
+        with self._lock:
+            record = dict(self._record.network)
+            current = self._network_again() if record else None
+            if current is None:
+                current = ContainerNetwork()
+            if isinstance(network, nets.Endpoint):
+                endpoint, created = network, None
+            else:
+                endpoint = collection.create_endpoint(network, port_mappings=nets.parse_ports(ports),
+                                                      name=f"{self.name}-eth{len(record.get('endpoints') or [])}",
+                                                      container=self.id)
+                created = endpoint.id
+            try:
+                with errors.during(f"attaching container {self.name} to network {endpoint.network_id}"):
+                    updated = collection.backend.attach(self._system(), current, endpoint.info)
+            except BaseException:
+                if created:
+                    collection.remove_endpoint(created)
+                raise
+            record["endpoints"] = list(updated.endpoint_ids)
+            record["namespace"] = updated.namespace
+            record["created"] = list(record.get("created") or []) + ([created] if created else [])
+            self._save(network=record)
+            return endpoint.id
+
+    def disconnect(self, network: Any) -> None:
+        """Detach from a network (a Network, its name or ID, an Endpoint or endpoint ID) while
+        running; an endpoint made for the container is removed."""
+        collection = self.host.networks
+        with self._lock:
+            record = dict(self._record.network)
+            attached = list(record.get("endpoints") or [])
+            if isinstance(network, nets.Endpoint):
+                endpoint_id = network.id
+            elif isinstance(network, str) and network in attached:
+                endpoint_id = network
+            else:
+                target = collection.get(network)
+                on_it = [e for e in attached if _endpoint_network(collection, e) == target.id.lower()]
+                if not on_it:
+                    raise errors.BadInput(f"container {self.name} is not attached to network {target.name}")
+                endpoint_id = on_it[0]
+            if endpoint_id not in attached:
+                raise errors.BadInput(f"endpoint {endpoint_id} is not attached to container {self.name}")
+            current = self._network_again()
+            info = collection.backend.get_endpoint(endpoint_id)
+            with errors.during(f"detaching container {self.name} from endpoint {endpoint_id}"):
+                updated = collection.backend.detach(self._system(), current, info)
+            record["endpoints"] = list(updated.endpoint_ids)
+            if endpoint_id in (record.get("created") or []):
+                collection.remove_endpoint(endpoint_id)
+                record["created"] = [e for e in record["created"] if e != endpoint_id]
+            self._save(network=record)
+
+    def inspect(self) -> dict[str, Any]:
+        """The container as ``docker inspect`` shows one: state, config, mounts and network
+        settings (each network's IP, prefix, gateway and MAC; the port mappings)."""
+        record = self._record
+        status = self.status
+        networks: dict[str, Any] = {}
+        ports: dict[str, list[dict[str, str]]] = {}
+        for entry in self.network_settings():
+            networks[entry["Network"] or entry["NetworkID"]] = {
+                key: entry[key] for key in ("NetworkID", "EndpointID", "IPAddress", "IPPrefixLen", "Gateway",
+                                            "MacAddress")
+            }
+            for port, host_port in entry["Ports"].items():
+                ports.setdefault(port, []).append({"HostIp": "0.0.0.0", "HostPort": str(host_port)})
+        first: dict[str, Any] = next(iter(networks.values()), {})
+        return {
+            "Id": record.id,
+            "Name": "/" + record.name,
+            "Created": _iso(record.created),
+            "Image": record.image_id or record.image,
+            "State": {"Status": status, "Running": status == "running", "Paused": status == "paused",
+                      "ExitCode": record.exit_code, "StartedAt": _iso(record.started),
+                      "FinishedAt": _iso(record.finished)},
+            "Config": {"Image": record.image, "Cmd": record.command, "Env": [f"{k}={v}" for k, v in record.env.items()],
+                       "WorkingDir": record.workdir or "", "Hostname": record.hostname, "User": record.user or "",
+                       "Tty": record.tty, "Labels": dict(record.labels)},
+            "HostConfig": {"Memory": (record.memory_mb or 0) * 1024 * 1024, "CpuCount": record.cpu_count or 0,
+                           "Isolation": "process"},
+            "Mounts": [{"Type": "bind", "Source": h, "Destination": c, "RW": True} for h, c in record.volumes.items()],
+            "GraphDriver": {"Name": "windowsfilter", "Data": {"dir": record.sandbox}},
+            "NetworkSettings": {"IPAddress": first.get("IPAddress") or "", "Ports": ports, "Networks": networks},
+            "Generation": record.generation,
+        }
 
     def _exec_main(self) -> Process:
         assert self._record.command is not None
@@ -590,6 +716,8 @@ class Container:
             self._removed = True
             self.close()
             self.host._remove_sandbox(self._record)
+            if self._record.network:
+                nets.release_container_network(self.host.networks, self._record.network)
             self.host.records.delete(self._record)
 
     def close(self) -> None:
@@ -628,6 +756,20 @@ def _close_refs(refs: list[Any]) -> None:
                 pass
 
 
+def _iso(seconds: Optional[float]) -> Optional[str]:
+    """Epoch seconds as RFC 3339 UTC (``inspect``'s times), None stays None."""
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+def _endpoint_network(collection: "nets.NetworkCollection", endpoint_id: str) -> Optional[str]:
+    try:
+        return collection.backend.get_endpoint(endpoint_id).network_id.lower()
+    except errors.NotFound:
+        return None
+
+
 def _bad(message: str) -> errors.BadInput:
     return errors.BadInput(message)
 
@@ -652,10 +794,17 @@ class ContainerCollection:
         memory_mb: Optional[int] = None,
         cpu_count: Optional[int] = None,
         labels: Optional[Mapping[str, str]] = None,
+        network: Any = None,
+        ports: Any = None,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> Container:
-        """Create a container from a base image name (``"windowsservercore"``) or a list of layer
-        folders (nearest parent first). Nothing is left behind when this fails."""
+        """Create a container from an image (``"windowsservercore"``, a store image, or a list of
+        layer folders, nearest parent first). Nothing is left behind when this fails.
+
+        ``network``: a Network (or its name/ID: an endpoint is made for the container and removed
+        with it) or an Endpoint (used as is). ``ports``: ``{"80/tcp": 8080}``, ``["8080:80"]`` or
+        PortMappings; ports without a network use the host's NAT network.
+        """
         _check_timeout(timeout)
         command_line = _check_command(command, required=False)
         environment = _check_env(env)
@@ -700,12 +849,17 @@ class ContainerCollection:
             if not mount:
                 raise errors.HcsError("GetLayerMountPath", subject=errors.subject_for("layer", str(sandbox)),
                                       message="the sandbox has no volume after ActivateLayer")
+            plan = None
+            if network is not None or ports:
+                plan = nets.plan_container_network(self.host.networks, name, container_id, network, ports)
+                undo.append(lambda: nets.release_container_network(self.host.networks, plan.to_record()))
             record = ContainerRecord(
                 id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
                 sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
                 command=command_line, env=environment, workdir=workdir, tty=tty, labels=dict(labels or {}),
                 user=user, volumes={m.host_path: m.container_path for m in mapped}, memory_mb=memory_mb,
                 cpu_count=cpu_count, image_id=stored.id if stored is not None else None,
+                network=plan.to_record() if plan is not None else {},
             )
             records.save(record)
             undo.append(lambda: records.delete(record))
@@ -714,6 +868,8 @@ class ContainerCollection:
                 layer_folder=str(sandbox), layers=tuple(parents), mapped_directories=mapped,
                 memory_mb=memory_mb, cpu_count=cpu_count,
             )
+            if plan is not None:
+                spec = plan.network.apply(spec)
             system = driver.create_system(spec, timeout)
         except BaseException:
             for step in reversed(undo):

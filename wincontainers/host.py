@@ -29,6 +29,7 @@ from wincontainers.records import ContainerRecord, RecordStore
 
 if TYPE_CHECKING:
     from wincontainers.images.store import Image, ImageStore
+    from wincontainers.networks import NetworkCollection
 
 __all__ = ["Host", "BaseImage"]
 
@@ -71,6 +72,16 @@ class Host:
         self.containers = ContainerCollection(self)
         self.layers = LayerCollection(self)
         self._images: Optional["ImageStore"] = None
+        self._networks: Optional["NetworkCollection"] = None
+
+    @property
+    def networks(self) -> "NetworkCollection":
+        """Networks and endpoints (HNS, HCN, or TP3's NAT), created on first use."""
+        if self._networks is None:
+            from wincontainers.networks import NetworkCollection
+
+            self._networks = NetworkCollection(self)
+        return self._networks
 
     @property
     def images(self) -> "ImageStore":

@@ -62,6 +62,7 @@ class ContainerRecord:
     memory_mb: Optional[int] = None
     cpu_count: Optional[int] = None
     image_id: Optional[str] = None  # the store image it was created from, if any
+    network: dict[str, Any] = attrs.field(factory=dict)  # endpoints (made for it or given), gen3 namespace
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     run.add_argument("--name", help="container name")
     run.add_argument("--hostname", help="container host name")
+    from wincontainers import cli_images, cli_networks
+
+    cli_networks.add_publish_argument(run)
+    run.add_argument("--network", metavar="NETWORK", help="attach to this network (name or ID; with -p alone: nat)")
     run.add_argument("image", help="image (windowsservercore, nanoserver, or one from `images`)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -73,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("rm", help="remove containers")
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     rm.add_argument("containers", nargs="+")
+
+    inspect = sub.add_parser("inspect", help="show containers (IPs, port mappings), images or networks as JSON")
+    inspect.add_argument("--type", choices=("container", "image", "network"),
+                         help="look only for this kind of object (default: a container, else an image, else a network)")
+    inspect.add_argument("objects", nargs="+", metavar="NAME")
 
     layer = sub.add_parser("layer", help="import, export, check, list and remove layers")
     lsub = layer.add_subparsers(dest="layer_command", metavar="COMMAND")
@@ -102,9 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     lrm.add_argument("-f", "--force", action="store_true", help="even when other layers use them")
     lrm.add_argument("layers", nargs="+")
 
-    from wincontainers import cli_images
-
     cli_images.add_parsers(sub)
+    cli_networks.add_parsers(sub)
 
     sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
     sim.add_argument("action", choices=("start", "stop", "status"))
@@ -122,9 +130,9 @@ def _open_host(args: argparse.Namespace) -> Host:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from wincontainers import cli_images
+    from wincontainers import cli_images, cli_networks
 
-    handler = {**_COMMANDS, **cli_images.COMMANDS}[args.command]
+    handler = {**_COMMANDS, **cli_images.COMMANDS, **cli_networks.COMMANDS}[args.command]
     try:
         return handler(args)
     except errors.WincontainersError as exc:
@@ -165,7 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   "(e.g. cmd /S /C \"echo hello\")")
         command = found
     container = host.containers.create(args.image, command, name=args.name, env=env, workdir=args.workdir,
-                                       hostname=args.hostname, tty=args.tty)
+                                       hostname=args.hostname, tty=args.tty, network=args.network,
+                                       ports=args.publish or None)
     try:
         try:
             container.start()
@@ -346,6 +355,39 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return _each(args, rm)
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Like ``docker inspect``: each name is looked up as a container, an image, then a network."""
+    from wincontainers.cli_networks import network_document
+
+    host = _open_host(args)
+
+    def container(ref: str) -> dict[str, object]:
+        found = host.containers.get(ref)
+        try:
+            return found.inspect()
+        finally:
+            found.close()
+
+    lookups: dict[str, Callable[[str], object]] = {
+        "container": container, "image": host.images.inspect,
+        "network": lambda ref: network_document(host.networks.get(ref)),
+    }
+    kinds = [args.type] if args.type else list(lookups)
+    docs, status = [], 0
+    for ref in args.objects:
+        for kind in kinds:
+            try:
+                docs.append(lookups[kind](ref))
+                break
+            except errors.NotFound:
+                continue
+        else:
+            print(f"wincontainers: no such object: {ref}", file=sys.stderr)
+            status = 1
+    print(json.dumps(docs, indent=4))
+    return status
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     if sys.platform == "win32":
         raise errors.HcsUnavailable("the simulated host runs on POSIX systems")
@@ -365,7 +407,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"simulated host not running (root {sim.root})")
         return 3
     objects = sim.objects()
-    print(json.dumps({**status, "compute_systems": len(objects["systems"]), "volumes": len(objects["volumes"])}))
+    print(json.dumps({**status, "compute_systems": len(objects["systems"]), "volumes": len(objects["volumes"]),
+                      "networks": len(objects["networks"]), "endpoints": len(objects["endpoints"])}))
     return 0
 
 
@@ -452,6 +495,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "kill": cmd_kill,
     "rm": cmd_rm,
     "layer": cmd_layer,
+    "inspect": cmd_inspect,
     "sim": cmd_sim,
 }
 

@@ -1,11 +1,10 @@
-"""Image commands of the ``wincontainers`` CLI: images, rmi, tag, history, inspect, commit,
+"""Image commands of the ``wincontainers`` CLI: images, rmi, tag, history, commit,
 build, save, load, image gc / fsck (Docker CLI conventions)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from typing import Any, Callable
 
@@ -29,9 +28,6 @@ def add_parsers(sub: Any) -> None:
     history = sub.add_parser("history", help="show an image's steps")
     history.add_argument("--no-trunc", action="store_true", help="do not shorten the commands")
     history.add_argument("image")
-
-    inspect = sub.add_parser("inspect", help="show images as JSON")
-    inspect.add_argument("images", nargs="+")
 
     commit = sub.add_parser("commit", help="create an image from a stopped container's changes")
     commit.add_argument("--stop", action="store_true", help="stop a running container first")
@@ -144,13 +140,6 @@ def cmd_history(args: argparse.Namespace) -> int:
         rows.append((image.short_id if i == 0 else "<missing>", _created(step.get("created")), created_by, size,
                      str(step.get("comment", ""))))
     _print_table(rows)
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    store = _host(args).images
-    docs = [store.inspect(ref) for ref in args.images]
-    print(json.dumps(docs, indent=4))
     return 0
 
 
@@ -274,7 +263,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rmi": cmd_rmi,
     "tag": cmd_tag,
     "history": cmd_history,
-    "inspect": cmd_inspect,
     "commit": cmd_commit,
     "build": cmd_build,
     "save": cmd_save,

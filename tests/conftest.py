@@ -79,3 +79,11 @@ def cli(*args: str, sim: SimulatedHost, input: bytes = b"", timeout: float = 120
         [sys.executable, "-m", "wincontainers", "--sim", sim.profile.name, "--root", str(sim.root), *args],
         input=input, capture_output=True, timeout=timeout, env=env,
     )
+
+
+def run_example(script: str, sim: SimulatedHost, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    """Run ``examples/<script>`` against ``sim`` as a user would (its own process)."""
+    env = dict(os.environ, WINCONTAINERS_SIM=sim.profile.name, WINCONTAINERS_ROOT=str(sim.root),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, str(ROOT / "examples" / script)], capture_output=True, env=env,
+                          timeout=timeout, text=True)

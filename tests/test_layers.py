@@ -594,16 +594,10 @@ def test_lookup_mounting_and_removal(host: Host, sim: SimulatedHost) -> None:
 
 
 def test_the_layers_example_runs(sim: SimulatedHost) -> None:
-    import subprocess
-    import sys
+    from tests.conftest import run_example
 
-    from tests.conftest import ROOT
-
-    env = dict(os.environ, WINCONTAINERS_SIM=sim.profile.name, WINCONTAINERS_ROOT=str(sim.root),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "layers.py")], capture_output=True, env=env,
-                          timeout=120)
-    out = done.stdout.decode()
-    assert done.returncode == 0, done.stderr.decode()
+    done = run_example("layers.py", sim)
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
     assert "a container from it reads: 'hello from a layer'" in out
     assert "refused: Files/cygwin64/vi" in out and out.rstrip().endswith("layers left: 0")

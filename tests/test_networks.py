@@ -8,6 +8,7 @@ the simulator and compared with the example documents of hcs-api.md.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import os
@@ -74,6 +75,7 @@ def _net_objects(sim: SimulatedHost) -> dict[str, list[str]]:
 def net_host(host: Host, sim: SimulatedHost) -> Iterator[Host]:
     """A host whose test leaves no container, endpoint, namespace or network behind."""
     before = _net_objects(sim)
+    volumes = sim.objects()["volumes"]
     networks = {n.id for n in host.networks.list()}
     yield host
     leftovers = [r.name for r in host.records.all()]
@@ -86,6 +88,7 @@ def net_host(host: Host, sim: SimulatedHost) -> Iterator[Host]:
     assert not leftovers, f"containers left: {leftovers}"
     assert after == before, f"network objects left: {after} (before: {before})"
     assert not list(host.networks.records_dir.glob("*.json")), "owner records left"
+    assert sim.objects()["volumes"] == volumes, "volumes left"
 
 
 def _test_network(host: Host, name: str, subnet: str) -> Network:
@@ -445,8 +448,11 @@ def test_prune_after_a_crash_between_endpoint_and_container(net_host: Host, sim:
     stray = [e for e in host.networks.endpoints() if e.container is not None]
     assert len(stray) == 1 and stray[0].port_mappings == (PortMapping("tcp", 80, 18087),)
     assert host.networks.prune(grace=0) == [stray[0].id]
-    # the crashed create also left its sandbox; the layer store's own cleanup is not this test's
+    # the crashed create also left its sandbox (activated, prepared); this test only cleans it up
     for leftover in host.layers_root.iterdir():
+        for step in (host.driver.unprepare_layer, host.driver.deactivate_layer):
+            with contextlib.suppress(errors.HcsError):
+                step(str(leftover))
         host.layers.destroy(str(leftover), force=True)
 
 
@@ -630,3 +636,43 @@ def test_the_networks_example_runs(sim: SimulatedHost) -> None:
     assert ipaddress.IPv4Address(address.group(1)) in ipaddress.IPv4Network(subnet)
     assert "is refused:" in out and "18080" in out.split("is refused:")[1]
     assert "endpoints left on " in out and ": 0" in out.split("endpoints left on ")[1].splitlines()[0]
+
+
+@pytest.mark.slow
+def test_containers_from_several_processes_get_distinct_addresses(net_host: Host, sim: SimulatedHost) -> None:
+    """Three processes make and remove containers on one network at once (the TP3 endpoint
+    records and port claims, the owner tags and the service's allocation are all shared)."""
+    import subprocess
+    import sys
+
+    host = net_host
+    network = _test_network(host, "shared", "172.30.13.0/24")
+    code = (
+        "import json, sys\n"
+        "from wincontainers import Host\n"
+        "h = Host.open(sim=sys.argv[1], root=sys.argv[2])\n"
+        "made = []\n"
+        "for i in range(8):\n"
+        "    c = h.containers.create('windowsservercore', network=sys.argv[3], ports={'80/tcp': int(sys.argv[4]) + i})\n"
+        "    c.start()\n"
+        "    made.append(c)\n"
+        "print(json.dumps([c.network_settings()[0]['IPAddress'] for c in made]), flush=True)\n"
+        "sys.stdin.readline()  # all processes hold their containers until every address is known\n"
+        "for c in made:\n"
+        "    c.remove(force=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    workers = [subprocess.Popen([sys.executable, "-c", code, sim.profile.name, str(sim.root), network.name,
+                                 str(20000 + 100 * n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+               for n in range(3)]
+    lines = [w.stdout.readline() for w in workers]  # type: ignore[union-attr]
+    results = [w.communicate(b"\n", timeout=240) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err.decode()[-2000:] for _, err in results]
+    ips = [ip for line in lines for ip in json.loads(line)]
+    assert len(ips) == 24 and len(set(ips)) == 24
+    assert all(ipaddress.IPv4Address(ip) in _subnet(network) for ip in ips)
+    assert not [e for e in host.networks.endpoints() if e.container is not None]
+    assert not list(host.records.all())
+    if network.name != "nat":
+        network.remove()

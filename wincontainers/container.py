@@ -412,9 +412,7 @@ class Container:
         collection = self.host.networks
         with self._lock:
             record = dict(self._record.network)
-            current = self._network_again() if record else None
-            if current is None:
-                current = ContainerNetwork()
+            current = self._network_again() if record else ContainerNetwork()
             if isinstance(network, nets.Endpoint):
                 endpoint, created = network, None
             else:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Un
 import attrs
 
 from wincontainers import errors
+from wincontainers.atomicfile import write_atomic
 from wincontainers.driver import open_networking
 from wincontainers.driver.networking import (
     DRIVERS,
@@ -314,11 +315,8 @@ class NetworkCollection:
     # -- owner tags ----------------------------------------------------------------------------
 
     def _record(self, info: EndpointInfo, container: Optional[str]) -> None:
-        path = self.records_dir / f"{info.id}.json"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"id": info.id, "name": info.name, "network": info.network_id,
-                                   "container": container}))
-        os.replace(tmp, path)
+        write_atomic(self.records_dir / f"{info.id}.json", json.dumps(
+            {"id": info.id, "name": info.name, "network": info.network_id, "container": container}).encode())
 
     def _owner(self, endpoint_id: str) -> Optional[str]:
         try:

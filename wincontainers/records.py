@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import attrs
 
+from wincontainers.atomicfile import write_atomic
 from wincontainers.errors import AlreadyExists, BadInput, NotFound
 
 __all__ = ["ContainerRecord", "RecordStore", "validate_name", "NAME_PATTERN"]
@@ -115,19 +115,7 @@ class RecordStore:
 
     def save(self, record: ContainerRecord) -> None:
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=f".{record.id[:12]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path(record.id))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_atomic(self._path(record.id), data, durable=True)
 
     def load(self, container_id: str) -> ContainerRecord:
         try:

@@ -24,6 +24,7 @@ from typing import Any, Optional, Protocol, Sequence
 import attrs
 
 from wincontainers import errors
+from wincontainers.atomicfile import write_atomic
 from wincontainers.driver.base import SystemRef, SystemSpec
 from wincontainers.schema import v1
 
@@ -223,10 +224,7 @@ class Gen1Networking:
         return doc if isinstance(doc, dict) else None
 
     def _write(self, doc: dict[str, Any]) -> None:
-        path = self._path(doc["id"])
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        write_atomic(self._path(doc["id"]), json.dumps(doc).encode())
 
     def _info(self, doc: dict[str, Any]) -> EndpointInfo:
         return EndpointInfo(id=doc["id"], name=doc["name"], network_id=self.nat().id, ip=doc.get("ip"),

@@ -25,6 +25,7 @@ import attrs
 
 from wincontainers import errors
 from wincontainers._native import layerfs, oshandle
+from wincontainers.atomicfile import write_atomic
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import LayerReader, LayerWriter, check_layer
 from wincontainers.layerfile.codec import open_source
@@ -512,9 +513,7 @@ class LayerCollection:
             shutil.rmtree(removing, ignore_errors=True)
 
     def _write_info(self, layer_id: str, info: dict[str, Any]) -> None:
-        tmp = self.info_dir / f".{layer_id}.json.tmp"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, self.info_dir / f"{layer_id}.json")
+        write_atomic(self.info_dir / f"{layer_id}.json", json.dumps(info).encode())
 
 
 def _source_name(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> str:

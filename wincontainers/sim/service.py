@@ -231,9 +231,10 @@ class Service:
                 found = self._networks[profile] = Networks(profile)
             return found
 
-    def _all_networks(self) -> list[Networks]:
+    def _endpoints_of(self, system_id: str) -> list[Any]:
+        """The endpoints attached to a compute system, on whichever profile's networking."""
         with self.lock:
-            return list(self._networks.values())
+            return [e for net in self._networks.values() for e in net.of_system(system_id)]
 
     # -- ids, handles, logs ------------------------------------------------------------------
 
@@ -768,11 +769,10 @@ class Service:
                 props["ProcessList"] = system.process_list()
             elif t == "Statistics":
                 props["Statistics"] = system.statistics()
-                with self.lock:
-                    attached = [e for net in self._networks.values() for e in net.of_system(system.id)]
                 props["Statistics"]["Network"] = [
                     {"EndpointId": e.id, "InstanceId": e.id, "BytesReceived": 0, "BytesSent": 0, "PacketsReceived": 0,
-                     "PacketsSent": 0, "DroppedPacketsIncoming": 0, "DroppedPacketsOutgoing": 0} for e in attached]
+                     "PacketsSent": 0, "DroppedPacketsIncoming": 0, "DroppedPacketsOutgoing": 0}
+                    for e in self._endpoints_of(system.id)]
             elif t in ("PendingUpdates", "MappedVirtualDisk", "GuestConnection", "Memory", "TerminateOnLastHandleClosed"):
                 continue
             else:
@@ -831,7 +831,7 @@ class Service:
     def network_of(self, system_id: str) -> list[dict[str, Any]]:
         """What a container sees of its network adapters (the simulated ipconfig asks this)."""
         with self.lock:
-            return [e.view() for net in self._networks.values() for e in net.of_system(system_id)]
+            return [e.view() for e in self._endpoints_of(system_id)]
 
     def open_handles(self, pid: Optional[int]) -> dict[str, dict[str, int]]:
         with self.lock:

@@ -19,7 +19,7 @@ from wincontainers.sim.control import SimulatedHost
 from wincontainers.sim.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"
 PROFILE_NAMES = list(PROFILES)
 #: profiles whose API has notifications/events (gen1 has none)
 NOTIFYING = [p for p in PROFILE_NAMES if p != "tp3"]

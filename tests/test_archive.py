@@ -17,9 +17,9 @@ from wincontainers.build.builder import build
 from wincontainers.images.archive import inspect_archive, load, save
 from wincontainers.images.store import ImageStore
 from wincontainers.layers import LayerRejected
-from tests.conftest import ROOT, SHARED, cli
+from tests.conftest import ROOT, DATA, cli
 
-FIXTURES = SHARED / "fixtures" / "layers"
+FIXTURES = DATA / "layers"
 EXAMPLE = ROOT / "examples" / "dockerfiles" / "multistage"
 
 

@@ -1,4 +1,4 @@
-"""The Dockerfile parser and word lexer against BuildKit's own test data (../shared/corpus)."""
+"""The Dockerfile parser and word lexer against BuildKit's own test data (tests/data/dockerfile-parser)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from wincontainers.build.dockerfile import (
     parse_heredoc,
 )
 from wincontainers.build.lexer import ShellLex, ShellLexError
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
-CORPUS = SHARED / "corpus" / "dockerfile-parser"
+CORPUS = DATA / "dockerfile-parser"
 POSITIVE = sorted(p.parent for p in CORPUS.glob("*/*/result") if (p.parent / "Dockerfile").exists())
 NEGATIVE = sorted(p.parent for p in (CORPUS / "testfiles-negative").glob("*/Dockerfile"))
 

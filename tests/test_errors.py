@@ -8,12 +8,12 @@ import re
 import pytest
 
 from wincontainers import errors
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
 
 def _reference_hresults() -> dict[int, str]:
     """Every ``| NAME | 0x........ |`` row of hcs-api.md section 8."""
-    text = (SHARED / "reference" / "hcs-api.md").read_text()
+    text = (DATA / "reference" / "hcs-api.md").read_text()
     section = text[text.index("## 8. Errors"): text.index("## 9. Pitfalls")]
     rows = {}
     for name, value in re.findall(r"^\| ([A-Za-z_()0-9 =]+?) \| (0x[0-9A-F]{8}) \|", section, re.M):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from wincontainers.layerfile import RULES, check_layer
-from tests.conftest import SHARED
+from tests.conftest import DATA
 from tests.hostile_layers import blog_layer, corpus
 
 CASES = corpus()
@@ -54,10 +54,10 @@ def test_blog_layer_report_names_each_file_with_advice() -> None:
 
 
 def test_fixture_with_stray_top_level_entries() -> None:
-    report = check_layer(SHARED / "fixtures" / "layers" / "buildpacks-windows-shaped-layer-a.tar")
+    report = check_layer(DATA / "layers" / "buildpacks-windows-shaped-layer-a.tar")
     stray = {f.path for f in report.findings if f.rule == "outside-namespace"}
     assert "root" in stray and "root/readonly" in stray
-    report_b = check_layer(SHARED / "fixtures" / "layers" / "buildpacks-windows-shaped-layer-b.tar")
+    report_b = check_layer(DATA / "layers" / "buildpacks-windows-shaped-layer-b.tar")
     assert {f.path for f in report_b.findings if f.rule == "outside-namespace"} == {"other-dir", "other-dir/other-file"}
     assert any(f.rule == "posix-symlink" for f in report_b.findings)
 

@@ -18,7 +18,7 @@ from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId
 from wincontainers.layerfile.ea import decode_eas, encode_eas
 from wincontainers.layerfile.reparse import decode_reparse, encode_reparse
 from wincontainers.layerfile.security import SD_SAMPLE_NO_DACL, Sid
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
 SD_B64 = ("AQAElBQAAAAkAAAAAAAAADAAAAABAgAAAAAABSAAAAAgAgAAAQEAAAAAAAUSAAAAAgBMAAMAAAAAAxQA/wEfAAEBAAAAAAAFEgAAAAA"
           "DGAD/AR8AAQIAAAAAAAUgAAAAIAIAAAADGACpABIAAQIAAAAAAAUgAAAAIQIAAA==")
@@ -249,7 +249,7 @@ def test_long_and_unicode_names_use_pax_path() -> None:
 
 
 def test_fixture_without_pax_records_gets_windows_defaults() -> None:
-    reader = LayerReader(SHARED / "fixtures" / "layers" / "buildpacks-windows-shaped-layer-b.tar")
+    reader = LayerReader(DATA / "layers" / "buildpacks-windows-shaped-layer-b.tar")
     entries = {e.name: e for e, _ in reader}
     assert entries["Files"].effective_attributes == 16  # directories default to FILE_ATTRIBUTE_DIRECTORY
     assert entries["Files/root/standarddir/somefile"].effective_attributes == 0

@@ -21,9 +21,9 @@ from wincontainers import Host, errors
 from wincontainers.driver.networking import PortMapping, check_subnet
 from wincontainers.networks import Network, parse_ports
 from wincontainers.sim.control import SimulatedHost
-from tests.conftest import SHARED, cli, run_example
+from tests.conftest import DATA, cli, run_example
 
-REFERENCE = (SHARED / "reference" / "hcs-api.md").read_text()
+REFERENCE = (DATA / "reference" / "hcs-api.md").read_text()
 INJECTED = 0x8000FFFF
 
 

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from wincontainers.driver import documents
 from wincontainers.driver.base import LayerRef, MappedDirectory, ProcessSpec, SystemSpec
 from wincontainers.schema import Document, common, v1, v2
-from tests.conftest import SHARED
+from tests.conftest import DATA
 
 
 def _examples() -> list[dict[str, Any]]:
-    text = (SHARED / "reference" / "hcs-api.md").read_text()
+    text = (DATA / "reference" / "hcs-api.md").read_text()
     docs = []
     for block in re.findall(r"```json\n(.*?)```", text, re.S):
         try:

@@ -388,8 +388,231 @@ def _hcn_prototypes() -> dict[str, str]:
 
 COMPUTENETWORK: Mapping[str, str] = _hcn_prototypes()
 
-# -- allocators ----------------------------------------------------------------------------------
-KERNEL32: Mapping[str, str] = {"LocalFree": "HANDLE LocalFree(HANDLE hMem);"}
+# -- Win32: kernel32.dll and advapi32.dll -------------------------------------------------------
+# The file, handle, process and privilege calls the library makes besides HCS: layer folders with
+# backup semantics, state files, leases, the process token. The same declarations serve every API
+# generation. ``check-cdefs`` holds them against the mingw-w64 prototypes (win32-subset.h).
+WIN32_TYPES = r"""
+typedef uint32_t UINT;
+typedef uint8_t BOOLEAN;
+
+typedef struct _FILETIME {
+    DWORD dwLowDateTime;
+    DWORD dwHighDateTime;
+} FILETIME;
+
+typedef struct _SECURITY_ATTRIBUTES {
+    DWORD nLength;
+    void *lpSecurityDescriptor;
+    BOOL  bInheritHandle;
+} SECURITY_ATTRIBUTES;
+
+/* Only synchronous I/O is used: the union of Offset/OffsetHigh and Pointer is spelled as its
+   first member. */
+typedef struct _OVERLAPPED {
+    uint64_t Internal;
+    uint64_t InternalHigh;
+    DWORD    Offset;
+    DWORD    OffsetHigh;
+    HANDLE   hEvent;
+} OVERLAPPED;
+
+typedef struct _BY_HANDLE_FILE_INFORMATION {
+    DWORD    dwFileAttributes;
+    FILETIME ftCreationTime;
+    FILETIME ftLastAccessTime;
+    FILETIME ftLastWriteTime;
+    DWORD    dwVolumeSerialNumber;
+    DWORD    nFileSizeHigh;
+    DWORD    nFileSizeLow;
+    DWORD    nNumberOfLinks;
+    DWORD    nFileIndexHigh;
+    DWORD    nFileIndexLow;
+} BY_HANDLE_FILE_INFORMATION;
+
+typedef struct _WIN32_FILE_ATTRIBUTE_DATA {
+    DWORD    dwFileAttributes;
+    FILETIME ftCreationTime;
+    FILETIME ftLastAccessTime;
+    FILETIME ftLastWriteTime;
+    DWORD    nFileSizeHigh;
+    DWORD    nFileSizeLow;
+} WIN32_FILE_ATTRIBUTE_DATA;
+
+typedef struct _WIN32_FIND_DATAW {
+    DWORD    dwFileAttributes;
+    FILETIME ftCreationTime;
+    FILETIME ftLastAccessTime;
+    FILETIME ftLastWriteTime;
+    DWORD    nFileSizeHigh;
+    DWORD    nFileSizeLow;
+    DWORD    dwReserved0;      /* the reparse tag when FILE_ATTRIBUTE_REPARSE_POINT is set */
+    DWORD    dwReserved1;
+    char16_t cFileName[260];
+    char16_t cAlternateFileName[14];
+} WIN32_FIND_DATAW;
+
+typedef struct _FILE_STANDARD_INFO {
+    int64_t AllocationSize;
+    int64_t EndOfFile;
+    DWORD   NumberOfLinks;
+    BOOLEAN DeletePending;
+    BOOLEAN Directory;
+} FILE_STANDARD_INFO;
+
+typedef struct _FILE_ID_INFO {
+    uint64_t VolumeSerialNumber;
+    uint8_t  FileId[16];
+} FILE_ID_INFO;
+
+typedef struct _FILE_ATTRIBUTE_TAG_INFO {
+    DWORD FileAttributes;
+    DWORD ReparseTag;
+} FILE_ATTRIBUTE_TAG_INFO;
+
+typedef struct _FILE_DISPOSITION_INFO {
+    BOOLEAN DeleteFile;
+} FILE_DISPOSITION_INFO;
+
+/* The first member is a union of BOOLEAN ReplaceIfExists and DWORD Flags. */
+typedef struct _FILE_RENAME_INFO {
+    DWORD    Flags;
+    HANDLE   RootDirectory;
+    DWORD    FileNameLength;
+    char16_t FileName[1];
+} FILE_RENAME_INFO;
+
+typedef struct _WIN32_STREAM_ID {
+    DWORD    dwStreamId;
+    DWORD    dwStreamAttributes;
+    int64_t  Size;
+    DWORD    dwStreamNameSize;
+    char16_t cStreamName[1];
+} WIN32_STREAM_ID;
+
+typedef struct _LUID {
+    DWORD   LowPart;
+    int32_t HighPart;
+} LUID;
+
+typedef struct _LUID_AND_ATTRIBUTES {
+    LUID  Luid;
+    DWORD Attributes;
+} LUID_AND_ATTRIBUTES;
+
+typedef struct _TOKEN_PRIVILEGES {
+    DWORD               PrivilegeCount;
+    LUID_AND_ATTRIBUTES Privileges[1];
+} TOKEN_PRIVILEGES;
+
+typedef struct _TOKEN_ELEVATION {
+    DWORD TokenIsElevated;
+} TOKEN_ELEVATION;
+
+typedef struct _SID_IDENTIFIER_AUTHORITY {
+    uint8_t Value[6];
+} SID_IDENTIFIER_AUTHORITY;
+"""
+
+# Enum-typed parameters (FILE_INFO_BY_HANDLE_CLASS, FINDEX_INFO_LEVELS, ...) are 4-byte ints;
+# LARGE_INTEGER passed by value is int64_t; LPBYTE/LPVOID buffers are pointers.
+KERNEL32: Mapping[str, str] = {
+    "LocalFree": "HANDLE LocalFree(HANDLE hMem);",
+    "GetLastError": "DWORD GetLastError(void);",
+    "SetLastError": "void SetLastError(DWORD dwErrCode);",
+    "CloseHandle": "BOOL CloseHandle(HANDLE hObject);",
+    "CreateFileW": (
+        "HANDLE CreateFileW(PCWSTR lpFileName, DWORD dwDesiredAccess, DWORD dwShareMode,"
+        " SECURITY_ATTRIBUTES *lpSecurityAttributes, DWORD dwCreationDisposition, DWORD dwFlagsAndAttributes,"
+        " HANDLE hTemplateFile);"
+    ),
+    "ReadFile": (
+        "BOOL ReadFile(HANDLE hFile, void *lpBuffer, DWORD nNumberOfBytesToRead, DWORD *lpNumberOfBytesRead,"
+        " OVERLAPPED *lpOverlapped);"
+    ),
+    "WriteFile": (
+        "BOOL WriteFile(HANDLE hFile, const void *lpBuffer, DWORD nNumberOfBytesToWrite,"
+        " DWORD *lpNumberOfBytesWritten, OVERLAPPED *lpOverlapped);"
+    ),
+    "SetFilePointerEx": (
+        "BOOL SetFilePointerEx(HANDLE hFile, int64_t liDistanceToMove, int64_t *lpNewFilePointer,"
+        " DWORD dwMoveMethod);"
+    ),
+    "GetFileSizeEx": "BOOL GetFileSizeEx(HANDLE hFile, int64_t *lpFileSize);",
+    "SetEndOfFile": "BOOL SetEndOfFile(HANDLE hFile);",
+    "FlushFileBuffers": "BOOL FlushFileBuffers(HANDLE hFile);",
+    "BackupRead": (
+        "BOOL BackupRead(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToRead, DWORD *lpNumberOfBytesRead,"
+        " BOOL bAbort, BOOL bProcessSecurity, void **lpContext);"
+    ),
+    "BackupWrite": (
+        "BOOL BackupWrite(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToWrite,"
+        " DWORD *lpNumberOfBytesWritten, BOOL bAbort, BOOL bProcessSecurity, void **lpContext);"
+    ),
+    "GetFileInformationByHandleEx": (
+        "BOOL GetFileInformationByHandleEx(HANDLE hFile, int FileInformationClass, void *lpFileInformation,"
+        " DWORD dwBufferSize);"
+    ),
+    "SetFileInformationByHandle": (
+        "BOOL SetFileInformationByHandle(HANDLE hFile, int FileInformationClass, void *lpFileInformation,"
+        " DWORD dwBufferSize);"
+    ),
+    "GetFileInformationByHandle": (
+        "BOOL GetFileInformationByHandle(HANDLE hFile, BY_HANDLE_FILE_INFORMATION *lpFileInformation);"
+    ),
+    "CreateDirectoryW": "BOOL CreateDirectoryW(PCWSTR lpPathName, SECURITY_ATTRIBUTES *lpSecurityAttributes);",
+    "RemoveDirectoryW": "BOOL RemoveDirectoryW(PCWSTR lpPathName);",
+    "DeleteFileW": "BOOL DeleteFileW(PCWSTR lpFileName);",
+    "CreateHardLinkW": (
+        "BOOL CreateHardLinkW(PCWSTR lpFileName, PCWSTR lpExistingFileName,"
+        " SECURITY_ATTRIBUTES *lpSecurityAttributes);"
+    ),
+    "CreateSymbolicLinkW": (
+        "BOOLEAN CreateSymbolicLinkW(PCWSTR lpSymlinkFileName, PCWSTR lpTargetFileName, DWORD dwFlags);"
+    ),
+    "MoveFileExW": "BOOL MoveFileExW(PCWSTR lpExistingFileName, PCWSTR lpNewFileName, DWORD dwFlags);",
+    "GetFileAttributesW": "DWORD GetFileAttributesW(PCWSTR lpFileName);",
+    "GetFileAttributesExW": (
+        "BOOL GetFileAttributesExW(PCWSTR lpFileName, int fInfoLevelId, void *lpFileInformation);"
+    ),
+    "SetFileAttributesW": "BOOL SetFileAttributesW(PCWSTR lpFileName, DWORD dwFileAttributes);",
+    "FindFirstFileExW": (
+        "HANDLE FindFirstFileExW(PCWSTR lpFileName, int fInfoLevelId, void *lpFindFileData, int fSearchOp,"
+        " void *lpSearchFilter, DWORD dwAdditionalFlags);"
+    ),
+    "FindNextFileW": "BOOL FindNextFileW(HANDLE hFindFile, WIN32_FIND_DATAW *lpFindFileData);",
+    "FindClose": "BOOL FindClose(HANDLE hFindFile);",
+    "GetDiskFreeSpaceExW": (
+        "BOOL GetDiskFreeSpaceExW(PCWSTR lpDirectoryName, uint64_t *lpFreeBytesAvailableToCaller,"
+        " uint64_t *lpTotalNumberOfBytes, uint64_t *lpTotalNumberOfFreeBytes);"
+    ),
+    "GetSystemDirectoryW": "UINT GetSystemDirectoryW(PWSTR lpBuffer, UINT uSize);",
+    "GetCurrentProcess": "HANDLE GetCurrentProcess(void);",
+    "GetCurrentProcessId": "DWORD GetCurrentProcessId(void);",
+    "OpenProcess": "HANDLE OpenProcess(DWORD dwDesiredAccess, BOOL bInheritHandle, DWORD dwProcessId);",
+    "GetExitCodeProcess": "BOOL GetExitCodeProcess(HANDLE hProcess, DWORD *lpExitCode);",
+}
+
+ADVAPI32: Mapping[str, str] = {
+    "OpenProcessToken": "BOOL OpenProcessToken(HANDLE ProcessHandle, DWORD DesiredAccess, HANDLE *TokenHandle);",
+    "LookupPrivilegeValueW": "BOOL LookupPrivilegeValueW(PCWSTR lpSystemName, PCWSTR lpName, LUID *lpLuid);",
+    "AdjustTokenPrivileges": (
+        "BOOL AdjustTokenPrivileges(HANDLE TokenHandle, BOOL DisableAllPrivileges, TOKEN_PRIVILEGES *NewState,"
+        " DWORD BufferLength, TOKEN_PRIVILEGES *PreviousState, DWORD *ReturnLength);"
+    ),
+    "GetTokenInformation": (
+        "BOOL GetTokenInformation(HANDLE TokenHandle, int TokenInformationClass, void *TokenInformation,"
+        " DWORD TokenInformationLength, DWORD *ReturnLength);"
+    ),
+    "CheckTokenMembership": "BOOL CheckTokenMembership(HANDLE TokenHandle, void *SidToCheck, BOOL *IsMember);",
+    "AllocateAndInitializeSid": (
+        "BOOL AllocateAndInitializeSid(SID_IDENTIFIER_AUTHORITY *pIdentifierAuthority, uint8_t nSubAuthorityCount,"
+        " DWORD nSubAuthority0, DWORD nSubAuthority1, DWORD nSubAuthority2, DWORD nSubAuthority3,"
+        " DWORD nSubAuthority4, DWORD nSubAuthority5, DWORD nSubAuthority6, DWORD nSubAuthority7, void **pSid);"
+    ),
+    "FreeSid": "void *FreeSid(void *pSid);",
+}
+
 OLE32: Mapping[str, str] = {"CoTaskMemFree": "void CoTaskMemFree(void *pv);"}
 
 PROTOTYPES: Mapping[str, Mapping[str, str]] = {
@@ -398,6 +621,7 @@ PROTOTYPES: Mapping[str, Mapping[str, str]] = {
     "computestorage.dll": COMPUTESTORAGE,
     "computenetwork.dll": COMPUTENETWORK,
     "kernel32.dll": KERNEL32,
+    "advapi32.dll": ADVAPI32,
     "ole32.dll": OLE32,
 }
 
@@ -454,16 +678,31 @@ STRING_ALLOCATOR: Mapping[str, str] = {
 }
 
 
+#: The Win32 functions the library calls, the same on every API generation (LocalFree, which
+#: frees gen3 strings, is declared with them).
+WIN32_EXPORTS: Mapping[str, Sequence[str]] = {
+    "kernel32.dll": tuple(KERNEL32),
+    "advapi32.dll": tuple(ADVAPI32),
+}
+
+
 def prototypes(dll: str, generation: int) -> str:
     """The prototype lines of ``dll`` for ``generation`` (no types)."""
-    try:
-        names = GENERATION_EXPORTS[generation][dll]
-    except KeyError:
-        raise ValueError(f"{dll} is not used by API generation {generation}") from None
+    if dll in WIN32_EXPORTS:
+        if generation not in GENERATION_EXPORTS:
+            raise ValueError(f"there is no API generation {generation}")
+        names: Sequence[str] = WIN32_EXPORTS[dll]
+    else:
+        try:
+            names = GENERATION_EXPORTS[generation][dll]
+        except KeyError:
+            raise ValueError(f"{dll} is not used by API generation {generation}") from None
     table = PROTOTYPES[dll]
     return "\n".join(table[name] for name in names) + "\n"
 
 
 def declarations(dll: str, generation: int) -> str:
     """The complete cdef text (shared types, then prototypes) for ``dll`` in ``generation``."""
-    return TYPES + "\n" + prototypes(dll.lower(), generation)
+    dll = dll.lower()
+    types = TYPES + WIN32_TYPES if dll in WIN32_EXPORTS else TYPES
+    return types + "\n" + prototypes(dll, generation)

@@ -180,6 +180,10 @@ def _c_formats() -> dict[tuple[str, str], str]:
             formats[(group, name)] = fmt
         for name, fmt in re.findall(r'wc_oneway\("(\w+)",\s*"(\w*)"', text):
             formats[(group, name)] = fmt
+        for name, fmt in re.findall(r'wc_request\(&\w+,\s*"(\w+)",\s*"(\w*)"', text):
+            formats[(group, name)] = fmt
+        for name, fmt in re.findall(r'simple\("(\w+)",\s*"(\w*)"', text):
+            formats[(group, name)] = fmt
         macro = re.search(r'#define SYSTEM_OP\(name(?:, type)?\).*?\n(?:.*\\\n)*?.*#name, "(\w+)"', text)
         if macro:
             for name in re.findall(r"^SYSTEM_OP\((\w+)", text, re.M):

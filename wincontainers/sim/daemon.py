@@ -18,11 +18,15 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import argparse
+import fcntl
 import json
 import logging
 import os
+import select
 import signal
 import socket
+import struct
+import termios
 import threading
 import time
 import traceback
@@ -42,6 +46,15 @@ log = logging.getLogger("wincontainers.sim.daemon")
 E_NOTIMPL = 0x80004001
 E_UNEXPECTED = 0x8000FFFF
 E_ABORT = 0x80004004
+E_ACCESSDENIED = 0x80070005
+HCS_E_ACCESS_DENIED = 0x8037011B
+
+_WIN32_GROUPS = frozenset({"kernel32", "advapi32"})
+#: kernel32 calls that look at files other processes may have just closed
+_SEES_FILES = frozenset({
+    "CreateFileW", "FindFirstFileExW", "GetFileAttributesW", "MoveFileExW", "DeleteFileW", "RemoveDirectoryW",
+    "CreateHardLinkW", "CreateDirectoryW", "SetFileAttributesW",
+})
 
 _GEN2_COMPLETIONS = {
     "HcsStartComputeSystem": "SystemStartCompleted",
@@ -70,6 +83,12 @@ class Connection:
         self.ops: dict[int, dict[str, Any]] = {}
         self.ops_lock = threading.Lock()
         self.closed = False
+        # Barrier bookkeeping (see Daemon.barrier): bytes taken off the socket, bytes handled.
+        self.io_lock = threading.Lock()
+        self.progress = threading.Condition()
+        self.consumed = 0
+        self.done = 0
+        self.in_barrier = False
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -139,15 +158,25 @@ class Connection:
                 self.serve_control(payload)
                 return
             self.dll, self.profile, self.pid = wire.parse_hello(payload)
-            if self.profile not in PROFILES:
+            if self.profile not in PROFILES or (self.daemon.profile and self.profile != self.daemon.profile):
+                log.warning("refusing a %s client of profile %s: this host is %s", self.dll, self.profile,
+                            self.daemon.profile)
                 return
             self.service.networks(self.profile)  # the host's NAT exists before anyone asks for it
             group = _group(self.dll)
             self.gen = 3 if group in ("computecore", "computestorage", "computenetwork") else (
                 1 if self.profile == "tp3" else 2
             )
+            self.daemon.register(self)
             while True:
-                msg = wire.recv_message(self.sock)
+                try:
+                    select.select([self.sock], [], [])
+                except ValueError:
+                    break
+                with self.io_lock:
+                    msg = wire.recv_message(self.sock)
+                    if msg is not None:
+                        self.consumed += 4 + len(msg[0])
                 if msg is None:
                     break
                 payload, fds = msg
@@ -155,14 +184,21 @@ class Connection:
                     _close(fd)
                 if payload[:1] in (b"Q", b"O"):
                     self.dispatch(wire.parse_request(payload))
+                with self.progress:
+                    self.done = self.consumed
+                    self.progress.notify_all()
         except OSError:
             pass
         finally:
+            with self.progress:
+                self.done = self.consumed = 1 << 62
+                self.progress.notify_all()
             self.close()
 
     def close(self) -> None:
         with self.send_lock:
             self.closed = True
+        self.service.files.close_all(self)
         for hid in sorted(self.handles, reverse=True):
             self.service.close_handle(hid)
         with self.ops_lock:
@@ -176,13 +212,20 @@ class Connection:
     def dispatch(self, req: wire.Request) -> None:
         group = _group(self.dll)
         handler = HANDLERS.get((group, req.function)) or HANDLERS.get(("any", req.function))
-        self.service.log_call(self.pid, req.function)
+        win32 = group in _WIN32_GROUPS
+        if not win32:
+            self.service.log_call(self.pid, req.function)
         if handler is None:
             if not req.oneway:
                 self.reply(req, None, Reply(E_NOTIMPL, doc=None), [])
             return
         inputs, wants = handler.split(req.args)
-        self.service.log_documents(self.pid, req.function, inputs)
+        if not win32:
+            self.service.log_documents(self.pid, req.function, inputs)
+        if not req.oneway and (not win32 or req.function in _SEES_FILES):
+            # What other connections sent before this call (a file closed one-way by kernel32,
+            # say) must be done before it runs, as on Windows where CloseHandle is synchronous.
+            self.daemon.barrier(self)
         call = Call(conn=self, function=req.function, wants=wants)
         if "o" in handler.fmt:
             call.op = int(req.args[handler.fmt.index("o")] or 0)
@@ -194,7 +237,12 @@ class Connection:
 
     def run(self, handler: Api, req: wire.Request, call: Call, inputs: list[Any], fault: Any) -> None:
         reply: Optional[Reply] = None
-        if fault is not None:
+        if handler.group not in _WIN32_GROUPS and handler.group != "any" and not req.oneway \
+                and not handler.is_void and not self.service.tokens.elevated(self.pid):
+            # HCS serves administrators only (hcs-api.md pitfall 13).
+            hr = HCS_E_ACCESS_DENIED if self.gen == 3 and handler.group != "computenetwork" else E_ACCESSDENIED
+            reply = Reply(hr, doc=_error_doc(hr, "the caller is not an elevated administrator"))
+        if reply is None and fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.hresult is not None and not handler.is_void:
@@ -237,7 +285,7 @@ class Connection:
 
     def reply(self, req: wire.Request, handler: Optional[Api], reply: Reply, fds: list[int]) -> None:
         outs = list(reply.outs)
-        if handler is not None:
+        if handler is not None and not handler.raw:
             n = handler.out_count
             if reply.hr & 0x80000000 and reply.hr != PENDING:
                 outs = [None] * n
@@ -285,11 +333,13 @@ def _close(fd: int) -> None:
 class Daemon:
     """Accept loop plus the control API."""
 
-    def __init__(self, root: Path, socket_path: Path) -> None:
+    def __init__(self, root: Path, socket_path: Path, *, profile: str = "", elevated: bool = True) -> None:
         self.root = root
         self.socket_path = socket_path
-        self.service = Service(root, socket_path)
+        self.profile = profile
+        self.service = Service(root, socket_path, elevated=elevated)
         self.connections: set[Connection] = set()
+        self.win32_connections: set[Connection] = set()
         self.lock = threading.Lock()
         self.listener: Optional[socket.socket] = None
         self.stopping = threading.Event()
@@ -298,6 +348,47 @@ class Daemon:
     def forget(self, conn: Connection) -> None:
         with self.lock:
             self.connections.discard(conn)
+            self.win32_connections.discard(conn)
+            others = any(c.pid == conn.pid for c in self.connections)
+        if not others and conn.pid:
+            self.service.tokens.forget(conn.pid)
+
+    def register(self, conn: Connection) -> None:
+        """A client said hello: kernel32 connections take part in barriers."""
+        if _group(conn.dll) == "kernel32":
+            with self.lock:
+                self.win32_connections.add(conn)
+
+    def barrier(self, caller: Connection, timeout: float = 2.0) -> None:
+        """Wait until every other kernel32 connection has handled what it had received so far.
+
+        A client's one-way messages (a file's CloseHandle with the metadata it wrote) are on
+        their socket before the client's next call leaves on another socket, so taking what
+        was queued at this moment is enough. A connection itself waiting in a barrier is
+        skipped (two of them would wait for each other).
+        """
+        with self.lock:
+            others = [c for c in self.win32_connections if c is not caller and not c.in_barrier]
+        if not others:
+            return
+        caller.in_barrier = True
+        try:
+            deadline = time.monotonic() + timeout
+            for conn in others:
+                with conn.io_lock:
+                    try:
+                        queued = struct.unpack("i", fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+                    except OSError:
+                        continue
+                    target = conn.consumed + queued
+                with conn.progress:
+                    while conn.done < target:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or conn.in_barrier:
+                            break
+                        conn.progress.wait(left)
+        finally:
+            caller.in_barrier = False
 
     def serve_forever(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +439,8 @@ class Daemon:
         svc = self.service
         if op == "ping":
             return {"pid": os.getpid(), "root": str(self.root), "started": self.started,
-                    "clients": len(self.connections)}
+                    "clients": len(self.connections), "profile": self.profile,
+                    "user": "admin" if svc.tokens.default_elevated else "standard"}
         if op == "shutdown":
             return {"pid": os.getpid()}
         if op == "inject":
@@ -403,6 +495,12 @@ class Daemon:
             return found.process_list()
         if op == "network":
             return svc.network_of(str(request.get("system", "")))
+        if op == "set_user":
+            svc.tokens.set_user(int(request["pid"]), request.get("user", "admin") == "admin")
+            return None
+        if op == "foreign":
+            svc.tokens.mark_foreign(int(request["pid"]), bool(request.get("foreign", True)))
+            return None
         raise ValueError(f"unknown control operation {op!r}")
 
 
@@ -410,9 +508,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wincontainers.sim.daemon", description="simulated vmcompute service")
     ap.add_argument("--root", required=True, type=Path)
     ap.add_argument("--socket", required=True, type=Path)
+    ap.add_argument("--profile", default="", help="the Windows build this host is (clients of others are refused)")
+    ap.add_argument("--user", choices=("admin", "standard"), default="admin",
+                    help="whether client processes run as an elevated administrator or a standard user")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    daemon = Daemon(args.root.resolve(), args.socket)
+    daemon = Daemon(args.root.resolve(), args.socket, profile=args.profile, elevated=args.user == "admin")
 
     def on_signal(signum: int, frame: Any) -> None:
         threading.Thread(target=daemon.stop, daemon=True).start()

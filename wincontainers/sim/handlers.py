@@ -226,12 +226,12 @@ def _import(svc: Service, layer: Path, folder: Optional[str], parents: list[Path
     layerio.import_transport(Path(folder), layer, parents)
 
 
-def _export(svc: Service, layer: Path, folder: Optional[str]) -> None:
+def _export(svc: Service, layer: Path, folder: Optional[str], parents: list[Path]) -> None:
     if not folder:
         raise Fail(E_INVALIDARG, "no export folder")
     with svc.lock:
         volume = svc.storage.export_source(layer, _running_volumes(svc))
-    layerio.export_layer(layer, Path(folder), volume=volume)
+    layerio.export_layer(layer, Path(folder), volume=volume, parents=parents)
 
 
 @api("vmcompute", "ImportLayer", "dssL", blocking=True)
@@ -243,8 +243,7 @@ def import_layer(svc: Service, call: Call, info: Any, layer_id: Optional[str], f
 @api("vmcompute", "ExportLayer", "dssL", blocking=True)
 def export_layer(svc: Service, call: Call, info: Any, layer_id: Optional[str], folder: Optional[str],
                  layers: list[Any]) -> None:
-    _parents(svc, layers)
-    _export(svc, svc.storage.layer_path(info, layer_id), folder)
+    _export(svc, svc.storage.layer_path(info, layer_id), folder, _parents(svc, layers))
 
 
 @api("vmcompute", "CopyLayer", "dssL", blocking=True)
@@ -255,7 +254,7 @@ def copy_layer(svc: Service, call: Call, info: Any, src: Optional[str], dst: Opt
     parents = _parents(svc, layers)
     source, target = svc.storage.layer_path(info, src), svc.storage.layer_path(info, dst)
     with tempfile.TemporaryDirectory(prefix="wcsim-copy-", dir=target.parent) as tmp:
-        _export(svc, source, tmp)
+        _export(svc, source, tmp, parents)
         layerio.import_transport(Path(tmp), target, parents)
 
 
@@ -748,9 +747,9 @@ def hcs3_import_layer(svc: Service, call: Call, layer_path: Optional[str], folde
 @api("computestorage", "HcsExportLayer", "ssss", blocking=True)
 def hcs3_export_layer(svc: Service, call: Call, layer_path: Optional[str], folder: Optional[str],
                       layer_data: Optional[str], options: Optional[str]) -> None:
-    _layer_data_parents(svc, call, layer_data)
+    parents = _layer_data_parents(svc, call, layer_data)
     _loads(options, call, "export options")
-    _export(svc, svc.storage.layer_path([0, ""], layer_path), folder)
+    _export(svc, svc.storage.layer_path([0, ""], layer_path), folder, parents)
 
 
 @api("computestorage", "HcsSetupBaseOSLayer", "sxs", blocking=True)

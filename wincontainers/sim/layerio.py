@@ -1,14 +1,25 @@
-"""Layer contents on the simulated host: what BackupWrite, BackupRead, ImportLayer and ExportLayer do.
+"""Layer contents on the simulated host: what ImportLayer, ExportLayer and PrepareLayer do.
 
 A layer folder holds its files under ``Files/`` (links as empty placeholders: the host never
-follows a layer's links) and their Windows metadata in an :class:`~wincontainers.sim.ntfs.NtfsStore`.
+follows a layer's links) and their Windows metadata in the tree's NTFS store.
 
-- :func:`apply_backup` / :func:`backup_of`: one file or directory from/to a Win32 backup stream.
-- :func:`import_transport`: vmcompute's ImportLayer: the legacy transport folder (``Files\\``
-  with a 4-byte attribute prefix + backup stream per file, ``<dir>.$wcidirs$`` for directory
-  metadata, ``Hives\\``) into a new layer folder. A reparse point HCS cannot import (WSL/LX
-  symlinks and the like) fails it with E_UNEXPECTED, "Catastrophic failure", as on Windows.
-- :func:`export_layer`: ExportLayer: a layer (or a sandbox's changes) into a transport folder.
+Diff layers work as the container file system filter does: every folder a diff layer holds is
+*complete*. ImportLayer fills each one with a placeholder (an empty entry with a container
+placeholder reparse point, IO_REPARSE_TAG_WCI) for every entry the parent layers show there
+that the layer does not replace. A placeholder means "see the layers below"; a name a folder
+does not hold is deleted. So the deletions of a tar are applied by deleting placeholders after
+ImportLayer, and a hard link that replaces a parent's file is made after deleting the
+placeholder ImportLayer left at its name — which is what hcsshim does, and what this
+simulator therefore demands.
+
+- :func:`import_transport`: ImportLayer/HcsImportLayer: the legacy transport folder
+  (``Files\\`` with a 4-byte attribute prefix + backup stream per file, ``<dir>.$wcidirs$`` for
+  directory metadata, ``Hives\\``) into a new layer folder, then the placeholders. A reparse
+  point HCS cannot import (WSL/LX symlinks and the like) fails it with E_UNEXPECTED,
+  "Catastrophic failure", as on Windows.
+- :func:`export_layer`: ExportLayer: a layer (or a sandbox's changes) into an existing folder,
+  its deletions as ``tombstones.txt``.
+- :func:`overlay`: PrepareLayer's merge of one layer into a sandbox's volume.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import os
 import shutil
 import stat
 import struct
+import time
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
@@ -30,12 +42,13 @@ from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact
 from wincontainers.layerfile.reparse import IO_REPARSE_TAG_MOUNT_POINT, IO_REPARSE_TAG_SYMLINK, OTHER_TAGS, reparse_tag
 from wincontainers.layerfile.times import unix_ns_to_filetime
+from wincontainers.sim import hive, ntfs
 from wincontainers.sim.faults import Fail
-from wincontainers.sim.ntfs import STORE_NAME, FileMeta, NtfsStore, host_path, rel_from_host
+from wincontainers.sim.ntfs import VOLUME_STORE, FileMeta, NtfsStore, host_path, is_internal, rel_from_host
 
 __all__ = [
     "apply_backup", "backup_of", "import_transport", "export_layer", "process_base_image", "WCIDIRS",
-    "LX_SYMLINK_TAG", "walk", "VOLUME_STORE",
+    "LX_SYMLINK_TAG", "walk", "VOLUME_STORE", "overlay", "record_prepared_view", "layer_build", "PLACEHOLDER",
 ]
 
 E_UNEXPECTED = 0x8000FFFF
@@ -44,9 +57,10 @@ ERROR_PATH_NOT_FOUND = 0x80070003
 ERROR_ALREADY_EXISTS = 0x800700B7
 WCIDIRS = ".$wcidirs$"
 LX_SYMLINK_TAG = 0xA000001D
-VOLUME_STORE = ".wcsim-volume.db"
+IO_REPARSE_TAG_WCI = 0x80000018
+#: The reparse buffer of a placeholder ImportLayer leaves (tag, no data).
+PLACEHOLDER = struct.pack("<IHH", IO_REPARSE_TAG_WCI, 0, 0)
 _HIVE_DELTAS = ("DefaultUser_Delta", "Sam_Delta", "Security_Delta", "Software_Delta", "System_Delta")
-_SKIP = (STORE_NAME, STORE_NAME + "-wal", STORE_NAME + "-shm", STORE_NAME + "-journal")
 
 
 def _times_of(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -191,6 +205,12 @@ def backup_of(store: NtfsStore, root: Path, rel: str) -> tuple[int, tuple[Option
     return attributes, times, _Concat(parts), directory  # type: ignore[return-value]
 
 
+def _names(folder: bytes) -> list[str]:
+    """A folder's names as NTFS sorts them, the simulator's own files left out."""
+    names = [rel_from_host(n) for n in os.listdir(folder) if not is_internal(n)]
+    return sorted(names, key=lambda n: (n.upper(), n))
+
+
 def walk(root: Path, top: str) -> Iterator[str]:
     """Relative paths under ``root/top`` (top included), parents first, names sorted as NTFS does."""
     base = host_path(root, top)
@@ -199,10 +219,110 @@ def walk(root: Path, top: str) -> Iterator[str]:
     yield top
     if not os.path.isdir(base) or os.path.islink(base):
         return
-    names = sorted((rel_from_host(n) for n in os.listdir(base) if n.decode("latin-1") not in _SKIP),
-                   key=lambda n: (n.upper(), n))
-    for name in names:
-        yield from walk(root, f"{top}/{name}")
+    for name in _names(base):
+        yield from walk(root, f"{top}/{name}" if top else name)
+
+
+# -- the merged view of a layer chain -----------------------------------------------------------------
+
+
+class _Layer:
+    """One layer folder with its placeholders (read once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        store = ntfs.open_view(path)
+        try:
+            self.placeholders = frozenset(
+                rel.lower() for rel, meta in store.items()
+                if meta.reparse is not None and reparse_tag(meta.reparse) == IO_REPARSE_TAG_WCI)
+        finally:
+            store.close()
+
+    def lookup(self, rel: str) -> str:
+        """What this layer says of ``rel``: "dir", "file", "below" (a placeholder: the layers
+        below have it) or "absent" (this layer's folder is complete and has no such name)."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            host = host_path(self.path, prefix)
+            try:
+                st = os.lstat(host)
+            except (FileNotFoundError, NotADirectoryError):
+                return "absent" if depth > 1 else "below"
+            if prefix.lower() in self.placeholders:
+                return "below"
+            if depth == len(parts):
+                return "dir" if stat.S_ISDIR(st.st_mode) else "file"
+            if not stat.S_ISDIR(st.st_mode):
+                return "absent"
+        return "absent"
+
+    def listing(self, rel: str) -> dict[str, str]:
+        """lower-case name -> name, of folder ``rel`` of this layer (placeholders included)."""
+        return {n.lower(): n for n in _names(host_path(self.path, rel))}
+
+
+def _chain(parents: Sequence[Path]) -> list[_Layer]:
+    return [_Layer(p) for p in parents]
+
+
+def merged(chain: Sequence[_Layer], rel: str) -> tuple[Optional[_Layer], str]:
+    """(the layer that holds ``rel`` in the merged view of ``chain``, its kind), or (None, "absent")."""
+    for layer in chain:  # nearest first
+        kind = layer.lookup(rel)
+        if kind == "below":
+            continue
+        if kind == "absent":
+            return None, "absent"
+        return layer, kind
+    return None, "absent"
+
+
+def merged_listing(chain: Sequence[_Layer], rel: str) -> dict[str, tuple[_Layer, str]]:
+    """lower-case name -> (layer holding it, its name) of folder ``rel`` in the merged view."""
+    owner, kind = merged(chain, rel)
+    if owner is None or kind != "dir":
+        return {}
+    out = {}
+    for low, name in owner.listing(rel).items():
+        holder, _kind = merged(chain, f"{rel}/{name}")
+        if holder is not None:
+            out[low] = (holder, name)
+    return out
+
+
+def _expand(layer: Path, store: NtfsStore, chain: Sequence[_Layer]) -> None:
+    """Give every folder of a new diff layer a placeholder for each entry the parents show
+    there that the layer does not replace (what the container file system filter needs)."""
+    if not chain or not (layer / "Files").is_dir():
+        return
+    for rel in list(walk(layer, "Files")):
+        host = host_path(layer, rel)
+        if not os.path.isdir(host) or os.path.islink(host):
+            continue
+        mine = {n.lower() for n in _names(host)}
+        for low, (holder, name) in merged_listing(chain, rel).items():
+            if low in mine or is_internal(name):
+                continue
+            source = host_path(holder.path, f"{rel}/{name}")
+            st = os.lstat(source)
+            target = host_path(layer, f"{rel}/{name}")
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(target)
+            else:
+                open(target, "wb").close()
+            holder_store = ntfs.open_view(holder.path)
+            try:
+                lower = holder_store.get(f"{rel}/{name}")
+            finally:
+                holder_store.close()
+            base = lower.attributes if lower is not None and lower.attributes is not None else (
+                int(FileAttributes.DIRECTORY) if stat.S_ISDIR(st.st_mode) else int(FileAttributes.ARCHIVE))
+            times = (lower.creation, lower.access, lower.write, lower.change) if lower else _times_of(st)
+            store.put(f"{rel}/{name}", FileMeta(attributes=base | int(FileAttributes.REPARSE_POINT),
+                                                creation=times[0], access=times[1], write=times[2],
+                                                change=times[3], reparse=PLACEHOLDER))
 
 
 # -- ImportLayer ---------------------------------------------------------------------------------
@@ -211,9 +331,9 @@ def walk(root: Path, top: str) -> Iterator[str]:
 def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None:
     if not folder.is_dir():
         raise Fail(ERROR_PATH_NOT_FOUND, f"import folder {folder} does not exist")
-    if layer.exists() and any(p.name not in _SKIP for p in layer.iterdir()):
+    if layer.exists() and any(not is_internal(p.name) for p in layer.iterdir()):
         raise Fail(ERROR_ALREADY_EXISTS, f"layer folder {layer} is not empty")
-    staging = NtfsStore.at(folder)
+    staging = ntfs.open_view(folder)
     layer.mkdir(parents=True, exist_ok=True)
     store = NtfsStore.at(layer)
     try:
@@ -245,9 +365,11 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
                         raise Fail(E_UNEXPECTED, f"{rel}: cannot import reparse tag 0x{tag:08X} "
                                                  f"({OTHER_TAGS.get(tag, 'unknown')})")
             _copy_hives(folder, staging, layer, store)
+            _expand(layer, store, _chain(parents))
             tomb = folder / "tombstones.txt"
             if tomb.exists():
-                _read_tombstones(tomb, store)
+                for rel in _read_tombstones(tomb):
+                    _delete(layer, store, rel)
     except Fail:
         store.close()
         raise
@@ -259,16 +381,29 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
     store.close()
 
 
-def _read_tombstones(path: Path, store: NtfsStore) -> None:
+def _delete(root: Path, store: NtfsStore, rel: str) -> None:
+    path = host_path(root, rel)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+    store.remove(rel)
+
+
+def _read_tombstones(path: Path) -> list[str]:
     text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "Version 1.0":
         raise Fail(E_UNEXPECTED, "tombstones.txt does not start with 'Version 1.0'")
+    out = []
     for line in lines[1:]:
         rel = line.strip().lstrip("\\").replace("\\", "/")
-        if not rel or ".." in rel.split("/"):
+        if not rel:
+            continue
+        if ".." in rel.split("/"):
             raise Fail(E_INVALIDARG, f"bad tombstone {line!r}")
-        store.add_tombstone("Files/" + rel)
+        out.append("Files/" + rel)
+    return out
 
 
 # -- ExportLayer ---------------------------------------------------------------------------------
@@ -286,36 +421,45 @@ def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes],
                 FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
 
 
-def export_layer(layer: Path, folder: Path, *, volume: Optional[Path] = None) -> None:
-    """Write ``layer`` (or, for a sandbox, the changes in ``volume``) as a transport folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = NtfsStore.at(folder)
+def export_layer(layer: Path, folder: Path, *, volume: Optional[Path] = None, parents: Sequence[Path] = ()) -> None:
+    """Write ``layer`` (or, for a sandbox, the changes in ``volume``) into the existing ``folder``;
+    a read-only layer's deletions are what ``parents`` show that its complete folders lack."""
+    if not folder.is_dir():
+        raise Fail(ERROR_PATH_NOT_FOUND, f"export folder {folder} does not exist (ExportLayer writes into an existing "
+                                         "folder)")
+    staging = ntfs.open_view(folder)
     try:
         with staging.batch():
             if volume is not None:
                 _export_changes(layer, volume, folder, staging)
             else:
-                _export_files(layer, folder, staging)
+                _export_files(layer, folder, staging, parents)
     except (OSError, ValueError) as exc:
         raise Fail(E_UNEXPECTED, f"export failed: {exc}") from None
     finally:
         staging.close()
 
 
-def _export_files(layer: Path, folder: Path, staging: NtfsStore) -> None:
-    store = NtfsStore.at(layer)
+def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequence[Path]) -> None:
+    store = ntfs.open_view(layer)
     try:
+        chain = _chain(parents)
+        own = _Layer(layer)
         links: dict[tuple[int, int], str] = {}
-        for rel in walk(layer, "Files"):
+        deleted: list[str] = []
+
+        def export(rel: str) -> None:
             src = host_path(layer, rel)
             st = os.lstat(src)
+            if rel.lower() in own.placeholders:
+                return  # the layers below have it
             key = (st.st_dev, st.st_ino)
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in links:
                 os.link(host_path(folder, links[key]), host_path(folder, rel))  # keep the hard link
                 staged = staging.get(links[key])  # a hard link shares its file's metadata
                 if staged is not None:
                     staging.put(rel, staged)
-                continue
+                return
             attributes, times, stream, directory = backup_of(store, layer, rel)
             try:
                 _write_transport(folder, rel, attributes, stream, times, directory, staging)
@@ -323,10 +467,25 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore) -> None:
                 stream.close()
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 links[key] = rel
-        _write_tombstones(folder, store.tombstones())
+            if directory and not _is_reparse(store, rel):
+                mine = {n.lower() for n in _names(src)}
+                for low, (_holder, name) in merged_listing(chain, rel).items():
+                    if low not in mine:
+                        deleted.append(f"{rel}/{name}")
+                for name in _names(src):
+                    export(f"{rel}/{name}")
+
+        if (layer / "Files").is_dir():
+            export("Files")
+        _write_tombstones(folder, sorted(deleted))
         _copy_hives(layer, store, folder, staging)
     finally:
         store.close()
+
+
+def _is_reparse(store: NtfsStore, rel: str) -> bool:
+    meta = store.get(rel)
+    return meta is not None and meta.reparse is not None
 
 
 def _export_changes(layer: Path, volume: Path, folder: Path, staging: NtfsStore) -> None:
@@ -365,11 +524,26 @@ def _export_changes(layer: Path, volume: Path, folder: Path, staging: NtfsStore)
                     export(ancestor)
             export(rel)
         deleted = [k for k in manifest if k not in seen]
-        _write_tombstones(folder, ["Files/" + str(manifest_names(vstore).get(k, k)) for k in sorted(deleted)])
+        names = manifest_names(vstore)
+        for key in deleted:
+            # A deletion changes its folder: the folder comes along (a reader lists the
+            # deletions of each folder it walks, as hcsshim's does).
+            parts = key.split("/")
+            for depth in range(1, len(parts)):
+                ancestor = "/".join(parts[:depth])
+                if ancestor not in written and ancestor in seen:
+                    export(str(names.get(ancestor, ancestor)))
+        _write_tombstones(folder, ["Files/" + str(names.get(k, k)) for k in sorted(deleted)])
         hives = folder / "Hives"
         hives.mkdir(exist_ok=True)
+        # The container's registry deltas, copied with their own (stable) times.
+        recorded = vstore.info("prepared_at")
+        when = recorded if isinstance(recorded, int) else unix_ns_to_filetime(os.stat(layer).st_mtime_ns)
         for name in _HIVE_DELTAS:
             (hives / name).write_bytes(b"regf" + b"\0" * 4092)
+            staging.put(f"Hives/{name}", FileMeta(creation=when, access=when, write=when, change=when))
+        staging.put("Hives", FileMeta(attributes=int(FileAttributes.DIRECTORY), creation=when, access=when,
+                                      write=when, change=when))
     finally:
         vstore.close()
 
@@ -392,13 +566,76 @@ def _copy_hives(src: Path, src_store: NtfsStore, dst: Path, dst_store: NtfsStore
     if not hives.is_dir():
         return
     (dst / "Hives").mkdir(exist_ok=True)
-    names = ["Hives"] + [f"Hives/{h.name}" for h in sorted(hives.iterdir()) if h.is_file()]
+    names = ["Hives"] + [f"Hives/{h.name}" for h in sorted(hives.iterdir()) if h.is_file() and not is_internal(h.name)]
     for rel in names[1:]:
         shutil.copyfile(src / rel, dst / rel)
     for rel in names:
         meta = src_store.get(rel)
         if meta is not None:
             dst_store.put(rel, meta)
+
+
+# -- PrepareLayer ------------------------------------------------------------------------------------
+
+
+def overlay(layer: Path, volume: Path, vstore: NtfsStore, *, diff: bool) -> None:
+    """Merge one layer's ``Files`` into a sandbox's volume (layers are merged base first).
+
+    A base layer is copied whole. In a diff layer every folder is complete: what the volume has
+    in it that the layer's folder lacks is deleted, a placeholder keeps what is below, and real
+    entries replace what is there. Metadata follows into the volume's store.
+    """
+    files = layer / "Files"
+    if not files.is_dir():
+        return
+    src_store = ntfs.open_view(layer)
+    try:
+        placeholders = {rel.lower() for rel, meta in src_store.items()
+                        if meta.reparse is not None and reparse_tag(meta.reparse) == IO_REPARSE_TAG_WCI}
+        _overlay_folder(layer, "Files", volume, "", src_store, vstore, placeholders, diff)
+    finally:
+        src_store.close()
+
+
+def _overlay_folder(layer: Path, rel: str, volume: Path, vrel: str, src_store: NtfsStore, vstore: NtfsStore,
+                    placeholders: set[str], diff: bool) -> None:
+    src = host_path(layer, rel)
+    dest = host_path(volume, vrel)
+    names = _names(src)
+    if diff:
+        mine = {n.lower() for n in names}
+        for existing in _names(dest):
+            if existing.lower() not in mine:
+                _delete(volume, vstore, f"{vrel}/{existing}" if vrel else existing)
+    for name in names:
+        child = f"{rel}/{name}"
+        vchild = f"{vrel}/{name}" if vrel else name
+        if child.lower() in placeholders:
+            continue
+        s = host_path(layer, child)
+        d = host_path(volume, vchild)
+        st = os.lstat(s)
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(d) and not os.path.isdir(d):
+                os.unlink(d)
+            os.makedirs(d, exist_ok=True)
+        else:
+            if os.path.isdir(d) and not os.path.islink(d):
+                shutil.rmtree(d)
+            elif os.path.lexists(d):
+                os.unlink(d)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), d)
+            else:
+                shutil.copy2(s, d)
+        meta = src_store.get(child)
+        vstore.remove(vchild, recursive=not stat.S_ISDIR(st.st_mode))
+        if meta is not None:
+            vstore.put(vchild, meta)
+        for stream_name, data in src_store.streams(child):
+            vstore.put_stream(vchild, stream_name, data)
+        if stat.S_ISDIR(st.st_mode) and not (meta is not None and meta.reparse is not None):
+            _overlay_folder(layer, child, volume, vchild, src_store, vstore, placeholders, diff)
 
 
 def record_prepared_view(layer: Path, volume: Path) -> None:
@@ -417,31 +654,14 @@ def record_prepared_view(layer: Path, volume: Path) -> None:
         with vstore.batch():
             vstore.set_info("manifest", manifest)
             vstore.set_info("manifest_names", names)
+            vstore.set_info("prepared_at", unix_ns_to_filetime(time.time_ns()))
     finally:
         vstore.close()
 
 
-def overlay_metadata(parent: Path, layer: Path, volume: Path) -> None:
-    """Copy a parent layer's metadata for Files/... into the sandbox volume's store."""
-    src = NtfsStore.at(parent)
-    dst = NtfsStore(layer / VOLUME_STORE)
-    try:
-        with dst.batch():
-            for tomb in src.tombstones():
-                dst.remove(tomb[len("Files/"):])
-            for rel, meta in src.items():
-                if rel.startswith("Files/"):
-                    inner = rel[len("Files/"):]
-                    dst.put(inner, meta)
-                    for name, data in src.streams(rel):
-                        dst.put_stream(inner, name, data)
-    finally:
-        src.close()
-        dst.close()
-
-
 def process_base_image(layer: Path) -> None:
-    """ProcessBaseImage: hives from Files/Windows/System32/config, and the scratch templates."""
+    """ProcessBaseImage: hives from Files/Windows/System32/config, the scratch templates, and the
+    image's Windows build (read from its SOFTWARE hive), which process isolation checks."""
     config = layer / "Files" / "Windows" / "System32" / "config"
     hives = layer / "Hives"
     hives.mkdir(exist_ok=True)
@@ -452,3 +672,15 @@ def process_base_image(layer: Path) -> None:
     for template in ("blank-base.vhdx", "blank.vhdx"):
         (layer / template).write_bytes(b"vhdxfile (simulated)\n")
 
+
+def layer_build(layer: Path) -> Optional[int]:
+    """The Windows build of a base layer, from its processed SOFTWARE hive (None: unknown)."""
+    for candidate in (layer / "Hives" / "SOFTWARE_BASE", layer / "Files" / "Windows" / "System32" / "config" / "SOFTWARE"):
+        try:
+            data = candidate.read_bytes()
+        except OSError:
+            continue
+        build = hive.current_build(data)
+        if build is not None:
+            return build
+    return None

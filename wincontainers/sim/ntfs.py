@@ -1,14 +1,21 @@
 """NTFS metadata for folders of the simulated host.
 
 Linux files cannot hold what a Windows layer carries: attributes, security descriptors, four
-times, extended attributes, reparse data, alternate data streams. On the simulated host every
-folder tree that plays a Windows volume (a layer folder, a container's volume, an import or
-export staging folder) keeps that metadata in a small SQLite file at its root, next to the real
-files that hold the data. The daemon (ImportLayer, ExportLayer...) and the POSIX side of the
-library's layer-folder functions (what BackupWrite, SetFileInformationByHandle and
-CreateHardLink do on Windows) both go through :class:`NtfsStore`.
+times, extended attributes, reparse data, alternate data streams. On the simulated host that
+metadata lives in small SQLite files next to the real files that hold the data:
 
-Paths are relative, ``/``-separated, case-preserving; lookups ignore case, as NTFS does.
+- every folder tree that plays a Windows volume or a layer keeps a store at its root
+  (``.wcsim-ntfs.db``): a layer folder, an import or export folder, a base image. A folder
+  created through the simulated ``CreateDirectoryW`` where no tree store exists above it gets
+  one, so each layer the library writes has its own;
+- a sandbox's volume keeps its store beside the volume (``<layer>/.wcsim-volume.db``);
+- everything else on the simulated C: drive (the simulator's root) shares the root's store, and
+  paths outside the root share one store in the daemon's folder.
+
+:func:`locate` finds the store that holds a path and the path's key inside it; an
+:class:`NtfsStore` is a view of one store under a prefix, so the daemon's layer code and its
+``kernel32`` see the same rows whichever folder they start from. Keys are relative,
+``/``-separated, case-preserving; lookups ignore case, as NTFS does.
 """
 
 from __future__ import annotations
@@ -22,16 +29,23 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import attrs
 
 from wincontainers.sim.wire import dumps
 
-__all__ = ["NtfsStore", "FileMeta", "STORE_NAME", "host_path", "rel_from_host"]
+__all__ = [
+    "NtfsStore", "FileMeta", "STORE_NAME", "VOLUME_STORE", "SANDBOX_VOLUME", "host_path", "rel_from_host",
+    "locate", "open_view", "shared_view", "set_volume_root", "volume_root", "forget_locations", "is_internal",
+]
 
 STORE_NAME = ".wcsim-ntfs.db"
+VOLUME_STORE = ".wcsim-volume.db"
+SANDBOX_VOLUME = "sandbox.vhdx"
+_OUTSIDE_STORE = "outside-ntfs.db"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -44,10 +58,10 @@ CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
-def host_path(root: Path, rel: str) -> bytes:
+def host_path(root: Union[Path, bytes, str], rel: str) -> bytes:
     """The host path of a Windows relative path, as bytes: names with lone UTF-16 surrogates
     (legal on NTFS) are kept through WTF-8, which Linux file names can hold."""
-    base = os.fsencode(root)
+    base = root if isinstance(root, bytes) else os.fsencode(root)
     if not rel:
         return base
     return base + b"/" + rel.encode("utf-8", "surrogatepass")
@@ -58,6 +72,11 @@ def rel_from_host(name: bytes) -> str:
         return name.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
         return name.decode("utf-8", "surrogateescape")
+
+
+def is_internal(name: Union[str, bytes]) -> bool:
+    """The simulator's own files (stores and their journals), which no listing shows."""
+    return (name.startswith(b".wcsim-") if isinstance(name, bytes) else name.startswith(".wcsim-"))
 
 
 @attrs.define
@@ -88,31 +107,73 @@ def _unkey(raw: bytes) -> str:
     return bytes(raw).decode("utf-8", "surrogatepass")
 
 
-class NtfsStore:
-    """The metadata of one folder tree (``db`` is its SQLite file)."""
+class _Db:
+    """One SQLite file. A shared one (the daemon's kernel32) is used by many threads, one
+    statement at a time under ``lock``; others belong to one caller."""
 
-    def __init__(self, db: Path) -> None:
-        self.db = Path(db)
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.lock = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
+        self.inode = 0
+        self._reparse: Optional[tuple[int, frozenset[str]]] = None
 
-    @classmethod
-    def at(cls, root: Path) -> "NtfsStore":
-        return cls(Path(root) / STORE_NAME)
-
-    def _c(self) -> sqlite3.Connection:
+    def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.db.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.db), timeout=60, isolation_level=None, check_same_thread=False)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             self._conn = conn
+            try:
+                self.inode = os.stat(self.path).st_ino
+            except OSError:
+                self.inode = 0
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._reparse = None
+
+    def reparse_keys(self) -> frozenset[str]:
+        """Lower-case keys of every reparse point, kept until another connection commits."""
+        with self.lock:
+            conn = self.conn()
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if self._reparse is None or self._reparse[0] != version:
+                rows = conn.execute("SELECT lpath FROM entries WHERE reparse IS NOT NULL").fetchall()
+                self._reparse = (version, frozenset(_unkey(r[0]) for r in rows))
+            return self._reparse[1]
+
+    def changed_here(self) -> None:
+        """Our own connection changed reparse rows (data_version only counts other connections)."""
+        self._reparse = None
+
+
+class NtfsStore:
+    """The metadata of one folder tree: the rows of ``db`` under ``prefix`` (``""``: all of it)."""
+
+    def __init__(self, db: Union[Path, _Db], prefix: str = "", *, owned: Optional[bool] = None) -> None:
+        self._db = db if isinstance(db, _Db) else _Db(Path(db))
+        self.prefix = prefix.strip("/")
+        self._owned = not isinstance(db, _Db) if owned is None else owned
+
+    @property
+    def db(self) -> Path:
+        return self._db.path
+
+    @classmethod
+    def at(cls, root: Path) -> "NtfsStore":
+        """The store whose file is at the root of the tree ``root`` (created on first write)."""
+        return cls(Path(root) / STORE_NAME)
+
+    def close(self) -> None:
+        if self._owned:
+            self._db.close()
 
     def __enter__(self) -> "NtfsStore":
         return self
@@ -120,79 +181,290 @@ class NtfsStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _k(self, rel: str) -> str:
+        rel = rel.strip("/")
+        if not self.prefix:
+            return rel
+        return f"{self.prefix}/{rel}" if rel else self.prefix
+
+    def _strip(self, key: str) -> str:
+        if not self.prefix:
+            return key
+        return key[len(self.prefix) + 1:] if key != self.prefix else ""
+
+    def _range(self) -> tuple[bytes, bytes]:
+        """Keys strictly below the prefix: between "<prefix>/" and "<prefix>0" ('0' follows '/')."""
+        low = _lkey(self.prefix)
+        return low + b"/", low + b"0"
+
     @contextlib.contextmanager
     def batch(self) -> Iterator["NtfsStore"]:
         """One transaction for many changes (an import writes thousands of rows)."""
-        conn = self._c()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._db.lock:
+            conn = self._db.conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- entries -----------------------------------------------------------------------------
 
     def put(self, rel: str, meta: FileMeta) -> None:
-        self._c().execute(
-            "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (_lkey(rel), _key(rel), meta.attributes, meta.security, meta.creation, meta.access, meta.write, meta.change,
-             meta.eas, meta.reparse),
-        )
+        key = self._k(rel)
+        with self._db.lock:
+            self._db.conn().execute(
+                "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (_lkey(key), _key(key), meta.attributes, meta.security, meta.creation, meta.access, meta.write,
+                 meta.change, meta.eas, meta.reparse),
+            )
+            self._db.changed_here()
 
     def update(self, rel: str, **fields: object) -> None:
-        current = self.get(rel) or FileMeta()
-        for name, value in fields.items():
-            setattr(current, name, value)
-        self.put(rel, current)
+        with self._db.lock:
+            current = self.get(rel) or FileMeta()
+            for name, value in fields.items():
+                setattr(current, name, value)
+            self.put(rel, current)
 
     def get(self, rel: str) -> Optional[FileMeta]:
-        row = self._c().execute(
-            f"SELECT {','.join(_FIELDS)} FROM entries WHERE lpath=?", (_lkey(rel),)
-        ).fetchone()
+        with self._db.lock:
+            row = self._db.conn().execute(
+                f"SELECT {','.join(_FIELDS)} FROM entries WHERE lpath=?", (_lkey(self._k(rel)),)
+            ).fetchone()
         return FileMeta(*row) if row else None
 
     def items(self) -> Iterator[tuple[str, FileMeta]]:
-        for row in self._c().execute(f"SELECT path,{','.join(_FIELDS)} FROM entries ORDER BY path").fetchall():
-            yield _unkey(row[0]), FileMeta(*row[1:])
+        with self._db.lock:
+            if self.prefix:
+                low, high = self._range()
+                rows = self._db.conn().execute(
+                    f"SELECT path,{','.join(_FIELDS)} FROM entries WHERE (lpath >= ? AND lpath < ?) OR lpath = ?"
+                    " ORDER BY path", (low, high, _lkey(self.prefix))).fetchall()
+            else:
+                rows = self._db.conn().execute(
+                    f"SELECT path,{','.join(_FIELDS)} FROM entries ORDER BY path").fetchall()
+        for row in rows:
+            yield self._strip(_unkey(row[0])), FileMeta(*row[1:])
+
+    def children(self, rel: str) -> dict[str, FileMeta]:
+        """The rows directly below ``rel``, by lower-case name."""
+        key = self._k(rel)
+        low = _lkey(key) + b"/" if key else b""
+        with self._db.lock:
+            if key:
+                rows = self._db.conn().execute(
+                    f"SELECT lpath,{','.join(_FIELDS)} FROM entries WHERE lpath >= ? AND lpath < ?",
+                    (low, _lkey(key) + b"0")).fetchall()
+            else:
+                rows = self._db.conn().execute(f"SELECT lpath,{','.join(_FIELDS)} FROM entries").fetchall()
+        out = {}
+        for row in rows:
+            rest = bytes(row[0])[len(low):]
+            if b"/" not in rest and rest:
+                out[_unkey(rest)] = FileMeta(*row[1:])
+        return out
 
     def remove(self, rel: str, recursive: bool = True) -> None:
-        key = _lkey(rel)
-        conn = self._c()
-        conn.execute("DELETE FROM entries WHERE lpath=?", (key,))
-        conn.execute("DELETE FROM streams WHERE lpath=?", (key,))
-        if recursive:  # everything below: keys between "<key>/" and "<key>0" ('0' follows '/')
-            low, high = key + b"/", key + b"0"
-            conn.execute("DELETE FROM entries WHERE lpath >= ? AND lpath < ?", (low, high))
-            conn.execute("DELETE FROM streams WHERE lpath >= ? AND lpath < ?", (low, high))
+        key = _lkey(self._k(rel))
+        with self._db.lock:
+            conn = self._db.conn()
+            conn.execute("DELETE FROM entries WHERE lpath=?", (key,))
+            conn.execute("DELETE FROM streams WHERE lpath=?", (key,))
+            if recursive:  # everything below: keys between "<key>/" and "<key>0" ('0' follows '/')
+                low, high = key + b"/", key + b"0"
+                conn.execute("DELETE FROM entries WHERE lpath >= ? AND lpath < ?", (low, high))
+                conn.execute("DELETE FROM streams WHERE lpath >= ? AND lpath < ?", (low, high))
+            self._db.changed_here()
+
+    def rename(self, old: str, new: str) -> None:
+        """Move the rows of ``old`` and everything below it to ``new`` (same store)."""
+        old_key, new_key = self._k(old), self._k(new)
+        old_l, new_l = _lkey(old_key), _lkey(new_key)
+        with self._db.lock:
+            conn = self._db.conn()
+            self.remove(new)
+            for table in ("entries", "streams"):
+                conn.execute(f"UPDATE {table} SET lpath = ? WHERE lpath = ?", (new_l, old_l))
+                conn.execute(f"UPDATE {table} SET lpath = ? || substr(lpath, ?) WHERE lpath >= ? AND lpath < ?",
+                             (new_l, len(old_l) + 1, old_l + b"/", old_l + b"0"))
+            conn.execute("UPDATE entries SET path = ? WHERE lpath = ?", (_key(new_key), new_l))
+            conn.execute("UPDATE entries SET path = ? || substr(path, ?) WHERE lpath >= ? AND lpath < ?",
+                         (_key(new_key), len(_key(old_key)) + 1, new_l + b"/", new_l + b"0"))
+            self._db.changed_here()
+
+    def reparse_points(self) -> frozenset[str]:
+        """Lower-case keys (relative to this view) of the reparse points under it."""
+        keys = self._db.reparse_keys()
+        if not self.prefix:
+            return keys
+        low = self.prefix.lower() + "/"
+        return frozenset(k[len(low):] for k in keys if k.startswith(low))
+
+    def has_reparse(self, rel: str) -> bool:
+        return self._k(rel).lower() in self._db.reparse_keys()
 
     # -- alternate data streams --------------------------------------------------------------
 
     def put_stream(self, rel: str, name: str, data: bytes) -> None:
-        self._c().execute("INSERT OR REPLACE INTO streams VALUES (?,?,?)", (_lkey(rel), _key(name), data))
+        with self._db.lock:
+            self._db.conn().execute("INSERT OR REPLACE INTO streams VALUES (?,?,?)",
+                                    (_lkey(self._k(rel)), _key(name), data))
+
+    def drop_stream(self, rel: str, name: str) -> None:
+        with self._db.lock:
+            self._db.conn().execute("DELETE FROM streams WHERE lpath=? AND lower(name)=lower(?)",
+                                    (_lkey(self._k(rel)), _key(name)))
 
     def streams(self, rel: str) -> list[tuple[str, bytes]]:
-        rows = self._c().execute("SELECT name, data FROM streams WHERE lpath=? ORDER BY name",
-                                 (_lkey(rel),)).fetchall()
+        with self._db.lock:
+            rows = self._db.conn().execute("SELECT name, data FROM streams WHERE lpath=? ORDER BY name",
+                                           (_lkey(self._k(rel)),)).fetchall()
         return [(_unkey(n), bytes(d or b"")) for n, d in rows]
 
-    # -- deletions recorded by a diff layer --------------------------------------------------
+    # -- deletions recorded by a diff layer (the legacy transport's tombstones.txt) ---------
 
     def add_tombstone(self, rel: str) -> None:
-        self._c().execute("INSERT OR REPLACE INTO tombstones VALUES (?,?)", (_lkey(rel), _key(rel)))
-
-    def drop_tombstone(self, rel: str) -> None:
-        self._c().execute("DELETE FROM tombstones WHERE lpath=?", (_lkey(rel),))
+        key = self._k(rel)
+        with self._db.lock:
+            self._db.conn().execute("INSERT OR REPLACE INTO tombstones VALUES (?,?)", (_lkey(key), _key(key)))
 
     def tombstones(self) -> list[str]:
-        return [_unkey(r[0]) for r in self._c().execute("SELECT path FROM tombstones ORDER BY path").fetchall()]
+        with self._db.lock:
+            rows = self._db.conn().execute("SELECT path FROM tombstones ORDER BY path").fetchall()
+        keys = [_unkey(r[0]) for r in rows]
+        if not self.prefix:
+            return keys
+        low = self.prefix.lower() + "/"
+        return [self._strip(k) for k in keys if k.lower().startswith(low)]
 
     # -- layer-level facts --------------------------------------------------------------------
 
+    def _info_key(self, key: str) -> str:
+        return f"{self.prefix}\0{key}" if self.prefix else key
+
     def set_info(self, key: str, value: object) -> None:
-        self._c().execute("INSERT OR REPLACE INTO info VALUES (?,?)", (key, dumps(value)))
+        with self._db.lock:
+            self._db.conn().execute("INSERT OR REPLACE INTO info VALUES (?,?)", (self._info_key(key), dumps(value)))
 
     def info(self, key: str, default: object = None) -> object:
-        row = self._c().execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        with self._db.lock:
+            row = self._db.conn().execute("SELECT value FROM info WHERE key=?", (self._info_key(key),)).fetchone()
         return json.loads(row[0]) if row else default
+
+
+# -- where a path's metadata lives -----------------------------------------------------------------
+
+_volume_root: Optional[Path] = None
+_locations: dict[bytes, tuple[Path, str]] = {}
+_shared: dict[Path, _Db] = {}
+_registry_lock = threading.Lock()
+
+
+def set_volume_root(root: Path) -> None:
+    """The simulated host's C: drive (the simulator's root folder)."""
+    global _volume_root
+    _volume_root = Path(root)
+    forget_locations()
+
+
+def volume_root() -> Path:
+    if _volume_root is None:
+        raise RuntimeError("the simulated host's volume root is not set")
+    return _volume_root
+
+
+def forget_locations() -> None:
+    """Drop the cached store locations (after a folder that holds stores moved or went away)."""
+    with _registry_lock:
+        _locations.clear()
+
+
+def _find(path: bytes) -> tuple[Path, str]:
+    """(store file, key) for the host path ``path``: the nearest tree store above it, else the
+    C: drive's store, else (outside the drive) the daemon's store for foreign paths."""
+    root = os.fsencode(volume_root())
+    names: list[bytes] = []
+    current = path.rstrip(b"/") or b"/"
+    while True:
+        if os.path.exists(current + b"/" + _STORE_B):
+            return Path(os.fsdecode(current)) / STORE_NAME, _join(names)
+        parent, name = os.path.split(current)
+        if name == _VOLUME_B and os.path.exists(parent + b"/" + _VOLUME_STORE_B):
+            return Path(os.fsdecode(parent)) / VOLUME_STORE, _join(names)
+        if current == root:
+            return Path(os.fsdecode(root)) / STORE_NAME, _join(names)
+        if parent == current:
+            return Path(os.fsdecode(root)) / "daemon" / _OUTSIDE_STORE, rel_from_host(path.strip(b"/"))
+        names.append(name)
+        current = parent
+
+
+_STORE_B = STORE_NAME.encode()
+_VOLUME_B = SANDBOX_VOLUME.encode()
+_VOLUME_STORE_B = VOLUME_STORE.encode()
+
+
+def _join(names: list[bytes]) -> str:
+    return "/".join(rel_from_host(n) for n in reversed(names))
+
+
+def locate(path: Union[Path, bytes, str]) -> tuple[Path, str]:
+    """The store file that holds the metadata of ``path`` and the path's key in it."""
+    raw = (path if isinstance(path, bytes) else os.fsencode(path)).rstrip(b"/") or b"/"
+    with _registry_lock:
+        exact = _locations.get(raw)
+    if exact is not None and _db_exists(exact[0]):
+        return exact
+    folder, name = os.path.split(raw)
+    with _registry_lock:
+        cached = _locations.get(folder)
+    if (cached is not None and name not in (_VOLUME_B, b"") and _db_exists(cached[0])
+            and not os.path.exists(raw + b"/" + _STORE_B)):
+        db, prefix = cached
+        leaf = rel_from_host(name)
+        return db, (f"{prefix}/{leaf}" if prefix else leaf)
+    found = _find(raw)
+    if os.path.isdir(raw):
+        with _registry_lock:
+            if len(_locations) > 4096:
+                _locations.clear()
+            _locations[raw] = found
+    return found
+
+
+def _db_exists(db: Path) -> bool:
+    """A cached location holds while its store file does (a removed tree takes it along); the
+    C: drive's and the foreign paths' stores are made on first use."""
+    if db.parent == volume_root() or db.name == _OUTSIDE_STORE:
+        return True
+    return os.path.exists(db)
+
+
+def open_view(path: Union[Path, bytes, str]) -> NtfsStore:
+    """A store of its own (own connection; close it) over the tree at ``path``."""
+    db, prefix = locate(path)
+    return NtfsStore(db, prefix)
+
+
+def shared_view(path: Union[Path, bytes, str]) -> NtfsStore:
+    """A view over the daemon's shared connection to the store of ``path`` (do not batch)."""
+    db, prefix = locate(path)
+    with _registry_lock:
+        shared = _shared.get(db)
+        if shared is not None and shared._conn is not None:
+            try:
+                stale = os.stat(db).st_ino != shared.inode
+            except OSError:
+                stale = True
+            if stale:  # the tree was removed (and maybe made again): a new connection
+                shared.close()
+                shared = None
+        if shared is None:
+            shared = _shared[db] = _Db(db)
+            if len(_shared) > 256:
+                for old in list(_shared)[:64]:
+                    _shared.pop(old).close()
+    return NtfsStore(shared, prefix, owned=False)

@@ -41,7 +41,9 @@ _COMPUTECORE_LATER = (
     "HcsEnumerateComputeSystemsInNamespace", "HcsCreateComputeSystemInNamespace", "HcsOpenComputeSystemInNamespace",
     "HcsWaitForComputeSystemExit", "HcsWaitForProcessExit", "HcsGetProcessorCompatibilityFromSavedState",
 )
-_ALLOCATORS = {"ole32.dll": ("CoTaskMemFree",), "kernel32.dll": ("LocalFree",)}
+# Every build has the Win32 calls the library makes (files with backup semantics, tokens) and the
+# allocators that free HCS strings.
+_ALLOCATORS = {"ole32.dll": ("CoTaskMemFree",), **cdefs.WIN32_EXPORTS}
 
 PROFILES: Mapping[str, Profile] = {
     "tp3": Profile(

@@ -33,7 +33,10 @@ from wincontainers.sim import storage as st
 from wincontainers.sim import winproc
 from wincontainers.sim.faults import Fail, Faults
 from wincontainers.sim.model import EVENTS, NOTIFICATIONS, ComputeSystem, Handle, SimProcess
+from wincontainers.sim import ntfs
 from wincontainers.sim.network import Networks
+from wincontainers.sim.tokens import Tokens
+from wincontainers.sim.winfs import WinFs
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.wire import Guid
 
@@ -129,6 +132,8 @@ class Api:
     blocking: bool = False
     #: the last 'S' out parameter carries the result / error document
     doc: bool = False
+    #: kernel32/advapi32: the reply carries the handler's values as they are (no out parameters)
+    raw: bool = False
 
     @property
     def out_count(self) -> int:
@@ -153,9 +158,10 @@ _VOID_FUNCTIONS = {"HcsCloseComputeSystem", "HcsCloseProcess"}
 HANDLERS: dict[tuple[str, str], Api] = {}
 
 
-def api(group: str, name: str, fmt: str, *, blocking: bool = False, doc: bool = False) -> Callable[..., Any]:
+def api(group: str, name: str, fmt: str, *, blocking: bool = False, doc: bool = False,
+        raw: bool = False) -> Callable[..., Any]:
     def register(func: Callable[..., Optional[Reply]]) -> Callable[..., Optional[Reply]]:
-        HANDLERS[(group, name)] = Api(group, name, fmt, func, blocking, doc)
+        HANDLERS[(group, name)] = Api(group, name, fmt, func, blocking, doc, raw)
         return func
 
     return register
@@ -207,11 +213,14 @@ _SIGNALS = {
 class Service:
     """State of the simulated host; every mutation happens under ``self.lock``."""
 
-    def __init__(self, root: Path, socket_path: Path) -> None:
+    def __init__(self, root: Path, socket_path: Path, *, elevated: bool = True) -> None:
         self.root = root
         self.socket_path = socket_path
         self.lock = threading.RLock()
+        ntfs.set_volume_root(root)
         self.storage = st.Storage(root)
+        self.tokens = Tokens(elevated)
+        self.files = WinFs(root, self.tokens, self._volume_content)
         self.faults = Faults()
         self.systems: dict[str, ComputeSystem] = {}
         self.handles: dict[int, Handle] = {}
@@ -222,6 +231,12 @@ class Service:
         self._networks: dict[str, Networks] = {}
         self.bin_dir = root / "daemon" / "bin"
         self._write_tools()
+
+    def _volume_content(self, guid: str) -> Optional[Path]:
+        """``\\\\?\\Volume{guid}\\`` -> the folder that plays that mounted sandbox volume."""
+        with self.lock:
+            vol = self.storage.volumes.get(guid.lower())
+            return vol.content if vol is not None else None
 
     def networks(self, profile: str) -> Networks:
         """The host's networking (HNS/HCN state, TP3's NAT), created on first use."""
@@ -836,13 +851,16 @@ class Service:
     def open_handles(self, pid: Optional[int]) -> dict[str, dict[str, int]]:
         with self.lock:
             out: dict[str, dict[str, int]] = {}
-            for h in self.handles.values():
-                if pid is not None and h.conn.pid != pid:
-                    continue
-                counts = out.setdefault(str(h.conn.pid), {"total": 0})
-                counts[h.kind] = counts.get(h.kind, 0) + 1
-                counts["total"] += 1
-            return out
+            owners = [(h.conn.pid, h.kind) for h in self.handles.values()]
+        with self.files.lock:
+            owners += [(f.pid, "file") for f in self.files.opens.values()]
+        for owner, kind in owners:
+            if pid is not None and owner != pid:
+                continue
+            counts = out.setdefault(str(owner), {"total": 0})
+            counts[kind] = counts.get(kind, 0) + 1
+            counts["total"] += 1
+        return out
 
     def shutdown_all(self) -> None:
         with self.lock:
@@ -883,3 +901,4 @@ def guid_of(value: Any) -> str:
 # Registers the handlers (import for side effects).
 from wincontainers.sim import handlers as _handlers  # noqa: E402,F401
 from wincontainers.sim import net_handlers as _net_handlers  # noqa: E402,F401
+from wincontainers.sim import k32_handlers as _k32_handlers  # noqa: E402,F401

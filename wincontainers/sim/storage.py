@@ -31,13 +31,13 @@ from typing import Any, Optional, Sequence
 
 import attrs
 
-from wincontainers.sim import layerio
+from wincontainers.layerfile.reparse import encode_reparse
+from wincontainers.sim import hive, layerio, ntfs
 from wincontainers.sim.faults import Fail
-from wincontainers.sim.ntfs import NtfsStore, host_path
+from wincontainers.sim.ntfs import SANDBOX_VOLUME, FileMeta, NtfsStore
 
 __all__ = ["Storage", "name_to_guid", "SANDBOX_VOLUME", "SANDBOX_META"]
 
-SANDBOX_VOLUME = "sandbox.vhdx"
 SANDBOX_META = "wcsim-sandbox.json"
 
 # The simulator's own NameToGuid namespace. Windows' algorithm is undocumented (hcs-api.md
@@ -97,6 +97,19 @@ _BASE_FILES = {
     "Program Files/.keep": b"",
 }
 _BASE_HIVES = ("DEFAULT", "SAM", "SECURITY", "SOFTWARE", "SYSTEM")
+# The compatibility junctions every Windows base image carries, to absolute targets outside it.
+_JUNCTIONS = {
+    "Documents and Settings": "C:\\Users",
+    "Users/All Users": "C:\\ProgramData",
+    "ProgramData/Application Data": "C:\\ProgramData",
+}
+# What the simulated host's own C: drive holds where those junctions lead.
+_HOST_DRIVE = {
+    "Users/Public/Documents/desktop.ini": b"[.ShellClassInfo]\r\n",
+    "Users/Administrator/NTUSER.DAT": b"regf (the host's own profile)",
+    "ProgramData/Microsoft/Windows/host-only.txt": b"this file is the host's, not any image's\n",
+}
+_HIDDEN_SYSTEM = 0x2 | 0x4
 
 
 class Storage:
@@ -107,6 +120,11 @@ class Storage:
         self.images_root = root / "Images"
         self.volumes: dict[str, Volume] = {}
         self._lock = threading.Lock()
+        for rel, data in _HOST_DRIVE.items():
+            path = root / rel
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -161,6 +179,9 @@ class Storage:
         if vol is not None:
             raise Fail(ERROR_SHARING_VIOLATION, f"layer {path} is still activated (volume {vol.guid})")
         _remove_tree(path)
+        view = ntfs.shared_view(path)  # rows kept above the folder, when it had no store of its own
+        view.remove("")
+        ntfs.forget_locations()
 
     def activate(self, path: Path) -> None:
         if not path.is_dir():
@@ -194,9 +215,14 @@ class Storage:
         meta_file = path / SANDBOX_META
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
         if not meta.get("prepared"):
-            for parent in reversed(parent_paths):
-                _overlay(parent / "Files", vol.content, NtfsStore.at(parent))
-                layerio.overlay_metadata(parent, path, vol.content)
+            vstore = NtfsStore(path / layerio.VOLUME_STORE)
+            try:
+                with vstore.batch():
+                    for depth, parent in enumerate(reversed(parent_paths)):
+                        # The bottom layer is the base (whole); every other one is a diff layer.
+                        layerio.overlay(parent, vol.content, vstore, diff=depth > 0)
+            finally:
+                vstore.close()
             layerio.record_prepared_view(path, vol.content)
             meta["prepared"] = True
             meta["parents"] = [str(p) for p in parent_paths]
@@ -271,6 +297,8 @@ class Storage:
 
 
 def _write_base_image(folder: Path, name: str, version: str) -> None:
+    """A small Windows base image: the tools the simulated cmd provides, the registry hives (its
+    SOFTWARE hive names its build) and the compatibility junctions, with its own NTFS store."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -279,42 +307,32 @@ def _write_base_image(folder: Path, name: str, version: str) -> None:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(data)
     (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(f"{name} {version} (simulated)\n")
+    build = int(version.split(".")[2])
+    config = tmp / "Files" / "Windows" / "System32" / "config"
+    config.mkdir(parents=True, exist_ok=True)
     (tmp / "Hives").mkdir(parents=True)
-    for hive in _BASE_HIVES:
-        (tmp / "Hives" / f"{hive}_BASE").write_bytes(b"regf")
+    for hive_name in _BASE_HIVES:
+        data = hive.software_hive(build, f"{name} (simulated)") if hive_name == "SOFTWARE" else hive.empty_hive(hive_name)
+        (config / hive_name).write_bytes(data)
+        (tmp / "Hives" / f"{hive_name}_BASE").write_bytes(data)
+    store = NtfsStore.at(tmp)
+    try:
+        with store.batch():
+            for rel, target in _JUNCTIONS.items():
+                (tmp / "Files" / rel).mkdir(parents=True, exist_ok=True)
+                store.put(f"Files/{rel}", FileMeta(
+                    attributes=0x10 | 0x400 | _HIDDEN_SYSTEM, reparse=encode_reparse(target, junction=True)))
+    finally:
+        store.close()
     os.replace(tmp, folder)
 
 
-def _overlay(src: Path, dest: Path, store: NtfsStore) -> None:
-    """Copy a layer's Files over the volume, after removing what the layer deleted."""
-    try:
-        deleted = store.tombstones()
-    finally:
-        store.close()
-    for rel in deleted:
-        target = host_path(dest, rel[len("Files/"):]) if rel.startswith("Files/") else None
-        if target is None:
-            continue
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target, ignore_errors=True)
-        elif os.path.lexists(target):
-            os.unlink(target)
-    if not src.is_dir():
-        return
-    src_b, dest_b = os.fsencode(src), os.fsencode(dest)
-    for dirpath, dirnames, filenames in os.walk(src_b):
-        rel_b = os.path.relpath(dirpath, src_b)
-        out_dir = os.path.join(dest_b, rel_b) if rel_b != b"." else dest_b
-        os.makedirs(out_dir, exist_ok=True)
-        for fn in filenames:
-            s = os.path.join(dirpath, fn)
-            d = os.path.join(out_dir, fn)
-            if os.path.lexists(d):
-                os.unlink(d)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
-            else:
-                shutil.copy2(s, d)
+def base_image_build(folder: Path) -> Optional[int]:
+    """The build a central-store image's folder name states (``CN=..._10.0.<build>.0``)."""
+    if not folder.name.startswith("CN="):
+        return None
+    version = folder.name.rsplit("_", 1)[-1].split(".")
+    return int(version[2]) if len(version) == 4 and version[2].isdigit() else None
 
 
 def _remove_tree(path: Path) -> None:

@@ -1051,6 +1051,102 @@ static HRESULT callv(const char *fn, const char *fmt, va_list ap, int oneway) {
     return (HRESULT)(int64_t)rawhr;
 }
 
+int wc_request(wc_reply *r, const char *fn, const char *fmt, ...) {
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < WC_MAX_FDS; i++) r->fds[i] = -1;
+    warg a[WC_MAX_ARGS];
+    va_list ap;
+    va_start(ap, fmt);
+    int na = collect_args(fmt, ap, a);
+    va_end(ap);
+    pthread_mutex_lock(&G.lock);
+    wc_conn *c = get_conn_locked();
+    uint64_t id = G.next_req++;
+    if (!c) {
+        pthread_mutex_unlock(&G.lock);
+        return -1;
+    }
+    wc_pending p;
+    memset(&p, 0, sizeof p);
+    p.id = id;
+    p.next = c->pending;
+    c->pending = &p;
+    int fd = c->fd;
+    pthread_mutex_unlock(&G.lock);
+
+    wbuf b = {0};
+    encode_request(&b, 'Q', id, fn, a, na);
+    int sent = b.oom ? -1 : send_message(fd, b.p, b.n);
+    free(b.p);
+
+    pthread_mutex_lock(&G.lock);
+    if (sent == 0)
+        while (!p.done) pthread_cond_wait(&G.cond, &G.lock);
+    wc_pending **pp = &c->pending;
+    while (*pp && *pp != &p) pp = &(*pp)->next;
+    if (*pp) *pp = p.next;
+    pthread_mutex_unlock(&G.lock);
+    if (sent != 0 || !p.msg) {
+        take_fds(p.fds, p.nfds);
+        free(p.msg);
+        return -1;
+    }
+    r->msg = p.msg;
+    r->len = p.len;
+    r->nfds = p.nfds;
+    for (int i = 0; i < p.nfds; i++) r->fds[i] = p.fds[i];
+    r->cur = p.msg + 9;
+    r->end = p.msg + p.len;
+    uint64_t rawhr;
+    uint16_t count;
+    if (rd_bytes(&r->cur, r->end, &rawhr, 8) || rd_bytes(&r->cur, r->end, &count, 2)) {
+        wc_reply_free(r);
+        return -1;
+    }
+    r->status = (int64_t)rawhr;
+    return 0;
+}
+
+int wc_reply_int(wc_reply *r, int64_t *out) {
+    wval v;
+    if (!r->cur || rd_value(&r->cur, r->end, &v)) return -1;
+    if (v.tag == 'N') {
+        *out = 0;
+        return 0;
+    }
+    if (v.tag != 'i') return -1;
+    *out = v.i;
+    return 0;
+}
+
+int wc_reply_bytes(wc_reply *r, const uint8_t **p, uint32_t *n) {
+    wval v;
+    *p = NULL;
+    *n = 0;
+    if (!r->cur || rd_value(&r->cur, r->end, &v)) return -1;
+    if (v.tag == 'N') return 0;
+    if (v.tag != 'b' && v.tag != 's') return -1;
+    *p = v.p;
+    *n = v.n;
+    return 0;
+}
+
+int wc_reply_fd(wc_reply *r) {
+    if (r->next_fd >= r->nfds) return -1;
+    int fd = r->fds[r->next_fd];
+    r->fds[r->next_fd++] = -1;
+    return fd;
+}
+
+void wc_reply_free(wc_reply *r) {
+    for (int i = 0; i < r->nfds; i++)
+        if (r->fds[i] >= 0) close(r->fds[i]);
+    r->nfds = 0;
+    free(r->msg);
+    r->msg = NULL;
+    r->cur = r->end = NULL;
+}
+
 HRESULT wc_call(const char *fn, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

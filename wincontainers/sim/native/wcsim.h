@@ -156,4 +156,22 @@ HRESULT wc_op_result(HCS_OPERATION op, DWORD timeout_ms, int wait, HCS_PROCESS_I
 /* Report misuse seen by the allocator exports to the daemon (counted per client). */
 void wc_report_misuse(const char *what);
 
+/* Requests whose answer the caller reads value by value (kernel32, advapi32): the status is
+ * the daemon's result (a Win32 error code there), then the call's own values and descriptors. */
+typedef struct wc_reply {
+    uint8_t *msg;
+    uint32_t len;
+    const uint8_t *cur, *end;
+    int fds[16];
+    int nfds, next_fd;
+    int64_t status;
+} wc_reply;
+
+/* 0 when an answer came (r->status holds it), -1 when the service could not be reached. */
+int wc_request(wc_reply *r, const char *fn, const char *fmt, ...);
+int wc_reply_int(wc_reply *r, int64_t *out);                        /* 0 on success */
+int wc_reply_bytes(wc_reply *r, const uint8_t **p, uint32_t *n);     /* 'b' or 's'; NULL is (NULL, 0) */
+int wc_reply_fd(wc_reply *r);                                        /* the next descriptor (now the caller's), -1 */
+void wc_reply_free(wc_reply *r);
+
 #endif

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -144,6 +145,22 @@ def base_layer() -> bytes:
     ])
 
 
+def as_exported(tar: bytes) -> bytes:
+    """``tar`` with the times an export gives outside Files (hcsshim's legacy reader): Hives
+    takes System_Delta's times, and creation and access times there are the write time."""
+    entries = [(e, d.read() if d is not None else None) for e, d in LayerReader(io.BytesIO(tar))]
+    delta = next((e for e, _ in entries if e.name.lower() == "hives/system_delta"), None)
+    out = []
+    for entry, data in entries:
+        if entry.name == "Hives" and delta is not None:
+            entry = attrs.evolve(entry, creation_time=delta.last_write_time, last_access_time=delta.last_write_time,
+                                 last_write_time=delta.last_write_time, change_time=delta.change_time)
+        elif entry.name.startswith("Hives/"):
+            entry = attrs.evolve(entry, creation_time=entry.last_write_time, last_access_time=entry.last_write_time)
+        out.append((entry, data))
+    return tar_of(out)
+
+
 def view(tar: bytes) -> dict[str, tuple[Any, ...]]:
     """Every entry by name, hard links resolved to the file they name (which name a tar calls
     the file and which the link depends on the order), plus the groups of linked names."""
@@ -221,7 +238,7 @@ def test_random_trees_survive_import_and_export(host: Host) -> None:
                 host.layers.export_tar(layer, second)
                 assert first.getvalue() == second.getvalue(), "two exports of one layer differ"
                 assert result.diff_id == "sha256:" + hashlib.sha256(first.getvalue()).hexdigest()
-                problems = _diff(view(tar), view(first.getvalue()))
+                problems = _diff(view(as_exported(tar)), view(first.getvalue()))
                 assert not problems, "\n".join(problems)
             finally:
                 host.layers.destroy(layer)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 import attrs
 
 from wincontainers import errors
-from wincontainers._native import library, oshandle
+from wincontainers._native import library, oshandle, win32
+from wincontainers._native.layerfs import remove_tree
 from wincontainers.container import ContainerCollection
 from wincontainers.driver import Driver, open_driver
 from wincontainers.driver.base import LayerRef
@@ -61,6 +61,8 @@ class Host:
         simulator: Any = None,
     ) -> None:
         self.binding = binding
+        #: kernel32/advapi32 of this host (System32, or the simulated host's): files, processes, token
+        self.win32 = binding.win32
         self.driver: Driver = open_driver(binding)
         self.generation: int = binding.generation
         self.build = build
@@ -258,14 +260,14 @@ class Host:
         attempt(self.driver.deactivate_layer, path)
         removing = path + "-removing"
         try:
-            os.replace(path, removing)
-        except OSError:
+            self.win32.move(win32.long_path(path), win32.long_path(removing))
+        except win32.Win32Error:
             removing = path
         attempt(self.driver.destroy_layer, removing)
-        if Path(removing).exists():
+        if self.win32.attributes(win32.long_path(removing)) is not None:
             if failures:
                 raise failures[-1]
-            shutil.rmtree(removing, ignore_errors=True)
+            remove_tree(self.win32, removing)
 
     def cleanup_removing(self) -> int:
         """Destroy leftovers of interrupted removals (``<id>-removing`` folders)."""
@@ -274,6 +276,8 @@ class Host:
             try:
                 self.driver.destroy_layer(str(leftover))
             except errors.HcsError:
-                shutil.rmtree(leftover, ignore_errors=True)
+                pass
+            if leftover.exists():
+                remove_tree(self.win32, leftover)
             count += 1
         return count

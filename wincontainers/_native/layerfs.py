@@ -1,34 +1,61 @@
-"""File operations on layer folders: Windows semantics, per platform.
+"""Layer folders with Windows file semantics: one implementation, on kernel32.
 
-Importing and exporting layers needs what plain file I/O cannot do on Windows: BackupWrite and
-BackupRead (security descriptors, EAs, reparse data, streams), the four FILETIMEs, hard links,
-and long (``\\\\?\\``) paths. :func:`open_folder` returns a :class:`LayerFolder` for one folder
-tree; relative paths use ``/``.
+Importing and exporting layers needs what plain file I/O cannot do: BackupWrite and BackupRead
+(security descriptors, EAs, reparse data, alternate streams), the four FILETIMEs, hard links,
+file ids, deletion of read-only files and junctions, and paths longer than MAX_PATH. A
+:class:`LayerFolder` does these through :class:`~wincontainers._native.win32.Win32` (System32 on
+Windows, the simulated host's kernel32 elsewhere), relative to one folder, with ``\\\\?\\``
+paths. Relative paths use ``/``; names are Windows names (lone UTF-16 surrogates included).
 
-- On Windows the calls are Win32 (kernel32 through ctypes), with backup semantics; the caller
-  must hold SeBackupPrivilege/SeRestorePrivilege (see :func:`oshandle.enable_privileges`).
-- Elsewhere the folder belongs to the simulated host, whose NTFS metadata lives in a store next
-  to the files (:mod:`wincontainers.sim.ntfs`); names keep lone UTF-16 surrogates (WTF-8 on disk).
+Rules kept here, each one a way real hosts broke naive code:
+
+- nothing follows a reparse point: entries are opened with ``FILE_FLAG_OPEN_REPARSE_POINT``,
+  and walks do not enter a folder that is a junction or symbolic link (base images hold
+  junctions such as ``Documents and Settings`` -> ``C:\\Users``);
+- a deletion opens the entry with DELETE and backup intent, clears the read-only attribute when
+  that is what refused it, and retries; a folder is emptied first, a junction removed as itself;
+- a hard link replaces whatever ImportLayer left at its name (a placeholder for a parent's file).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import sys
 from pathlib import Path
-from typing import IO, Any, Optional, Protocol
+from typing import IO, Any, Iterable, Optional, Union
 
 import attrs
 
-__all__ = ["LayerFolder", "EntryRead", "Times", "open_folder", "is_file", "volume_folder"]
+from wincontainers._native import win32
+from wincontainers._native.win32 import (
+    FILE_ATTRIBUTE_DIRECTORY,
+    FILE_ATTRIBUTE_NORMAL,
+    FILE_ATTRIBUTE_READONLY,
+    FILE_ATTRIBUTE_REPARSE_POINT,
+    FindData,
+    Win32,
+    Win32File,
+)
+
+__all__ = ["LayerFolder", "EntryRead", "EntryWriter", "Times", "remove_tree", "RECYCLE_BIN"]
 
 Times = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]  # creation, access, write, change
+
+#: Never part of a layer (hcsshim skips it: names there may not even convert).
+RECYCLE_BIN = "Files/$Recycle.Bin"
+
+_READ = win32.GENERIC_READ | win32.ACCESS_SYSTEM_SECURITY
+_WRITE = (win32.GENERIC_WRITE | win32.WRITE_DAC | win32.WRITE_OWNER | win32.ACCESS_SYSTEM_SECURITY
+          | win32.FILE_READ_ATTRIBUTES | win32.FILE_WRITE_ATTRIBUTES)
+_WRITE_DATA = win32.GENERIC_WRITE | win32.FILE_READ_ATTRIBUTES | win32.FILE_WRITE_ATTRIBUTES
+_ATTRS = win32.FILE_READ_ATTRIBUTES | win32.FILE_WRITE_ATTRIBUTES
+_DELETE = win32.DELETE | _ATTRS
+_SHARE_ALL = win32.FILE_SHARE_ALL
 
 
 @attrs.frozen
 class EntryRead:
-    """One file or directory as BackupRead gives it."""
+    """One file or folder as BackupRead gives it (close ``stream`` when done)."""
 
     attributes: int
     times: Times
@@ -38,380 +65,235 @@ class EntryRead:
     links: int
 
 
-class LayerFolder(Protocol):
-    root: Path
+class EntryWriter:
+    """One entry being written: its backup stream in any number of pieces, then its basic
+    information. Alternate data streams go into the same backup stream (an ADS written later
+    through ``name:stream`` would be refused for a file its SD protects, and would move its
+    times)."""
 
-    def exists(self, rel: str) -> bool: ...
+    def __init__(self, file: Win32File) -> None:
+        self.file = file
+        self.backup = file.backup_writer(process_security=True)
 
-    def is_dir(self, rel: str) -> bool: ...
+    def write(self, chunk: Any) -> int:
+        return self.backup.write(chunk)
 
-    def listdir(self, rel: str) -> list[str]: ...
+    def finish(self, times: Times, attributes: int) -> None:
+        """End the backup stream, set the times and attributes, close."""
+        try:
+            self.backup.close()
+            self.file.set_basic_info(times, attributes or FILE_ATTRIBUTE_NORMAL)
+        finally:
+            self.file.close()
 
-    def mkdir(self, rel: str) -> None: ...
-
-    def open_write(self, rel: str) -> IO[bytes]: ...
-
-    def open_read(self, rel: str) -> IO[bytes]: ...
-
-    def file_id(self, rel: str) -> tuple[tuple[int, int], int]: ...
-
-    def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes], times: Times) -> None: ...
-
-    def write_stream(self, rel: str, stream: str, size: int, data: Any) -> None: ...
-
-    def read_entry(self, rel: str) -> EntryRead: ...
-
-    def set_times(self, rel: str, times: Times) -> None: ...
-
-    def get_times(self, rel: str) -> Times: ...
-
-    def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
-        """``rel`` becomes another name of ``target_rel`` in the folder tree ``target_root``
-        (this tree or a parent layer's)."""
-
-    def remove(self, rel: str) -> None: ...
-
-    def close(self) -> None: ...
+    def abort(self) -> None:
+        try:
+            self.backup.close()
+        finally:
+            self.file.close()
 
 
-def open_folder(root: Path) -> LayerFolder:
-    """The folder ``root`` (created if missing) with Windows file semantics."""
-    root.mkdir(parents=True, exist_ok=True)
-    if sys.platform == "win32":
-        return _Win32Folder(root)
-    return _SimFolder(root)
+class LayerFolder:
+    """A folder tree on the host, read and written with backup semantics."""
 
+    def __init__(self, api: Win32, root: Union[str, "os.PathLike[str]"], *, create: bool = False) -> None:
+        self.api = api
+        self.root_path = Path(root) if not str(root).startswith("\\\\?\\") else None
+        self.root = win32.long_path(root)
+        if create:
+            api.create_directory(self.root, exist_ok=True)
 
-def is_file(root: Path, rel: str) -> bool:
-    """Whether ``rel`` (``/``-separated, any Windows name) is a file in the tree ``root``."""
-    if sys.platform == "win32":
-        return os.path.isfile(_win32_path(root, rel))
-    return os.path.isfile(_sim("ntfs").host_path(root, rel))
+    def __repr__(self) -> str:
+        return f"<LayerFolder {self.root}>"
 
-
-def volume_folder(mount_path: str, layer_folder: Path) -> Path:
-    """Where a prepared sandbox's files can be read and written with ordinary file calls.
-
-    On Windows that is the volume path GetLayerMountPath gave (``\\\\?\\Volume{...}\\``); on
-    the simulated host, the folder that plays the volume inside the sandbox layer.
-    """
-    if sys.platform == "win32":
-        return Path(mount_path)
-    return Path(layer_folder) / str(_sim("storage").SANDBOX_VOLUME)
-
-
-def _win32_path(root: Path, rel: str) -> str:
-    """``\\\\?\\`` + the absolute path: no length limit, no name rewriting."""
-    text = os.path.abspath(root)
-    base = text if text.startswith("\\\\?\\") else (
-        "\\\\?\\UNC\\" + text[2:] if text.startswith("\\\\") else "\\\\?\\" + text)
-    return base + ("\\" + rel.replace("/", "\\") if rel else "")
-
-
-def _sort_key(name: str) -> tuple[str, str]:
-    return (name.upper(), name)
-
-
-# -- the simulated host ---------------------------------------------------------------------------
-
-
-def _sim(module: str) -> Any:
-    """A module of the simulated host (POSIX only; imported when a simulated folder is used)."""
-    import importlib
-
-    return importlib.import_module(f"wincontainers.sim.{module}")
-
-
-class _SimFolder:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.store: Any = _sim("ntfs").NtfsStore.at(root)
-        self._batch: Any = self.store.batch()
-        self._batch.__enter__()
-
-    def _p(self, rel: str) -> bytes:
-        return bytes(_sim("ntfs").host_path(self.root, rel))
-
-    def exists(self, rel: str) -> bool:
-        return os.path.lexists(self._p(rel))
-
-    def is_dir(self, rel: str) -> bool:
-        return os.path.isdir(self._p(rel))
-
-    def listdir(self, rel: str) -> list[str]:
-        ntfs = _sim("ntfs")
-        names = [str(ntfs.rel_from_host(n)) for n in os.listdir(self._p(rel))]
-        return sorted((n for n in names if not n.startswith(ntfs.STORE_NAME)), key=_sort_key)
-
-    def mkdir(self, rel: str) -> None:
-        os.makedirs(self._p(rel), exist_ok=True)
-
-    def open_write(self, rel: str) -> IO[bytes]:
-        return open(self._p(rel), "xb")
-
-    def open_read(self, rel: str) -> IO[bytes]:
-        return open(self._p(rel), "rb")
-
-    def file_id(self, rel: str) -> tuple[tuple[int, int], int]:
-        st = os.lstat(self._p(rel))
-        return (st.st_dev, st.st_ino), st.st_nlink
-
-    def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes], times: Times) -> None:
-        _sim("layerio").apply_backup(self.store, self.root, rel, directory=directory, attributes=attributes,
-                                     stream=stream, times=times)
-
-    def write_stream(self, rel: str, stream: str, size: int, data: Any) -> None:
-        payload = data.read(size)
-        if len(payload) != size:
-            raise OSError(f"stream {rel}:{stream} ended early")
-        self.store.put_stream(rel, stream, payload)
-
-    def read_entry(self, rel: str) -> EntryRead:
-        attributes, times, stream, directory = _sim("layerio").backup_of(self.store, self.root, rel)
-        file_id, links = self.file_id(rel)
-        return EntryRead(attributes, times, stream, directory, file_id, links)
-
-    def set_times(self, rel: str, times: Times) -> None:
-        self.store.update(rel, creation=times[0], access=times[1], write=times[2], change=times[3])
-        if times[2] is not None:
-            ns = (times[2] - 116444736000000000) * 100
-            acc = ((times[1] - 116444736000000000) * 100) if times[1] is not None else ns
-            try:
-                os.utime(self._p(rel), ns=(acc, ns), follow_symlinks=False)
-            except (OSError, NotImplementedError, ValueError):
-                pass
-
-    def get_times(self, rel: str) -> Times:
-        meta = self.store.get(rel)
-        if meta is None:
-            return (None, None, None, None)
-        return (meta.creation, meta.access, meta.write, meta.change)
-
-    def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
-        ntfs = _sim("ntfs")
-        os.link(ntfs.host_path(target_root, target_rel), self._p(rel))
-        # The metadata belongs to the file, not the name: take it from the target's store.
-        if Path(target_root) == self.root:
-            meta, streams = self.store.get(target_rel), self.store.streams(target_rel)
-        else:
-            with ntfs.NtfsStore.at(target_root) as other:
-                meta, streams = other.get(target_rel), other.streams(target_rel)
-        if meta is not None:
-            self.store.put(rel, meta)
-        for name, data in streams:
-            self.store.put_stream(rel, name, data)
-
-    def remove(self, rel: str) -> None:
-        import shutil
-
-        path = self._p(rel)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.unlink(path)
-        self.store.remove(rel)
-        self.store.add_tombstone(rel)  # in a diff layer a deletion hides the parents' file
+    def path(self, rel: str) -> str:
+        return win32.join(self.root, rel)
 
     def close(self) -> None:
-        if self._batch is not None:
-            self._batch.__exit__(None, None, None)
-            self._batch = None  # type: ignore[assignment]
-        self.store.close()
+        """Nothing stays open between calls; kept so a folder can be used like a resource."""
+
+    # -- what is there ------------------------------------------------------------------------
+
+    def attributes(self, rel: str) -> Optional[int]:
+        """The attributes of ``rel`` itself (a reparse point is not followed); None if absent."""
+        return self.api.attributes(self.path(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self.attributes(rel) is not None
+
+    def is_dir(self, rel: str) -> bool:
+        attributes = self.attributes(rel)
+        return attributes is not None and bool(attributes & FILE_ATTRIBUTE_DIRECTORY)
+
+    def is_file(self, rel: str) -> bool:
+        """A file that is not a reparse point (what a hard link may name)."""
+        attributes = self.attributes(rel)
+        return attributes is not None and not attributes & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT)
+
+    def is_real_dir(self, rel: str) -> bool:
+        """A folder that is not a reparse point (a junction, or ImportLayer's placeholder)."""
+        attributes = self.attributes(rel)
+        return attributes is not None and attributes & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT) \
+            == FILE_ATTRIBUTE_DIRECTORY
+
+    def entries(self, rel: str) -> list[FindData]:
+        """The entries of folder ``rel``, sorted as NTFS sorts names (upper case first)."""
+        return sorted(self.api.listdir(self.path(rel)), key=lambda e: (e.name.upper(), e.name))
+
+    def listdir(self, rel: str) -> list[str]:
+        return [e.name for e in self.entries(rel)]
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def mkdir(self, rel: str) -> None:
+        """Create folder ``rel`` (its parent must exist); one already there is fine."""
+        self.api.create_directory(self.path(rel), exist_ok=True)
+
+    def create_file(self, rel: str, *, security: bool = True) -> Win32File:
+        """A new file ``rel``, opened to write its data and basic information (and, with
+        ``security``, its security descriptor: SACL included, which needs SeSecurityPrivilege)."""
+        access = _WRITE if security else _WRITE_DATA
+        return self.api.open_for_backup(self.path(rel), access, win32.CREATE_NEW)
+
+    def begin_entry(self, rel: str, *, directory: bool) -> EntryWriter:
+        """Create ``rel`` (a folder: also open it) for :class:`EntryWriter`."""
+        if directory:
+            self.mkdir(rel)
+            return EntryWriter(self.api.open_for_backup(self.path(rel), _WRITE))
+        return EntryWriter(self.create_file(rel))
+
+    def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes], times: Times) -> None:
+        """Create ``rel`` from a whole backup stream, then set its times and attributes."""
+        writer = self.begin_entry(rel, directory=directory)
+        try:
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish(times, attributes)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Replace (or create) the small file ``rel`` with ``data`` (layerchain.json and such)."""
+        with self.api.open_for_backup(self.path(rel), win32.GENERIC_WRITE, win32.CREATE_ALWAYS) as f:
+            f.write(data)
+
+    def set_times(self, rel: str, times: Times) -> None:
+        with self.api.open_for_backup(self.path(rel), _ATTRS, share=_SHARE_ALL) as f:
+            f.set_basic_info(times, 0)
+
+    def hardlink(self, rel: str, target: "LayerFolder", target_rel: str) -> None:
+        """``rel`` becomes another name of ``target_rel`` in ``target`` (this tree or a parent
+        layer's), replacing what is at ``rel`` now (ImportLayer's placeholder)."""
+        self.remove(rel)
+        self.api.create_hard_link(self.path(rel), target.path(target_rel))
+
+    def remove(self, rel: str) -> None:
+        """Delete ``rel`` (a folder with what it holds; a junction as itself); absent is fine."""
+        remove_path(self.api, self.path(rel))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def open_read(self, rel: str) -> Win32File:
+        return self.api.open_for_backup(self.path(rel), win32.GENERIC_READ, share=win32.FILE_SHARE_READ)
+
+    def read_entry(self, rel: str) -> EntryRead:
+        """``rel`` as BackupRead gives it, with its times, id and link count."""
+        f = self.api.open_for_backup(self.path(rel), _READ)
+        try:
+            info = f.basic_info()
+            file_id = f.file_id()
+            _size, links, directory = f.standard_info()
+            stream = _Owning(f.backup_reader(process_security=True), f)
+        except BaseException:
+            f.close()
+            raise
+        return EntryRead(info.attributes, info.times, stream, directory, file_id, links)  # type: ignore[arg-type]
+
+    def get_times(self, rel: str) -> Times:
+        with self.api.open_for_backup(self.path(rel), win32.FILE_READ_ATTRIBUTES, share=_SHARE_ALL) as f:
+            return f.basic_info().times
 
 
-# -- Windows ---------------------------------------------------------------------------------------
+class _Owning:
+    """A BackupRead stream that closes its file when it is closed (buffered for small reads)."""
 
-if sys.platform == "win32":
-    import ctypes
-    from ctypes import wintypes
+    def __init__(self, reader: win32.BackupReader, file: Win32File) -> None:
+        self._buffered = io.BufferedReader(reader, 1 << 20)
+        self._file = file
 
-    _k32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    _INVALID_HANDLE = wintypes.HANDLE(-1).value
-    _GENERIC_READ, _GENERIC_WRITE = 0x80000000, 0x40000000
-    _WRITE_DAC, _WRITE_OWNER, _READ_CONTROL, _DELETE = 0x40000, 0x80000, 0x20000, 0x10000
-    _ACCESS_SYSTEM_SECURITY = 0x01000000
-    _FILE_WRITE_ATTRIBUTES, _FILE_READ_ATTRIBUTES = 0x100, 0x80
-    _SHARE_ALL = 0x1 | 0x2 | 0x4
-    _CREATE_NEW, _OPEN_EXISTING = 1, 3
-    _BACKUP_SEMANTICS, _OPEN_REPARSE_POINT = 0x02000000, 0x00200000
-    _FILE_BASIC_INFO, _FILE_STANDARD_INFO, _FILE_ID_INFO = 0, 1, 0x12
-    _ERROR_ALREADY_EXISTS = 183
+    def read(self, n: int = -1) -> bytes:
+        return self._buffered.read(n)
 
-    class _BasicInfo(ctypes.Structure):
-        _fields_ = [("CreationTime", ctypes.c_int64), ("LastAccessTime", ctypes.c_int64),
-                    ("LastWriteTime", ctypes.c_int64), ("ChangeTime", ctypes.c_int64),
-                    ("FileAttributes", wintypes.DWORD)]
+    def readinto(self, b: Any) -> int:
+        return self._buffered.readinto(b)
 
-    class _StandardInfo(ctypes.Structure):
-        _fields_ = [("AllocationSize", ctypes.c_int64), ("EndOfFile", ctypes.c_int64),
-                    ("NumberOfLinks", wintypes.DWORD), ("DeletePending", wintypes.BOOLEAN),
-                    ("Directory", wintypes.BOOLEAN)]
+    def close(self) -> None:
+        try:
+            self._buffered.close()
+        finally:
+            self._file.close()
 
-    class _IdInfo(ctypes.Structure):
-        _fields_ = [("VolumeSerialNumber", ctypes.c_uint64), ("FileId", ctypes.c_ubyte * 16)]
+    def __enter__(self) -> "_Owning":
+        return self
 
-    def _check(ok: Any, what: str, path: str) -> None:
-        if not ok:
-            raise ctypes.WinError(ctypes.get_last_error(), f"{what} {path}")
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    class _Handle:
-        def __init__(self, path: str, access: int, disposition: int) -> None:
-            h = _k32.CreateFileW(path, access, _SHARE_ALL, None, disposition,
-                                 _BACKUP_SEMANTICS | _OPEN_REPARSE_POINT, None)
-            if h == _INVALID_HANDLE or h is None:
-                raise ctypes.WinError(ctypes.get_last_error(), f"CreateFileW {path}")
-            self.h = h
-            self.path = path
 
-        def close(self) -> None:
-            if self.h is not None:
-                _k32.CloseHandle(self.h)
-                self.h = None
+def remove_path(api: Win32, path: str) -> None:
+    """Delete ``path`` as Windows lets a backup operator: without following reparse points, a
+    read-only entry after clearing the attribute, a folder after what it holds. Absent is fine."""
+    try:
+        f = api.open_for_backup(path, _DELETE, share=_SHARE_ALL)
+    except win32.PathNotFound:
+        return
+    with f:
+        attributes, _tag = f.attribute_tag()
+        if attributes & FILE_ATTRIBUTE_DIRECTORY and not attributes & FILE_ATTRIBUTE_REPARSE_POINT:
+            for entry in api.listdir(path):
+                _remove_entry(api, win32.join(path, entry.name), entry)
+        try:
+            f.delete_on_close()
+        except win32.AccessDenied:
+            if not attributes & FILE_ATTRIBUTE_READONLY:
+                raise
+            f.set_basic_info(attributes=(attributes & ~FILE_ATTRIBUTE_READONLY) or FILE_ATTRIBUTE_NORMAL)
+            f.delete_on_close()
 
-    class _BackupStream(io.RawIOBase):
-        """BackupRead as a readable stream (bProcessSecurity=TRUE)."""
 
-        def __init__(self, handle: _Handle) -> None:
-            super().__init__()
-            self.handle = handle
-            self.ctx = ctypes.c_void_p(0)
+def _remove_entry(api: Win32, path: str, entry: FindData) -> None:
+    """One entry of a folder being emptied: the cheap call first, the careful one if refused."""
+    try:
+        if not entry.is_dir:
+            api.delete_file(path)
+            return
+        if entry.is_reparse_point:
+            api.remove_directory(path)
+            return
+    except win32.PathNotFound:
+        return
+    except win32.AccessDenied:
+        pass  # read-only, or protected by its SD: open with backup intent below
+    remove_path(api, path)
 
-        def readable(self) -> bool:
-            return True
 
-        def readinto(self, b: Any) -> int:
-            n = wintypes.DWORD(0)
-            buf = (ctypes.c_char * len(b)).from_buffer(b)
-            _check(_k32.BackupRead(self.handle.h, buf, len(b), ctypes.byref(n), False, True,
-                                   ctypes.byref(self.ctx)), "BackupRead", self.handle.path)
-            return int(n.value)
+def remove_tree(api: Win32, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Remove a folder tree of ours (a staging folder, a layer being discarded) through its
+    ``\\\\?\\`` path, so depth is no limit; a leftover is an error, never silently kept."""
+    remove_path(api, win32.long_path(path))
 
-        def close(self) -> None:
-            if self.handle.h is not None:
-                n = wintypes.DWORD(0)
-                _k32.BackupRead(self.handle.h, None, 0, ctypes.byref(n), True, True, ctypes.byref(self.ctx))
-                self.handle.close()
-            super().close()
 
-    class _Win32Folder:
-        def __init__(self, root: Path) -> None:
-            self.root = root
-
-        def _p(self, rel: str) -> str:
-            return _win32_path(self.root, rel)
-
-        def exists(self, rel: str) -> bool:
-            return os.path.lexists(self._p(rel))
-
-        def is_dir(self, rel: str) -> bool:
-            return os.path.isdir(self._p(rel))
-
-        def listdir(self, rel: str) -> list[str]:
-            return sorted(os.listdir(self._p(rel)), key=_sort_key)
-
-        def mkdir(self, rel: str) -> None:
-            os.makedirs(self._p(rel), exist_ok=True)
-
-        def open_write(self, rel: str) -> IO[bytes]:
-            return open(self._p(rel), "xb")
-
-        def open_read(self, rel: str) -> IO[bytes]:
-            return open(self._p(rel), "rb")
-
-        def file_id(self, rel: str) -> tuple[tuple[int, int], int]:
-            h = _Handle(self._p(rel), _FILE_READ_ATTRIBUTES, _OPEN_EXISTING)
-            try:
-                ident, std = _IdInfo(), _StandardInfo()
-                _check(_k32.GetFileInformationByHandleEx(h.h, _FILE_ID_INFO, ctypes.byref(ident),
-                                                         ctypes.sizeof(ident)), "FileIdInfo", h.path)
-                _check(_k32.GetFileInformationByHandleEx(h.h, _FILE_STANDARD_INFO, ctypes.byref(std),
-                                                         ctypes.sizeof(std)), "FileStandardInfo", h.path)
-                return (int(ident.VolumeSerialNumber), int.from_bytes(bytes(ident.FileId), "little")), int(
-                    std.NumberOfLinks)
-            finally:
-                h.close()
-
-        def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes],
-                        times: Times) -> None:
-            path = self._p(rel)
-            if directory and not _k32.CreateDirectoryW(path, None):
-                if ctypes.get_last_error() != _ERROR_ALREADY_EXISTS:
-                    raise ctypes.WinError(ctypes.get_last_error(), f"CreateDirectoryW {path}")
-            access = _GENERIC_WRITE | _WRITE_DAC | _WRITE_OWNER | _ACCESS_SYSTEM_SECURITY | _FILE_WRITE_ATTRIBUTES
-            h = _Handle(path, access, _OPEN_EXISTING if directory else _CREATE_NEW)
-            ctx = ctypes.c_void_p(0)
-            written = wintypes.DWORD(0)
-            try:
-                while True:
-                    chunk = stream.read(1 << 20)
-                    if not chunk:
-                        break
-                    _check(_k32.BackupWrite(h.h, chunk, len(chunk), ctypes.byref(written), False, True,
-                                            ctypes.byref(ctx)), "BackupWrite", path)
-                _k32.BackupWrite(h.h, None, 0, ctypes.byref(written), True, True, ctypes.byref(ctx))
-                self._set_basic(h, times, attributes)
-            finally:
-                h.close()
-
-        def write_stream(self, rel: str, stream: str, size: int, data: Any) -> None:
-            import shutil
-
-            with open(self._p(rel) + ":" + stream, "xb") as out:
-                shutil.copyfileobj(data, out, 1 << 20)  # type: ignore[misc]
-
-        def _set_basic(self, h: _Handle, times: Times, attributes: int) -> None:
-            info = _BasicInfo(*(t or 0 for t in times), attributes)
-            _check(_k32.SetFileInformationByHandle(h.h, _FILE_BASIC_INFO, ctypes.byref(info), ctypes.sizeof(info)),
-                   "SetFileInformationByHandle", h.path)
-
-        def read_entry(self, rel: str) -> EntryRead:
-            file_id, links = self.file_id(rel)
-            h = _Handle(self._p(rel), _GENERIC_READ | _READ_CONTROL | _ACCESS_SYSTEM_SECURITY, _OPEN_EXISTING)
-            info = _BasicInfo()
-            _check(_k32.GetFileInformationByHandleEx(h.h, _FILE_BASIC_INFO, ctypes.byref(info), ctypes.sizeof(info)),
-                   "GetFileInformationByHandleEx", h.path)
-            times = (int(info.CreationTime), int(info.LastAccessTime), int(info.LastWriteTime), int(info.ChangeTime))
-            attributes = int(info.FileAttributes)
-            return EntryRead(attributes, times, io.BufferedReader(_BackupStream(h), 1 << 20),
-                             bool(attributes & 0x10), file_id, links)
-
-        def set_times(self, rel: str, times: Times) -> None:
-            h = _Handle(self._p(rel), _FILE_WRITE_ATTRIBUTES | _FILE_READ_ATTRIBUTES, _OPEN_EXISTING)
-            try:
-                current = _BasicInfo()
-                _check(_k32.GetFileInformationByHandleEx(h.h, _FILE_BASIC_INFO, ctypes.byref(current),
-                                                         ctypes.sizeof(current)), "GetFileInformationByHandleEx",
-                       h.path)
-                self._set_basic(h, times, 0)  # 0 leaves the attributes as they are
-            finally:
-                h.close()
-
-        def get_times(self, rel: str) -> Times:
-            h = _Handle(self._p(rel), _FILE_READ_ATTRIBUTES, _OPEN_EXISTING)
-            try:
-                info = _BasicInfo()
-                _check(_k32.GetFileInformationByHandleEx(h.h, _FILE_BASIC_INFO, ctypes.byref(info),
-                                                         ctypes.sizeof(info)), "GetFileInformationByHandleEx", h.path)
-                return (int(info.CreationTime), int(info.LastAccessTime), int(info.LastWriteTime),
-                        int(info.ChangeTime))
-            finally:
-                h.close()
-
-        def hardlink(self, rel: str, target_root: Path, target_rel: str) -> None:
-            _check(_k32.CreateHardLinkW(self._p(rel), _win32_path(target_root, target_rel), None),
-                   "CreateHardLinkW", self._p(rel))
-
-        def remove(self, rel: str) -> None:
-            path = self._p(rel)
-            if not os.path.lexists(path):
-                return  # a tombstone for a parent's file: nothing of ours to delete
-            if os.path.isdir(path) and not os.path.islink(path):
-                import shutil
-
-                shutil.rmtree(path)
-            else:
-                _check(_k32.DeleteFileW(path), "DeleteFileW", path)
-
-        def close(self) -> None:
-            pass
+def copy_chunks(source: Any, size: int) -> Iterable[bytes]:
+    """Exactly ``size`` bytes of ``source`` in pieces; a short source is an error."""
+    remaining = size
+    while remaining:
+        chunk = source.read(min(1 << 20, remaining))
+        if not chunk:
+            raise ValueError("entry data ended early")
+        remaining -= len(chunk)
+        yield chunk
 

@@ -15,13 +15,16 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union, cast
 
 import attrs
 from cffi import FFI
 
 from wincontainers import errors
 from wincontainers._native import cdefs
+
+if TYPE_CHECKING:
+    from wincontainers._native.win32 import Win32
 
 __all__ = [
     "NativeDll",
@@ -356,6 +359,7 @@ class Binding:
     def __init__(self, system_dir: Path, generation: int) -> None:
         self.system_dir = system_dir
         self.generation = generation
+        self._win32: Optional["Win32"] = None
         dlls = cdefs.GENERATION_EXPORTS[generation]
         allocators: dict[str, Callable[[Any], None]] = {}
         for alloc_dll, func in (("ole32.dll", "CoTaskMemFree"), ("kernel32.dll", "LocalFree")):
@@ -378,6 +382,15 @@ class Binding:
 
     def __repr__(self) -> str:
         return f"<Binding gen{self.generation} {self.system_dir}>"
+
+    @property
+    def win32(self) -> "Win32":
+        """kernel32 and advapi32 of the same system directory (loaded on first use)."""
+        if self._win32 is None:
+            from wincontainers._native.win32 import Win32
+
+            self._win32 = Win32(self.system_dir)
+        return self._win32
 
     def dll(self, name: str) -> NativeDll:
         try:

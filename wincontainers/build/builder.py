@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import tarfile
 import time
 from collections import deque
@@ -25,9 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Se
 import attrs
 
 from wincontainers import errors
-from wincontainers._native.layerfs import volume_folder
 from wincontainers.build.commit import commit_layer
-from wincontainers.build.context import BuildContext, ContextSource, DockerIgnore
+from wincontainers.build.context import BuildContext, DockerIgnore
 from wincontainers.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from wincontainers.build.instructions import (
     DEFAULT_SHELL,
@@ -43,6 +41,7 @@ from wincontainers.build.instructions import (
     typed,
 )
 from wincontainers.build.lexer import ShellLex
+from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord, canonical_json, chain_id, digest_of
 
@@ -397,9 +396,9 @@ class _Builder:
             container.close()
 
     def ensure_dir(self, sandbox: str, windows_path: str) -> None:
-        mount = self.host.driver.layer_mount_path(sandbox)
-        root = volume_folder(mount, Path(sandbox))
-        (root / _inside(windows_path)).mkdir(parents=True, exist_ok=True)
+        target = _inside(windows_path)
+        if str(target) != ".":
+            Volume(self.host.win32, self.host.driver.layer_mount_path(sandbox)).makedirs(target)
 
     def copy_step(self, stage: _Stage, command: Copy, text: str, done: Mapping[int, _Stage]) -> None:
         workdir = (stage.config.get("config") or {}).get("WorkingDir")
@@ -417,9 +416,9 @@ class _Builder:
             with self.store.lease() as lease:
                 sandbox = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
                 with layers.prepared(sandbox) as mount:
-                    root = volume_folder(mount, sandbox.path)
+                    volume = Volume(self.host.win32, mount)
                     with self.sources(command, done, stage) as sources:
-                        self.copy_into(root, target, dest_is_dir, sources, add=command.add)
+                        self.copy_into(volume, target, dest_is_dir, sources, add=command.add)
                 tar = self.store.new_temp_file(".tar")
                 try:
                     layers.export_tar(sandbox, tar, progress=self.progress)
@@ -449,7 +448,7 @@ class _Builder:
             for source in command.sources:
                 for path in self.context.expand(source):
                     out.append(_Source("dir" if path.is_dir() else "file", path.name, path=path,
-                                       entries=self.context.sources(path)))
+                                       entries=context_entries(self.context.sources(path))))
             yield out
             return
         origin = self.copy_source_stage(command.from_stage, done)
@@ -460,53 +459,46 @@ class _Builder:
             view = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
             try:
                 with layers.prepared(view) as mount:
-                    other = BuildContext(volume_folder(mount, view.path), ignore=DockerIgnore())
+                    other = Volume(self.host.win32, mount)
                     for source in command.sources:
-                        path = other.root / _inside(source)
-                        if not path.exists():
+                        rel = _inside(source)
+                        kind = other.kind(rel)
+                        if kind is None:
                             raise errors.BadInput(f"COPY --from={command.from_stage}: {source!r} does not exist "
                                                   "there")
-                        out.append(_Source("dir" if path.is_dir() else "file", path.name, path=path,
-                                           entries=other.sources(path)))
+                        out.append(_Source(kind, rel.name, entries=other.entries(rel)))
                     yield out
             finally:
                 with contextlib.suppress(errors.WincontainersError):
                     layers.destroy(view, force=True)
 
-    def copy_into(self, root: Path, target: PurePosixPath, dest_is_dir: bool, sources: list["_Source"], *,
+    def copy_into(self, volume: Volume, target: PurePosixPath, dest_is_dir: bool, sources: list["_Source"], *,
                   add: bool) -> None:
         """Docker's rules: a folder's contents go into the destination; a file goes to
         ``<dest>/<name>`` when the destination is a folder, else to ``<dest>``; ADD unpacks a
         local tar archive into the destination folder."""
         for source in sources:
             if source.kind == "dir":
-                base = root / target
-                base.mkdir(parents=True, exist_ok=True)
+                volume.makedirs(target)
                 for entry in source.entries:
-                    destination = base / entry.target
-                    if entry.directory:
-                        destination.mkdir(parents=True, exist_ok=True)
-                    else:
-                        _copy_file(entry.path, destination)
+                    volume.write(target / entry.target, entry)
                 continue
             if add and source.kind == "file" and source.path is not None and _is_archive(source.path):
-                _extract(source.path, root / target)
+                volume.extract(source.path, target)
                 continue
-            where = root / (target / source.name if dest_is_dir else target)
+            where = target / source.name if dest_is_dir else target
             if source.kind == "inline":
-                where.parent.mkdir(parents=True, exist_ok=True)
-                where.write_bytes(source.data)
+                volume.write_bytes(where, source.data)
             else:
-                assert source.path is not None
-                _copy_file(source.path, where)
+                volume.write(where, source.entries[0])
 
 
 @attrs.frozen
 class _Source:
     kind: str  # "file", "dir" or "inline"
     name: str
-    path: Optional[Path] = None
-    entries: list[ContextSource] = attrs.field(factory=list)
+    path: Optional[Path] = None  # a file of the build context (ADD may unpack it)
+    entries: list[CopyEntry] = attrs.field(factory=list)
     data: bytes = b""
 
 
@@ -525,46 +517,11 @@ def _windows(path: PurePosixPath) -> str:
     return "C:\\" + "\\".join(path.parts) if path.parts and str(path) != "." else "C:\\"
 
 
-def _copy_file(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if source.is_symlink():
-        target = os.readlink(source)
-        if destination.exists() or destination.is_symlink():
-            destination.unlink()
-        os.symlink(target, destination)
-        return
-    shutil.copyfile(source, destination)
-    st = source.stat()
-    os.utime(destination, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def _is_archive(path: Path) -> bool:
     try:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
-
-
-def _extract(archive: Path, into: Path) -> None:
-    """ADD of a local tar (plain, gzip, bzip2, xz): regular files and folders, nothing outside."""
-    into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            name = member.name.replace("\\", "/")
-            parts = [p for p in name.split("/") if p not in ("", ".")]
-            if not parts or ".." in parts or name.startswith("/") or (len(parts[0]) >= 2 and parts[0][1] == ":"):
-                raise errors.BadInput(f"ADD {archive.name}: {member.name!r} would land outside the destination")
-            destination = into.joinpath(*parts)
-            if member.isdir():
-                destination.mkdir(parents=True, exist_ok=True)
-            elif member.isfile():
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                data = tar.extractfile(member)
-                assert data is not None
-                with open(destination, "wb") as out:
-                    shutil.copyfileobj(data, out)
-                os.utime(destination, (member.mtime, member.mtime))
-            # links, devices and FIFOs are not carried into Windows layers
 
 
 def _default_output(text: str) -> None:

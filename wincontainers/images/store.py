@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import attrs
 
@@ -266,7 +266,7 @@ class ImageStore:
         stale: set[str] = set()
         for path in self.leases_dir.glob("*.json"):
             pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else -1
-            if not oshandle.process_alive(pid):
+            if not self.host.win32.process_alive(pid):
                 stale.add(str(path))
                 continue
             try:
@@ -821,7 +821,7 @@ class ImageStore:
                 garbage.append(f"blob {path.name[:12]} is not referenced")
         garbage += [f"stale lease {Path(p).name}" for p in sorted(stale)]
         garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())
-                    if not _owned_by_live(p.name)]
+                    if not _owned_by_live(p.name, self.host.win32.process_alive)]
         garbage += [f"layer folder {name} left by an interrupted operation" for name in self._orphan_folders(held)]
         garbage += [f"leftover {p.name} in the layers folder" for p in self.host.layers.leftovers()]
         return FsckReport(tuple(found_errors), tuple(garbage))
@@ -832,7 +832,7 @@ class ImageStore:
         orphans = []
         for lease_path in self.leases_dir.glob("*.json"):
             pid_text = lease_path.name.split("-", 1)[0]
-            if pid_text.isdigit() and oshandle.process_alive(int(pid_text)):
+            if pid_text.isdigit() and self.host.win32.process_alive(int(pid_text)):
                 continue
             with contextlib.suppress(OSError, ValueError):
                 for folder in json.loads(lease_path.read_text()).get("folders", []):
@@ -883,7 +883,7 @@ class ImageStore:
                     os.unlink(lease_path)
                     other.append(f"lease {Path(lease_path).name}")
             for path in list(self.tmp_dir.iterdir()):
-                if not _owned_by_live(path.name):
+                if not _owned_by_live(path.name, self.host.win32.process_alive):
                     with contextlib.suppress(OSError):
                         shutil.rmtree(path) if path.is_dir() else path.unlink()
                         other.append(f"temporary {path.name}")
@@ -950,9 +950,9 @@ def _safe_ref(text: str) -> Reference:
         return Reference("", "")
 
 
-def _owned_by_live(name: str) -> bool:
+def _owned_by_live(name: str, alive: Callable[[int], bool]) -> bool:
     pid_text = name.split("-", 1)[0]
-    return pid_text.isdigit() and oshandle.process_alive(int(pid_text))
+    return pid_text.isdigit() and alive(int(pid_text))
 
 
 def _platform(config: dict[str, Any]) -> dict[str, Any]:

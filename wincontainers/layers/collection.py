@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,7 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequenc
 import attrs
 
 from wincontainers import errors
-from wincontainers._native import layerfs, oshandle
+from wincontainers._native import win32
+from wincontainers._native.layerfs import LayerFolder, remove_tree
 from wincontainers.atomicfile import write_atomic
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import LayerReader, LayerWriter, check_layer
@@ -41,6 +43,7 @@ __all__ = ["Layer", "LayerCollection", "LayerRejected", "ExportRefused", "Export
 
 LayerLike = Union["Layer", str, os.PathLike]  # type: ignore[type-arg]
 _PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+log = logging.getLogger("wincontainers.layers")
 
 
 class LayerRejected(errors.BadInput):
@@ -186,11 +189,14 @@ class LayerCollection:
         """Import a layer tar (plain, gzip or zstd) as a new layer over ``parents`` (nearest first).
 
         With no parents it is a base layer unless ``base=False``. Raises :class:`LayerRejected`
-        (with the full report) when the check finds errors, before anything is written.
+        (with the full report) when the check finds errors, before anything is written, and
+        :class:`~wincontainers._native.win32.PrivilegeNotHeld` when this process cannot enable
+        SeBackupPrivilege, SeRestorePrivilege and SeSecurityPrivilege (not elevated).
         ``on_folder`` is told the new folder's path before it is created (the image store
         records it, so a killed import's folder can be found and removed).
         """
         shown = _source_name(source)
+        self.host.win32.require_privileges(*_PRIVILEGES, task=f"importing {shown} as a layer")
         with errors.during(f"importing {shown}"):
             parent_refs = self._refs(parents)
         is_base = (not parent_refs) if base is None else base
@@ -201,7 +207,6 @@ class LayerCollection:
                 report = check_layer(path, parents=[Path(r.path) for r in parent_refs], base=is_base)
                 if not report.ok:
                     raise LayerRejected(report)
-            oshandle.enable_privileges(*_PRIVILEGES)
             layer_id = secrets.token_hex(32)
             target = self.root / layer_id
             if on_folder is not None:
@@ -213,19 +218,20 @@ class LayerCollection:
                         diff_id, size = self._import_base(path, target, callback)
                     else:
                         diff_id, size = self._import_diff(path, target, parent_refs, callback)
-                (target / "layerchain.json").write_text(
-                    json.dumps([r.path for r in parent_refs] or None, separators=(",", ":")))
+                    LayerFolder(self.host.win32, target).write_bytes(
+                        "layerchain.json", json.dumps([r.path for r in parent_refs] or None,
+                                                      separators=(",", ":")).encode())
                 self._write_info(layer_id, {"diff_id": diff_id, "size": size, "created": time.time(),
                                             "kind": "base" if is_base else "diff"})
             except BaseException:
-                self._discard(target)
+                self._discard_quietly(target)
                 raise
             finally:
                 close_bar()
         return self.get(layer_id)
 
     def _import_base(self, source: str, target: Path, progress: Any) -> tuple[str, int]:
-        folder = layerfs.open_folder(target)
+        folder = LayerFolder(self.host.win32, target, create=True)
         writer = BaseLayerWriter(folder)
         size = 0
         try:
@@ -236,20 +242,27 @@ class LayerCollection:
                         size += entry.size
                 diff_id = reader.diff_id
             pending = writer.close()
-            self._apply_pending(folder, target, pending, [])
-        finally:
-            folder.close()
+        except BaseException:
+            writer.abort()
+            raise
+        self._apply_pending(folder, pending, writer.added, [])
         self.host.driver.process_base_image(str(target))
         if pending.has_utility_vm:
             self.host.driver.process_utility_image(str(target / "UtilityVM"))
         return diff_id, size
 
+    def _staging(self, kind: str) -> Path:
+        """A new staging folder of this process (``.import-<pid>-...``), made with CreateDirectoryW."""
+        path = self.root / f".{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+        self.host.win32.create_directory(win32.long_path(path))
+        return path
+
     def _import_diff(self, source: str, target: Path, parents: Sequence[LayerRef], progress: Any) -> tuple[str, int]:
-        staging = Path(tempfile.mkdtemp(prefix=f".import-{os.getpid()}-", dir=self.root))
+        staging = self._staging("import")
         size = 0
+        parent_folders = [LayerFolder(self.host.win32, p.path) for p in parents]
         try:
-            folder = layerfs.open_folder(staging)
-            writer = TransportWriter(folder)
+            writer = TransportWriter(LayerFolder(self.host.win32, staging))
             try:
                 with LayerReader(source, progress=progress) as reader:
                     for entry, data in reader:
@@ -263,29 +276,32 @@ class LayerCollection:
                         if entry.kind is EntryKind.FILE:
                             size += entry.size
                     diff_id = reader.diff_id
-                pending = writer.close()
-            finally:
-                folder.close()
+                pending = writer.close(parent_folders)
+            except BaseException:
+                writer.abort()
+                raise
             self.host.driver.import_layer(str(target), str(staging), parents)
-            layer_folder = layerfs.open_folder(target)
-            try:
-                self._apply_pending(layer_folder, target, pending, [Path(p.path) for p in parents])
-            finally:
-                layer_folder.close()
+            self._apply_pending(LayerFolder(self.host.win32, target), pending, writer.added, parent_folders)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            self._remove_quietly(staging)
         return diff_id, size
 
-    def _apply_pending(self, folder: layerfs.LayerFolder, target: Path, pending: PendingWork,
-                       parents: Sequence[Path]) -> None:
-        for name, link_target in pending.hardlinks:
-            owner = next((c for c in [target, *parents] if layerfs.is_file(c, link_target)), None)
-            if owner is None:
-                raise errors.NotFound("import", subject=errors.subject_for("layer", target.name),
-                                      message=f"hard link {name} -> {link_target}: the target exists nowhere")
-            folder.hardlink(name, owner, link_target)
+    def _apply_pending(self, folder: LayerFolder, pending: PendingWork, added: set[str],
+                       parent_folders: Sequence[LayerFolder]) -> None:
+        """What ImportLayer does not do, in hcsshim's order: deletions, then hard links (each
+        replacing what ImportLayer left at its name), then the folders' times again."""
         for deleted in pending.tombstones:
             folder.remove(deleted)
+        for name, link_target in pending.hardlinks:
+            if link_target.lower() in added:
+                owner = folder
+            else:
+                owner = next((p for p in parent_folders if p.is_file(link_target)), None)  # type: ignore[assignment]
+            if owner is None:
+                raise errors.NotFound("import", subject=errors.subject_for("layer", Path(folder.root).name),
+                                      message=f"hard link {name} -> {link_target}: the target is neither in this "
+                                              "layer nor in a parent layer")
+            folder.hardlink(name, owner, link_target)
         for name, times in reversed(pending.directory_times):  # children before parents
             if folder.exists(name):
                 folder.set_times(name, times)
@@ -312,7 +328,8 @@ class LayerCollection:
         if compression not in ("none", "gzip", "zstd"):
             raise errors.BadInput("compression is 'none', 'gzip' or 'zstd'")
         found = self.get(layer)
-        oshandle.enable_privileges(*_PRIVILEGES)
+        self.host.win32.require_privileges("SeBackupPrivilege", "SeSecurityPrivilege",
+                                           task=f"exporting layer {found.short_id}")
         callback, close_bar = reporter(progress, desc=f"export {found.short_id}")
         to_path = isinstance(dest, (str, os.PathLike))
         partial = Path(os.fspath(dest) + ".partial") if to_path else None  # type: ignore[arg-type]
@@ -342,27 +359,21 @@ class LayerCollection:
                 partial.unlink()
 
     @contextlib.contextmanager
-    def _exported_tree(self, layer: Layer) -> Iterator[tuple[layerfs.LayerFolder, bool]]:
+    def _exported_tree(self, layer: Layer) -> Iterator[tuple[LayerFolder, bool]]:
         if layer.kind == "base":
-            folder = layerfs.open_folder(layer.path)
-            try:
-                yield folder, False
-            finally:
-                folder.close()
+            yield LayerFolder(self.host.win32, layer.path), False
             return
-        staging = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=self.root))
+        staging = self._staging("export")
         try:
+            export = staging / "export"
+            self.host.win32.create_directory(win32.long_path(export))  # ExportLayer writes into an existing folder
             parents = self._refs([str(p) for p in layer.parents])
             with self._unprepared(layer, parents):
-                self.host.driver.export_layer(str(layer.path), str(staging / "export"), parents,
+                self.host.driver.export_layer(str(layer.path), str(export), parents,
                                               writable=layer.kind == "sandbox")
-            folder = layerfs.open_folder(staging / "export")
-            try:
-                yield folder, True
-            finally:
-                folder.close()
+            yield LayerFolder(self.host.win32, export), True
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            self._remove_quietly(staging)
 
     @contextlib.contextmanager
     def _unprepared(self, layer: Layer, parents: Sequence[LayerRef]) -> Iterator[None]:
@@ -417,9 +428,10 @@ class LayerCollection:
                 on_folder(path)
             self.host.driver.create_sandbox(str(path), refs)
         try:
-            (path / "layerchain.json").write_text(json.dumps([r.path for r in refs], separators=(",", ":")))
+            LayerFolder(self.host.win32, path).write_bytes(
+                "layerchain.json", json.dumps([r.path for r in refs], separators=(",", ":")).encode())
         except BaseException:
-            self._discard(path)
+            self._discard_quietly(path)
             raise
         return self.get(layer_id)
 
@@ -477,7 +489,7 @@ class LayerCollection:
                 out.append(path)
             elif path.name.startswith((".import-", ".export-", ".spool-")):
                 pid = path.name.split("-")[1]
-                if not (pid.isdigit() and oshandle.process_alive(int(pid))):
+                if not (pid.isdigit() and self.host.win32.process_alive(int(pid))):
                     out.append(path)
         return sorted(out)
 
@@ -488,7 +500,7 @@ class LayerCollection:
             if path.name.endswith("-removing"):
                 self._discard(path)
             elif path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(self.host.win32, path)
             else:
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -497,20 +509,37 @@ class LayerCollection:
         return removed
 
     def _discard(self, path: Path) -> None:
-        """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the id)."""
-        if not path.exists():
+        """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the
+        id); what DestroyLayer left is removed through ``\\\\?\\`` paths, or the error says why."""
+        api = self.host.win32
+        if api.attributes(win32.long_path(path)) is None:
             return
         removing = path if path.name.endswith("-removing") else path.with_name(path.name + "-removing")
-        try:
-            os.replace(path, removing)
-        except OSError:
-            removing = path
+        if removing != path:
+            try:
+                api.move(win32.long_path(path), win32.long_path(removing))
+            except win32.Win32Error as exc:
+                log.info("could not rename %s before removing it: %s", path.name, exc)
+                removing = path
         try:
             self.host.driver.destroy_layer(str(removing))
-        except errors.HcsError:
-            pass
-        if removing.exists():
-            shutil.rmtree(removing, ignore_errors=True)
+        except errors.HcsError as exc:
+            log.info("DestroyLayer %s: %s; removing the folder itself", removing.name, exc)
+        if api.attributes(win32.long_path(removing)) is not None:
+            remove_tree(api, removing)
+
+    def _discard_quietly(self, path: Path) -> None:
+        """:meth:`_discard` on a failure path: its own error is logged, the first one raised."""
+        try:
+            self._discard(path)
+        except errors.WincontainersError as exc:
+            log.warning("could not remove %s after a failure: %s", path, exc)
+
+    def _remove_quietly(self, staging: Path) -> None:
+        try:
+            remove_tree(self.host.win32, staging)
+        except errors.WincontainersError as exc:
+            log.warning("could not remove the staging folder %s: %s", staging, exc)
 
     def _write_info(self, layer_id: str, info: dict[str, Any]) -> None:
         write_atomic(self.info_dir / f"{layer_id}.json", json.dumps(info).encode())

@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import io
 import struct
-from typing import IO, Iterator, Optional, cast
+from typing import IO, Any, Iterator, Optional, Sequence
 
 import attrs
 
-from wincontainers._native.layerfs import LayerFolder, Times
+from wincontainers._native import win32
+from wincontainers._native.layerfs import RECYCLE_BIN, EntryWriter, LayerFolder, Times
 from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.backup import BackupReader, BackupWriter, Readable, StreamId
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
@@ -34,7 +35,7 @@ from wincontainers.layerfile.reparse import (
 )
 from wincontainers.layerfile.validate import REPARSE_EXTENSION
 
-__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "WCIDIRS", "ZERO_TIMES"]
+__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "copy_chunks", "WCIDIRS", "ZERO_TIMES"]
 
 WCIDIRS = ".$wcidirs$"
 ZERO_TIMES: Times = (None, None, None, None)
@@ -83,21 +84,26 @@ def _attributes(entry: LayerEntry) -> int:
 
 
 class TransportWriter:
-    """Entries of a diff layer -> vmcompute's import folder (``staging``); UtilityVM content goes
-    straight into the destination layer (``layer``), as hcsshim writes it."""
+    """Entries of a diff layer -> vmcompute's import folder (``staging``), as hcsshim's legacy
+    layer writer lays it out. Names the tar adds are remembered: a hard link names one of them,
+    or a file of a parent layer."""
 
-    def __init__(self, staging: LayerFolder, layer: Optional[LayerFolder] = None) -> None:
+    def __init__(self, staging: LayerFolder) -> None:
         self.staging = staging
-        self.layer = layer
         self.pending = PendingWork()
-        self._open: Optional[tuple[str, IO[bytes], BackupWriter, Times]] = None
+        self.added: set[str] = set()
+        self._open: Optional[tuple[str, win32.Win32File, "io.BufferedWriter[Any]", BackupWriter, Times]] = None
 
     def _finish_open(self) -> None:
         if self._open is not None:
-            rel, handle, _writer, times = self._open
-            handle.close()
-            self.staging.set_times(rel, times)
+            _rel, raw, buffered, _writer, times = self._open
             self._open = None
+            try:
+                buffered.flush()
+                # The transport file carries the entry's times; its attributes are the prefix.
+                raw.set_basic_info(times, 0)
+            finally:
+                raw.close()
 
     def add(self, entry: LayerEntry, data: Optional[Readable]) -> None:
         name = entry.name
@@ -106,17 +112,17 @@ class TransportWriter:
             if self._open is None or self._open[0] not in (entry.stream_owner, entry.stream_owner + WCIDIRS):
                 raise ValueError(f"{name}: stream without its file")
             assert data is not None
-            self._open[2].alternate(entry.stream_name, entry.size, data)
+            self._open[3].alternate(entry.stream_name, entry.size, data)
             return
         self._finish_open()
         if name.startswith("UtilityVM"):
-            self._utility_vm(entry, data)
-            return
+            raise ValueError(f"{name}: UtilityVM content belongs to a base layer")
         if kind is EntryKind.WHITEOUT:
             self.pending.tombstones.append(entry.whiteout_target)
             return
         if kind is EntryKind.HARDLINK:
             self.pending.hardlinks.append((name, entry.link_target or ""))
+            self.added.add(name.lower())
             return
         if name == "Hives" or name.startswith("Hives/"):
             if kind is EntryKind.DIRECTORY:
@@ -124,124 +130,133 @@ class TransportWriter:
                 self.staging.set_times(name, _times(entry))
             elif kind is EntryKind.FILE:
                 assert data is not None
-                with self.staging.open_write(name) as out:
-                    _copy(data, out, entry.size)
-                self.staging.set_times(name, _times(entry))
+                with self.staging.create_file(name, security=False) as out:
+                    for chunk in copy_chunks(data, entry.size):
+                        out.write(chunk)
+                    out.set_basic_info(_times(entry), 0)
             return
+        self.added.add(name.lower())
         directory = kind is EntryKind.DIRECTORY or entry.is_directory_link
         rel = name + WCIDIRS if directory else name
         if directory:
             self.staging.mkdir(name)
             self.pending.directory_times.append((name, _times(entry)))
-        handle = self.staging.open_write(rel)
-        handle.write(struct.pack("<I", _attributes(entry)))
-        writer = BackupWriter(handle)
+        raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
+        buffered: "io.BufferedWriter[Any]" = io.BufferedWriter(raw, 1 << 16)
+        buffered.write(struct.pack("<I", _attributes(entry)))
+        writer = BackupWriter(buffered)  # type: ignore[arg-type]
         _metadata_streams(writer, entry)
         if kind is EntryKind.FILE:
             assert data is not None
             writer.data(entry.size, data)
-        self._open = (rel, handle, writer, _times(entry))
+        self._open = (rel, raw, buffered, writer, _times(entry))
 
-    def _utility_vm(self, entry: LayerEntry, data: Optional[Readable]) -> None:
-        if self.layer is None:
-            raise ValueError("UtilityVM content needs the destination layer")
-        self.pending.has_utility_vm = True
-        _write_in_place(self.layer, entry, data, self.pending)
-
-    def close(self) -> PendingWork:
+    def close(self, parents: Sequence[LayerFolder] = ()) -> PendingWork:
+        """Finish the import folder. A deletion needs its folder in the layer (vmcompute keeps
+        deletions only in the folders a layer holds, which ImportLayer fills with placeholders
+        for what stays): a folder the tar left out is added with its parent layer's metadata."""
         self._finish_open()
+        for target in self.pending.tombstones:
+            parts = target.split("/")
+            for depth in range(1, len(parts)):
+                rel = "/".join(parts[:depth])
+                if rel.lower() in self.added:
+                    continue
+                source = next((p for p in parents if p.is_real_dir(rel)), None)
+                if source is None:
+                    break  # nothing below has this folder: nothing there to delete
+                self._copy_folder(source, rel)
         return self.pending
 
+    def _copy_folder(self, source: LayerFolder, rel: str) -> None:
+        read = source.read_entry(rel)
+        try:
+            self.staging.mkdir(rel)
+            with self.staging.create_file(rel + WCIDIRS, security=False) as out:
+                out.write(struct.pack("<I", read.attributes))
+                while chunk := read.stream.read(1 << 20):
+                    out.write(chunk)
+                out.set_basic_info(read.times, 0)
+        finally:
+            read.stream.close()
+        self.added.add(rel.lower())
+        self.pending.directory_times.append((rel, read.times))
 
-def _copy(src: Readable, dst: IO[bytes], size: int) -> None:
+    def abort(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
+
+
+def copy_chunks(src: Readable, size: int) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of ``src`` in pieces; a short source is an error."""
     remaining = size
     while remaining:
         chunk = src.read(min(1 << 20, remaining))
         if not chunk:
             raise ValueError("entry data ended early")
-        dst.write(chunk)
         remaining -= len(chunk)
-
-
-def _write_in_place(folder: LayerFolder, entry: LayerEntry, data: Optional[Readable], pending: PendingWork) -> None:
-    """One entry into a layer folder with BackupWrite (base layers, UtilityVM)."""
-    kind = entry.kind
-    if kind is EntryKind.HARDLINK:
-        pending.hardlinks.append((entry.name, entry.link_target or ""))
-        return
-    if kind is EntryKind.WHITEOUT:
-        pending.tombstones.append(entry.whiteout_target)
-        return
-    directory = kind is EntryKind.DIRECTORY or entry.is_directory_link
-    head = io.BytesIO()
-    writer = BackupWriter(head)
-    _metadata_streams(writer, entry)
-    stream: IO[bytes] = head
-    if kind is EntryKind.FILE:
-        head.write(struct.pack("<IIqI", StreamId.DATA, 0, entry.size, 0))
-        assert data is not None
-        stream = cast(IO[bytes], _Chain(head.getvalue(), data, entry.size))
-    else:
-        head.seek(0)
-    folder.write_entry(entry.name, directory=directory, attributes=_attributes(entry), stream=stream,
-                       times=_times(entry))
-    if directory:
-        pending.directory_times.append((entry.name, _times(entry)))
-
-
-class _Chain(io.RawIOBase):
-    """``head`` bytes, then exactly ``size`` bytes of ``data``."""
-
-    def __init__(self, head: bytes, data: Readable, size: int) -> None:
-        super().__init__()
-        self.head = head
-        self.data = data
-        self.remaining = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: object) -> int:
-        view = memoryview(b)  # type: ignore[arg-type]
-        if not len(view):
-            return 0
-        if self.head:
-            n = min(len(view), len(self.head))
-            view[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        if self.remaining <= 0:
-            return 0
-        chunk = self.data.read(min(len(view), self.remaining))
-        if not chunk:
-            raise ValueError("entry data ended early")
-        view[: len(chunk)] = chunk
-        self.remaining -= len(chunk)
-        return len(chunk)
+        yield chunk
 
 
 class BaseLayerWriter:
-    """Entries of a base layer, written in place into the layer folder."""
+    """Entries of a base layer, written in place into the layer folder with BackupWrite. A file
+    stays open until the next entry, so its alternate data streams (the tar entries after it)
+    go into its own backup stream."""
 
     def __init__(self, layer: LayerFolder) -> None:
         self.layer = layer
         self.pending = PendingWork()
-        self._last_file: Optional[str] = None
+        self.added: set[str] = set()
+        self._current: Optional[tuple[str, EntryWriter, BackupWriter, Times, int]] = None
+
+    def _finish(self) -> None:
+        if self._current is not None:
+            _name, writer, _backup, times, attributes = self._current
+            self._current = None
+            writer.finish(times, attributes)
 
     def add(self, entry: LayerEntry, data: Optional[Readable]) -> None:
         if entry.kind is EntryKind.STREAM:
-            if self._last_file != entry.stream_owner:
+            if self._current is None or self._current[0] != entry.stream_owner:
                 raise ValueError(f"{entry.name}: stream without its file")
             assert data is not None
-            self.layer.write_stream(entry.stream_owner, entry.stream_name, entry.size, data)
+            self._current[2].alternate(entry.stream_name, entry.size, data)
             return
-        self._last_file = entry.name
+        self._finish()
         if entry.name.startswith("UtilityVM"):
             self.pending.has_utility_vm = True
-        _write_in_place(self.layer, entry, data, self.pending)
+        kind = entry.kind
+        if kind is EntryKind.WHITEOUT:
+            self.pending.tombstones.append(entry.whiteout_target)
+            return
+        self.added.add(entry.name.lower())
+        if kind is EntryKind.HARDLINK:
+            self.pending.hardlinks.append((entry.name, entry.link_target or ""))
+            return
+        directory = kind is EntryKind.DIRECTORY or entry.is_directory_link
+        writer = self.layer.begin_entry(entry.name, directory=directory)
+        try:
+            backup = BackupWriter(writer)  # type: ignore[arg-type]
+            _metadata_streams(backup, entry)
+            if kind is EntryKind.FILE:
+                assert data is not None
+                backup.data(entry.size, data)
+        except BaseException:
+            writer.abort()
+            raise
+        self._current = (entry.name, writer, backup, _times(entry), _attributes(entry))
+        if directory:
+            self.pending.directory_times.append((entry.name, _times(entry)))
 
     def close(self) -> PendingWork:
+        self._finish()
         return self.pending
+
+    def abort(self) -> None:
+        if self._current is not None:
+            self._current[1].abort()
+            self._current = None
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -296,7 +311,11 @@ def _entries_from_backup(
 
 def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
     """Entries of an export folder (``transport=True``) or of a base layer folder, in tar order:
-    Files (whiteouts after their directory), then Hives (transport) or UtilityVM (base)."""
+    Files (whiteouts after their directory), then Hives (transport) or UtilityVM (base).
+
+    A folder that is a reparse point (a junction such as ``Documents and Settings``) is one
+    entry: the walk never goes through it. ``Files/$Recycle.Bin`` is left out, as hcsshim does.
+    """
     tombstones = _tombstones(folder) if transport else []
     by_parent: dict[str, list[str]] = {}
     for path in tombstones:
@@ -310,77 +329,98 @@ def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEn
             emitted.add(path)
             yield LayerEntry(f"{head}/.wh.{base}", EntryKind.WHITEOUT), None
 
-    def walk(rel: str) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
-        is_dir = folder.is_dir(rel)
+    def walk(rel: str, info: Optional[win32.FindData]) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+        attributes = info.attributes if info is not None else folder.attributes(rel)
+        if attributes is None:
+            return
+        is_dir = bool(attributes & win32.FILE_ATTRIBUTE_DIRECTORY)
+        is_link = bool(attributes & win32.FILE_ATTRIBUTE_REPARSE_POINT)
         if transport:
-            meta_rel = rel + WCIDIRS if is_dir else rel
-            if folder.exists(meta_rel):
-                times = folder.get_times(meta_rel)
-                with folder.open_read(meta_rel) as f:
-                    (attributes,) = struct.unpack("<I", f.read(4) or b"\0\0\0\0")
-                    yield from _with_hardlinks(folder, rel, is_dir, first_names, transport,
-                                               _entries_from_backup(rel, attributes, times, f, is_dir))
-            else:
-                yield LayerEntry(rel, EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY),
-                                 ), None
+            yield from _transport_entry(folder, rel, is_dir, first_names)
         else:
             read = folder.read_entry(rel)
             try:
-                yield from _with_hardlinks(folder, rel, is_dir, first_names, transport,
+                yield from _with_hardlinks(rel, read.directory, read.file_id, read.links, first_names,
                                            _entries_from_backup(rel, read.attributes, read.times, read.stream,
                                                                 read.directory))
             finally:
                 read.stream.close()
-        if is_dir:
+        if is_dir and not is_link:
             yield from whiteouts(rel)
-            for child in folder.listdir(rel):
-                if transport and child.endswith(WCIDIRS):
+            for child in folder.entries(rel):
+                if transport and child.name.endswith(WCIDIRS):
                     continue
-                yield from walk(f"{rel}/{child}")
+                path = f"{rel}/{child.name}"
+                if path.lower() == RECYCLE_BIN.lower():
+                    continue
+                yield from walk(path, child)
 
-    if folder.exists("Files"):
-        yield from walk("Files")
+    yield from walk("Files", None)
     for path in sorted(set(tombstones) - emitted):  # deletions whose directory did not change
         head, _, base = path.rpartition("/")
         yield LayerEntry(f"{head}/.wh.{base}", EntryKind.WHITEOUT), None
     if transport and folder.exists("Hives"):
-        c, a, w, ch = folder.get_times("Hives")
-        yield LayerEntry("Hives", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY), creation_time=c,
-                         last_access_time=a, last_write_time=w, change_time=ch), None
+        # As hcsshim's reader: the Hives folder takes System_Delta's times (its own depend on
+        # when the import ran), and outside Files creation and access times are the write time.
+        hives = []
         for name in folder.listdir("Hives"):
-            rel = f"Hives/{name}"
-            with folder.open_read(rel) as f:
-                data = f.read()
-            c, a, w, ch = folder.get_times(rel)
-            yield LayerEntry(rel, EntryKind.FILE, size=len(data), attributes=int(FileAttributes.ARCHIVE),
-                             creation_time=c, last_access_time=a, last_write_time=w, change_time=ch), io.BytesIO(data)
+            with folder.open_read(f"Hives/{name}") as f:
+                hives.append((name, f.basic_info().times, f.read()))
+        times = next((t for n, t, _d in hives if n.lower() == "system_delta"), None) or folder.get_times("Hives")
+        w, ch = times[2], times[3]
+        yield LayerEntry("Hives", EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY), creation_time=w,
+                         last_access_time=w, last_write_time=w, change_time=ch), None
+        for name, (_c, _a, w, ch), data in hives:
+            yield LayerEntry(f"Hives/{name}", EntryKind.FILE, size=len(data), attributes=int(FileAttributes.ARCHIVE),
+                             creation_time=w, last_access_time=w, last_write_time=w, change_time=ch), io.BytesIO(data)
     if not transport and folder.exists("UtilityVM/Files"):
         read = folder.read_entry("UtilityVM")
         try:
             yield from _entries_from_backup("UtilityVM", read.attributes, read.times, read.stream, True)
         finally:
             read.stream.close()
-        yield from walk("UtilityVM/Files")
+        yield from walk("UtilityVM/Files", None)
+
+
+def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: dict[tuple[int, int], str],
+                     ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+    """One entry of an export folder: ``Files\\x`` (or ``x.$wcidirs$`` for a folder) holds the
+    attributes and the backup stream; the transport file's own times are the entry's."""
+    try:
+        f = folder.open_read(rel + WCIDIRS if is_dir else rel)
+    except win32.PathNotFound:
+        if is_dir:  # a folder vmcompute wrote no metadata for
+            yield LayerEntry(rel, EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY)), None
+            return
+        raise
+    with f:
+        times = f.basic_info().times
+        file_id, links = (0, 0), 1
+        if not is_dir:
+            file_id = f.file_id()
+            links = f.standard_info()[1]
+        stream = io.BufferedReader(f, 1 << 20)  # type: ignore[arg-type]
+        (attributes,) = struct.unpack("<I", stream.read(4).ljust(4, b"\0"))
+        yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,
+                                   _entries_from_backup(rel, attributes, times, stream, is_dir))  # type: ignore[arg-type]
 
 
 def _with_hardlinks(
-    folder: LayerFolder, rel: str, is_dir: bool, first_names: dict[tuple[int, int], str], transport: bool,
+    rel: str, is_dir: bool, file_id: tuple[int, int], links: int, first_names: dict[tuple[int, int], str],
     entries: Iterator[tuple[LayerEntry, Optional[IO[bytes]]]],
 ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
     """The second and later names of a multiply-linked file become hard link entries."""
-    if not is_dir:
-        file_id, links = folder.file_id(rel)
-        if links > 1:
-            first = first_names.get(file_id)
-            if first is not None:
-                for entry, _data in entries:
-                    if entry.kind is EntryKind.STREAM:
-                        continue
-                    yield LayerEntry(rel, EntryKind.HARDLINK, attributes=entry.attributes, link_target=first,
-                                     creation_time=entry.creation_time, last_access_time=entry.last_access_time,
-                                     last_write_time=entry.last_write_time, change_time=entry.change_time), None
-                return
-            first_names[file_id] = rel
+    if not is_dir and links > 1:
+        first = first_names.get(file_id)
+        if first is not None:
+            for entry, _data in entries:
+                if entry.kind is EntryKind.STREAM:
+                    continue
+                yield LayerEntry(rel, EntryKind.HARDLINK, attributes=entry.attributes, link_target=first,
+                                 creation_time=entry.creation_time, last_access_time=entry.last_access_time,
+                                 last_write_time=entry.last_write_time, change_time=entry.change_time), None
+            return
+        first_names[file_id] = rel
     yield from entries
 
 
@@ -393,4 +433,3 @@ def _tombstones(folder: LayerFolder) -> list[str]:
     if not lines or lines[0].strip() != "Version 1.0":
         raise ValueError("tombstones.txt does not start with 'Version 1.0'")
     return ["Files/" + line.strip().lstrip("\\").replace("\\", "/") for line in lines[1:] if line.strip()]
-

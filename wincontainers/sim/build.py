@@ -37,8 +37,9 @@ _DLL_SOURCES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "computestorage.dll": (("computestorage.c",), ("WC_STRING_TAG=WC_TAG_LOCALMEM",)),
     "computenetwork.dll": (("computenetwork.c",), ("WC_STRING_TAG=WC_TAG_COTASKMEM",)),
     "ole32.dll": (("allocators.c",), ("WC_STRING_TAG=WC_TAG_COTASKMEM", "WC_EXPORT_COTASKMEMFREE")),
-    "kernel32.dll": (("allocators.c", "kernel32.c"), ("WC_STRING_TAG=WC_TAG_LOCALMEM", "WC_EXPORT_LOCALFREE")),
-    "advapi32.dll": (("advapi32.c",), ("WC_STRING_TAG=WC_TAG_LOCALMEM",)),
+    "kernel32.dll": (("allocators.c", "kernel32.c"),
+                     ("WC_STRING_TAG=WC_TAG_LOCALMEM", "WC_EXPORT_LOCALFREE", "WC_SYNC_CALLS")),
+    "advapi32.dll": (("advapi32.c",), ("WC_STRING_TAG=WC_TAG_LOCALMEM", "WC_SYNC_CALLS")),
 }
 
 

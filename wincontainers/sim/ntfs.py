@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS streams (lpath BLOB NOT NULL, name BLOB NOT NULL, data BLOB, PRIMARY KEY (lpath, name));
 CREATE TABLE IF NOT EXISTS tombstones (lpath BLOB PRIMARY KEY, path BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS reparse_points ON entries(lpath) WHERE reparse IS NOT NULL;
 """
 
 
@@ -111,11 +112,11 @@ class _Db:
     """One SQLite file. A shared one (the daemon's kernel32) is used by many threads, one
     statement at a time under ``lock``; others belong to one caller."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, shared: bool = False) -> None:
         self.path = Path(path)
+        self.shared = shared
         self.lock = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
-        self.inode = 0
         self._reparse: Optional[tuple[int, frozenset[str]]] = None
 
     def conn(self) -> sqlite3.Connection:
@@ -123,13 +124,9 @@ class _Db:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=OFF")  # a simulator: speed over surviving a power cut
             conn.executescript(_SCHEMA)
             self._conn = conn
-            try:
-                self.inode = os.stat(self.path).st_ino
-            except OSError:
-                self.inode = 0
         return self._conn
 
     def close(self) -> None:
@@ -140,18 +137,32 @@ class _Db:
             self._reparse = None
 
     def reparse_keys(self) -> frozenset[str]:
-        """Lower-case keys of every reparse point, kept until another connection commits."""
+        """Lower-case keys of every reparse point, kept until another connection writes (only
+        the daemon writes stores, so it counts those writes itself)."""
         with self.lock:
-            conn = self.conn()
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            version = _written.get(self.path, 0)
             if self._reparse is None or self._reparse[0] != version:
-                rows = conn.execute("SELECT lpath FROM entries WHERE reparse IS NOT NULL").fetchall()
+                rows = self.conn().execute("SELECT lpath FROM entries WHERE reparse IS NOT NULL").fetchall()
                 self._reparse = (version, frozenset(_unkey(r[0]) for r in rows))
             return self._reparse[1]
 
-    def changed_here(self) -> None:
-        """Our own connection changed reparse rows (data_version only counts other connections)."""
-        self._reparse = None
+    def changed_here(self, key: bytes, reparse: Optional[bool], subtree: bool = False) -> None:
+        """After a change through this connection: another connection's cache is stale; ours is
+        kept current (``reparse`` True/False for one key, None for a removal)."""
+        if not self.shared:
+            _written[self.path] = _written.get(self.path, 0) + 1
+            return
+        if self._reparse is None:
+            return
+        version, keys = self._reparse
+        lower = _unkey(key)
+        if reparse:
+            keys = keys | {lower}
+        elif subtree:
+            keys = frozenset(k for k in keys if k != lower and not k.startswith(lower + "/"))
+        elif lower in keys:
+            keys = keys - {lower}
+        self._reparse = (version, keys)
 
 
 class NtfsStore:
@@ -220,7 +231,7 @@ class NtfsStore:
                 (_lkey(key), _key(key), meta.attributes, meta.security, meta.creation, meta.access, meta.write,
                  meta.change, meta.eas, meta.reparse),
             )
-            self._db.changed_here()
+            self._db.changed_here(_lkey(key), meta.reparse is not None)
 
     def update(self, rel: str, **fields: object) -> None:
         with self._db.lock:
@@ -256,16 +267,12 @@ class NtfsStore:
         with self._db.lock:
             if key:
                 rows = self._db.conn().execute(
-                    f"SELECT lpath,{','.join(_FIELDS)} FROM entries WHERE lpath >= ? AND lpath < ?",
-                    (low, _lkey(key) + b"0")).fetchall()
+                    f"SELECT lpath,{','.join(_FIELDS)} FROM entries WHERE lpath >= ? AND lpath < ?"
+                    " AND instr(substr(lpath, ?), '/') = 0", (low, _lkey(key) + b"0", len(low) + 1)).fetchall()
             else:
-                rows = self._db.conn().execute(f"SELECT lpath,{','.join(_FIELDS)} FROM entries").fetchall()
-        out = {}
-        for row in rows:
-            rest = bytes(row[0])[len(low):]
-            if b"/" not in rest and rest:
-                out[_unkey(rest)] = FileMeta(*row[1:])
-        return out
+                rows = self._db.conn().execute(
+                    f"SELECT lpath,{','.join(_FIELDS)} FROM entries WHERE instr(lpath, '/') = 0").fetchall()
+        return {_unkey(bytes(row[0])[len(low):]): FileMeta(*row[1:]) for row in rows if len(row[0]) > len(low)}
 
     def remove(self, rel: str, recursive: bool = True) -> None:
         key = _lkey(self._k(rel))
@@ -277,7 +284,7 @@ class NtfsStore:
                 low, high = key + b"/", key + b"0"
                 conn.execute("DELETE FROM entries WHERE lpath >= ? AND lpath < ?", (low, high))
                 conn.execute("DELETE FROM streams WHERE lpath >= ? AND lpath < ?", (low, high))
-            self._db.changed_here()
+            self._db.changed_here(key, None, subtree=recursive)
 
     def rename(self, old: str, new: str) -> None:
         """Move the rows of ``old`` and everything below it to ``new`` (same store)."""
@@ -293,7 +300,9 @@ class NtfsStore:
             conn.execute("UPDATE entries SET path = ? WHERE lpath = ?", (_key(new_key), new_l))
             conn.execute("UPDATE entries SET path = ? || substr(path, ?) WHERE lpath >= ? AND lpath < ?",
                          (_key(new_key), len(_key(old_key)) + 1, new_l + b"/", new_l + b"0"))
-            self._db.changed_here()
+            self._db._reparse = None
+            if not self._db.shared:
+                _written[self._db.path] = _written.get(self._db.path, 0) + 1
 
     def reparse_points(self) -> frozenset[str]:
         """Lower-case keys (relative to this view) of the reparse points under it."""
@@ -361,6 +370,8 @@ _volume_root: Optional[Path] = None
 _locations: dict[bytes, tuple[Path, str]] = {}
 _shared: dict[Path, _Db] = {}
 _registry_lock = threading.Lock()
+#: store file -> how many writes other connections than the shared one made (reparse caches)
+_written: dict[Path, int] = {}
 
 
 def set_volume_root(root: Path) -> None:
@@ -377,9 +388,12 @@ def volume_root() -> Path:
 
 
 def forget_locations() -> None:
-    """Drop the cached store locations (after a folder that holds stores moved or went away)."""
+    """Drop the cached store locations (after a folder that holds stores moved or went away),
+    and the shared connections to stores that are gone with them."""
     with _registry_lock:
         _locations.clear()
+        for db in [db for db in _shared if not os.path.exists(db)]:
+            _shared.pop(db).close()
 
 
 def _find(path: bytes) -> tuple[Path, str]:
@@ -411,36 +425,29 @@ def _join(names: list[bytes]) -> str:
     return "/".join(rel_from_host(n) for n in reversed(names))
 
 
-def locate(path: Union[Path, bytes, str]) -> tuple[Path, str]:
-    """The store file that holds the metadata of ``path`` and the path's key in it."""
+def locate(path: Union[Path, bytes, str], directory: Optional[bool] = None) -> tuple[Path, str]:
+    """The store file that holds the metadata of ``path`` and the path's key in it
+    (``directory=False``: the caller knows it is no folder, so it cannot be a tree's root)."""
     raw = (path if isinstance(path, bytes) else os.fsencode(path)).rstrip(b"/") or b"/"
     with _registry_lock:
-        exact = _locations.get(raw)
-    if exact is not None and _db_exists(exact[0]):
-        return exact
+        found = _locations.get(raw)
+    if found is not None:
+        return found
     folder, name = os.path.split(raw)
-    with _registry_lock:
-        cached = _locations.get(folder)
-    if (cached is not None and name not in (_VOLUME_B, b"") and _db_exists(cached[0])
-            and not os.path.exists(raw + b"/" + _STORE_B)):
-        db, prefix = cached
+    if not name or name == _VOLUME_B or (directory is not False and os.path.exists(raw + b"/" + _STORE_B)):
+        found = _find(raw)
+    else:
+        with _registry_lock:
+            parent = _locations.get(folder)
+        db, prefix = parent if parent is not None else locate(folder, True)
         leaf = rel_from_host(name)
-        return db, (f"{prefix}/{leaf}" if prefix else leaf)
-    found = _find(raw)
-    if os.path.isdir(raw):
+        found = (db, f"{prefix}/{leaf}" if prefix else leaf)
+    if directory is True or (directory is None and os.path.isdir(raw)):
         with _registry_lock:
             if len(_locations) > 4096:
                 _locations.clear()
             _locations[raw] = found
     return found
-
-
-def _db_exists(db: Path) -> bool:
-    """A cached location holds while its store file does (a removed tree takes it along); the
-    C: drive's and the foreign paths' stores are made on first use."""
-    if db.parent == volume_root() or db.name == _OUTSIDE_STORE:
-        return True
-    return os.path.exists(db)
 
 
 def open_view(path: Union[Path, bytes, str]) -> NtfsStore:
@@ -449,21 +456,13 @@ def open_view(path: Union[Path, bytes, str]) -> NtfsStore:
     return NtfsStore(db, prefix)
 
 
-def shared_view(path: Union[Path, bytes, str]) -> NtfsStore:
+def shared_view(path: Union[Path, bytes, str], directory: Optional[bool] = None) -> NtfsStore:
     """A view over the daemon's shared connection to the store of ``path`` (do not batch)."""
-    db, prefix = locate(path)
+    db, prefix = locate(path, directory)
     with _registry_lock:
         shared = _shared.get(db)
-        if shared is not None and shared._conn is not None:
-            try:
-                stale = os.stat(db).st_ino != shared.inode
-            except OSError:
-                stale = True
-            if stale:  # the tree was removed (and maybe made again): a new connection
-                shared.close()
-                shared = None
         if shared is None:
-            shared = _shared[db] = _Db(db)
+            shared = _shared[db] = _Db(db, shared=True)
             if len(_shared) > 256:
                 for old in list(_shared)[:64]:
                     _shared.pop(old).close()

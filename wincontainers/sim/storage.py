@@ -179,9 +179,8 @@ class Storage:
         if vol is not None:
             raise Fail(ERROR_SHARING_VIOLATION, f"layer {path} is still activated (volume {vol.guid})")
         _remove_tree(path)
-        view = ntfs.shared_view(path)  # rows kept above the folder, when it had no store of its own
-        view.remove("")
         ntfs.forget_locations()
+        ntfs.shared_view(path).remove("")  # rows kept above the folder, when it had no store of its own
 
     def activate(self, path: Path) -> None:
         if not path.is_dir():

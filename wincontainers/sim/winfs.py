@@ -151,7 +151,7 @@ def file_meta(host: bytes, st: os.stat_result, view: Optional[NtfsStore] = None)
                                                                                          Optional[bytes]]:
     """(attributes, (creation, access, write, change), reparse buffer) of a host entry."""
     directory = stat.S_ISDIR(st.st_mode)
-    meta = (view or ntfs.shared_view(host)).get("")
+    meta = (view or ntfs.shared_view(host, directory)).get("")
     reparse = meta.reparse if meta is not None else None
     if stat.S_ISLNK(st.st_mode):
         reparse = lx_symlink(os.readlink(host))
@@ -222,6 +222,7 @@ class WinFs:
         self._by_file: dict[tuple[int, int], list[OpenFile]] = {}
         self._delete_pending: set[tuple[int, int]] = set()
         self._names: dict[bytes, tuple[int, dict[str, bytes]]] = {}
+        self._folders: dict[bytes, tuple[int, int]] = {}
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -308,17 +309,7 @@ class WinFs:
         for part in comps[:-1]:
             parent += b"/" + part.encode("utf-8", "surrogatepass")
         parent = parent or b"/"
-        try:
-            fd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if os.fsencode(real) != parent:
+        if not self._verified(parent):
             return None  # a host symlink (or a name in another case) on the way: walk it
         view = ntfs.shared_view(parent)
         points = view._db.reparse_keys()
@@ -338,6 +329,35 @@ class WinFs:
             _attrs, _times, reparse = file_meta(child, st)
             return Resolved(child, st, name, reparse)
         return Resolved(child, st, name)
+
+    def _verified(self, folder: bytes) -> bool:
+        """Whether ``folder`` is a folder reached through no host symlink. The answer is kept
+        per folder with its identity: the same device and inode later is the same folder."""
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        with self.lock:
+            known = self._folders.get(folder)
+        if known == (st.st_dev, st.st_ino):
+            return True
+        try:
+            fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            real = os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        if real != folder:
+            return False
+        with self.lock:
+            if len(self._folders) > 8192:
+                self._folders.clear()
+            self._folders[folder] = (st.st_dev, st.st_ino)
+        return True
 
     def _walk(self, base: bytes, comps: list[str], follow: bool) -> Resolved:
         current = base.rstrip(b"/") or b"/"
@@ -526,7 +546,7 @@ class WinFs:
                     raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is a folder")
                 if disposition == TRUNCATE_EXISTING and not granted & FILE_WRITE_DATA:
                     raise Fail(ERROR_INVALID_PARAMETER, "TRUNCATE_EXISTING needs write access")
-                view = ntfs.shared_view(res.host)
+                view = ntfs.shared_view(res.host, directory)
                 meta = view.get("")
                 attributes, _times, _rp = file_meta(res.host, res.st, view)
                 if not directory and attributes & FILE_ATTRIBUTE_READONLY and (
@@ -558,7 +578,7 @@ class WinFs:
                     self._delete_pending.add((handle.dev, handle.ino))
             if stream is None:
                 os.close(fd)
-            main = os.lstat(res.host)
+            main = st  # the file (for a stream: the file it belongs to)
             attributes, times, reparse = file_meta(res.host, main)
             privileges = (int(token.enabled("SeBackupPrivilege")) | int(token.enabled("SeRestorePrivilege")) << 1
                           | int(token.enabled("SeSecurityPrivilege")) << 2 | int(token.elevated) << 3)
@@ -575,7 +595,7 @@ class WinFs:
         """(our fd, the client's fd); for a stream both are one memory file."""
         host = res.host
         if stream is not None:
-            view = ntfs.shared_view(host)
+            view = ntfs.shared_view(host, False)
             data = next((d for n, d in view.streams("") if n.lower() == stream.lower()), None)
             if data is None and disposition in (OPEN_EXISTING, TRUNCATE_EXISTING):
                 raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name}:{stream} does not exist")
@@ -618,7 +638,7 @@ class WinFs:
     def _created(self, res: Resolved, flags: int, existed: bool) -> None:
         """Attributes and times of a new (or overwritten) file: the flags' attributes plus ARCHIVE."""
         requested = flags & SETTABLE_ATTRIBUTES
-        view = ntfs.shared_view(res.host)
+        view = ntfs.shared_view(res.host, False)
         now = now_filetime()
         if existed:
             meta = view.get("") or FileMeta()
@@ -626,7 +646,7 @@ class WinFs:
             meta.write = meta.change = meta.access = now
             view.put("", meta)
         else:
-            view.remove("")
+            view.remove("", recursive=False)  # what a name deleted outside kernel32 left
             if requested & ~FILE_ATTRIBUTE_ARCHIVE:
                 view.put("", FileMeta(attributes=requested | FILE_ATTRIBUTE_ARCHIVE, creation=now, access=now,
                                       write=now, change=now))
@@ -670,7 +690,7 @@ class WinFs:
         if not any((basic, wrote, security is not None, eas is not None, reparse is not None, streams,
                     handle.stream is not None)):
             return
-        view = ntfs.shared_view(handle.host)
+        view = ntfs.shared_view(handle.host, handle.directory)
         meta = view.get("") or FileMeta()
         changed_stream = False
         if handle.stream is not None and handle.memfd is not None and wrote:
@@ -747,8 +767,9 @@ class WinFs:
         except OSError as exc:
             log.warning("deleting %s: %s", rel_from_host(host), exc)
             return
-        ntfs.shared_view(host).remove("")
-        ntfs.forget_locations()
+        if directory:
+            ntfs.forget_locations()
+        ntfs.shared_view(host, directory).remove("", recursive=directory)
         with self.lock:
             self._names.pop(os.path.dirname(host), None)
 
@@ -761,7 +782,7 @@ class WinFs:
             raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
         if stat.S_ISDIR(res.st.st_mode):
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is a folder (DeleteFileW deletes files)")
-        view = ntfs.shared_view(res.host)
+        view = ntfs.shared_view(res.host, False)
         attributes, _t, _rp = file_meta(res.host, res.st, view)
         if attributes & FILE_ATTRIBUTE_READONLY:
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is read-only")
@@ -807,6 +828,7 @@ class WinFs:
         if db.parent == self.root or db.name == "outside-ntfs.db":
             # A new tree (a layer or a staging folder) keeps its metadata at its own root.
             open(res.host + b"/" + ntfs.STORE_NAME.encode(), "ab").close()
+            ntfs.forget_locations()
         ntfs.shared_view(res.host).remove("")
 
     def create_hard_link(self, pid: int, new: Optional[str], existing: Optional[str]) -> None:

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     cli_images.add_parsers(sub)
     cli_networks.add_parsers(sub)
 
+    st = sub.add_parser("selftest", help="check step by step what works on this host (exit 1 when a step fails)")
+    st.add_argument("--json", action="store_true", help="the report as JSON, for a bug report")
+    st.add_argument("--keep", action="store_true", help="leave the selftest- objects for inspection")
+    st.add_argument("--step", action="append", default=[], metavar="NAME",
+                    help="run only this step (and the first); repeatable")
+
     sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
     sim.add_argument("action", choices=("start", "stop", "status"))
     return parser
@@ -486,6 +492,19 @@ def _layer_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from wincontainers import selftest
+
+    def progress(step: "selftest.StepResult") -> None:
+        if not args.json and sys.stderr.isatty():
+            print(f"{step.name}: {step.status}", file=sys.stderr)
+
+    report = selftest.run(sim=args.sim, root=args.root, generation=args.generation, keep=args.keep,
+                          only=args.step, on_step=progress)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0 if report.ok else 1
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": cmd_info,
     "run": cmd_run,
@@ -497,6 +516,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "layer": cmd_layer,
     "inspect": cmd_inspect,
     "sim": cmd_sim,
+    "selftest": cmd_selftest,
 }
 
 

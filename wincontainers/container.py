@@ -365,7 +365,7 @@ class Container:
             layer_folder=record.sandbox, layers=parents,
             mapped_directories=tuple(MappedDirectory(host_path=h, container_path=c, read_only=False)
                                      for h, c in record.volumes.items()),
-            memory_mb=record.memory_mb, cpu_count=record.cpu_count,
+            memory_mb=record.memory_mb, cpu_count=record.cpu_count, first_boot=False,
         )
         if record.network:
             spec = self._network_again().apply(spec)
@@ -838,7 +838,8 @@ class ContainerCollection:
             driver = self.host.driver
             driver.create_sandbox(str(sandbox), parents)
             undo.append(lambda: _ignore(driver.destroy_layer, str(sandbox)))
-            (sandbox / "layerchain.json").write_text(json.dumps([p.path for p in parents], separators=(",", ":")))
+            self.host.files.write(sandbox / "layerchain.json",
+                                  json.dumps([p.path for p in parents], separators=(",", ":")).encode())
             driver.activate_layer(str(sandbox))
             undo.append(lambda: _ignore(driver.deactivate_layer, str(sandbox)))
             driver.prepare_layer(str(sandbox), parents)

@@ -26,6 +26,7 @@ from wincontainers.driver import Driver, open_driver
 from wincontainers.driver.base import LayerRef
 from wincontainers.layers import LayerCollection
 from wincontainers.records import ContainerRecord, RecordStore
+from wincontainers.statefiles import StateFiles
 
 if TYPE_CHECKING:
     from wincontainers.images.store import Image, ImageStore
@@ -63,14 +64,16 @@ class Host:
         self.binding = binding
         #: kernel32/advapi32 of this host (System32, or the simulated host's): files, processes, token
         self.win32 = binding.win32
+        #: the library's small state files (records, claims, layer info, the image index)
+        self.files = StateFiles(self.win32)
         self.driver: Driver = open_driver(binding)
         self.generation: int = binding.generation
         self.build = build
         self.simulator = simulator
         self.state_dir = state_dir
         self.layers_root = state_dir / "layers"
-        self.layers_root.mkdir(parents=True, exist_ok=True)
-        self.records = RecordStore(state_dir)
+        self.files.makedirs(self.layers_root)
+        self.records = RecordStore(self.files, state_dir)
         self.containers = ContainerCollection(self)
         self.layers = LayerCollection(self)
         self._images: Optional["ImageStore"] = None
@@ -189,7 +192,7 @@ class Host:
     # -- helpers for the object layer -----------------------------------------------------
 
     def records_exists(self, container_id: str) -> bool:
-        return (self.records.records_dir / f"{container_id}.json").exists()
+        return self.records.exists(container_id)
 
     def _resolve_image(self, image: Union[str, Sequence[str]]) -> tuple[str, list[LayerRef]]:
         """An image name or a layer list -> (display name, parent layers nearest first)."""
@@ -272,12 +275,13 @@ class Host:
     def cleanup_removing(self) -> int:
         """Destroy leftovers of interrupted removals (``<id>-removing`` folders)."""
         count = 0
-        for leftover in self.layers_root.glob("*-removing"):
+        for name in self.files.names(self.layers_root, "-removing"):
+            leftover = self.layers_root / name
             try:
                 self.driver.destroy_layer(str(leftover))
             except errors.HcsError:
                 pass
-            if leftover.exists():
+            if self.files.exists(leftover):
                 remove_tree(self.win32, leftover)
             count += 1
         return count

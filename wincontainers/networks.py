@@ -16,16 +16,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import time
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 import attrs
 
 from wincontainers import errors
-from wincontainers.atomicfile import write_atomic
 from wincontainers.driver import open_networking
 from wincontainers.driver.networking import (
     DRIVERS,
@@ -37,6 +37,7 @@ from wincontainers.driver.networking import (
     PortMapping,
     check_subnet,
 )
+from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
@@ -173,8 +174,9 @@ class NetworkCollection:
     def __init__(self, host: "Host") -> None:
         self.host = host
         self.backend = open_networking(host.binding, host.state_dir)
+        self.files = host.files
         self.records_dir = host.state_dir / "endpoints"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.files.makedirs(self.records_dir)
 
     # -- networks ------------------------------------------------------------------------------
 
@@ -309,21 +311,31 @@ class NetworkCollection:
                 self.backend.delete_endpoint(endpoint_id)
             except errors.NotFound:
                 pass
-        with contextlib.suppress(FileNotFoundError):
-            (self.records_dir / f"{endpoint_id}.json").unlink()
+        path = self._record_path(endpoint_id)
+        if path is not None:
+            self.files.remove(path)
 
     # -- owner tags ----------------------------------------------------------------------------
 
+    def _record_path(self, endpoint_id: str) -> Optional[Path]:
+        """Where the owner tag of ``endpoint_id`` lives; ``None`` for an ID that is no GUID
+        (and so can have none, and must not become a path)."""
+        try:
+            return self.records_dir / f"{uuid.UUID(endpoint_id)}.json"
+        except (ValueError, TypeError, AttributeError):
+            return None
+
     def _record(self, info: EndpointInfo, container: Optional[str]) -> None:
-        write_atomic(self.records_dir / f"{info.id}.json", json.dumps(
-            {"id": info.id, "name": info.name, "network": info.network_id, "container": container}).encode())
+        path = self._record_path(info.id)
+        if path is None:
+            raise errors.BadInput(f"endpoint ID {info.id!r} is not a GUID")
+        self.files.write_json(path, {"id": info.id, "name": info.name, "network": info.network_id,
+                                     "container": container, "tagged": time.time()})
 
     def _owner(self, endpoint_id: str) -> Optional[str]:
-        try:
-            doc = json.loads((self.records_dir / f"{endpoint_id}.json").read_text())
-        except (OSError, ValueError):
-            return None
-        owner = doc.get("container")
+        path = self._record_path(endpoint_id)
+        doc = read_optional_json(self.files, path) if path is not None else None
+        owner = doc.get("container") if isinstance(doc, dict) else None
         return str(owner) if owner else None
 
     def prune(self, *, grace: float = 60.0) -> builtins.list[str]:
@@ -337,30 +349,31 @@ class NetworkCollection:
         removed = []
         existing = {e.id.lower() for e in self.endpoints()}
         now = time.time()
-        for path in sorted(self.records_dir.glob("*.json")):
+        for name in self.files.names(self.records_dir, ".json"):
+            path = self.records_dir / name
             try:
-                doc = json.loads(path.read_text())
-                age = now - path.stat().st_mtime
+                doc = self.files.read_json(path)
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            except (ValueError, errors.HcsError):
+                doc = None
+            if not isinstance(doc, dict):  # damaged: nothing in it can be trusted
+                self.files.remove(path)
                 continue
             owner = doc.get("container")
             endpoint_id = str(doc.get("id") or path.stem)
+            tagged = doc.get("tagged")
+            age = now - tagged if isinstance(tagged, (int, float)) else float("inf")
             if not owner:  # made with network.create_endpoint(): the user's to remove
                 if endpoint_id.lower() not in existing:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                    self.files.remove(path)
                 continue
             if self.host.records_exists(owner) or age < grace:
                 continue
             if endpoint_id.lower() in existing:
                 with contextlib.suppress(errors.NotFound):
                     self.backend.delete_endpoint(endpoint_id)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self.files.remove(path)
             removed.append(endpoint_id)
         return removed
 

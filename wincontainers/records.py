@@ -1,15 +1,14 @@
 """wincontainers' own records of the containers it created (like Docker's container store).
 
 HCS does not remember names, images or commands, and the TP3 API cannot even list its compute
-systems. Each container therefore has a small JSON record under ``<state>/containers``, written
-atomically (temporary file, fsync, rename), and a name reservation under ``<state>/names``
-created with ``O_EXCL`` so two processes cannot take the same name.
+systems. Each container therefore has a small JSON record under ``<state>/containers``, replaced
+atomically (temporary file, flush, rename; see :mod:`wincontainers.statefiles`), and a name
+reservation under ``<state>/names`` created with ``CREATE_NEW`` so two processes cannot take the
+same name.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any, Iterator, Optional
 
 import attrs
 
-from wincontainers.atomicfile import write_atomic
-from wincontainers.errors import AlreadyExists, BadInput, NotFound
+from wincontainers.errors import AlreadyExists, BadInput, HcsError, NotFound
+from wincontainers.statefiles import StateFiles
 
 __all__ = ["ContainerRecord", "RecordStore", "validate_name", "NAME_PATTERN"]
 
@@ -76,77 +75,76 @@ class ContainerRecord:
 class RecordStore:
     """Container records of one host."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, files: StateFiles, root: Path) -> None:
+        self.files = files
         self.root = root
         self.records_dir = root / "containers"
         self.names_dir = root / "names"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        self.names_dir.mkdir(parents=True, exist_ok=True)
+        files.makedirs(self.records_dir)
+        files.makedirs(self.names_dir)
 
     def _path(self, container_id: str) -> Path:
         return self.records_dir / f"{container_id}.json"
 
+    def _owner(self, name_file: Path) -> str:
+        try:
+            return self.files.read_text(name_file).strip()
+        except FileNotFoundError:
+            return ""
+
+    def exists(self, container_id: str) -> bool:
+        return bool(container_id) and self.files.exists(self._path(container_id))
+
     def reserve_name(self, name: str, container_id: str) -> None:
         validate_name(name)
         path = self.names_dir / name.lower()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            owner = path.read_text().strip() if path.exists() else "?"
-            if owner and not self._path(owner).exists():
-                # A reservation whose record never got written (interrupted create): take it over.
-                path.write_text(container_id)
-                return
-            raise AlreadyExists(
-                "create", subject=f"container name {name!r}",
-                message=f"the name is already used by container {owner[:12]}",
-                hint="remove that container (wincontainers rm) or choose another name",
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(container_id)
+        if self.files.create_new(path, container_id.encode()):
+            return
+        owner = self._owner(path)
+        if not self.exists(owner):
+            # A reservation whose record never got written (interrupted create): take it over.
+            self.files.write(path, container_id.encode())
+            return
+        raise AlreadyExists(
+            "create", subject=f"container name {name!r}",
+            message=f"the name is already used by container {owner[:12]}",
+            hint="remove that container (wincontainers rm) or choose another name",
+        )
 
     def release_name(self, name: str, container_id: str) -> None:
         path = self.names_dir / name.lower()
-        try:
-            if path.read_text().strip() == container_id:
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._owner(path) == container_id:
+            self.files.remove(path)
 
     def save(self, record: ContainerRecord) -> None:
-        data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        write_atomic(self._path(record.id), data, durable=True)
+        self.files.write_json(self._path(record.id), record.to_json(), durable=True, indent=1, sort_keys=True)
 
     def load(self, container_id: str) -> ContainerRecord:
         try:
-            return ContainerRecord.from_json(json.loads(self._path(container_id).read_text()))
+            return ContainerRecord.from_json(self.files.read_json(self._path(container_id)))
         except FileNotFoundError:
             raise NotFound("inspect", subject=f"container {container_id[:12]}", message="no such container") from None
 
     def delete(self, record: ContainerRecord) -> None:
-        try:
-            self._path(record.id).unlink()
-        except FileNotFoundError:
-            pass
+        self.files.remove(self._path(record.id))
         self.release_name(record.name, record.id)
 
     def all(self) -> Iterator[ContainerRecord]:
-        for path in sorted(self.records_dir.glob("*.json")):
+        for name in self.files.names(self.records_dir, ".json"):
             try:
-                yield ContainerRecord.from_json(json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError):
+                yield ContainerRecord.from_json(self.files.read_json(self.records_dir / name))
+            except (OSError, ValueError, TypeError, HcsError):
                 continue
 
     def find(self, ref: str) -> ContainerRecord:
         """By full id, name, or unique id prefix (as the Docker CLI resolves them)."""
         if not ref:
             raise BadInput("empty container reference")
-        if _ID_PATTERN.match(ref) and self._path(ref).exists():
+        if _ID_PATTERN.match(ref) and self.exists(ref):
             return self.load(ref)
-        name_file = self.names_dir / ref.lower()
-        if name_file.exists():
-            owner = name_file.read_text().strip()
-            if self._path(owner).exists():
+        if NAME_PATTERN.match(ref):
+            owner = self._owner(self.names_dir / ref.lower())
+            if self.exists(owner):
                 return self.load(owner)
         matches = [r for r in self.all() if r.id.startswith(ref.lower())] if re.fullmatch(r"[0-9a-fA-F]+", ref) else []
         if len(matches) == 1:

@@ -668,7 +668,7 @@ class Win32:
         if missing:
             raise PrivilegeNotHeld(
                 "AdjustTokenPrivileges", ERROR_PRIVILEGE_NOT_HELD,
-                message=f"{task} needs {' and '.join(missing)}, which this process's token does not hold",
+                message=f"{task} needs {_and(missing)}, which this process's token does not hold",
                 hint="run elevated (as an administrator): an elevated token holds SeBackupPrivilege, "
                      "SeRestorePrivilege and SeSecurityPrivilege")
 
@@ -699,6 +699,10 @@ class Win32:
             return bool(member[0])
         finally:
             self.advapi.FreeSid(sid[0])
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _filetime(ft: Any) -> int:

@@ -33,8 +33,9 @@ def open_networking(binding: Binding, state_dir: Any) -> NetworkBackend:
     """The networking of the binding's generation: TP3's NAT devices, HNS (HNSCall) or HCN."""
     if binding.generation == 1:
         from wincontainers.driver.networking import Gen1Networking
+        from wincontainers.statefiles import StateFiles
 
-        return Gen1Networking(state_dir)
+        return Gen1Networking(StateFiles(binding.win32), state_dir)
     if binding.generation == 2:
         from wincontainers.driver.hns import HnsNetworking
 

@@ -72,6 +72,9 @@ class SystemSpec:
     endpoints: tuple[str, ...] = ()
     network_namespace: Optional[str] = None
     nat_devices: tuple[Any, ...] = ()
+    #: the sandbox's first boot: flushes may be skipped (the sandbox is new, nothing to lose);
+    #: a container started again must not (as Docker sets it only for a first start)
+    first_boot: bool = True
 
 
 @attrs.frozen

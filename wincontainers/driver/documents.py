@@ -17,7 +17,7 @@ def container_v1(spec: SystemSpec) -> v1.ContainerConfig:
         name=spec.name,
         owner=spec.owner,
         volume_path=spec.volume_path.rstrip("\\"),
-        ignore_flushes_during_boot=True,
+        ignore_flushes_during_boot=True if spec.first_boot else None,
         layer_folder_path=spec.layer_folder,
         layers=[v1.Layer(id=str(layer.id), path=layer.path) for layer in spec.layers],
         host_name=spec.hostname,

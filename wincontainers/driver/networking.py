@@ -12,10 +12,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
-import os
 import secrets
 import uuid
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any, Optional, Protocol, Sequence
 import attrs
 
 from wincontainers import errors
-from wincontainers.atomicfile import write_atomic
+from wincontainers.statefiles import StateFiles, read_optional_json
 from wincontainers.driver.base import SystemRef, SystemSpec
 from wincontainers.schema import v1
 
@@ -186,12 +183,13 @@ class Gen1Networking:
     generation = 1
     creates_networks = False
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, files: StateFiles, state_dir: Path) -> None:
         # One file per endpoint and one claim file per host port: creates from several threads
-        # or processes never overwrite each other, and a port is claimed atomically (O_EXCL).
+        # or processes never overwrite each other, and a port is claimed atomically (CREATE_NEW).
+        self.files = files
         self.dir = Path(state_dir) / "tp3-endpoints"
         self.ports_dir = self.dir / "ports"
-        self.ports_dir.mkdir(parents=True, exist_ok=True)
+        files.makedirs(self.ports_dir)
 
     def _unsupported(self, what: str) -> errors.NotSupported:
         return errors.NotSupported(
@@ -217,14 +215,11 @@ class Gen1Networking:
         return self.dir / f"{uuid.UUID(endpoint_id)}.json"
 
     def _read(self, path: Path) -> Optional[dict[str, Any]]:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        doc = read_optional_json(self.files, path)
         return doc if isinstance(doc, dict) else None
 
     def _write(self, doc: dict[str, Any]) -> None:
-        write_atomic(self._path(doc["id"]), json.dumps(doc).encode())
+        self.files.write_json(self._path(doc["id"]), doc)
 
     def _info(self, doc: dict[str, Any]) -> EndpointInfo:
         return EndpointInfo(id=doc["id"], name=doc["name"], network_id=self.nat().id, ip=doc.get("ip"),
@@ -232,7 +227,7 @@ class Gen1Networking:
                             raw=doc)
 
     def list_endpoints(self) -> list[EndpointInfo]:
-        docs = (self._read(p) for p in sorted(self.dir.glob("*.json")))
+        docs = (self._read(self.dir / name) for name in self.files.names(self.dir, ".json"))
         return [self._info(d) for d in docs if d is not None]
 
     def get_endpoint(self, endpoint_id: str) -> EndpointInfo:
@@ -246,23 +241,28 @@ class Gen1Networking:
 
     def _claim(self, mapping: PortMapping, endpoint_id: str) -> Path:
         claim = self.ports_dir / f"{mapping.protocol}-{mapping.host_port}"
-        try:
-            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                owner = claim.read_text().strip()
-            except FileNotFoundError:
-                owner = ""
+        for _attempt in range(3):
+            if self.files.create_new(claim, endpoint_id.encode()):
+                return claim
+            owner = self._claim_owner(claim)
             holder = self._read(self._path(owner)) if owner else None
             if holder is not None:
                 raise errors.AlreadyExists("create endpoint", subject=f"host port {mapping.host_port}/"
                                            f"{mapping.protocol}",
-                                           message=f"endpoint {holder.get('name') or owner} maps it already") from None
-            claim.unlink(missing_ok=True)  # its endpoint is gone (a crash): claim it again
-            return self._claim(mapping, endpoint_id)
-        with os.fdopen(fd, "w") as f:
-            f.write(endpoint_id)
-        return claim
+                                           message=f"endpoint {holder.get('name') or owner} maps it already")
+            self.files.remove(claim)  # its endpoint is gone (a crash): claim it again
+        raise errors.InvalidState("create endpoint", subject=f"host port {mapping.host_port}/{mapping.protocol}",
+                                  message="other processes keep claiming this port at the same time")
+
+    def _claim_owner(self, claim: Path) -> str:
+        try:
+            owner = self.files.read_text(claim).strip()
+        except (FileNotFoundError, ValueError):
+            return ""
+        try:
+            return str(uuid.UUID(owner))
+        except ValueError:
+            return ""
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         if spec.ip is not None:
@@ -278,7 +278,7 @@ class Gen1Networking:
             self._write(doc)
         except BaseException:
             for claim in claims:
-                claim.unlink(missing_ok=True)
+                self.files.remove(claim)
             raise
         return self._info(doc)
 
@@ -286,10 +286,9 @@ class Gen1Networking:
         info = self.get_endpoint(endpoint_id)
         for mapping in info.port_mappings:
             claim = self.ports_dir / f"{mapping.protocol}-{mapping.host_port}"
-            with contextlib.suppress(OSError):
-                if claim.read_text().strip() == info.id:
-                    claim.unlink()
-        self._path(info.id).unlink(missing_ok=True)
+            if self._claim_owner(claim) == info.id:
+                self.files.remove(claim)
+        self.files.remove(self._path(info.id))
 
     def remember_ip(self, endpoint_id: str, ip: str) -> None:
         """TP3 reports no addresses; what the running container said is kept for ``inspect``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -21,6 +22,7 @@ import attrs
 from wincontainers import errors
 from wincontainers.images.reference import ReferenceError_, parse_reference
 from wincontainers.images.store import LayerRecord, chain_id
+from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.images.store import Image, ImageStore
@@ -60,14 +62,12 @@ def register_host_image(store: "ImageStore", base: Any) -> "Image":
     name, version, folder = base.name.lower(), base.version, str(base.path)
     marker = store.root / "host-images" / f"{name}-{version}.json"
     known: Optional[dict[str, Any]] = None
-    try:
-        known = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        known = None
+    doc = read_optional_json(store.files, marker)
+    known = doc if isinstance(doc, dict) else None
     if known is None or known.get("folder") != folder:
         result = store.host.layers.export_tar(folder, _Discard())  # type: ignore[arg-type]
         known = {"folder": folder, "diff_id": result.diff_id, "size": result.size}
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        store.files.makedirs(marker.parent)
         store._write_file(marker, json.dumps(known).encode())
     diff_id = known["diff_id"]
     record = LayerRecord(chain_id=diff_id, diff_id=diff_id, folder=folder, size=int(known["size"]), owned=False,
@@ -111,7 +111,7 @@ class DockerStore:
     def repositories(self) -> dict[str, str]:
         """``name:tag`` (familiar) -> image ID."""
         try:
-            doc = json.loads((self.meta / "repositories.json").read_text())
+            doc = json.loads((self.meta / "repositories.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         out: dict[str, str] = {}
@@ -159,14 +159,16 @@ class DockerStore:
             chain = chain_id(diff_ids[:i + 1])
             layerdb = self.meta / "layerdb" / "sha256" / chain.split(":", 1)[1]
             try:
-                cache_id = (layerdb / "cache-id").read_text().strip()
-                size = int((layerdb / "size").read_text().strip() or 0)
+                cache_id = (layerdb / "cache-id").read_text(encoding="utf-8").strip()
+                size = int((layerdb / "size").read_text(encoding="utf-8").strip() or 0)
+                if not re.fullmatch(r"[0-9a-f]{64}", cache_id):
+                    raise ValueError(f"cache-id {cache_id[:80]!r} is not a layer ID")
             except (OSError, ValueError):
                 raise errors.NotFound("docker image", subject=f"layer {chain[:19]}",
                                       message=f"{layerdb} is incomplete in Docker's store") from None
             descriptor = None
             if (layerdb / "descriptor.json").exists():
-                descriptor = json.loads((layerdb / "descriptor.json").read_text())
+                descriptor = json.loads((layerdb / "descriptor.json").read_text(encoding="utf-8"))
             folder = self.data_root / "windowsfilter" / cache_id
             if not folder.is_dir():
                 raise errors.NotFound("docker image", subject=f"layer {chain[:19]}",

@@ -30,13 +30,24 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import attrs
 
 from wincontainers import errors
 from wincontainers._native import oshandle
 from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
+from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
@@ -204,11 +215,13 @@ class ImageStore:
         self.layers_dir = self.root / "layers"
         self.leases_dir = self.root / "leases"
         self.tmp_dir = self.root / "tmp"
+        #: JSON documents (index, layer records, leases, build cache) go through kernel32
+        self.files = host.files
         for folder in (self.blobs_dir, self.layers_dir, self.leases_dir, self.tmp_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        if not (self.root / "oci-layout").exists():
+            self.files.makedirs(folder)
+        if not self.files.exists(self.root / "oci-layout"):
             self._write_file(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        if not (self.root / "index.json").exists():
+        if not self.files.exists(self.root / "index.json"):
             self._write_index({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []})
         self._lease_counter = itertools.count()
         #: Docker's data root (``C:\\ProgramData\\docker``): its windowsfilter images are usable as FROM
@@ -220,6 +233,13 @@ class ImageStore:
         return tempfile.mkstemp(prefix=f"{os.getpid()}-", suffix=suffix, dir=self.tmp_dir)
 
     def _write_file(self, path: Path, data: bytes) -> None:
+        """Replace a JSON document of the store: durable, atomic for readers, retried while a
+        reader on Windows holds the old one (:mod:`wincontainers.statefiles`)."""
+        self.files.write(path, data, durable=True)
+
+    def _write_blob(self, path: Path, data: bytes) -> None:
+        """A new blob, written in ``tmp/`` first (a blob name is its digest: never replaced
+        while read, so a plain rename serves)."""
         fd, tmp = self._tmp_file()
         try:
             with os.fdopen(fd, "wb") as out:
@@ -257,22 +277,21 @@ class ImageStore:
         try:
             yield lease
         finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            self.files.remove(path)
 
     def _live_leases(self) -> tuple[set[str], set[str]]:
         """(objects held by live leases, lease files of dead processes)."""
         held: set[str] = set()
         stale: set[str] = set()
-        for path in self.leases_dir.glob("*.json"):
-            pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else -1
+        for name in self.files.names(self.leases_dir, ".json"):
+            path = self.leases_dir / name
+            pid = int(name.split("-", 1)[0]) if name.split("-", 1)[0].isdigit() else -1
             if not self.host.win32.process_alive(pid):
                 stale.add(str(path))
                 continue
-            try:
-                held.update(json.loads(path.read_text()).get("objects", []))
-            except (OSError, ValueError):
-                continue
+            doc = read_optional_json(self.files, path)
+            if isinstance(doc, dict):
+                held.update(str(o) for o in doc.get("objects", []) if isinstance(o, str))
         return held, stale
 
     # -- blobs -----------------------------------------------------------------------------------
@@ -293,7 +312,7 @@ class ImageStore:
     def put_blob(self, data: bytes) -> str:
         digest = digest_of(data)
         if not self.has_blob(digest):
-            self._write_file(self.blob_path(digest), data)
+            self._write_blob(self.blob_path(digest), data)
         return digest
 
     def put_blob_file(self, path: Union[str, "os.PathLike[str]"], digest: Optional[str] = None) -> str:
@@ -322,7 +341,7 @@ class ImageStore:
 
     def get_layer(self, chain: str) -> Optional[LayerRecord]:
         try:
-            return LayerRecord.from_json(json.loads(self._layer_path(chain).read_text()))
+            return LayerRecord.from_json(self.files.read_json(self._layer_path(chain)))
         except FileNotFoundError:
             return None
 
@@ -395,9 +414,9 @@ class ImageStore:
 
     def layer_records(self) -> builtins.list[LayerRecord]:
         out = []
-        for path in sorted(self.layers_dir.glob("*.json")):
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                out.append(LayerRecord.from_json(json.loads(path.read_text())))
+        for name in self.files.names(self.layers_dir, ".json"):
+            with contextlib.suppress(OSError, ValueError, TypeError, errors.HcsError):
+                out.append(LayerRecord.from_json(self.files.read_json(self.layers_dir / name)))
         return out
 
     def layer_chain(self, image: ImageLike) -> builtins.list[LayerRecord]:
@@ -428,8 +447,8 @@ class ImageStore:
 
     def _read_index(self) -> dict[str, Any]:
         try:
-            doc = json.loads((self.root / "index.json").read_bytes())
-        except (OSError, ValueError) as exc:
+            doc = self.files.read_json(self.root / "index.json")
+        except (OSError, ValueError, errors.HcsError) as exc:
             raise errors.HcsError("images", message=f"the image index cannot be read: {exc}",
                                   hint="`wincontainers image fsck` checks the store") from None
         if not isinstance(doc, dict):
@@ -710,8 +729,8 @@ class ImageStore:
 
     def _read_cache(self) -> dict[str, str]:
         try:
-            doc = json.loads(self._cache_file().read_text())
-        except (OSError, ValueError):
+            doc = self.files.read_json(self._cache_file())
+        except (OSError, ValueError, errors.HcsError):
             return {}
         return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(
             doc, dict) else {}
@@ -736,6 +755,22 @@ class ImageStore:
             cache[key] = digest
             self._write_file(self._cache_file(), canonical_json(cache))
         return digest
+
+    def cache_keys(self) -> builtins.list[str]:
+        """The keys of the build cache (one per build step that ran)."""
+        return sorted(self._read_cache())
+
+    def cache_remove(self, keys: Iterable[str]) -> int:
+        """Forget these build cache entries (their images stay until :meth:`gc`); returns how many."""
+        wanted = set(keys)
+        if not wanted:
+            return 0
+        with self.locked():
+            cache = self._read_cache()
+            kept = {k: v for k, v in cache.items() if k not in wanted}
+            if len(kept) != len(cache):
+                self._write_file(self._cache_file(), canonical_json(kept))
+        return len(cache) - len(kept)
 
     def cache_clear(self) -> int:
         with self.locked():
@@ -830,12 +865,13 @@ class ImageStore:
         """Layer folders a dead operation named in its lease, that no record points at."""
         known = {os.path.normcase(os.path.abspath(r.folder)) for r in self.layer_records() if r.folder}
         orphans = []
-        for lease_path in self.leases_dir.glob("*.json"):
-            pid_text = lease_path.name.split("-", 1)[0]
+        for name in self.files.names(self.leases_dir, ".json"):
+            pid_text = name.split("-", 1)[0]
             if pid_text.isdigit() and self.host.win32.process_alive(int(pid_text)):
                 continue
-            with contextlib.suppress(OSError, ValueError):
-                for folder in json.loads(lease_path.read_text()).get("folders", []):
+            doc = read_optional_json(self.files, self.leases_dir / name)
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                for folder in (doc.get("folders", []) if isinstance(doc, dict) else []):
                     normalized = os.path.normcase(os.path.abspath(folder))
                     if normalized not in known and folder not in held and Path(folder).exists():
                         orphans.append(folder)
@@ -866,8 +902,7 @@ class ImageStore:
                     continue
                 if record.owned and record.folder and Path(record.folder).exists():
                     self._destroy_folder(record.folder)
-                with contextlib.suppress(OSError):
-                    self._layer_path(record.chain_id).unlink()
+                self.files.remove(self._layer_path(record.chain_id))
                 removed_layers.append(record.chain_id)
             keep_blobs = blobs | {r.blob for r in map(self.get_layer, chains) if r and r.blob}
             for path in list(self.blobs_dir.iterdir()):
@@ -879,8 +914,7 @@ class ImageStore:
                     path.unlink()
                     removed_blobs.append(digest)
             for lease_path in stale:
-                with contextlib.suppress(OSError):
-                    os.unlink(lease_path)
+                if self.files.remove(lease_path):
                     other.append(f"lease {Path(lease_path).name}")
             for path in list(self.tmp_dir.iterdir()):
                 if not _owned_by_live(path.name, self.host.win32.process_alive):

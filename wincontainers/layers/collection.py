@@ -27,7 +27,7 @@ import attrs
 from wincontainers import errors
 from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder, remove_tree
-from wincontainers.atomicfile import write_atomic
+from wincontainers.statefiles import StateFiles, read_optional_json
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import LayerReader, LayerWriter, check_layer
 from wincontainers.layerfile.codec import open_source
@@ -96,12 +96,9 @@ class ExportResult:
     compressed_size: int
 
 
-def _read_chain(path: Path) -> tuple[Path, ...]:
-    try:
-        data = json.loads((path / "layerchain.json").read_text())
-    except (OSError, ValueError):
-        return ()
-    return tuple(Path(p) for p in data or [] if isinstance(p, str))
+def _read_chain(files: StateFiles, path: Path) -> tuple[Path, ...]:
+    data = read_optional_json(files, path / "layerchain.json")
+    return tuple(Path(p) for p in data if isinstance(p, str)) if isinstance(data, list) else ()
 
 
 class LayerCollection:
@@ -110,22 +107,21 @@ class LayerCollection:
     def __init__(self, host: "Host") -> None:
         self.host = host
         self.root = host.layers_root
+        self.files = host.files
         self.info_dir = host.state_dir / "layer-info"
-        self.info_dir.mkdir(parents=True, exist_ok=True)
+        self.files.makedirs(self.info_dir)
 
     # -- lookup --------------------------------------------------------------------------------
 
     def _layer_at(self, path: Path) -> Layer:
-        info: dict[str, Any] = {}
-        try:
-            info = json.loads((self.info_dir / f"{path.name}.json").read_text())
-        except (OSError, ValueError):
-            pass
-        if (path / "sandbox.vhdx").exists() or (path / "wcsim-sandbox.json").exists():
+        doc = read_optional_json(self.files, self.info_dir / f"{path.name}.json")
+        info: dict[str, Any] = doc if isinstance(doc, dict) else {}
+        chain = _read_chain(self.files, path)
+        if self.files.exists(path / "sandbox.vhdx") or self.files.exists(path / "wcsim-sandbox.json"):
             kind = "sandbox"
         else:
-            kind = info.get("kind") or ("diff" if _read_chain(path) else "base")
-        return Layer(id=path.name, path=path, parents=_read_chain(path), kind=kind, diff_id=info.get("diff_id"),
+            kind = info.get("kind") or ("diff" if chain else "base")
+        return Layer(id=path.name, path=path, parents=chain, kind=kind, diff_id=info.get("diff_id"),
                      size=info.get("size"), created=info.get("created"))
 
     def get(self, ref: LayerLike) -> Layer:
@@ -137,13 +133,13 @@ class LayerCollection:
             raise errors.BadInput("empty layer reference")
         path = Path(text)
         if path.is_absolute():
-            if not path.is_dir():
+            if not self.files.is_dir(path):
                 raise errors.NotFound("get", subject=errors.subject_for("layer", text), message="no such layer folder")
             return self._layer_at(path)
         if "/" in text or "\\" in text:
             raise errors.BadInput(f"a layer is named by its id or an absolute folder path, not {text!r}")
         exact = self.root / text
-        if exact.is_dir():
+        if self.files.is_dir(exact):
             return self._layer_at(exact)
         matches = [p for p in self._folders() if p.name.startswith(text)]
         if len(matches) == 1:
@@ -161,8 +157,8 @@ class LayerCollection:
             return False
 
     def _folders(self) -> builtins.list[Path]:
-        return sorted(p for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.endswith("-removing") and not p.name.startswith("."))
+        return sorted(self.root / e.name for e in self.files.entries(self.root)
+                      if e.is_dir and not e.name.endswith("-removing") and not e.name.startswith("."))
 
     def list(self) -> builtins.list[Layer]:
         return [self._layer_at(p) for p in self._folders()]
@@ -398,6 +394,11 @@ class LayerCollection:
                     "export", subject=errors.subject_for("container", layer.id),
                     message=f"the container is {state}; its sandbox changes while it runs",
                     hint="stop the container first (wincontainers stop), then export or commit it")
+            if state == "created":
+                raise errors.InvalidState(
+                    "export", subject=errors.subject_for("container", layer.id),
+                    message="the container was created but has not run: its compute system holds the sandbox",
+                    hint="start it and let it exit (or stop it), then export or commit it")
         was_mounted = bool(driver.layer_mount_path(path))
         if not was_mounted:
             driver.activate_layer(path)
@@ -475,16 +476,14 @@ class LayerCollection:
                                           message="it is the sandbox of a container",
                                           hint="remove the container (wincontainers rm)")
         self._discard(found.path)
-        try:
-            (self.info_dir / f"{found.id}.json").unlink()
-        except FileNotFoundError:
-            pass
+        self.files.remove(self.info_dir / f"{found.id}.json")
 
     def leftovers(self) -> builtins.list[Path]:
         """What interrupted operations left in the layers folder: ``<id>-removing`` folders and
         the staging folders and spool files of processes that no longer run."""
         out = []
-        for path in self.root.iterdir():
+        for entry in self.files.entries(self.root):
+            path = self.root / entry.name
             if path.name.endswith("-removing"):
                 out.append(path)
             elif path.name.startswith((".import-", ".export-", ".spool-")):
@@ -499,12 +498,11 @@ class LayerCollection:
         for path in self.leftovers():
             if path.name.endswith("-removing"):
                 self._discard(path)
-            elif path.is_dir():
+            elif self.files.is_dir(path):
                 remove_tree(self.host.win32, path)
             else:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            if not path.exists():
+                self.files.remove(path)
+            if not self.files.exists(path):
                 removed.append(path)
         return removed
 
@@ -542,7 +540,7 @@ class LayerCollection:
             log.warning("could not remove the staging folder %s: %s", staging, exc)
 
     def _write_info(self, layer_id: str, info: dict[str, Any]) -> None:
-        write_atomic(self.info_dir / f"{layer_id}.json", json.dumps(info).encode())
+        self.files.write_json(self.info_dir / f"{layer_id}.json", info)
 
 
 def _source_name(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> str:

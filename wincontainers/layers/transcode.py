@@ -126,8 +126,11 @@ class TransportWriter:
             return
         if name == "Hives" or name.startswith("Hives/"):
             if kind is EntryKind.DIRECTORY:
+                # As hcsshim's writer: the folder, and ``<folder>.$wcidirs$`` that carries its
+                # times (ImportLayer reads folder metadata from there, not from the folder).
                 self.staging.mkdir(name)
-                self.staging.set_times(name, _times(entry))
+                with self.staging.create_file(name + WCIDIRS, security=False) as marker:
+                    marker.set_basic_info(_times(entry), 0)
             elif kind is EntryKind.FILE:
                 assert data is not None
                 with self.staging.create_file(name, security=False) as out:

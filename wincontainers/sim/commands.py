@@ -1,4 +1,4 @@
-"""Windows tools inside simulated containers: ``tasklist``, ``ver``, ``hostname``, ``ipconfig``.
+"""Windows tools inside simulated containers: ``tasklist``, ``ver``, ``hostname``, ``ipconfig``, ``ping``.
 
 They run as container processes (the daemon puts shims for them on the container's PATH) and
 ask the daemon about their own container, identified by ``WCSIM_CONTAINER``. ``tasklist`` is
@@ -16,6 +16,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
 import json
 import os
 import socket
+import time
 from typing import Any, Optional
 
 from wincontainers.sim import wire
@@ -102,12 +103,45 @@ def ipconfig(argv: list[str]) -> int:
     return 0
 
 
+def ping(argv: list[str]) -> int:
+    """``ping [-t] [-n count] host``: one reply a second (``-t``: until stopped), as a
+    long-running process for examples and tests; every host answers from itself."""
+    forever, count, target = False, 4, ""
+    args = iter(argv)
+    for arg in args:
+        low = arg.lower()
+        if low in ("-t", "/t"):
+            forever = True
+        elif low in ("-n", "/n"):
+            try:
+                count = max(1, int(next(args, "4")))
+            except ValueError:
+                sys.stderr.write("Bad value for option -n.\n")
+                return 1
+        elif not low.startswith(("-", "/")):
+            target = arg
+    if not target:
+        sys.stderr.write("usage: ping [-t] [-n count] target_name\n")
+        return 1
+    address = "127.0.0.1" if target.lower() == "localhost" else target
+    sys.stdout.write(f"\nPinging {target} [{address}] with 32 bytes of data:\n")
+    sent = 0
+    while forever or sent < count:
+        if sent:
+            time.sleep(1)
+        sys.stdout.write(f"Reply from {address}: bytes=32 time<1ms TTL=128\n")
+        sys.stdout.flush()
+        sent += 1
+    sys.stdout.write(f"\nPing statistics for {address}:\n    Packets: Sent = {sent}, Received = {sent}, Lost = 0 (0% loss),\n")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         sys.stderr.write("usage: python -m wincontainers.sim.commands TOOL [ARGS...]\n")
         return 2
-    tools = {"tasklist": tasklist, "ver": ver, "hostname": hostname, "ipconfig": ipconfig}
+    tools = {"tasklist": tasklist, "ver": ver, "hostname": hostname, "ipconfig": ipconfig, "ping": ping}
     tool = tools.get(argv[0].lower())
     if tool is None:
         sys.stderr.write(f"'{argv[0]}' is not recognized as an internal or external command\n")

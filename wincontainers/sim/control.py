@@ -1,9 +1,11 @@
 """Start, stop and drive the simulated host from Python.
 
-:class:`SimulatedHost` owns a root folder: the daemon's socket and log, the system directories
-(one per profile, holding the simulated DLLs) and the state the daemon keeps (base images,
-layer folders the library creates). The daemon serves every profile; the profile is a property
-of the system directory a client loads its DLLs from.
+:class:`SimulatedHost` owns a root folder: the daemon's socket and log, the system directory
+holding the simulated DLLs, and the state the daemon keeps (base images, layer folders the
+library creates). A root is one host of one profile (one Windows build), as a machine is: by
+default each profile has a root of its own (``<base>/<profile>``), and a root made for one
+profile refuses to start as another. A host runs as an elevated administrator, or as a
+standard user (``user="standard"``) to see what the library does without the privileges.
 
 Test controls (fault injection, dropped notifications, processes that ignore shutdown, open
 handle counts, daemon-side objects) are methods here too.
@@ -34,27 +36,71 @@ from wincontainers.sim.profiles import Profile, get_profile
 __all__ = ["SimulatedHost", "default_root"]
 
 
-def default_root() -> Path:
-    """``WINCONTAINERS_ROOT`` or ``$XDG_STATE_HOME/wincontainers/sim``."""
+USERS = ("admin", "standard")
+
+
+def default_root(profile: str = "ws2019") -> Path:
+    """The simulated host of ``profile`` when no root is given: ``WINCONTAINERS_ROOT`` when set
+    (a root of the caller's choosing, as ``--root``), else a host per profile under
+    ``$XDG_STATE_HOME/wincontainers/sim/<profile>`` (``~/.local/state/...`` without XDG)."""
+    name = get_profile(profile).name
     env = os.environ.get("WINCONTAINERS_ROOT")
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "wincontainers" / "sim"
+    return Path(base) / "wincontainers" / "sim" / name
 
 
 class SimulatedHost:
-    """A simulated Windows host under ``root``, seen as Windows build ``profile``."""
+    """A simulated Windows host under ``root``, seen as Windows build ``profile``.
 
-    def __init__(self, profile: str = "ws2019", root: Union[str, Path, None] = None) -> None:
+    ``user`` is the account clients run as: ``"admin"`` (elevated, the default for a new
+    root) or ``"standard"`` (no SeBackup/SeRestore/SeSecurity privileges, HCS refuses access).
+    ``None`` keeps what the root was made with.
+    """
+
+    def __init__(self, profile: str = "ws2019", root: Union[str, Path, None] = None, *,
+                 user: Optional[str] = None) -> None:
         self.profile: Profile = get_profile(profile)
-        self.root = Path(root).expanduser().resolve() if root is not None else default_root().resolve()
+        if user is not None and user not in USERS:
+            raise BadInput(f"user {user!r}: use 'admin' or 'standard'")
+        self.root = (Path(root).expanduser() if root is not None else default_root(self.profile.name)).resolve()
         self.daemon_dir = self.root / "daemon"
         self.socket_path = _socket_path(self.root)
         self.system_directory = self.root / "system" / self.profile.name
+        self._user = user
 
     def __repr__(self) -> str:
         return f"SimulatedHost(profile={self.profile.name!r}, root={str(self.root)!r})"
+
+    @property
+    def user(self) -> str:
+        """The account this host's clients run as (``"admin"`` or ``"standard"``)."""
+        return self._user or str(self._identity().get("user") or "admin")
+
+    def _identity_path(self) -> Path:
+        return self.daemon_dir / "host.json"
+
+    def _identity(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self._identity_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def _claim_root(self) -> None:
+        """Record (or check) which host this root is: one profile, one account."""
+        known = self._identity()
+        if known and known.get("profile") != self.profile.name:
+            raise BadInput(
+                f"{self.root} is the simulated host of profile {known.get('profile')!r}, not "
+                f"{self.profile.name!r}: a root is one host (one Windows build); use --sim "
+                f"{known.get('profile')} with it, or another --root (each profile has its own by default)")
+        wanted = {"profile": self.profile.name, "user": self._user or known.get("user") or "admin"}
+        if known != wanted:
+            tmp = self._identity_path().with_suffix(".tmp")
+            tmp.write_text(json.dumps(wanted), encoding="utf-8")
+            os.replace(tmp, self._identity_path())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -63,13 +109,27 @@ class SimulatedHost:
         if timeout is not None and timeout < 0:
             raise BadInput("timeout must not be negative")
         self.daemon_dir.mkdir(parents=True, exist_ok=True)
-        build.populate_system_directory(self.profile, self.system_directory, self.socket_path)
         with open(self.daemon_dir / "start.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.status() is not None:
+            info = self.status()
+            if info is not None:
+                self._check_running(info)
                 return self
+            self._claim_root()
+            build.populate_system_directory(self.profile, self.system_directory, self.socket_path)
             self._spawn_daemon(timeout)
         return self
+
+    def _check_running(self, info: dict[str, Any]) -> None:
+        running = info.get("profile") or ""
+        if running and running != self.profile.name:
+            raise BadInput(
+                f"{self.root} is the simulated host of profile {running!r}, not {self.profile.name!r}: "
+                f"a root is one host; use --sim {running} with it, or another --root")
+        if self._user is not None and info.get("user") not in (None, self._user):
+            raise BadInput(
+                f"the simulated host under {self.root} runs as the {info.get('user')} user, not {self._user}: "
+                "stop it first (wincontainers sim stop) to start it as another")
 
     def _spawn_daemon(self, timeout: float) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +140,7 @@ class SimulatedHost:
         with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "wincontainers.sim.daemon", "--root", str(self.root),
-                 "--socket", str(self.socket_path)],
+                 "--socket", str(self.socket_path), "--profile", self.profile.name, "--user", self.user],
                 stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True, env=env,
                 cwd="/",
             )
@@ -97,9 +157,12 @@ class SimulatedHost:
         raise HcsUnavailable(f"the simulator daemon for {self.root} did not start:\n{tail}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the daemon (its containers are terminated). False when it was not running."""
+        """Stop the daemon, as stopping the vmcompute service does: its containers' processes
+        end with it (those of a daemon that died or had to be killed are ended here). False
+        when it was not running."""
         info = self.status()
         if info is None:
+            self._end_container_processes()
             return False
         pid = int(info["pid"])
         try:
@@ -109,13 +172,43 @@ class SimulatedHost:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
-                return True
+                break
             time.sleep(0.02)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._end_container_processes()
         return True
+
+    def container_processes(self) -> list[int]:
+        """Host PIDs of processes that run in this host's containers (found by the
+        ``WCSIM_SOCKET`` their daemon gave them), whether or not the daemon still runs."""
+        marker = b"\0WCSIM_SOCKET=" + os.fsencode(self.socket_path) + b"\0"
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    environ = b"\0" + f.read() + b"\0"
+            except OSError:
+                continue
+            if marker in environ and _alive(int(entry)):
+                found.append(int(entry))
+        return sorted(found)
+
+    def _end_container_processes(self, timeout: float = 10.0) -> None:
+        pids = self.container_processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + timeout
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def status(self) -> Optional[dict[str, Any]]:
         """The daemon's ``{"pid", "root", "started", "clients"}``, or ``None`` when it is not running."""
@@ -236,6 +329,18 @@ class SimulatedHost:
 
     def process_list(self, system_id: str) -> list[dict[str, Any]]:
         return list(self.control({"op": "processes", "system": system_id}))
+
+    def set_user(self, pid: int, user: str) -> None:
+        """Let client process ``pid`` run as ``"admin"`` or ``"standard"`` from now on (its token
+        starts again: privileges disabled)."""
+        if user not in USERS:
+            raise BadInput(f"user {user!r}: use 'admin' or 'standard'")
+        self.control({"op": "set_user", "pid": pid, "user": user})
+
+    def mark_foreign(self, pid: int, foreign: bool = True) -> None:
+        """Make process ``pid`` belong to another account: OpenProcess on it is refused with
+        ERROR_ACCESS_DENIED, as for another user's process on Windows."""
+        self.control({"op": "foreign", "pid": pid, "foreign": foreign})
 
 
 def _socket_path(root: Path) -> Path:

@@ -413,13 +413,13 @@ class Daemon:
                 with conn.io_lock:
                     try:
                         queued = struct.unpack("i", fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
-                    except OSError:
+                    except (OSError, ValueError):  # closed meanwhile (ValueError: fd already -1)
                         continue
                     target = conn.consumed + queued
                 with conn.progress:
                     while conn.done < target:
                         left = deadline - time.monotonic()
-                        if left <= 0 or conn.in_barrier:
+                        if left <= 0 or conn.in_barrier or conn.closed:
                             break
                         conn.progress.wait(left)
         finally:

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence
 
+import attrs
+
 from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact
 from wincontainers.layerfile.reparse import IO_REPARSE_TAG_MOUNT_POINT, IO_REPARSE_TAG_SYMLINK, OTHER_TAGS, reparse_tag
@@ -570,7 +572,10 @@ def _copy_hives(src: Path, src_store: NtfsStore, dst: Path, dst_store: NtfsStore
     for rel in names[1:]:
         shutil.copyfile(src / rel, dst / rel)
     for rel in names:
-        meta = src_store.get(rel)
+        # The folder's own metadata travels as ``Hives.$wcidirs$`` (hcsshim's writer makes one
+        # for every folder entry); the folder itself is what a plain copy left.
+        marker = src_store.get(rel + WCIDIRS) if rel == "Hives" else None
+        meta = attrs.evolve(marker, attributes=int(FileAttributes.DIRECTORY)) if marker is not None else src_store.get(rel)
         if meta is not None:
             dst_store.put(rel, meta)
 

@@ -104,8 +104,8 @@ def _lkey(rel: str) -> bytes:
     return rel.lower().encode("utf-8", "surrogatepass")
 
 
-def _unkey(raw: bytes) -> str:
-    return bytes(raw).decode("utf-8", "surrogatepass")
+def _unkey(raw: Union[bytes, str]) -> str:
+    return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "surrogatepass")
 
 
 class _Db:
@@ -295,10 +295,12 @@ class NtfsStore:
             self.remove(new)
             for table in ("entries", "streams"):
                 conn.execute(f"UPDATE {table} SET lpath = ? WHERE lpath = ?", (new_l, old_l))
-                conn.execute(f"UPDATE {table} SET lpath = ? || substr(lpath, ?) WHERE lpath >= ? AND lpath < ?",
+                # || makes TEXT: cast back, so keys stay BLOBs (byte-exact, WTF-8)
+                conn.execute(f"UPDATE {table} SET lpath = CAST(? || substr(lpath, ?) AS BLOB) "
+                             "WHERE lpath >= ? AND lpath < ?",
                              (new_l, len(old_l) + 1, old_l + b"/", old_l + b"0"))
             conn.execute("UPDATE entries SET path = ? WHERE lpath = ?", (_key(new_key), new_l))
-            conn.execute("UPDATE entries SET path = ? || substr(path, ?) WHERE lpath >= ? AND lpath < ?",
+            conn.execute("UPDATE entries SET path = CAST(? || substr(path, ?) AS BLOB) WHERE lpath >= ? AND lpath < ?",
                          (_key(new_key), len(_key(old_key)) + 1, new_l + b"/", new_l + b"0"))
             self._db._reparse = None
             if not self._db.shared:

@@ -198,7 +198,7 @@ def _get(doc: Any, *keys: str, default: Any = None) -> Any:
 
 
 #: Windows tools the simulated containers get (wincontainers.sim.commands).
-TOOLS = ("tasklist", "ver", "hostname", "ipconfig")
+TOOLS = ("tasklist", "ver", "hostname", "ipconfig", "ping")
 
 # Signals for HcsSignalProcess' {"Signal": ...}
 _SIGNALS = {
@@ -376,6 +376,8 @@ class Service:
                 raise call.fail("INVALID_LAYER", f"volume {volume_path!r} is not prepared (call PrepareLayer first)")
             for layer in layers:
                 self._check_layer_ref(call, layer)
+            if layers:
+                self._check_image_build(profile, Path(layers[-1][1]))
             if any(s.volume_guid == vol.guid and s.state != "Stopped" for s in self.systems.values()):
                 raise Fail(0x80070020, f"volume {volume_path!r} is in use by another compute system")
             system = ComputeSystem(
@@ -470,6 +472,16 @@ class Service:
         want = st.guid_text(st.name_to_guid(Path(path).name))
         if str(guid or "").lower().strip("{}") != want:
             raise call.fail("INVALID_LAYER", f"layer {path} has ID {guid!r}; NameToGuid of its folder name is {want}")
+
+    def _check_image_build(self, profile: Any, base: Path) -> None:
+        """Process isolation shares the host's kernel: the base layer's Windows build (its
+        SOFTWARE hive, or a central-store folder name) must be the host's. Revisions may differ."""
+        from wincontainers.sim.layerio import layer_build
+
+        build = layer_build(base) or st.base_image_build(base)
+        if build is not None and build != profile.build:
+            raise Fail(0xC0370101, f"The container operating system does not match the host operating system. "
+                                   f"(image build {build}, host build {profile.build})")
 
     def _map_directories(self, system: ComputeSystem, mapped: Any) -> None:
         for entry in mapped if isinstance(mapped, list) else []:

@@ -905,8 +905,10 @@ class WinFs:
                 attributes, _t, _rp = file_meta(dst.host, dst.st)
                 if attributes & FILE_ATTRIBUTE_READONLY:
                     raise Fail(ERROR_ACCESS_DENIED, f"{dst.name} is read-only")
-                if self._open_without((dst.st.st_dev, dst.st.st_ino), FILE_SHARE_DELETE):
-                    raise Fail(ERROR_ACCESS_DENIED, f"{dst.name} is open without FILE_SHARE_DELETE")
+                # NTFS does not supersede a file that has open handles (even ones that share
+                # delete; only POSIX-semantics renames do, which MoveFileExW does not ask for).
+                if self._by_file.get((dst.st.st_dev, dst.st.st_ino)):
+                    raise Fail(ERROR_ACCESS_DENIED, f"{dst.name} is open: a file in use cannot be replaced")
             src_db, src_key = ntfs.locate(src.host)
             own_tree = os.path.exists(src.host + b"/" + ntfs.STORE_NAME.encode())
             try:

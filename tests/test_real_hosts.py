@@ -24,7 +24,6 @@ import pytest
 from wincontainers import Host, errors
 from wincontainers._native import win32 as w32
 from wincontainers._native.layerfs import remove_tree
-from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerReader
 from wincontainers.layerfile.security import SecurityDescriptor
 from wincontainers.sim import ntfs
@@ -166,8 +165,12 @@ def test_export_into_a_missing_folder_is_refused_and_the_library_makes_it_first(
         host.driver.export_layer(str(base.path), str(tmp_path / "not-made"), [])
     assert caught.value.hresult in (0x80070003, 0x80070002), caught.value
     assert not (tmp_path / "not-made").exists()
-    assert LayerReader  # the library's export (which makes the folder first) works:
-    assert entries_of(export_bytes(host, str(base.path), tmp_path, "ok.tar"))
+    # The library's export (which makes the folder first) works, for a base and for a sandbox:
+    assert "Files/Windows" in entries_of(export_bytes(host, str(base.path), tmp_path, "ok.tar"))
+    with host.containers.create("windowsservercore", 'cmd /S /C "echo x> made.txt"', workdir="C:\\") as c:
+        c.start()
+        c.wait(60)
+        assert "Files/made.txt" in entries_of(export_bytes(host, c.id, tmp_path, "changes.tar"))
 
 
 # -- defect 4: hard links replace the placeholders ImportLayer left ---------------------------------
@@ -418,12 +421,16 @@ def test_an_image_of_another_build_is_refused(host: Host, sim_roots: dict[str, S
         base = foreign.base_images()[0]
         foreign.layers.export_tar(str(base.path), str(tmp_path / "foreign-base.tar"))
     layer = host.layers.import_tar(str(tmp_path / "foreign-base.tar"), base=True)
+    containers = [c.id for c in host.containers.list(all=True)]
+    layers = [entry.id for entry in host.layers.list()]
     try:
         with pytest.raises(errors.HcsError) as caught:
             host.containers.create([str(layer.path)])
         assert caught.value.hresult == 0xC0370101, caught.value
         assert "os.version" in str(caught.value) and "Hyper-V" in str(caught.value)
-        assert not [c for c in host.containers.list(all=True) if str(layer.path) in c.inspect()["Layers"]]
+        # nothing of the refused container stays: no record, no sandbox
+        assert [c.id for c in host.containers.list(all=True)] == containers
+        assert [entry.id for entry in host.layers.list()] == layers
     finally:
         host.layers.destroy(layer, force=True)
 
@@ -441,10 +448,11 @@ def test_each_profile_is_a_host_of_its_own(tmp_path: Path) -> None:
         state = tmp_path / "xdg"
         mine = run_cli(one, "ps", "-a")
         assert b"only-on-2016" in mine.stdout
-        env = {"XDG_STATE_HOME": str(state)}
+        environ = {k: v for k, v in os.environ.items() if k not in ("WINCONTAINERS_ROOT", "WINCONTAINERS_SIM")}
+        environ.update(XDG_STATE_HOME=str(state), PYTHONPATH=str(ROOT))
         for profile in ("tp3", "2016"):
             listed = subprocess.run([sys.executable, "-m", "wincontainers", "--sim", profile, "ps", "-a"],
-                                    capture_output=True, timeout=180, env=dict(os.environ, PYTHONPATH=str(ROOT), **env))
+                                    capture_output=True, timeout=180, env=environ)
             assert listed.returncode == 0, listed.stderr.decode()
             assert b"only-on-2016" not in listed.stdout
         assert sorted(p.name for p in (state / "wincontainers" / "sim").iterdir()) == ["2016", "tp3"]

@@ -37,7 +37,7 @@ from wincontainers._native.win32 import (
     Win32File,
 )
 
-__all__ = ["LayerFolder", "EntryRead", "EntryWriter", "Times", "remove_tree", "RECYCLE_BIN"]
+__all__ = ["LayerFolder", "EntryRead", "EntryWriter", "Times", "remove_tree", "copy_chunks", "RECYCLE_BIN"]
 
 Times = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]  # creation, access, write, change
 
@@ -197,7 +197,13 @@ class LayerFolder:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def open_read(self, rel: str) -> Win32File:
+    def open_read(self, rel: str, *, consume: bool = False) -> Win32File:
+        """``rel`` for reading; ``consume``: deleted when closed (one call less per file of a
+        folder read once, such as ExportLayer's output)."""
+        if consume:
+            return self.api.open_for_backup(self.path(rel), win32.GENERIC_READ | win32.DELETE,
+                                            share=win32.FILE_SHARE_READ | win32.FILE_SHARE_DELETE,
+                                            flags=win32.FILE_FLAG_DELETE_ON_CLOSE)
         return self.api.open_for_backup(self.path(rel), win32.GENERIC_READ, share=win32.FILE_SHARE_READ)
 
     def read_entry(self, rel: str) -> EntryRead:

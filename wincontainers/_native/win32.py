@@ -44,6 +44,7 @@ FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_SHARE_DELETE = 1, 2, 4
 FILE_SHARE_ALL = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
 CREATE_NEW, CREATE_ALWAYS, OPEN_EXISTING, OPEN_ALWAYS = 1, 2, 3, 4
 FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT = 0x02000000, 0x00200000
+FILE_FLAG_DELETE_ON_CLOSE = 0x04000000
 FILE_ATTRIBUTE_READONLY, FILE_ATTRIBUTE_DIRECTORY = 0x1, 0x10
 FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT = 0x80, 0x400
 INVALID_FILE_ATTRIBUTES = 0xFFFFFFFF
@@ -514,10 +515,10 @@ class Win32:
         return Win32File(self, h, path)
 
     def open_for_backup(self, path: str, access: int, disposition: int = OPEN_EXISTING, *,
-                        share: int = FILE_SHARE_READ) -> Win32File:
+                        share: int = FILE_SHARE_READ, flags: int = 0) -> Win32File:
         """A file or folder with backup semantics, the reparse point itself rather than its target."""
         return self.create_file(path, access, disposition, share=share,
-                                flags=FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+                                flags=FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT | flags)
 
     def create_directory(self, path: str, *, exist_ok: bool = False) -> bool:
         """CreateDirectoryW; returns whether it made the folder (``exist_ok``: one that exists is fine)."""

@@ -334,7 +334,8 @@ class LayerCollection:
                 refused: builtins.list[str] = []
                 out = partial if partial is not None else dest
                 with LayerWriter(out, compression=compression, progress=callback) as writer:  # type: ignore[arg-type]
-                    for entry, data in read_tree(folder, transport=transport):
+                    # the export folder is ours alone: each file goes as it is read
+                    for entry, data in read_tree(folder, transport=transport, consume=transport):
                         if REPARSE_EXTENSION in entry.pax_extra:
                             refused.append(entry.name)
                             if unsupported_reparse != "keep":

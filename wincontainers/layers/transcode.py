@@ -21,7 +21,7 @@ from typing import IO, Any, Iterator, Optional, Sequence
 import attrs
 
 from wincontainers._native import win32
-from wincontainers._native.layerfs import RECYCLE_BIN, EntryWriter, LayerFolder, Times
+from wincontainers._native.layerfs import RECYCLE_BIN, EntryWriter, LayerFolder, Times, copy_chunks
 from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.backup import BackupReader, BackupWriter, Readable, StreamId
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
@@ -35,7 +35,7 @@ from wincontainers.layerfile.reparse import (
 )
 from wincontainers.layerfile.validate import REPARSE_EXTENSION
 
-__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "copy_chunks", "WCIDIRS", "ZERO_TIMES"]
+__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "WCIDIRS", "ZERO_TIMES"]
 
 WCIDIRS = ".$wcidirs$"
 ZERO_TIMES: Times = (None, None, None, None)
@@ -191,17 +191,6 @@ class TransportWriter:
             self._open = None
 
 
-def copy_chunks(src: Readable, size: int) -> Iterator[bytes]:
-    """Exactly ``size`` bytes of ``src`` in pieces; a short source is an error."""
-    remaining = size
-    while remaining:
-        chunk = src.read(min(1 << 20, remaining))
-        if not chunk:
-            raise ValueError("entry data ended early")
-        remaining -= len(chunk)
-        yield chunk
-
-
 class BaseLayerWriter:
     """Entries of a base layer, written in place into the layer folder with BackupWrite. A file
     stays open until the next entry, so its alternate data streams (the tar entries after it)
@@ -312,9 +301,11 @@ def _entries_from_backup(
         yield entry, io.BytesIO(b"") if entry.kind is EntryKind.FILE else None
 
 
-def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False,
+              ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
     """Entries of an export folder (``transport=True``) or of a base layer folder, in tar order:
     Files (whiteouts after their directory), then Hives (transport) or UtilityVM (base).
+    ``consume`` (an export folder only): each transport file is deleted as it is read.
 
     A folder that is a reparse point (a junction such as ``Documents and Settings``) is one
     entry: the walk never goes through it. ``Files/$Recycle.Bin`` is left out, as hcsshim does.
@@ -339,7 +330,7 @@ def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEn
         is_dir = bool(attributes & win32.FILE_ATTRIBUTE_DIRECTORY)
         is_link = bool(attributes & win32.FILE_ATTRIBUTE_REPARSE_POINT)
         if transport:
-            yield from _transport_entry(folder, rel, is_dir, first_names)
+            yield from _transport_entry(folder, rel, is_dir, first_names, consume)
         else:
             read = folder.read_entry(rel)
             try:
@@ -386,11 +377,11 @@ def read_tree(folder: LayerFolder, *, transport: bool) -> Iterator[tuple[LayerEn
 
 
 def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: dict[tuple[int, int], str],
-                     ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+                     consume: bool) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
     """One entry of an export folder: ``Files\\x`` (or ``x.$wcidirs$`` for a folder) holds the
     attributes and the backup stream; the transport file's own times are the entry's."""
     try:
-        f = folder.open_read(rel + WCIDIRS if is_dir else rel)
+        f = folder.open_read(rel + WCIDIRS if is_dir else rel, consume=consume)
     except win32.PathNotFound:
         if is_dir:  # a folder vmcompute wrote no metadata for
             yield LayerEntry(rel, EntryKind.DIRECTORY, attributes=int(FileAttributes.DIRECTORY)), None
@@ -412,9 +403,10 @@ def _with_hardlinks(
     rel: str, is_dir: bool, file_id: tuple[int, int], links: int, first_names: dict[tuple[int, int], str],
     entries: Iterator[tuple[LayerEntry, Optional[IO[bytes]]]],
 ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
-    """The second and later names of a multiply-linked file become hard link entries."""
-    if not is_dir and links > 1:
-        first = first_names.get(file_id)
+    """The second and later names of a multiply-linked file become hard link entries (a name
+    already read may be gone, when the folder is consumed: its file keeps its id)."""
+    first = first_names.get(file_id) if not is_dir and file_id != (0, 0) else None
+    if first is not None or (not is_dir and links > 1):
         if first is not None:
             for entry, _data in entries:
                 if entry.kind is EntryKind.STREAM:

@@ -68,8 +68,21 @@ def _group(dll: str) -> str:
     return dll.lower().removesuffix(".dll")
 
 
+class Win32Session:
+    """What kernel32 and advapi32 handles belong to: a client process, not one of its
+    connections (each thread has its own). It ends, closing them, with its last connection."""
+
+    gen = 2
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.handles: set[int] = set()
+        self.connections = 0
+
+
 class Connection:
-    """One client connection (one simulated DLL instance in one process)."""
+    """One client connection (one simulated DLL instance in one process, or for kernel32 and
+    advapi32 one thread of it)."""
 
     def __init__(self, daemon: "Daemon", sock: socket.socket) -> None:
         self.daemon = daemon
@@ -84,6 +97,8 @@ class Connection:
         self.ops: dict[int, dict[str, Any]] = {}
         self.ops_lock = threading.Lock()
         self.closed = False
+        #: who owns the handles this connection opens: itself, or its process's Win32Session
+        self.owner: Any = self
         # Barrier bookkeeping (see Daemon.barrier): bytes taken off the socket, bytes handled.
         self.io_lock = threading.Lock()
         self.progress = threading.Condition()
@@ -171,8 +186,9 @@ class Connection:
             counted = self.daemon.register(self)
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)
+            receiver = wire.Receiver(self.sock)
             while True:
-                if counted:
+                if counted and not receiver.buffered():
                     # Barriers count what was taken off the socket: take it under the lock, once
                     # it is there. kernel32 calls come in bursts: look for the next one a little
                     # before sleeping (a wake-up costs more than the call on a virtual machine).
@@ -181,21 +197,18 @@ class Connection:
                         pass
                     poller.poll()
                     with self.io_lock:
-                        msg = wire.recv_message(self.sock)
-                        if msg is not None:
-                            self.consumed += 4 + len(msg[0])
-                else:
-                    msg = wire.recv_message(self.sock)
-                if msg is None:
+                        alive = receiver.fill()
+                        self.consumed = receiver.received
+                    if not alive:
+                        break
+                payload = receiver.next()
+                if payload is None:
                     break
-                payload, fds = msg
-                for fd in fds:
-                    _close(fd)
                 if payload[:1] in (b"Q", b"O"):
                     self.dispatch(wire.parse_request(payload))
                 if counted:
                     with self.progress:
-                        self.done = self.consumed
+                        self.done = receiver.consumed()
                         self.progress.notify_all()
         except OSError:
             pass
@@ -208,9 +221,11 @@ class Connection:
     def close(self) -> None:
         with self.send_lock:
             self.closed = True
-        self.service.files.close_all(self)
-        for hid in sorted(self.handles, reverse=True):
-            self.service.close_handle(hid)
+        owner = self.daemon.leave_session(self) if isinstance(self.owner, Win32Session) else self
+        if owner is not None:
+            self.service.files.close_all(owner)
+            for hid in sorted(owner.handles, reverse=True):
+                self.service.close_handle(hid)
         with self.ops_lock:
             self.ops.clear()
         try:
@@ -373,6 +388,7 @@ class Daemon:
         self.service = Service(root, socket_path, elevated=elevated)
         self.connections: set[Connection] = set()
         self.win32_connections: set[Connection] = set()
+        self.sessions: dict[int, Win32Session] = {}
         self.lock = threading.Lock()
         self.listener: Optional[socket.socket] = None
         self.stopping = threading.Event()
@@ -387,12 +403,32 @@ class Daemon:
             self.service.tokens.forget(conn.pid)
 
     def register(self, conn: Connection) -> bool:
-        """A client said hello: kernel32 connections take part in barriers (returns whether)."""
-        if _group(conn.dll) == "kernel32":
-            with self.lock:
+        """A client said hello: kernel32 and advapi32 connections join their process's session,
+        and kernel32 ones take part in barriers (returns whether)."""
+        group = _group(conn.dll)
+        if group not in _WIN32_GROUPS:
+            return False
+        with self.lock:
+            session = self.sessions.get(conn.pid)
+            if session is None:
+                session = self.sessions[conn.pid] = Win32Session(conn.pid)
+            session.connections += 1
+            conn.owner = session
+            if group == "kernel32":
                 self.win32_connections.add(conn)
-            return True
-        return False
+        return group == "kernel32"
+
+    def leave_session(self, conn: Connection) -> Optional[Win32Session]:
+        """``conn`` closed: its session when that was the process's last connection (to be
+        closed), else None."""
+        with self.lock:
+            session = conn.owner
+            session.connections -= 1
+            if session.connections > 0:
+                return None
+            if self.sessions.get(conn.pid) is session:
+                del self.sessions[conn.pid]
+            return session  # type: ignore[no-any-return]
 
     def barrier(self, caller: Connection, timeout: float = 2.0) -> None:
         """Wait until every other kernel32 connection has handled what it had received so far.

@@ -73,7 +73,7 @@ def _start_time(pid: int) -> Optional[int]:
 @api("kernel32", "CreateFileW", "suuuu", raw=True)
 def create_file(svc: Service, call: Call, path: Optional[str], access: int, share: int, disposition: int,
                 flags: int) -> Reply:
-    handle, fd, info, existed = svc.files.create_file(call.pid, call.conn, path, access, share, disposition, flags,
+    handle, fd, info, existed = svc.files.create_file(call.pid, call.conn.owner, path, access, share, disposition, flags,
                                                       svc.new_id)
     return Reply(outs=[handle.id, int(existed), *info], fds=[fd])
 
@@ -191,7 +191,7 @@ def open_process(svc: Service, call: Call, access: int, inherit: int, pid: int) 
         raise Fail(ERROR_INVALID_PARAMETER, f"no process {pid}")
     if svc.tokens.is_foreign(pid) and pid != call.pid:
         raise Fail(ERROR_ACCESS_DENIED, f"process {pid} belongs to another account")
-    handle = svc.new_handle("pid", ProcessRef(pid, started, access), call.conn)
+    handle = svc.new_handle("pid", ProcessRef(pid, started, access), call.conn.owner)
     return Reply(outs=[handle.id])
 
 
@@ -222,7 +222,7 @@ def open_process_token(svc: Service, call: Call, process: int, access: int) -> R
         if h.obj.pid != call.pid:
             raise Fail(ERROR_ACCESS_DENIED, "the simulated host opens only the caller's own token")
         pid = h.obj.pid
-    handle = svc.new_handle("token", TokenRef(pid, int(access)), call.conn)
+    handle = svc.new_handle("token", TokenRef(pid, int(access)), call.conn.owner)
     return Reply(outs=[handle.id])
 
 

@@ -247,6 +247,16 @@ class NtfsStore:
             ).fetchone()
         return FileMeta(*row) if row else None
 
+    def holds(self, rel: str) -> bool:
+        """Whether anything (an entry or a stream) is stored for ``rel`` (a read: cheaper than
+        the writes of :meth:`remove` for a name that has nothing)."""
+        key = _lkey(self._k(rel))
+        with self._db.lock:
+            row = self._db.conn().execute(
+                "SELECT 1 FROM entries WHERE lpath=? UNION ALL SELECT 1 FROM streams WHERE lpath=? LIMIT 1",
+                (key, key)).fetchone()
+        return row is not None
+
     def items(self) -> Iterator[tuple[str, FileMeta]]:
         with self._db.lock:
             if self.prefix:

@@ -150,8 +150,13 @@ def map_generic(access: int) -> int:
 def file_meta(host: bytes, st: os.stat_result, view: Optional[NtfsStore] = None) -> tuple[int, tuple[int, int, int, int],
                                                                                          Optional[bytes]]:
     """(attributes, (creation, access, write, change), reparse buffer) of a host entry."""
+    return describe(host, st, (view or ntfs.shared_view(host, stat.S_ISDIR(st.st_mode))).get(""))
+
+
+def describe(host: Any, st: os.stat_result, meta: Optional[FileMeta]) -> tuple[int, tuple[int, int, int, int],
+                                                                             Optional[bytes]]:
+    """What Windows shows of a host entry with the metadata its store holds (``None``: none)."""
     directory = stat.S_ISDIR(st.st_mode)
-    meta = (view or ntfs.shared_view(host, directory)).get("")
     reparse = meta.reparse if meta is not None else None
     if stat.S_ISLNK(st.st_mode):
         reparse = lx_symlink(os.readlink(host))
@@ -459,6 +464,20 @@ class WinFs:
             self._names[folder] = (mtime, names)
         return names
 
+    def _removed(self, folder: bytes, name_bytes: bytes) -> None:
+        """Keep the name cache of ``folder`` current after we removed an entry from it."""
+        with self.lock:
+            cached = self._names.get(folder)
+            if cached is None:
+                return
+            try:
+                mtime = os.stat(folder).st_mtime_ns
+            except OSError:
+                self._names.pop(folder, None)
+                return
+            cached[1].pop(rel_from_host(name_bytes).lower(), None)
+            self._names[folder] = (mtime, cached[1])
+
     def _added(self, folder: bytes, name_bytes: bytes) -> None:
         """Keep the name cache of ``folder`` current after we created an entry in it."""
         with self.lock:
@@ -567,8 +586,7 @@ class WinFs:
         try:
             st = os.fstat(fd) if stream is None else res.st
             assert st is not None
-            if not existed or disposition == CREATE_ALWAYS:
-                self._created(res, flags, existed)
+            written = self._created(res, flags, existed) if not existed or disposition == CREATE_ALWAYS else False
             handle = OpenFile(new_id(), pid, res.host, st.st_dev, st.st_ino, directory, granted, share, flags,
                               stream, fd if stream is not None else None, owner)
             with self.lock:
@@ -579,7 +597,10 @@ class WinFs:
             if stream is None:
                 os.close(fd)
             main = st  # the file (for a stream: the file it belongs to)
-            attributes, times, reparse = file_meta(res.host, main)
+            if written is not False and stream is None:  # what _created wrote (None: nothing)
+                attributes, times, reparse = describe(res.host, main, written)
+            else:
+                attributes, times, reparse = file_meta(res.host, main)
             privileges = (int(token.enabled("SeBackupPrivilege")) | int(token.enabled("SeRestorePrivilege")) << 1
                           | int(token.enabled("SeSecurityPrivilege")) << 2 | int(token.elevated) << 3)
             size = st.st_size if stream is not None else (0 if directory else main.st_size)
@@ -635,8 +656,9 @@ class WinFs:
             fd = os.open(host, mode | truncate | extra)
         return fd, os.dup(fd)
 
-    def _created(self, res: Resolved, flags: int, existed: bool) -> None:
-        """Attributes and times of a new (or overwritten) file: the flags' attributes plus ARCHIVE."""
+    def _created(self, res: Resolved, flags: int, existed: bool) -> Optional[FileMeta]:
+        """Attributes and times of a new (or overwritten) file: the flags' attributes plus
+        ARCHIVE. Returns the metadata now stored for it (None: none, the defaults)."""
         requested = flags & SETTABLE_ATTRIBUTES
         view = ntfs.shared_view(res.host, False)
         now = now_filetime()
@@ -645,11 +667,15 @@ class WinFs:
             meta.attributes = requested | FILE_ATTRIBUTE_ARCHIVE
             meta.write = meta.change = meta.access = now
             view.put("", meta)
-        else:
+            return meta
+        if view.holds(""):
             view.remove("", recursive=False)  # what a name deleted outside kernel32 left
-            if requested & ~FILE_ATTRIBUTE_ARCHIVE:
-                view.put("", FileMeta(attributes=requested | FILE_ATTRIBUTE_ARCHIVE, creation=now, access=now,
-                                      write=now, change=now))
+        if requested & ~FILE_ATTRIBUTE_ARCHIVE:
+            meta = FileMeta(attributes=requested | FILE_ATTRIBUTE_ARCHIVE, creation=now, access=now, write=now,
+                            change=now)
+            view.put("", meta)
+            return meta
+        return None
 
     # -- closing -------------------------------------------------------------------------------------
 
@@ -770,8 +796,7 @@ class WinFs:
         if directory:
             ntfs.forget_locations()
         ntfs.shared_view(host, directory).remove("", recursive=directory)
-        with self.lock:
-            self._names.pop(os.path.dirname(host), None)
+        self._removed(os.path.dirname(host), os.path.basename(host))
 
     def _open_without(self, key: tuple[int, int], share_bit: int) -> bool:
         return any(not o.share & share_bit for o in self._by_file.get(key, []))
@@ -783,10 +808,10 @@ class WinFs:
         if stat.S_ISDIR(res.st.st_mode):
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is a folder (DeleteFileW deletes files)")
         view = ntfs.shared_view(res.host, False)
-        attributes, _t, _rp = file_meta(res.host, res.st, view)
+        meta = view.get("")
+        attributes, _t, _rp = describe(res.host, res.st, meta)
         if attributes & FILE_ATTRIBUTE_READONLY:
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is read-only")
-        meta = view.get("")
         self._check_access(self.tokens.of(pid), meta.security if meta else None, DELETE, False)
         with self.lock:
             key = (res.st.st_dev, res.st.st_ino)
@@ -1132,20 +1157,7 @@ def _wildcard(pattern: str) -> Callable[[str], bool]:
 
 def _pack_meta(name: str, st: os.stat_result, host: Any, meta: Optional[FileMeta]) -> bytes:
     directory = stat.S_ISDIR(st.st_mode)
-    reparse = meta.reparse if meta is not None else None
-    if stat.S_ISLNK(st.st_mode):
-        reparse = lx_symlink(os.readlink(host))
-    attributes = meta.attributes if meta is not None and meta.attributes is not None else (
-        FILE_ATTRIBUTE_DIRECTORY if directory else FILE_ATTRIBUTE_ARCHIVE)
-    attributes = attributes or FILE_ATTRIBUTE_NORMAL
-    if directory:
-        attributes = (attributes | FILE_ATTRIBUTE_DIRECTORY) & ~FILE_ATTRIBUTE_NORMAL
-    if reparse is not None:
-        attributes = (attributes | FILE_ATTRIBUTE_REPARSE_POINT) & ~FILE_ATTRIBUTE_NORMAL
-    write = unix_ns_to_filetime(st.st_mtime_ns)
-    creation = meta.creation if meta is not None and meta.creation is not None else write
-    access_t = meta.access if meta is not None and meta.access is not None else write
-    write = meta.write if meta is not None and meta.write is not None else write
+    attributes, (creation, access_t, write, _change), reparse = describe(host, st, meta)
     size = 0 if directory or reparse is not None else st.st_size
     encoded = name.encode("utf-16-le", "surrogatepass")
     return struct.pack("<IqqqqIH", attributes, creation, access_t, write, size,

@@ -31,6 +31,7 @@ __all__ = [
     "parse_request",
     "recv_message",
     "send_message",
+    "Receiver",
     "MAX_FDS",
 ]
 
@@ -160,7 +161,7 @@ def send_message(sock: socket.socket, payload: bytes, fds: Iterable[int] = ()) -
     data = struct.pack("<I", len(payload)) + payload
     fds = list(fds)
     if fds:
-        sent = socket.send_fds(sock, [data], fds)
+        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"<{len(fds)}i", *fds))])
         if sent < len(data):
             sock.sendall(data[sent:])
     else:
@@ -195,6 +196,59 @@ def recv_message(sock: socket.socket) -> Optional[tuple[bytes, list[int]]]:
     if payload is None:
         return None
     return payload, list(fds)
+
+
+class Receiver:
+    """The service's side of a connection: whole messages out of a buffer filled by large reads,
+    so a burst of calls (one-way CloseHandles, then the next call) costs one read, not two per
+    message. Clients send no descriptors; any that come are closed."""
+
+    _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * 4)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.pos = 0
+        #: bytes taken off the socket so far (the service's barriers count them)
+        self.received = 0
+
+    def buffered(self) -> bool:
+        """Whether a whole message waits in the buffer (no read needed for it)."""
+        have = len(self.buf) - self.pos
+        if have < 4:
+            return False
+        (n,) = struct.unpack_from("<I", self.buf, self.pos)
+        return have >= 4 + n
+
+    def fill(self) -> bool:
+        """One read of what the socket has (blocking until something); False at end of stream."""
+        data, ancillary, _flags, _addr = self.sock.recvmsg(1 << 16, self._ANCILLARY)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for i in range(0, len(payload) - len(payload) % 4, 4):
+                    _close(struct.unpack_from("<i", payload, i)[0])
+        if not data:
+            return False
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
+        self.received += len(data)
+        return True
+
+    def next(self) -> Optional[bytes]:
+        """The next message (reading as needed), ``None`` at end of stream."""
+        while not self.buffered():
+            if not self.fill():
+                return None
+        (n,) = struct.unpack_from("<I", self.buf, self.pos)
+        start = self.pos + 4
+        self.pos = start + n
+        return bytes(self.buf[start:self.pos])
+
+    def consumed(self) -> int:
+        """Bytes of the messages handed out so far."""
+        return self.received - (len(self.buf) - self.pos)
 
 
 def _close(fd: int) -> None:

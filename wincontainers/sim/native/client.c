@@ -291,7 +291,7 @@ static void init_sync(void) {
 }
 
 #ifdef WC_SYNC_CALLS
-static pthread_mutex_t sync_io;
+static void sync_after_fork(void);
 #endif
 
 static void after_fork_child(void) {
@@ -300,7 +300,7 @@ static void after_fork_child(void) {
     memset(&G, 0, sizeof G);
     init_sync();
 #ifdef WC_SYNC_CALLS
-    pthread_mutex_init(&sync_io, NULL);
+    sync_after_fork();
 #endif
 }
 
@@ -768,19 +768,19 @@ static void encode_ascii_str(wbuf *b, const char *s) {
     for (size_t i = 0; i < n; i++) wb_u16(b, (uint16_t)(unsigned char)s[i]);
 }
 
-static wc_conn *get_conn_locked(void) {
-    if (G.conn && !G.conn->dead) return G.conn;
+/* A connection to the service that has said hello: a socket, or -1. */
+static int connect_service(void) {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (service_path(path, sizeof path)) return NULL;
+    if (service_path(path, sizeof path)) return -1;
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return NULL;
+    if (s < 0) return -1;
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     if (connect(s, (struct sockaddr *)&sa, sizeof sa)) {
         close(s);
-        return NULL;
+        return -1;
     }
     wbuf b = {0};
     wb_u8(&b, 'H');
@@ -790,20 +790,23 @@ static wc_conn *get_conn_locked(void) {
     if (b.oom || send_message(s, b.p, b.n)) {
         free(b.p);
         close(s);
-        return NULL;
+        return -1;
     }
     free(b.p);
+    return s;
+}
+
+#ifndef WC_SYNC_CALLS
+static wc_conn *get_conn_locked(void) {
+    if (G.conn && !G.conn->dead) return G.conn;
+    int s = connect_service();
+    if (s < 0) return NULL;
     wc_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(s);
         return NULL;
     }
     c->fd = s;
-#ifdef WC_SYNC_CALLS
-    /* No events come to this DLL: each caller reads its own answer (see sync_transact). */
-    G.conn = c;
-    return c;
-#endif
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -819,6 +822,7 @@ static wc_conn *get_conn_locked(void) {
     G.conn = c;
     return c;
 }
+#endif
 
 /* ---- calls ----------------------------------------------------------------------------------- */
 
@@ -1008,8 +1012,21 @@ static void write_outs(const uint8_t *cur, const uint8_t *end, warg *a, int na, 
 
 #ifdef WC_SYNC_CALLS
 /* kernel32 and advapi32 get no notifications, so no reader thread: the caller sends and reads
- * its answer itself, one exchange at a time on the connection (a thread hop less per call). */
-static pthread_mutex_t sync_io = PTHREAD_MUTEX_INITIALIZER;
+ * its answer itself. Each thread has a connection of its own (closed when the thread ends), so
+ * threads that open, write and delete files at once are served at once, as on Windows; the
+ * service keeps a process's handles until its last connection goes. */
+static pthread_key_t conn_key;
+static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
+static __thread wc_conn *t_conn;
+
+static void conn_free(void *p) {
+    wc_conn *c = p;
+    if (!c) return;
+    if (c->fd >= 0) close(c->fd);
+    free(c);
+}
+
+static void make_conn_key(void) { pthread_key_create(&conn_key, conn_free); }
 
 /* Most answers come within tens of microseconds: look for one a little before sleeping, which
  * saves a wake-up (the larger part of a call's cost on a virtual machine). */
@@ -1024,44 +1041,64 @@ static void spin_until_readable(int fd, long max_ns) {
     }
 }
 
-static void sync_drop(wc_conn *c) {
-    pthread_mutex_lock(&G.lock);
-    if (G.conn == c) {
-        close(c->fd);
-        free(c);
-        G.conn = NULL;
+static wc_conn *sync_conn(int *fresh) {
+    *fresh = 0;
+    if (t_conn) return t_conn;
+    pthread_once(&conn_key_once, make_conn_key);
+    int s = connect_service();
+    if (s < 0) return NULL;
+    wc_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(s);
+        return NULL;
     }
-    pthread_mutex_unlock(&G.lock);
+    c->fd = s;
+    t_conn = c;
+    pthread_setspecific(conn_key, c);
+    *fresh = 1;
+    return c;
+}
+
+static void sync_drop(void) {
+    if (!t_conn) return;
+    pthread_setspecific(conn_key, NULL);
+    conn_free(t_conn);
+    t_conn = NULL;
+}
+
+static void sync_after_fork(void) {
+    /* The child shares the socket description of the forking thread's connection: let go of it. */
+    if (t_conn) {
+        close(t_conn->fd);
+        free(t_conn);
+        t_conn = NULL;
+    }
 }
 
 static int sync_transact(const char *fn, const warg *a, int na, int oneway, wc_pending *out) {
-    pthread_mutex_lock(&sync_io);
     wc_conn *c = NULL;
     uint64_t id = 0;
     int rc = -1;
     for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
         /* A connection to a service that has since restarted fails on the first send: nothing
          * was delivered, so one new connection is tried. */
+        int fresh;
+        c = sync_conn(&fresh);
+        if (!c) break;
         pthread_mutex_lock(&G.lock);
-        int fresh = !G.conn;
-        c = get_conn_locked();
         id = G.next_req++;
         pthread_mutex_unlock(&G.lock);
-        if (!c) break;
         wbuf b = {0};
         encode_request(&b, oneway ? 'O' : 'Q', id, fn, a, na);
         rc = b.oom ? -1 : send_message(c->fd, b.p, b.n);
         free(b.p);
         if (rc != 0) {
-            sync_drop(c);
+            sync_drop();
             c = NULL;
             if (fresh || b.oom) break;
         }
     }
-    if (!c) {
-        pthread_mutex_unlock(&sync_io);
-        return -1;
-    }
+    if (!c) return -1;
     while (rc == 0 && !oneway) {
         int fds[WC_MAX_FDS], nfds = 0;
         uint32_t len = 0;
@@ -1086,8 +1123,7 @@ static int sync_transact(const char *fn, const warg *a, int na, int oneway, wc_p
         out->done = 1;
         break;
     }
-    if (rc != 0) sync_drop(c);
-    pthread_mutex_unlock(&sync_io);
+    if (rc != 0) sync_drop();
     return rc;
 }
 #endif
@@ -1115,7 +1151,7 @@ static HRESULT callv(const char *fn, const char *fmt, va_list ap, int oneway) {
     write_outs(scur, send_, a, na, sp.fds, sp.nfds);
     free(sp.msg);
     return (HRESULT)(int64_t)srawhr;
-#endif
+#else
     /* Out strings are NULL unless the call sets them (callers free them unconditionally). */
     for (int i = 0; i < na; i++)
         if ((a[i].c == 'S' || a[i].c == 'H') && a[i].out) *(void **)a[i].out = NULL;
@@ -1167,6 +1203,25 @@ static HRESULT callv(const char *fn, const char *fmt, va_list ap, int oneway) {
     write_outs(cur, end, a, na, p.fds, p.nfds);
     free(p.msg);
     return (HRESULT)(int64_t)rawhr;
+#endif
+}
+
+/* A reply takes over a response: its message, its descriptors, the status read from the head. */
+static int reply_from(wc_reply *r, wc_pending *p) {
+    r->msg = p->msg;
+    r->len = p->len;
+    r->nfds = p->nfds;
+    for (int i = 0; i < p->nfds; i++) r->fds[i] = p->fds[i];
+    r->cur = p->msg + 9;
+    r->end = p->msg + p->len;
+    uint64_t status;
+    uint16_t count;
+    if (rd_bytes(&r->cur, r->end, &status, 8) || rd_bytes(&r->cur, r->end, &count, 2)) {
+        wc_reply_free(r);
+        return -1;
+    }
+    r->status = (int64_t)status;
+    return 0;
 }
 
 int wc_request(wc_reply *r, const char *fn, const char *fmt, ...) {
@@ -1181,21 +1236,8 @@ int wc_request(wc_reply *r, const char *fn, const char *fmt, ...) {
     wc_pending sp;
     memset(&sp, 0, sizeof sp);
     if (sync_transact(fn, a, na, 0, &sp)) return -1;
-    r->msg = sp.msg;
-    r->len = sp.len;
-    r->nfds = sp.nfds;
-    for (int i = 0; i < sp.nfds; i++) r->fds[i] = sp.fds[i];
-    r->cur = sp.msg + 9;
-    r->end = sp.msg + sp.len;
-    uint64_t shr;
-    uint16_t scount;
-    if (rd_bytes(&r->cur, r->end, &shr, 8) || rd_bytes(&r->cur, r->end, &scount, 2)) {
-        wc_reply_free(r);
-        return -1;
-    }
-    r->status = (int64_t)shr;
-    return 0;
-#endif
+    return reply_from(r, &sp);
+#else
     pthread_mutex_lock(&G.lock);
     wc_conn *c = get_conn_locked();
     uint64_t id = G.next_req++;
@@ -1228,20 +1270,8 @@ int wc_request(wc_reply *r, const char *fn, const char *fmt, ...) {
         free(p.msg);
         return -1;
     }
-    r->msg = p.msg;
-    r->len = p.len;
-    r->nfds = p.nfds;
-    for (int i = 0; i < p.nfds; i++) r->fds[i] = p.fds[i];
-    r->cur = p.msg + 9;
-    r->end = p.msg + p.len;
-    uint64_t rawhr;
-    uint16_t count;
-    if (rd_bytes(&r->cur, r->end, &rawhr, 8) || rd_bytes(&r->cur, r->end, &count, 2)) {
-        wc_reply_free(r);
-        return -1;
-    }
-    r->status = (int64_t)rawhr;
-    return 0;
+    return reply_from(r, &p);
+#endif
 }
 
 int wc_reply_int(wc_reply *r, int64_t *out) {

@@ -201,9 +201,10 @@ class Connection:
                         self.consumed = receiver.received
                     if not alive:
                         break
-                payload = receiver.next()
-                if payload is None:
+                message = receiver.next()
+                if message is None:
                     break
+                payload = message
                 if payload[:1] in (b"Q", b"O"):
                     self.dispatch(wire.parse_request(payload))
                 if counted:

@@ -586,7 +586,8 @@ class WinFs:
         try:
             st = os.fstat(fd) if stream is None else res.st
             assert st is not None
-            written = self._created(res, flags, existed) if not existed or disposition == CREATE_ALWAYS else False
+            fresh = not existed or disposition == CREATE_ALWAYS
+            written = self._created(res, flags, existed) if fresh else None
             handle = OpenFile(new_id(), pid, res.host, st.st_dev, st.st_ino, directory, granted, share, flags,
                               stream, fd if stream is not None else None, owner)
             with self.lock:
@@ -597,7 +598,7 @@ class WinFs:
             if stream is None:
                 os.close(fd)
             main = st  # the file (for a stream: the file it belongs to)
-            if written is not False and stream is None:  # what _created wrote (None: nothing)
+            if fresh and stream is None:  # what _created wrote (None: nothing, the defaults)
                 attributes, times, reparse = describe(res.host, main, written)
             else:
                 attributes, times, reparse = file_meta(res.host, main)

@@ -217,7 +217,7 @@ class Receiver:
         have = len(self.buf) - self.pos
         if have < 4:
             return False
-        (n,) = struct.unpack_from("<I", self.buf, self.pos)
+        n: int = struct.unpack_from("<I", self.buf, self.pos)[0]
         return have >= 4 + n
 
     def fill(self) -> bool:

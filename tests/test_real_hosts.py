@@ -189,16 +189,20 @@ def test_a_diff_layer_replacing_parent_files_with_hard_links(host: Host, tmp_pat
     ]
     tar = tar_of(diff_entries)
     diff = import_bytes(host, tar, tmp_path, "diff.tar", parents=[base.id])
-    # ImportLayer left placeholders under the names: a link made over them as is fails.
-    with pytest.raises(w32.AlreadyExists):
-        host.win32.create_hard_link(w32.long_path(diff.path / "Files" / "keep.txt"),
-                                    w32.long_path(diff.path / "Files" / "new.txt"))
-    got = view(export_bytes(host, diff, tmp_path, "out.tar"))
-    want = view(as_exported(tar))
-    assert got["Files/keep.txt"][1] == b"new" and got["Files/old.txt"][1] == b"new"
-    assert got["Files/keep.txt"][8] == frozenset({"Files/keep.txt", "Files/old.txt", "Files/new.txt"})
-    assert {n: v for n, v in got.items() if n.startswith("Files/")} == \
-        {n: v for n, v in want.items() if n.startswith("Files/")}
+    try:
+        # ImportLayer left placeholders under the names: a link made over them as is fails.
+        with pytest.raises(w32.AlreadyExists):
+            host.win32.create_hard_link(w32.long_path(diff.path / "Files" / "keep.txt"),
+                                        w32.long_path(diff.path / "Files" / "new.txt"))
+        got = view(export_bytes(host, diff, tmp_path, "out.tar"))
+        want = view(as_exported(tar))
+        assert got["Files/keep.txt"][1] == b"new" and got["Files/old.txt"][1] == b"new"
+        assert got["Files/keep.txt"][8] == frozenset({"Files/keep.txt", "Files/old.txt", "Files/new.txt"})
+        assert {n: v for n, v in got.items() if n.startswith("Files/")} == \
+            {n: v for n, v in want.items() if n.startswith("Files/")}
+    finally:
+        host.layers.destroy(diff)
+        host.layers.destroy(base)
 
 
 # -- defect 5: read-only files and junctions are deleted, targets untouched ------------------------
@@ -241,13 +245,16 @@ def test_streams_of_a_trusted_installer_file_in_a_base_layer(host: Host, tmp_pat
     ]
     tar = tar_of(entries)
     layer = import_bytes(host, tar, tmp_path, "protected.tar", base=True)
-    target = w32.long_path(layer.path / "Files" / "Windows" / "kernel.dll") + ":extra"
-    with pytest.raises(w32.AccessDenied):  # open(path:stream) without backup intent, as before
-        host.win32.create_file(target, w32.GENERIC_WRITE, w32.OPEN_ALWAYS)
-    got = view(export_bytes(host, layer, tmp_path, "out.tar"))
-    want = view(as_exported(tar))
-    assert got["Files/Windows/kernel.dll"] == want["Files/Windows/kernel.dll"]
-    assert got["Files/Windows/kernel.dll"][7] == [("Zone.Identifier", b"[ZoneId]\n")]
+    try:
+        target = w32.long_path(layer.path / "Files" / "Windows" / "kernel.dll") + ":extra"
+        with pytest.raises(w32.AccessDenied):  # open(path:stream) without backup intent, as before
+            host.win32.create_file(target, w32.GENERIC_WRITE, w32.OPEN_ALWAYS)
+        got = view(export_bytes(host, layer, tmp_path, "out.tar"))
+        want = view(as_exported(tar))
+        assert got["Files/Windows/kernel.dll"] == want["Files/Windows/kernel.dll"]
+        assert got["Files/Windows/kernel.dll"][7] == [("Zone.Identifier", b"[ZoneId]\n")]
+    finally:
+        host.layers.destroy(layer)
 
 
 # -- defect 7: a replace waits for a reader instead of failing -------------------------------------

@@ -466,20 +466,13 @@ class WinFs:
 
     def _removed(self, folder: bytes, name_bytes: bytes) -> None:
         """Keep the name cache of ``folder`` current after we removed an entry from it."""
-        with self.lock:
-            cached = self._names.get(folder)
-            if cached is None:
-                return
-            try:
-                mtime = os.stat(folder).st_mtime_ns
-            except OSError:
-                self._names.pop(folder, None)
-                return
-            cached[1].pop(rel_from_host(name_bytes).lower(), None)
-            self._names[folder] = (mtime, cached[1])
+        self._note_name(folder, name_bytes, present=False)
 
     def _added(self, folder: bytes, name_bytes: bytes) -> None:
         """Keep the name cache of ``folder`` current after we created an entry in it."""
+        self._note_name(folder, name_bytes, present=True)
+
+    def _note_name(self, folder: bytes, name_bytes: bytes, *, present: bool) -> None:
         with self.lock:
             cached = self._names.get(folder)
             if cached is None:
@@ -489,7 +482,11 @@ class WinFs:
             except OSError:
                 self._names.pop(folder, None)
                 return
-            cached[1][rel_from_host(name_bytes).lower()] = name_bytes
+            key = rel_from_host(name_bytes).lower()
+            if present:
+                cached[1][key] = name_bytes
+            else:
+                cached[1].pop(key, None)
             self._names[folder] = (mtime, cached[1])
 
     # -- access checks ------------------------------------------------------------------------------

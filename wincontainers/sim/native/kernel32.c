@@ -698,6 +698,29 @@ static DWORD finish_stream(k32_obj *o, backup_ctx *c, int process_security) {
     }
 }
 
+/* What BackupRead and BackupWrite share: the context argument, an abort (which frees the context)
+ * and the handle. Returns 1 when the call ends here (its result in *result), 0 to go on with *o. */
+static int backup_enter(HANDLE h, BOOL abort, void **ctx, DWORD *count, k32_obj **o, BOOL *result) {
+    if (!ctx) {
+        *result = fail(ERROR_INVALID_PARAMETER);
+        return 1;
+    }
+    if (count) *count = 0;
+    if (abort) {
+        free_ctx(*ctx);
+        *ctx = NULL;
+        t_last_error = 0;
+        *result = TRUE_;
+        return 1;
+    }
+    *o = file_of(h);
+    if (!*o) {
+        *result = fail(ERROR_INVALID_HANDLE);
+        return 1;
+    }
+    return 0;
+}
+
 static int keeps_body(DWORD id) {
     return id == BACKUP_SECURITY_DATA || id == BACKUP_EA_DATA || id == BACKUP_REPARSE_DATA ||
            id == BACKUP_ALTERNATE_DATA || id == BACKUP_SPARSE_BLOCK;
@@ -705,17 +728,10 @@ static int keeps_body(DWORD id) {
 
 WC_API BOOL BackupWrite(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToWrite, DWORD *lpNumberOfBytesWritten,
                         BOOL bAbort, BOOL bProcessSecurity, void **lpContext) {
-    if (!lpContext) return fail(ERROR_INVALID_PARAMETER);
+    k32_obj *o;
+    BOOL ended;
+    if (backup_enter(hFile, bAbort, lpContext, lpNumberOfBytesWritten, &o, &ended)) return ended;
     backup_ctx *c = *lpContext;
-    if (lpNumberOfBytesWritten) *lpNumberOfBytesWritten = 0;
-    if (bAbort) {
-        free_ctx(c);
-        *lpContext = NULL;
-        t_last_error = 0;
-        return TRUE_;
-    }
-    k32_obj *o = file_of(hFile);
-    if (!o) return fail(ERROR_INVALID_HANDLE);
     if (!c) {
         c = calloc(1, sizeof *c);
         if (!c) return fail(ERROR_NOT_ENOUGH_MEMORY);
@@ -795,17 +811,10 @@ WC_API BOOL BackupWrite(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToW
 
 WC_API BOOL BackupRead(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToRead, DWORD *lpNumberOfBytesRead,
                        BOOL bAbort, BOOL bProcessSecurity, void **lpContext) {
-    if (!lpContext) return fail(ERROR_INVALID_PARAMETER);
+    k32_obj *o;
+    BOOL ended;
+    if (backup_enter(hFile, bAbort, lpContext, lpNumberOfBytesRead, &o, &ended)) return ended;
     backup_ctx *c = *lpContext;
-    if (lpNumberOfBytesRead) *lpNumberOfBytesRead = 0;
-    if (bAbort) {
-        free_ctx(c);
-        *lpContext = NULL;
-        t_last_error = 0;
-        return TRUE_;
-    }
-    k32_obj *o = file_of(hFile);
-    if (!o) return fail(ERROR_INVALID_HANDLE);
     if (!c) {
         wc_reply r;
         int ok = wc_request(&r, "BackupReadInfo", "qu", (uint64_t)o->id, (unsigned)(bProcessSecurity != 0)) == 0;

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 import attrs
 
 from wincontainers import errors
+from wincontainers.layers.collection import LAYER_PRIVILEGES
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
@@ -43,7 +44,6 @@ log = logging.getLogger("wincontainers.selftest")
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: the line a container prints in step 4 (and writes in steps 5 and 7)
 MARK = "wincontainers-selftest"
-LAYER_PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
 
 
 class SelftestFailure(errors.WincontainersError):

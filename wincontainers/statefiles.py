@@ -74,7 +74,7 @@ class StateFiles:
 
     def read_json(self, path: PathLike) -> Any:
         """The parsed document (:class:`ValueError` for one that is not UTF-8 JSON)."""
-        return json.loads(self.read_bytes(path).decode("utf-8"))
+        return json.loads(self.read_text(path))
 
     def exists(self, path: PathLike) -> bool:
         return self.win32.attributes(w32.long_path(path)) is not None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional, Union
 
@@ -109,9 +110,6 @@ class LayerFolder:
     def path(self, rel: str) -> str:
         return win32.join(self.root, rel)
 
-    def close(self) -> None:
-        """Nothing stays open between calls; kept so a folder can be used like a resource."""
-
     # -- what is there ------------------------------------------------------------------------
 
     def attributes(self, rel: str) -> Optional[int]:
@@ -166,11 +164,7 @@ class LayerFolder:
         """Create ``rel`` from a whole backup stream, then set its times and attributes."""
         writer = self.begin_entry(rel, directory=directory)
         try:
-            while True:
-                chunk = stream.read(1 << 20)
-                if not chunk:
-                    break
-                writer.write(chunk)
+            shutil.copyfileobj(stream, writer, 1 << 20)
         except BaseException:
             writer.abort()
             raise

@@ -354,11 +354,15 @@ class Win32File(io.RawIOBase):
 
     # -- information -------------------------------------------------------------------------
 
-    def basic_info(self) -> BasicInfo:
-        info = _new("FILE_BASIC_INFO *")
-        if not self.api.k32.GetFileInformationByHandleEx(self._h(), FILE_BASIC_INFO_CLASS, info,
-                                                         _FFI.sizeof("FILE_BASIC_INFO")):
+    def _query(self, info_class: int, ctype: str) -> Any:
+        """GetFileInformationByHandleEx of one class into a new ``ctype``."""
+        info = _new(ctype + " *")
+        if not self.api.k32.GetFileInformationByHandleEx(self._h(), info_class, info, _FFI.sizeof(ctype)):
             raise self.api.error("GetFileInformationByHandleEx", self.path)
+        return info
+
+    def basic_info(self) -> BasicInfo:
+        info = self._query(FILE_BASIC_INFO_CLASS, "FILE_BASIC_INFO")
         return BasicInfo(_signed(info.CreationTime), _signed(info.LastAccessTime), _signed(info.LastWriteTime),
                          _signed(info.ChangeTime), int(info.FileAttributes))
 
@@ -378,26 +382,17 @@ class Win32File(io.RawIOBase):
 
     def standard_info(self) -> tuple[int, int, bool]:
         """(end of file, number of links, is a folder)."""
-        info = _new("FILE_STANDARD_INFO *")
-        if not self.api.k32.GetFileInformationByHandleEx(self._h(), FILE_STANDARD_INFO_CLASS, info,
-                                                         _FFI.sizeof("FILE_STANDARD_INFO")):
-            raise self.api.error("GetFileInformationByHandleEx", self.path)
+        info = self._query(FILE_STANDARD_INFO_CLASS, "FILE_STANDARD_INFO")
         return int(info.EndOfFile), int(info.NumberOfLinks), bool(info.Directory)
 
     def file_id(self) -> tuple[int, int]:
         """(volume serial number, 128-bit file id): equal for two names of one file."""
-        info = _new("FILE_ID_INFO *")
-        if not self.api.k32.GetFileInformationByHandleEx(self._h(), FILE_ID_INFO_CLASS, info,
-                                                         _FFI.sizeof("FILE_ID_INFO")):
-            raise self.api.error("GetFileInformationByHandleEx", self.path)
+        info = self._query(FILE_ID_INFO_CLASS, "FILE_ID_INFO")
         return int(info.VolumeSerialNumber), int.from_bytes(bytes(info.FileId), "little")
 
     def attribute_tag(self) -> tuple[int, int]:
         """(attributes, reparse tag or 0)."""
-        info = _new("FILE_ATTRIBUTE_TAG_INFO *")
-        if not self.api.k32.GetFileInformationByHandleEx(self._h(), FILE_ATTRIBUTE_TAG_INFO_CLASS, info,
-                                                         _FFI.sizeof("FILE_ATTRIBUTE_TAG_INFO")):
-            raise self.api.error("GetFileInformationByHandleEx", self.path)
+        info = self._query(FILE_ATTRIBUTE_TAG_INFO_CLASS, "FILE_ATTRIBUTE_TAG_INFO")
         return int(info.FileAttributes), int(info.ReparseTag)
 
     def delete_on_close(self, delete: bool = True) -> None:

@@ -10,6 +10,7 @@ refuses the copy rather than following it out of the volume.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -96,8 +97,7 @@ class Volume:
             return
         assert entry.open is not None
         with entry.open() as source, self.folder.create_file(name, security=False) as out:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
+            shutil.copyfileobj(source, out, 1 << 20)
             if entry.write_time is not None:
                 out.set_basic_info((None, entry.write_time, entry.write_time, entry.write_time), 0)
 

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["Layer", "LayerCollection", "LayerRejected", "ExportRefused", "ExportResult"]
 
 LayerLike = Union["Layer", str, os.PathLike]  # type: ignore[type-arg]
-_PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+#: what layer import and export enable on the process token (backup intent, SACLs)
+LAYER_PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
 log = logging.getLogger("wincontainers.layers")
 
 
@@ -192,7 +193,7 @@ class LayerCollection:
         records it, so a killed import's folder can be found and removed).
         """
         shown = _source_name(source)
-        self.host.win32.require_privileges(*_PRIVILEGES, task=f"importing {shown} as a layer")
+        self.host.win32.require_privileges(*LAYER_PRIVILEGES, task=f"importing {shown} as a layer")
         with errors.during(f"importing {shown}"):
             parent_refs = self._refs(parents)
         is_base = (not parent_refs) if base is None else base

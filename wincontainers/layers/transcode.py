@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import struct
 from typing import IO, Any, Iterator, Optional, Sequence
 
@@ -177,8 +178,7 @@ class TransportWriter:
             self.staging.mkdir(rel)
             with self.staging.create_file(rel + WCIDIRS, security=False) as out:
                 out.write(struct.pack("<I", read.attributes))
-                while chunk := read.stream.read(1 << 20):
-                    out.write(chunk)
+                shutil.copyfileobj(read.stream, out, 1 << 20)
                 out.set_basic_info(read.times, 0)
         finally:
             read.stream.close()
@@ -406,15 +406,15 @@ def _with_hardlinks(
     """The second and later names of a multiply-linked file become hard link entries (a name
     already read may be gone, when the folder is consumed: its file keeps its id)."""
     first = first_names.get(file_id) if not is_dir and file_id != (0, 0) else None
-    if first is not None or (not is_dir and links > 1):
-        if first is not None:
-            for entry, _data in entries:
-                if entry.kind is EntryKind.STREAM:
-                    continue
-                yield LayerEntry(rel, EntryKind.HARDLINK, attributes=entry.attributes, link_target=first,
-                                 creation_time=entry.creation_time, last_access_time=entry.last_access_time,
-                                 last_write_time=entry.last_write_time, change_time=entry.change_time), None
-            return
+    if first is not None:
+        for entry, _data in entries:
+            if entry.kind is EntryKind.STREAM:
+                continue
+            yield LayerEntry(rel, EntryKind.HARDLINK, attributes=entry.attributes, link_target=first,
+                             creation_time=entry.creation_time, last_access_time=entry.last_access_time,
+                             last_write_time=entry.last_write_time, change_time=entry.change_time), None
+        return
+    if not is_dir and links > 1:
         first_names[file_id] = rel
     yield from entries
 

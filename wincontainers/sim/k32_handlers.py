@@ -15,7 +15,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import struct
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
@@ -67,6 +67,16 @@ def _start_time(pid: int) -> Optional[int]:
     return int(fields[19])
 
 
+def _own_handle(svc: Service, call: Call, hid: int, kinds: tuple[str, ...], refusal: str) -> Any:
+    """The service handle ``hid`` of one of ``kinds``, opened by the calling process;
+    ERROR_INVALID_HANDLE (with ``refusal``) for anything else."""
+    with svc.lock:
+        h = svc.handles.get(int(hid))
+    if h is None or h.kind not in kinds or h.conn.pid != call.pid:
+        raise Fail(ERROR_INVALID_HANDLE, refusal)
+    return h
+
+
 # == files ======================================================================================
 
 
@@ -103,10 +113,7 @@ def _streams(blob: Optional[bytes]) -> list[tuple[str, bytes]]:
 
 @api("kernel32", "CloseKernelHandle", "q", raw=True)
 def close_kernel_handle(svc: Service, call: Call, hid: int) -> Reply:
-    with svc.lock:
-        h = svc.handles.get(int(hid))
-        if h is None or h.kind not in ("token", "pid") or h.conn.pid != call.pid:
-            raise Fail(ERROR_INVALID_HANDLE, "not an open handle of this process")
+    _own_handle(svc, call, hid, ("token", "pid"), "not an open handle of this process")
     svc.close_handle(int(hid))
     return Reply()
 
@@ -197,11 +204,7 @@ def open_process(svc: Service, call: Call, access: int, inherit: int, pid: int) 
 
 @api("kernel32", "GetExitCodeProcess", "q", raw=True)
 def exit_code(svc: Service, call: Call, hid: int) -> Reply:
-    with svc.lock:
-        h = svc.handles.get(int(hid))
-    if h is None or h.kind != "pid" or h.conn.pid != call.pid:
-        raise Fail(ERROR_INVALID_HANDLE, "not a process handle of this process")
-    ref: ProcessRef = h.obj
+    ref: ProcessRef = _own_handle(svc, call, hid, ("pid",), "not a process handle of this process").obj
     if not ref.access & (PROCESS_QUERY_INFORMATION | PROCESS_QUERY_LIMITED_INFORMATION):
         raise Fail(ERROR_ACCESS_DENIED, "the handle lacks PROCESS_QUERY_(LIMITED_)INFORMATION")
     alive = _start_time(ref.pid) == ref.started
@@ -215,10 +218,7 @@ def exit_code(svc: Service, call: Call, hid: int) -> Reply:
 def open_process_token(svc: Service, call: Call, process: int, access: int) -> Reply:
     pid = call.pid
     if process:
-        with svc.lock:
-            h = svc.handles.get(int(process))
-        if h is None or h.kind != "pid" or h.conn.pid != call.pid:
-            raise Fail(ERROR_INVALID_HANDLE, "not a process handle")
+        h = _own_handle(svc, call, process, ("pid",), "not a process handle")
         if h.obj.pid != call.pid:
             raise Fail(ERROR_ACCESS_DENIED, "the simulated host opens only the caller's own token")
         pid = h.obj.pid
@@ -227,11 +227,7 @@ def open_process_token(svc: Service, call: Call, process: int, access: int) -> R
 
 
 def _token(svc: Service, call: Call, hid: int, need: int) -> TokenRef:
-    with svc.lock:
-        h = svc.handles.get(int(hid))
-    if h is None or h.kind != "token" or h.conn.pid != call.pid:
-        raise Fail(ERROR_INVALID_HANDLE, "not a token handle")
-    ref: TokenRef = h.obj
+    ref: TokenRef = _own_handle(svc, call, hid, ("token",), "not a token handle").obj
     if need and not ref.access & need:
         raise Fail(ERROR_ACCESS_DENIED, "the token handle lacks the access this needs")
     return ref

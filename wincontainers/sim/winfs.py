@@ -306,6 +306,14 @@ class WinFs:
             return fast, stream
         return self._walk(base, comps, follow), stream
 
+    def _existing(self, text: Optional[str]) -> tuple[Resolved, os.stat_result]:
+        """Where ``text`` leads, not following a final reparse point; ERROR_FILE_NOT_FOUND when
+        nothing is there."""
+        res, _ = self.resolve(text, follow=False)
+        if res.st is None:
+            raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
+        return res, res.st
+
     def _fast(self, base: bytes, comps: list[str], follow: bool) -> Optional[Resolved]:
         """The common case in one go: the folder exists exactly as named, through no link."""
         if not comps or any(is_internal(c) for c in comps):
@@ -800,37 +808,33 @@ class WinFs:
         return any(not o.share & share_bit for o in self._by_file.get(key, []))
 
     def delete_file(self, pid: int, path: Optional[str]) -> None:
-        res, _ = self.resolve(path, follow=False)
-        if res.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
-        if stat.S_ISDIR(res.st.st_mode):
+        res, res_st = self._existing(path)
+        if stat.S_ISDIR(res_st.st_mode):
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is a folder (DeleteFileW deletes files)")
         view = ntfs.shared_view(res.host, False)
         meta = view.get("")
-        attributes, _t, _rp = describe(res.host, res.st, meta)
+        attributes, _t, _rp = describe(res.host, res_st, meta)
         if attributes & FILE_ATTRIBUTE_READONLY:
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is read-only")
         self._check_access(self.tokens.of(pid), meta.security if meta else None, DELETE, False)
         with self.lock:
-            key = (res.st.st_dev, res.st.st_ino)
+            key = (res_st.st_dev, res_st.st_ino)
             if self._open_without(key, FILE_SHARE_DELETE):
                 raise Fail(ERROR_SHARING_VIOLATION, f"{res.name} is open without FILE_SHARE_DELETE")
             self._delete_now(res.host, False)
 
     def remove_directory(self, pid: int, path: Optional[str]) -> None:
-        res, _ = self.resolve(path, follow=False)
-        if res.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
-        if not stat.S_ISDIR(res.st.st_mode):
+        res, res_st = self._existing(path)
+        if not stat.S_ISDIR(res_st.st_mode):
             raise Fail(ERROR_DIRECTORY, f"{res.name} is not a folder")
         view = ntfs.shared_view(res.host)
-        attributes, _t, _rp = file_meta(res.host, res.st, view)
+        attributes, _t, _rp = file_meta(res.host, res_st, view)
         if attributes & FILE_ATTRIBUTE_READONLY:
             raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is read-only")
         if _has_children(res.host):
             raise Fail(ERROR_DIR_NOT_EMPTY, f"{res.name} is not empty")
         with self.lock:
-            if self._open_without((res.st.st_dev, res.st.st_ino), FILE_SHARE_DELETE):
+            if self._open_without((res_st.st_dev, res_st.st_ino), FILE_SHARE_DELETE):
                 raise Fail(ERROR_SHARING_VIOLATION, f"{res.name} is open without FILE_SHARE_DELETE")
             self._delete_now(res.host, True)
 
@@ -855,10 +859,8 @@ class WinFs:
         ntfs.shared_view(res.host).remove("")
 
     def create_hard_link(self, pid: int, new: Optional[str], existing: Optional[str]) -> None:
-        target, _ = self.resolve(existing, follow=False)
-        if target.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{target.name} does not exist")
-        if stat.S_ISDIR(target.st.st_mode):
+        target, target_st = self._existing(existing)
+        if stat.S_ISDIR(target_st.st_mode):
             raise Fail(ERROR_ACCESS_DENIED, f"{target.name} is a folder; folders cannot be hard-linked")
         res, _ = self.resolve(new, follow=False)
         if res.st is not None:
@@ -910,20 +912,18 @@ class WinFs:
                                                     change=now, reparse=encode_reparse(target)))
 
     def move(self, pid: int, source: Optional[str], dest: Optional[str], flags: int) -> None:
-        src, _ = self.resolve(source, follow=False)
-        if src.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{src.name} does not exist")
+        src, src_st = self._existing(source)
         dst, _ = self.resolve(dest, follow=False)
         with self.lock:
-            key = (src.st.st_dev, src.st.st_ino)
+            key = (src_st.st_dev, src_st.st_ino)
             if self._open_without(key, FILE_SHARE_DELETE):
                 raise Fail(ERROR_SHARING_VIOLATION, f"{src.name} is open without FILE_SHARE_DELETE")
-            if stat.S_ISDIR(src.st.st_mode) and any(o.host.startswith(src.host + b"/") for o in self.opens.values()):
+            if stat.S_ISDIR(src_st.st_mode) and any(o.host.startswith(src.host + b"/") for o in self.opens.values()):
                 raise Fail(ERROR_ACCESS_DENIED, f"files in {src.name} are open")
             if dst.st is not None and (dst.st.st_dev, dst.st.st_ino) != key:
                 if not flags & MOVEFILE_REPLACE_EXISTING:
                     raise Fail(ERROR_ALREADY_EXISTS, f"{dst.name} exists")
-                if stat.S_ISDIR(dst.st.st_mode) or stat.S_ISDIR(src.st.st_mode):
+                if stat.S_ISDIR(dst.st.st_mode) or stat.S_ISDIR(src_st.st_mode):
                     raise Fail(ERROR_ACCESS_DENIED, f"{dst.name} exists and a folder is involved")
                 attributes, _t, _rp = file_meta(dst.host, dst.st)
                 if attributes & FILE_ATTRIBUTE_READONLY:
@@ -939,7 +939,7 @@ class WinFs:
             except FileNotFoundError:
                 raise Fail(ERROR_PATH_NOT_FOUND, f"the folder of {dst.name} does not exist") from None
             except OSError as exc:
-                if exc.errno == 18 and flags & MOVEFILE_COPY_ALLOWED and not stat.S_ISDIR(src.st.st_mode):
+                if exc.errno == 18 and flags & MOVEFILE_COPY_ALLOWED and not stat.S_ISDIR(src_st.st_mode):
                     shutil.copy2(src.host, dst.host, follow_symlinks=False)
                     os.unlink(src.host)
                 elif exc.errno == 18:
@@ -982,21 +982,17 @@ class WinFs:
 
     def attributes(self, path: Optional[str]) -> list[int]:
         """[attributes, creation, access, write, size] without following a final reparse point."""
-        res, _ = self.resolve(path, follow=False)
-        if res.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
-        attributes, times, _rp = file_meta(res.host, res.st)
-        size = 0 if stat.S_ISDIR(res.st.st_mode) else res.st.st_size
+        res, res_st = self._existing(path)
+        attributes, times, _rp = file_meta(res.host, res_st)
+        size = 0 if stat.S_ISDIR(res_st.st_mode) else res_st.st_size
         return [attributes, times[0], times[1], times[2], size]
 
     def set_attributes(self, pid: int, path: Optional[str], value: int) -> None:
-        res, _ = self.resolve(path, follow=False)
-        if res.st is None:
-            raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
+        res, res_st = self._existing(path)
         view = ntfs.shared_view(res.host)
         meta = view.get("") or FileMeta()
         self._check_access(self.tokens.of(pid), meta.security, FILE_WRITE_ATTRIBUTES, False)
-        current, _t, reparse = file_meta(res.host, res.st, view)
+        current, _t, reparse = file_meta(res.host, res_st, view)
         keep = current & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT)
         new = value & SETTABLE_ATTRIBUTES if value != FILE_ATTRIBUTE_NORMAL else 0
         meta.attributes = (new | keep) or FILE_ATTRIBUTE_NORMAL
@@ -1009,10 +1005,8 @@ class WinFs:
         cut = max(pattern.rfind("\\"), pattern.rfind("/"))
         folder_text, wildcard = (pattern[:cut] or pattern[:cut + 1], pattern[cut + 1:]) if cut >= 0 else ("", pattern)
         if not any(c in wildcard for c in "*?"):
-            res, _ = self.resolve(pattern, follow=False)
-            if res.st is None:
-                raise Fail(ERROR_FILE_NOT_FOUND, f"{res.name} does not exist")
-            return [_pack(res.name, res.st, res.host)]
+            res, res_st = self._existing(pattern)
+            return [_pack(res.name, res_st, res.host)]
         if folder_text.endswith(":"):
             folder_text += "\\"
         res, _ = self.resolve(folder_text, follow=True)

@@ -1128,33 +1128,37 @@ static int sync_transact(const char *fn, const warg *a, int na, int oneway, wc_p
 }
 #endif
 
+/* A response's values written through the caller's out pointers; returns its status (the
+ * message and its descriptors are taken over). */
+static HRESULT finish_call(wc_pending *p, warg *a, int na) {
+    const uint8_t *cur = p->msg + 9, *end = p->msg + p->len;
+    uint64_t rawhr;
+    uint16_t count;
+    if (rd_bytes(&cur, end, &rawhr, 8) || rd_bytes(&cur, end, &count, 2)) {
+        take_fds(p->fds, p->nfds);
+        free(p->msg);
+        return HCS_E_SERVICE_DISCONNECT;
+    }
+    write_outs(cur, end, a, na, p->fds, p->nfds);
+    free(p->msg);
+    return (HRESULT)(int64_t)rawhr;
+}
+
 static HRESULT callv(const char *fn, const char *fmt, va_list ap, int oneway) {
     warg a[WC_MAX_ARGS];
     int na = collect_args(fmt, ap, a);
     HRESULT hr = validate_args(a, na);
     if (hr < 0) return hr;
-#ifdef WC_SYNC_CALLS
+    /* Out strings are NULL unless the call sets them (callers free them unconditionally). */
     for (int i = 0; i < na; i++)
         if ((a[i].c == 'S' || a[i].c == 'H') && a[i].out) *(void **)a[i].out = NULL;
+#ifdef WC_SYNC_CALLS
     wc_pending sp;
     memset(&sp, 0, sizeof sp);
     if (sync_transact(fn, a, na, oneway, &sp)) return HCS_E_SERVICE_DISCONNECT;
     if (oneway) return S_OK;
-    const uint8_t *scur = sp.msg + 9, *send_ = sp.msg + sp.len;
-    uint64_t srawhr;
-    uint16_t scount;
-    if (rd_bytes(&scur, send_, &srawhr, 8) || rd_bytes(&scur, send_, &scount, 2)) {
-        take_fds(sp.fds, sp.nfds);
-        free(sp.msg);
-        return HCS_E_SERVICE_DISCONNECT;
-    }
-    write_outs(scur, send_, a, na, sp.fds, sp.nfds);
-    free(sp.msg);
-    return (HRESULT)(int64_t)srawhr;
+    return finish_call(&sp, a, na);
 #else
-    /* Out strings are NULL unless the call sets them (callers free them unconditionally). */
-    for (int i = 0; i < na; i++)
-        if ((a[i].c == 'S' || a[i].c == 'H') && a[i].out) *(void **)a[i].out = NULL;
     pthread_mutex_lock(&G.lock);
     wc_conn *c = get_conn_locked();
     uint64_t id = G.next_req++;
@@ -1192,17 +1196,7 @@ static HRESULT callv(const char *fn, const char *fmt, va_list ap, int oneway) {
         free(p.msg);
         return sent != 0 && b.oom ? E_OUTOFMEMORY : HCS_E_SERVICE_DISCONNECT;
     }
-    const uint8_t *cur = p.msg + 9, *end = p.msg + p.len;
-    uint64_t rawhr;
-    uint16_t count;
-    if (rd_bytes(&cur, end, &rawhr, 8) || rd_bytes(&cur, end, &count, 2)) {
-        take_fds(p.fds, p.nfds);
-        free(p.msg);
-        return HCS_E_SERVICE_DISCONNECT;
-    }
-    write_outs(cur, end, a, na, p.fds, p.nfds);
-    free(p.msg);
-    return (HRESULT)(int64_t)rawhr;
+    return finish_call(&p, a, na);
 #endif
 }
 

@@ -796,9 +796,8 @@ static int connect_service(void) {
     return s;
 }
 
-#ifndef WC_SYNC_CALLS
-static wc_conn *get_conn_locked(void) {
-    if (G.conn && !G.conn->dead) return G.conn;
+/* A new connection to the service (NULL when there is none to be had). */
+static wc_conn *new_conn(void) {
     int s = connect_service();
     if (s < 0) return NULL;
     wc_conn *c = calloc(1, sizeof *c);
@@ -807,13 +806,21 @@ static wc_conn *get_conn_locked(void) {
         return NULL;
     }
     c->fd = s;
+    return c;
+}
+
+#ifndef WC_SYNC_CALLS
+static wc_conn *get_conn_locked(void) {
+    if (G.conn && !G.conn->dead) return G.conn;
+    wc_conn *c = new_conn();
+    if (!c) return NULL;
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &a, reader_main, c)) {
         pthread_attr_destroy(&a);
-        close(s);
+        close(c->fd);
         free(c);
         return NULL;
     }
@@ -1045,14 +1052,8 @@ static wc_conn *sync_conn(int *fresh) {
     *fresh = 0;
     if (t_conn) return t_conn;
     pthread_once(&conn_key_once, make_conn_key);
-    int s = connect_service();
-    if (s < 0) return NULL;
-    wc_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        close(s);
-        return NULL;
-    }
-    c->fd = s;
+    wc_conn *c = new_conn();
+    if (!c) return NULL;
     t_conn = c;
     pthread_setspecific(conn_key, c);
     *fresh = 1;

@@ -266,10 +266,14 @@ def remove_path(api: Win32, path: str) -> None:
 
 
 def _remove_entry(api: Win32, path: str, entry: FindData) -> None:
-    """One entry of a folder being emptied: the cheap call first, the careful one if refused."""
+    """One entry of a folder being emptied: the cheap call first, the careful one if refused.
+
+    A file is opened with backup intent and FILE_FLAG_DELETE_ON_CLOSE, which is what DeleteFileW
+    does inside, except that with SeRestorePrivilege no DACL can refuse it (a layer's files keep
+    the security descriptors they came with)."""
     try:
         if not entry.is_dir:
-            api.delete_file(path)
+            api.open_for_backup(path, win32.DELETE, share=_SHARE_ALL, flags=win32.FILE_FLAG_DELETE_ON_CLOSE).close()
             return
         if entry.is_reparse_point:
             api.remove_directory(path)

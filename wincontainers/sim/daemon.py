@@ -57,6 +57,17 @@ _SEES_FILES = frozenset({
     "CreateHardLinkW", "CreateDirectoryW", "SetFileAttributesW",
 })
 
+#: the path arguments of kernel32 calls (for the leases: leases.py), and the calls that only read
+_PATH_ARGS = {
+    "CreateFileW": (0,), "FindFirstFileExW": (0,), "GetFileAttributesW": (0,), "MoveFileExW": (0, 1),
+    "DeleteFileW": (0,), "RemoveDirectoryW": (0,), "CreateHardLinkW": (0, 1), "CreateSymbolicLinkW": (0,),
+    "CreateDirectoryW": (0,), "SetFileAttributesW": (0,),
+}
+_READS = frozenset({"FindFirstFileExW", "GetFileAttributesW"})
+#: HCS calls' arguments they only read (ImportLayer's source folder)
+_HCS_READS = {"ImportLayer": frozenset({2}), "HcsImportLayer": frozenset({1})}
+_current = threading.local()
+
 _GEN2_COMPLETIONS = {
     "HcsStartComputeSystem": "SystemStartCompleted",
     "HcsPauseComputeSystem": "SystemPauseCompleted",
@@ -224,6 +235,7 @@ class Connection:
             self.closed = True
         owner = self.daemon.leave_session(self) if isinstance(self.owner, Win32Session) else self
         if owner is not None:
+            self.service.leases.forget(owner)
             self.service.files.close_all(owner)
             for hid in sorted(owner.handles, reverse=True):
                 self.service.close_handle(hid)
@@ -236,6 +248,7 @@ class Connection:
         self.daemon.forget(self)
 
     def dispatch(self, req: wire.Request) -> None:
+        _current.conn = self
         group = _group(self.dll)
         handler = HANDLERS.get((group, req.function)) or HANDLERS.get(("any", req.function))
         win32 = group in _WIN32_GROUPS
@@ -251,6 +264,12 @@ class Connection:
         inputs, wants = handler.split(req.args)
         if not win32:
             self.service.log_documents(self.pid, req.function, inputs)
+        if self.service.leases:
+            if win32:
+                self.touch_leases(req)
+            else:
+                self.service.leases.touched_by_call(req.function, self._paths_of(handler, inputs),
+                                                    _HCS_READS.get(req.function, frozenset()))
         if not req.oneway and (not win32 or req.function in _SEES_FILES):
             # What other connections sent before this call (a file closed one-way by kernel32,
             # say) must be done before it runs, as on Windows where CloseHandle is synchronous.
@@ -267,6 +286,8 @@ class Connection:
     def run_win32(self, handler: Api, req: wire.Request) -> None:
         """kernel32/advapi32 without fault rules: the call, its answer, nothing else (they come by
         the thousand during a layer import)."""
+        if self.service.leases:
+            self.touch_leases(req)
         if not req.oneway and req.function in _SEES_FILES:
             self.daemon.barrier(self)
         call = Call(conn=self, function=req.function, wants=[])
@@ -283,6 +304,29 @@ class Connection:
         finally:
             for fd in reply.fds:
                 _close(fd)
+
+    def touch_leases(self, req: wire.Request) -> None:
+        """A kernel32 call with paths: the leases it reaches are settled first (leases.py)."""
+        hosts = []
+        for index in _PATH_ARGS.get(req.function, ()):
+            try:
+                base, comps, _stream = self.service.files.parse(req.args[index], allow_stream=True)
+            except (Fail, IndexError, TypeError):
+                continue
+            hosts.append(base.rstrip(b"/") + b"/" + "/".join(comps).encode("utf-8", "surrogatepass"))
+        if hosts:
+            self.service.leases.touched(hosts, self.pid, read_only=req.function in _READS)
+
+    def _paths_of(self, handler: Api, inputs: list[Any]) -> list[Any]:
+        """An HCS call's arguments as paths: a DriverInfo and a layer id (gen2) make the layer's
+        folder; the DriverInfo's home folder itself is not what the call works on."""
+        values = list(inputs)
+        if handler.fmt.startswith("ds") and len(values) >= 2:
+            try:
+                values.append(str(self.service.storage.layer_path(values[0], values[1])))
+            except Exception:  # a bad DriverInfo: the handler will say so
+                pass
+        return [None if letter == "d" else v for letter, v in zip(handler.fmt, values)] + values[len(handler.fmt):]
 
     def run(self, handler: Api, req: wire.Request, call: Call, inputs: list[Any], fault: Any) -> None:
         reply: Optional[Reply] = None
@@ -394,6 +438,7 @@ class Daemon:
         self.listener: Optional[socket.socket] = None
         self.stopping = threading.Event()
         self.started = time.time()
+        self.service.leases.barrier = lambda: self.barrier(getattr(_current, "conn", None))
 
     def forget(self, conn: Connection) -> None:
         with self.lock:
@@ -431,7 +476,7 @@ class Daemon:
                 del self.sessions[conn.pid]
             return session  # type: ignore[no-any-return]
 
-    def barrier(self, caller: Connection, timeout: float = 2.0) -> None:
+    def barrier(self, caller: Optional[Connection], timeout: float = 2.0) -> None:
         """Wait until every other kernel32 connection has handled what it had received so far.
 
         A client's one-way messages (a file's CloseHandle with the metadata it wrote) are on
@@ -443,7 +488,8 @@ class Daemon:
             others = [c for c in self.win32_connections if c is not caller and not c.in_barrier]
         if not others:
             return
-        caller.in_barrier = True
+        if caller is not None:
+            caller.in_barrier = True
         try:
             deadline = time.monotonic() + timeout
             for conn in others:
@@ -460,7 +506,8 @@ class Daemon:
                             break
                         conn.progress.wait(left)
         finally:
-            caller.in_barrier = False
+            if caller is not None:
+                caller.in_barrier = False
 
     def serve_forever(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import sys
 if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
+import logging
 import struct
 from typing import Any, Optional
 
@@ -35,6 +36,8 @@ from wincontainers.sim.winerror import (
 )
 
 __all__: list[str] = []
+
+log = logging.getLogger("wincontainers.sim.kernel32")
 
 TOKEN_PRIVILEGES_CLASS = 3
 TOKEN_ELEVATION_TYPE_CLASS = 18
@@ -130,9 +133,69 @@ def backup_read_info(svc: Service, call: Call, hid: int, process_security: int) 
     return Reply(outs=[head, tail, has_data])
 
 
-@api("kernel32", "CreateDirectoryW", "s", raw=True)
-def create_directory(svc: Service, call: Call, path: Optional[str]) -> Reply:
-    svc.files.create_directory(call.pid, path)
+@api("kernel32", "CreateDirectoryW", "su", raw=True)
+def create_directory(svc: Service, call: Call, path: Optional[str], wants_lease: int) -> Reply:
+    """The folder; when kernel32 asks, a lease on it (see leases.py): its id, host path and page."""
+    host = svc.files.create_directory(call.pid, path)
+    granted = svc.leases.grant(call.pid, call.conn.owner, host) if wants_lease else None
+    if granted is None:
+        return Reply(outs=[0])
+    lease_id, page = granted
+    return Reply(outs=[lease_id, host], fds=[page])
+
+
+# -- what kernel32 did itself in a leased folder, one-way and in order (see leases.py) -----------
+
+
+def _leased_path(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Optional[bytes]:
+    """The host path of ``rel`` in lease ``lease_id`` of the caller ("" is the folder itself)."""
+    lease = svc.leases.get(lease_id, call.pid)
+    text = (rel or b"").decode("ascii", "replace")
+    parts = text.split("\\") if text else []
+    if lease is None or any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
+        log.warning("pid %d: a journal entry for lease %s and %r does not fit it; ignored", call.pid, lease_id, text)
+        return None
+    return lease.path_of(text)
+
+
+@api("kernel32", "LeaseMkdir", "qb", raw=True)
+def lease_mkdir(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Reply:
+    host = _leased_path(svc, call, lease_id, rel)
+    if host is not None:
+        svc.files.leased_mkdir(host)
+    return Reply()
+
+
+@api("kernel32", "LeaseClose", "qqbuqbubbbb", raw=True)
+def lease_close(svc: Service, call: Call, lease_id: int, hid: int, rel: Optional[bytes], created: int, ino: int,
+                basic: Optional[bytes], wrote: int, security: Optional[bytes], eas: Optional[bytes],
+                reparse: Optional[bytes], streams: Optional[bytes]) -> Reply:
+    host = _leased_path(svc, call, lease_id, rel)
+    if host is not None:
+        svc.files.leased_close(host, int(ino), bool(created), basic, bool(wrote), security, eas, reparse,
+                               _streams(streams))
+    return Reply()
+
+
+@api("kernel32", "LeaseDelete", "qbu", raw=True)
+def lease_delete(svc: Service, call: Call, lease_id: int, rel: Optional[bytes], directory: int) -> Reply:
+    host = _leased_path(svc, call, lease_id, rel)
+    if host is not None:
+        svc.files.leased_delete(host, bool(directory))
+        if not rel:  # the leased folder itself: the lease ends with it
+            lease = svc.leases.get(lease_id, call.pid)
+            if lease is not None:
+                svc.leases.end(lease)
+    return Reply()
+
+
+@api("kernel32", "LeaseSettle", "q", raw=True)
+def lease_settle(svc: Service, call: Call, lease_id: int) -> Reply:
+    """kernel32 needs the daemon for a handle it opened itself (or wants the lease's slot back):
+    the lease ends, its open handles become the daemon's."""
+    lease = svc.leases.get(lease_id, call.pid)
+    if lease is not None:
+        svc.leases.settle(lease)
     return Reply()
 
 
@@ -240,6 +303,7 @@ def adjust_token_privileges(svc: Service, call: Call, hid: int, disable_all: int
     wanted = [(struct.unpack_from("<I", data, i)[0], struct.unpack_from("<I", data, i + 8)[0])
               for i in range(0, len(data) - 11, 12)]
     previous, all_assigned = svc.tokens.of(ref.pid).adjust(bool(disable_all), wanted)
+    svc.leases.privileges_changed(ref.pid)
     blob = b"".join(struct.pack("<IiI", luid, 0, attributes) for luid, attributes in previous)
     return Reply(0 if all_assigned else ERROR_NOT_ALL_ASSIGNED, outs=[len(previous), blob])
 

@@ -36,7 +36,8 @@ from wincontainers.sim.model import EVENTS, NOTIFICATIONS, ComputeSystem, Handle
 from wincontainers.sim import ntfs
 from wincontainers.sim.network import Networks
 from wincontainers.sim.tokens import Tokens
-from wincontainers.sim.winfs import WinFs
+from wincontainers.sim.leases import Leases
+from wincontainers.sim.winfs import WinFs, privilege_bits
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.wire import Guid
 
@@ -221,6 +222,10 @@ class Service:
         self.storage = st.Storage(root)
         self.tokens = Tokens(elevated)
         self.files = WinFs(root, self.tokens, self._volume_content)
+        self.leases = Leases(lambda pid: privilege_bits(self.tokens.of(pid)))
+        self.leases.adopt = lambda lease, hid, access, share, flags, directory, rel: self.files.adopt(
+            hid, lease.pid, lease.owner, lease.path_of(rel), access, share, flags, directory)
+        self.files.through_link = lambda host: self.leases.touched([host], None)
         self.faults = Faults()
         self.systems: dict[str, ComputeSystem] = {}
         self.handles: dict[int, Handle] = {}

@@ -175,6 +175,12 @@ def describe(host: Any, st: os.stat_result, meta: Optional[FileMeta]) -> tuple[i
     return attributes, times, reparse  # type: ignore[return-value]
 
 
+def privilege_bits(token: Token) -> int:
+    """What kernel32 is told of a token: SeBackup 1, SeRestore 2, SeSecurity 4 enabled, elevated 8."""
+    return (int(token.enabled("SeBackupPrivilege")) | int(token.enabled("SeRestorePrivilege")) << 1
+            | int(token.enabled("SeSecurityPrivilege")) << 2 | int(token.elevated) << 3)
+
+
 def volume_serial(dev: int) -> int:
     return (dev * 2654435761 + 0x5EED) & 0xFFFFFFFF
 
@@ -228,6 +234,9 @@ class WinFs:
         self._delete_pending: set[tuple[int, int]] = set()
         self._names: dict[bytes, tuple[int, dict[str, bytes]]] = {}
         self._folders: dict[bytes, tuple[int, int]] = {}
+        #: told of every host folder a path reaches through a reparse point (the leases: a
+        #: folder seen through a link is touched by somebody they cannot name)
+        self.through_link: Callable[[bytes], None] = lambda host: None
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -398,6 +407,7 @@ class WinFs:
                 if hops > 31:
                     raise Fail(ERROR_CANT_RESOLVE_FILENAME, "too many reparse points on the way")
                 current, more = self._target(current, rel_from_host(child), reparse)
+                self.through_link(_join(current, "/".join(more)) if more else current)
                 remaining = more + remaining
                 if not remaining:
                     return Resolved(current, os.lstat(current), os.path.basename(current).decode("utf-8", "surrogatepass"))
@@ -574,7 +584,8 @@ class WinFs:
                 meta = view.get("")
                 attributes, _times, _rp = file_meta(res.host, res.st, view)
                 if not directory and attributes & FILE_ATTRIBUTE_READONLY and (
-                        granted & _DATA_WRITE or disposition in (CREATE_ALWAYS, TRUNCATE_EXISTING)):
+                        granted & _DATA_WRITE or disposition in (CREATE_ALWAYS, TRUNCATE_EXISTING)
+                        or flags & FILE_FLAG_DELETE_ON_CLOSE):
                     raise Fail(ERROR_ACCESS_DENIED, f"{res.name} is read-only")
                 granted = self._check_access(token, meta.security if meta else None, granted, backup)
                 key = (res.st.st_dev, res.st.st_ino)
@@ -607,8 +618,7 @@ class WinFs:
                 attributes, times, reparse = describe(res.host, main, written)
             else:
                 attributes, times, reparse = file_meta(res.host, main)
-            privileges = (int(token.enabled("SeBackupPrivilege")) | int(token.enabled("SeRestorePrivilege")) << 1
-                          | int(token.enabled("SeSecurityPrivilege")) << 2 | int(token.elevated) << 3)
+            privileges = privilege_bits(token)
             size = st.st_size if stream is not None else (0 if directory else main.st_size)
             info = [attributes, *times, volume_serial(main.st_dev), main.st_ino, main.st_nlink,
                     reparse_tag(reparse) if reparse else 0, int(directory), size, granted, privileges]
@@ -840,7 +850,8 @@ class WinFs:
 
     # -- folders, links, renames ------------------------------------------------------------------------
 
-    def create_directory(self, pid: int, path: Optional[str]) -> None:
+    def create_directory(self, pid: int, path: Optional[str]) -> bytes:
+        """CreateDirectoryW; returns the new folder's host path."""
         res, _ = self.resolve(path, directory=True)
         if res.st is not None:
             raise Fail(ERROR_ALREADY_EXISTS, f"{res.name} exists")
@@ -857,6 +868,57 @@ class WinFs:
             open(res.host + b"/" + ntfs.STORE_NAME.encode(), "ab").close()
             ntfs.forget_locations()
         ntfs.shared_view(res.host).remove("")
+        return res.host
+
+    # -- what kernel32 did in a leased folder (see leases.py) -------------------------------------------
+
+    def leased_mkdir(self, host: bytes) -> None:
+        """kernel32 made folder ``host`` itself: what create_directory does after the mkdir."""
+        self._added(os.path.dirname(host), os.path.basename(host))
+        ntfs.shared_view(host).remove("")
+
+    def leased_close(self, host: bytes, ino: int, created: bool, basic: Optional[bytes], wrote: bool,
+                     security: Optional[bytes], eas: Optional[bytes], reparse: Optional[bytes],
+                     streams: list[Any]) -> None:
+        """kernel32 closed a handle it opened itself: for a file it created, what
+        create_file does for a new one; then what close applies."""
+        try:
+            st = os.lstat(host)
+        except OSError:
+            return
+        if st.st_ino != ino:
+            return  # the name now belongs to another file
+        directory = stat.S_ISDIR(st.st_mode)
+        if created:
+            self._added(os.path.dirname(host), os.path.basename(host))
+            view = ntfs.shared_view(host, False)
+            if view.holds(""):
+                view.remove("", recursive=False)  # what a name deleted outside kernel32 left
+        handle = OpenFile(0, 0, host, st.st_dev, st.st_ino, directory, 0, 0, 0)
+        self._apply(handle, basic, wrote, security, eas, reparse, streams)
+
+    def adopt(self, hid: int, pid: int, owner: Any, host: bytes, access: int, share: int, flags: int,
+              directory: bool) -> None:
+        """A handle kernel32 opened itself in a lease that ends becomes one of ours (its flags
+        say FILE_FLAG_DELETE_ON_CLOSE when it is to delete the file, however it was asked)."""
+        st = os.lstat(host)
+        handle = OpenFile(hid, pid, host, st.st_dev, st.st_ino, directory, access, share, flags, owner=owner)
+        with self.lock:
+            self.opens[hid] = handle
+            self._by_file.setdefault((handle.dev, handle.ino), []).append(handle)
+            if flags & FILE_FLAG_DELETE_ON_CLOSE:
+                self._delete_pending.add((handle.dev, handle.ino))
+
+    def leased_delete(self, host: bytes, directory: bool) -> None:
+        """kernel32 deleted an entry of a lease; a folder it could not remove (the leased folder
+        itself holds the simulator's store) is removed here."""
+        if directory and os.path.lexists(host):
+            self._delete_now(host, True)
+            return
+        if directory:
+            ntfs.forget_locations()
+        ntfs.shared_view(host, directory).remove("", recursive=directory)
+        self._removed(os.path.dirname(host), os.path.basename(host))
 
     def create_hard_link(self, pid: int, new: Optional[str], existing: Optional[str]) -> None:
         target, target_st = self._existing(existing)

@@ -1324,6 +1324,27 @@ void wc_oneway(const char *fn, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* A connection of its own (kernel32's journal of a leased folder): the socket, or -1. */
+int wc_connect(void) { return connect_service(); }
+
+/* A one-way call on the connection ``fd`` (the caller serialises its sends); 0 once sent. */
+int wc_oneway_on(int fd, const char *fn, const char *fmt, ...) {
+    warg a[WC_MAX_ARGS];
+    va_list ap;
+    va_start(ap, fmt);
+    int na = collect_args(fmt, ap, a);
+    va_end(ap);
+    if (validate_args(a, na) < 0) return -1;
+    pthread_mutex_lock(&G.lock);
+    uint64_t id = G.next_req++;
+    pthread_mutex_unlock(&G.lock);
+    wbuf b = {0};
+    encode_request(&b, 'O', id, fn, a, na);
+    int rc = b.oom ? -1 : send_message(fd, b.p, b.n);
+    free(b.p);
+    return rc;
+}
+
 void wc_report_misuse(const char *what) {
     size_t n = strlen(what);
     WCHAR *w = malloc((n + 1) * 2);

@@ -26,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef uint8_t BOOLEAN;
@@ -202,6 +205,10 @@ typedef struct k32_obj {
     int wrote;
     uint8_t *security, *eas, *reparse, *streams;
     uint32_t security_len, eas_len, reparse_len, streams_len, streams_cap;
+    /* opened here in a leased folder (see "folder leases") */
+    struct lease *lease;
+    int slot, created, delete_on_close;
+    char *rel;
     /* a search */
     uint8_t *entries;
     uint32_t entries_len, count, next_entry;
@@ -236,8 +243,12 @@ static void add_obj(k32_obj *o) {
     pthread_mutex_unlock(&objs_lock);
 }
 
+static void lease_release(struct lease *l);
+
 static void free_obj(k32_obj *o) {
     if (o->fd >= 0) close(o->fd);
+    if (o->lease) lease_release(o->lease);
+    free(o->rel);
     free(o->security);
     free(o->eas);
     free(o->reparse);
@@ -270,6 +281,643 @@ static int answered(wc_reply *r, int ok) {
 
 static BOOL simple(const char *fn, const char *fmt, ...);
 
+/* ---- folder leases ------------------------------------------------------------------------------
+ *
+ * A folder this process made with CreateDirectoryW is leased to it (wincontainers/sim/leases.py
+ * says why, and how a lease ends). Inside it this file creates folders and files, opens what it
+ * made there, and deletes it, by itself; what it did goes to the daemon one-way and in order, on
+ * a connection of its own (the journal). Only plain cases are done here: ASCII names with nothing
+ * Windows treats specially, no other handle open on the name, metadata this file knows (it sent
+ * it), and access that needs no reading of a DACL (none stored, or backup semantics with the
+ * privileges that pass it). Everything else goes to the daemon, which ends the lease first.
+ * Around each local call the shared page's busy count is raised, and nothing is done unless the
+ * page says ACTIVE: the daemon settles a lease by saying SETTLING and waiting for busy to be zero.
+ */
+
+#define LEASE_PAGE 8192
+#define LEASE_SLOTS 15
+#define LEASE_REL_MAX 484
+#define LEASE_MAX 16
+#define LEASE_ACTIVE 0u
+#define LEASE_SETTLING 1u
+#define LEASE_REVOKED 2u
+#define LOCAL_ID_BIT (1ull << 46)
+#define LEASE_PATH_MAX 4096
+
+#define GENERIC_READ 0x80000000u
+#define GENERIC_WRITE 0x40000000u
+#define GENERIC_EXECUTE 0x20000000u
+#define GENERIC_ALL 0x10000000u
+#define MAXIMUM_ALLOWED 0x02000000u
+#define SYNCHRONIZE 0x00100000u
+#define FILE_EXECUTE 0x20
+#define FILE_ALL_ACCESS 0x001F01FFu
+#define FILE_GENERIC_READ 0x00120089u
+#define FILE_GENERIC_WRITE 0x00120116u
+#define FILE_GENERIC_EXECUTE 0x001200A0u
+#define READ_RIGHTS (FILE_GENERIC_READ | FILE_GENERIC_EXECUTE | ACCESS_SYSTEM_SECURITY)
+#define WRITE_RIGHTS (FILE_GENERIC_WRITE | WRITE_DAC | WRITE_OWNER | DELETE_ACCESS | ACCESS_SYSTEM_SECURITY)
+#define FILE_FLAG_BACKUP_SEMANTICS 0x02000000u
+#define FILE_FLAG_DELETE_ON_CLOSE 0x04000000u
+#define SETTABLE_ATTRIBUTES 0x2B127u
+#define FILE_ATTRIBUTE_READONLY 0x1
+#define FILE_ATTRIBUTE_ARCHIVE 0x20
+#define CREATE_NEW 1
+#define OPEN_EXISTING 3
+#define EPOCH_AS_FILETIME 116444736000000000ll
+
+typedef struct {
+    uint32_t state, busy, privileges, slots;
+} lease_head;
+
+typedef struct {
+    uint64_t id;
+    uint32_t access, share, flags, directory, rel_len;
+    char rel[LEASE_REL_MAX];
+} lease_slot;
+
+_Static_assert(sizeof(lease_head) == 16, "the page's head is 16 bytes (leases.py)");
+_Static_assert(sizeof(lease_slot) == 512, "a slot is 512 bytes (leases.py)");
+
+enum { TIMES_FROM_DISK = 0, TIMES_KNOWN = 1, TIMES_UNKNOWN = 2 };
+
+typedef struct {
+    char *key; /* lower case, backslashes, "" for the folder itself; NULL free, TOMB deleted */
+    uint8_t dir, has_attributes, times, has_sd, reparse;
+    uint32_t opens;
+    DWORD attributes;
+    int64_t time[4];
+} lease_name;
+
+static char TOMB[1];
+
+typedef struct lease {
+    uint64_t id;
+    pid_t pid;
+    char *prefix; /* the folder as CreateDirectoryW was given it, in lower case */
+    size_t prefix_len;
+    char *host;
+    uint8_t *page;
+    pthread_mutex_t lock; /* names, slots, refs */
+    lease_name *names;
+    size_t cap, used; /* used: cells with a key or a tombstone */
+    uint32_t next_handle;
+    int refs; /* the table's and each open local handle's */
+} lease;
+
+static pthread_mutex_t leases_lock = PTHREAD_MUTEX_INITIALIZER;
+static lease *leases[LEASE_MAX];
+static int journal_fd = -1;
+static pthread_mutex_t journal_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int dir_has_children(int fd);
+
+static lease_head *head_of(lease *l) { return (lease_head *)l->page; }
+static lease_slot *slot_of(lease *l, int i) { return (lease_slot *)(l->page + sizeof(lease_head)) + i; }
+
+static void lease_free(lease *l) {
+    for (size_t i = 0; i < l->cap; i++)
+        if (l->names[i].key != TOMB) free(l->names[i].key);
+    free(l->names);
+    free(l->prefix);
+    free(l->host);
+    if (l->page) munmap(l->page, LEASE_PAGE);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+static void lease_release(lease *l) {
+    pthread_mutex_lock(&l->lock);
+    int last = --l->refs == 0;
+    pthread_mutex_unlock(&l->lock);
+    if (last) lease_free(l);
+}
+
+/* A lease that ended leaves the table (its open handles keep it until they close). */
+static void lease_drop_locked(int i) {
+    lease *l = leases[i];
+    leases[i] = NULL;
+    if (l) lease_release(l);
+}
+
+static uint64_t fnv(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The cell holding ``key``, or NULL; l->lock held. */
+static lease_name *name_find(lease *l, const char *key) {
+    size_t mask = l->cap - 1, i = (size_t)fnv(key) & mask;
+    for (; l->names[i].key; i = (i + 1) & mask)
+        if (l->names[i].key != TOMB && !strcmp(l->names[i].key, key)) return &l->names[i];
+    return NULL;
+}
+
+static void name_put(lease_name *cells, size_t cap, lease_name *n) {
+    size_t mask = cap - 1, i = (size_t)fnv(n->key) & mask;
+    while (cells[i].key) i = (i + 1) & mask;
+    cells[i] = *n;
+}
+
+/* A new entry ``key`` (absent); l->lock held. */
+static lease_name *name_add(lease *l, const char *key, int dir) {
+    if ((l->used + 1) * 2 > l->cap) {
+        size_t cap = l->cap * 2, live = 0;
+        lease_name *fresh = calloc(cap, sizeof *fresh);
+        if (!fresh) return NULL;
+        for (size_t i = 0; i < l->cap; i++)
+            if (l->names[i].key && l->names[i].key != TOMB) {
+                name_put(fresh, cap, &l->names[i]);
+                live++;
+            }
+        free(l->names);
+        l->names = fresh;
+        l->cap = cap;
+        l->used = live;
+    }
+    lease_name n;
+    memset(&n, 0, sizeof n);
+    n.key = strdup(key);
+    if (!n.key) return NULL;
+    n.dir = (uint8_t)dir;
+    size_t mask = l->cap - 1, i = (size_t)fnv(key) & mask;
+    while (l->names[i].key && l->names[i].key != TOMB) i = (i + 1) & mask;
+    if (!l->names[i].key) l->used++;
+    l->names[i] = n;
+    return &l->names[i];
+}
+
+static void name_remove(lease_name *n) {
+    free(n->key);
+    n->key = TOMB;
+}
+
+/* Enter a local call: 1 when the lease may be used (leave with lease_leave), 0 when it is over. */
+static int lease_enter(lease *l) {
+    lease_head *h = head_of(l);
+    for (long waited = 0;; waited++) {
+        __atomic_add_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
+        uint32_t state = __atomic_load_n(&h->state, __ATOMIC_SEQ_CST);
+        if (state == LEASE_ACTIVE) return 1;
+        __atomic_sub_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
+        if (state != LEASE_SETTLING || waited > 200000) return 0;
+        /* the daemon is catching up with this lease: its verdict comes within moments */
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void lease_leave(lease *l) { __atomic_sub_fetch(&head_of(l)->busy, 1, __ATOMIC_SEQ_CST); }
+
+static int lease_over(lease *l) { return __atomic_load_n(&head_of(l)->state, __ATOMIC_SEQ_CST) == LEASE_REVOKED; }
+
+static int journal(const char *fn, uint64_t lease_id, const char *rel, int kind, const k32_obj *o,
+                   const FILE_BASIC_INFO *b);
+
+static int name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.' || c == ' ' || c == '+' || c == '~' || c == '$' || c == '#' || c == '@' || c == '(' || c == ')' ||
+           c == '!' || c == ',' || c == '=' || c == '{' || c == '}' || c == '[' || c == ']' || c == '\'';
+}
+
+static int reserved_name(const char *s, size_t n) {
+    size_t stem = 0;
+    while (stem < n && s[stem] != '.') stem++;
+    static const char *const devices[] = {"con", "prn", "aux", "nul", "conin$", "conout$"};
+    for (size_t i = 0; i < sizeof devices / sizeof *devices; i++)
+        if (strlen(devices[i]) == stem && !strncmp(s, devices[i], stem)) return 1;
+    return stem == 4 && (!strncmp(s, "com", 3) || !strncmp(s, "lpt", 3)) && s[3] >= '0' && s[3] <= '9';
+}
+
+/* Whether ``rel`` (lower case; "" is the folder itself) is a path this file may handle: plain
+ * names only, none of the simulator's own files. */
+static int plain_rel(const char *rel) {
+    const char *c = rel;
+    while (*c) {
+        const char *start = c;
+        while (*c && *c != '\\') {
+            if (!name_char(*c)) return 0;
+            c++;
+        }
+        size_t n = (size_t)(c - start);
+        if (!n || n > 255 || start[n - 1] == '.' || start[n - 1] == ' ') return 0;
+        if (reserved_name(start, n) || (n >= 7 && !strncmp(start, ".wcsim-", 7))) return 0;
+        if (*c == '\\' && !*++c) return 0;
+    }
+    return (size_t)(c - rel) < LEASE_REL_MAX;
+}
+
+/* The lease ``path`` lies in (a reference taken), with the path below it in ``rel`` (as given)
+ * and ``key`` (lower case); NULL when none does or the path is not plain. */
+static lease *lease_for(PCWSTR path, char *rel, char *key) {
+    char text[LEASE_PATH_MAX], lower[LEASE_PATH_MAX];
+    size_t n = 0;
+    for (; path[n]; n++) {
+        if (n + 1 >= LEASE_PATH_MAX || path[n] >= 0x7F || path[n] < 0x20) return NULL;
+        text[n] = (char)path[n];
+        lower[n] = (char)(path[n] >= 'A' && path[n] <= 'Z' ? path[n] + 32 : path[n]);
+    }
+    text[n] = lower[n] = 0;
+    pid_t me = getpid();
+    pthread_mutex_lock(&leases_lock);
+    for (int i = 0; i < LEASE_MAX; i++) {
+        lease *l = leases[i];
+        if (!l || l->pid != me) continue;
+        if (lease_over(l)) {
+            lease_drop_locked(i);
+            continue;
+        }
+        size_t p = l->prefix_len;
+        if (n < p || memcmp(lower, l->prefix, p)) continue;
+        size_t at = p;
+        while (lower[at] == '\\' && at == p) at++; /* the separator after the folder */
+        if (at == p && lower[at]) continue;        /* a longer name that begins alike */
+        if (!plain_rel(lower + at)) continue;
+        strcpy(rel, text + at);
+        strcpy(key, lower + at);
+        pthread_mutex_lock(&l->lock);
+        l->refs++;
+        pthread_mutex_unlock(&l->lock);
+        pthread_mutex_unlock(&leases_lock);
+        return l;
+    }
+    pthread_mutex_unlock(&leases_lock);
+    return NULL;
+}
+
+/* The folder ``key`` would be in is the lease's folder or a folder made in it; l->lock held. */
+static int parent_known(lease *l, const char *key) {
+    const char *cut = strrchr(key, '\\');
+    char parent[LEASE_REL_MAX];
+    size_t n = cut ? (size_t)(cut - key) : 0;
+    memcpy(parent, key, n);
+    parent[n] = 0;
+    lease_name *p = name_find(l, parent);
+    return p && p->dir;
+}
+
+static void host_path(lease *l, const char *rel, char *out, size_t cap) {
+    snprintf(out, cap, *rel ? "%s/%s" : "%s", l->host, rel);
+    for (char *c = out + strlen(l->host); *c; c++)
+        if (*c == '\\') *c = '/';
+}
+
+/* CreateDirectoryW in a lease: 1 done (the result in *ok), 0 for the daemon to do. */
+static int lease_mkdir(PCWSTR path, BOOL *ok) {
+    char rel[LEASE_PATH_MAX], key[LEASE_PATH_MAX], host[LEASE_PATH_MAX + 512];
+    lease *l = lease_for(path, rel, key);
+    if (!l) return 0;
+    int done = 0;
+    if (*key && lease_enter(l)) {
+        pthread_mutex_lock(&l->lock);
+        if (!name_find(l, key) && parent_known(l, key)) {
+            host_path(l, rel, host, sizeof host);
+            if (mkdir(host, 0755) == 0) {
+                if (name_add(l, key, 1) && journal("LeaseMkdir", l->id, rel, 1, NULL, NULL) == 0)
+                    done = 1;
+                else
+                    rmdir(host);
+            }
+        }
+        pthread_mutex_unlock(&l->lock);
+        lease_leave(l);
+    }
+    lease_release(l);
+    if (done) {
+        t_last_error = 0;
+        *ok = TRUE_;
+    }
+    return done;
+}
+
+static DWORD map_generic(DWORD access) {
+    if (access & GENERIC_READ) access = (access & ~GENERIC_READ) | FILE_GENERIC_READ;
+    if (access & GENERIC_WRITE) access = (access & ~GENERIC_WRITE) | FILE_GENERIC_WRITE;
+    if (access & GENERIC_EXECUTE) access = (access & ~GENERIC_EXECUTE) | FILE_GENERIC_EXECUTE;
+    if (access & GENERIC_ALL) access = (access & ~GENERIC_ALL) | FILE_ALL_ACCESS;
+    return access;
+}
+
+/* Whether the daemon would grant ``granted`` on ``n`` without anything this file cannot know. */
+static int access_known(const lease_name *n, DWORD granted, DWORD flags, uint32_t privileges) {
+    if (granted & ~(FILE_ALL_ACCESS | ACCESS_SYSTEM_SECURITY)) return 0;
+    if (granted & ACCESS_SYSTEM_SECURITY && !(privileges & PRIV_SECURITY)) return 0;
+    if (!n || !n->has_sd) return 1; /* no DACL: all access */
+    DWORD free_ = SYNCHRONIZE | FILE_READ_ATTRIBUTES | ACCESS_SYSTEM_SECURITY;
+    if (flags & FILE_FLAG_BACKUP_SEMANTICS && privileges & PRIV_BACKUP) free_ |= READ_RIGHTS;
+    if (flags & FILE_FLAG_BACKUP_SEMANTICS && privileges & PRIV_RESTORE) free_ |= WRITE_RIGHTS;
+    return !(granted & ~free_);
+}
+
+static int64_t filetime_of(const struct timespec *t) {
+    return (int64_t)t->tv_sec * 10000000ll + t->tv_nsec / 100 + EPOCH_AS_FILETIME;
+}
+
+/* CreateFileW in a lease: the handle, or NULL for the daemon to do it. */
+static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposition, DWORD flags) {
+    if (flags & SETTABLE_ATTRIBUTES & ~FILE_ATTRIBUTE_ARCHIVE || access & MAXIMUM_ALLOWED) return NULL;
+    char rel[LEASE_PATH_MAX], key[LEASE_PATH_MAX], host[LEASE_PATH_MAX + 512];
+    lease *l = lease_for(path, rel, key);
+    if (!l) return NULL;
+    DWORD granted = map_generic(access);
+    uint32_t privileges = __atomic_load_n(&head_of(l)->privileges, __ATOMIC_SEQ_CST);
+    int existed = 0;
+    k32_obj *o = calloc(1, sizeof *o);
+    if (o && lease_enter(l)) {
+        pthread_mutex_lock(&l->lock);
+        lease_name *n = name_find(l, key);
+        int slot = -1;
+        for (int i = 0; i < LEASE_SLOTS && slot < 0; i++)
+            if (!slot_of(l, i)->id) slot = i;
+        int fd = -1, created = 0;
+        int reading = (granted & (FILE_READ_DATA | FILE_EXECUTE)) != 0;
+        int writing = (granted & (FILE_WRITE_DATA | FILE_APPEND_DATA)) != 0;
+        int delete_on_close = (flags & FILE_FLAG_DELETE_ON_CLOSE) != 0;
+        host_path(l, rel, host, sizeof host);
+        if (slot < 0 || l->next_handle >= 0xFFFFFF || !access_known(n, granted, flags, privileges) ||
+            (delete_on_close && !(granted & DELETE_ACCESS))) {
+            /* the daemon decides */
+        } else if (!n && *key && parent_known(l, key) && !delete_on_close &&
+                   (disposition == CREATE_NEW || disposition == CREATE_ALWAYS || disposition == OPEN_ALWAYS)) {
+            int mode = reading && writing ? O_RDWR : writing ? O_WRONLY : O_RDONLY;
+            fd = open(host, mode | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            if (fd >= 0 && !reading && !writing) {
+                int p = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                close(fd);
+                fd = p;
+            }
+            if (fd >= 0 && !(n = name_add(l, key, 0))) {
+                close(fd);
+                unlink(host);
+                fd = -1;
+            }
+            created = fd >= 0;
+        } else if (n && !n->opens && !n->reparse && n->times != TIMES_UNKNOWN &&
+                   (disposition == OPEN_EXISTING || disposition == OPEN_ALWAYS) &&
+                   (n->dir ? flags & FILE_FLAG_BACKUP_SEMANTICS && !delete_on_close
+                           : !(n->has_attributes && n->attributes & FILE_ATTRIBUTE_READONLY &&
+                               (writing || delete_on_close)))) {
+            if (n->dir)
+                fd = open(host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            else if (reading || writing)
+                fd = open(host, (reading && writing ? O_RDWR : writing ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+            else
+                fd = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            existed = fd >= 0;
+        }
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st)) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0) {
+            n->opens++;
+            o->kind = OBJ_FILE;
+            o->id = LOCAL_ID_BIT | (l->id << 24) | ++l->next_handle;
+            o->fd = fd;
+            o->access = granted;
+            o->directory = S_ISDIR(st.st_mode);
+            o->attributes = n->has_attributes ? n->attributes
+                                              : o->directory ? FILE_ATTRIBUTE_DIRECTORY : FILE_ATTRIBUTE_ARCHIVE;
+            if (n->times == TIMES_KNOWN) {
+                memcpy(o->times, n->time, sizeof o->times);
+            } else { /* what the daemon shows of a file with no times stored: the disk's */
+                o->times[2] = filetime_of(&st.st_mtim);
+                o->times[0] = o->times[1] = o->times[2];
+                o->times[3] = filetime_of(&st.st_ctim);
+            }
+            o->serial = (DWORD)(((uint64_t)st.st_dev * 2654435761ull + 0x5EED) & 0xFFFFFFFFu);
+            o->index = (uint64_t)st.st_ino;
+            o->links = (DWORD)st.st_nlink;
+            o->privileges = privileges;
+            o->delete_on_close = delete_on_close;
+            o->lease = l;
+            o->slot = slot;
+            o->created = created;
+            o->rel = strdup(rel);
+            l->refs++; /* the handle's */
+            lease_slot *s = slot_of(l, slot);
+            s->access = granted;
+            s->share = share;
+            s->flags = flags;
+            s->directory = (uint32_t)o->directory;
+            s->rel_len = (uint32_t)strlen(rel);
+            memcpy(s->rel, rel, s->rel_len);
+            __atomic_store_n(&s->id, o->id, __ATOMIC_SEQ_CST);
+        }
+        pthread_mutex_unlock(&l->lock);
+        lease_leave(l);
+    }
+    lease_release(l);
+    if (!o || !o->lease || !o->rel) {
+        if (o && o->lease) { /* out of memory after the open: the daemon is asked instead */
+            __atomic_store_n(&slot_of(o->lease, o->slot)->id, 0, __ATOMIC_SEQ_CST);
+            free_obj(o);
+        } else {
+            free(o);
+        }
+        return NULL;
+    }
+    add_obj(o);
+    t_last_error = existed && disposition == OPEN_ALWAYS ? ERROR_ALREADY_EXISTS : 0;
+    return handle_of(o);
+}
+
+/* SetFileInformationByHandle(FileDispositionInfo) on a handle opened here: 1 done (the result in
+ * *ok), 0 when the lease is over (the daemon adopted the handle). */
+static int lease_disposition(k32_obj *o, int del, BOOL *ok) {
+    lease *l = o->lease;
+    if (!lease_enter(l)) return 0;
+    DWORD code = 0;
+    if (del && !o->directory && o->attributes & FILE_ATTRIBUTE_READONLY) code = ERROR_ACCESS_DENIED;
+    else if (del && o->directory && dir_has_children(o->fd)) code = ERROR_DIR_NOT_EMPTY;
+    if (!code) {
+        o->delete_pending = del;
+        lease_slot *s = slot_of(l, o->slot);
+        s->flags = del ? s->flags | FILE_FLAG_DELETE_ON_CLOSE : s->flags & ~FILE_FLAG_DELETE_ON_CLOSE;
+    }
+    lease_leave(l);
+    *ok = code ? fail(code) : TRUE_;
+    if (!code) t_last_error = 0;
+    return 1;
+}
+
+/* What the daemon keeps of ``n`` after ``o`` closes (what WinFs._apply does with it). */
+static void note_close(lease_name *n, const k32_obj *o) {
+    if (o->security) n->has_sd = 1;
+    if (o->reparse) n->reparse = 1;
+    if (o->basic_set && o->set_attributes) {
+        n->has_attributes = 1;
+        n->attributes = o->attributes;
+    }
+    int given = 0;
+    for (int i = 0; i < 4; i++) given += o->basic_set && o->set_times[i] != 0;
+    if (given == 4) {
+        n->times = TIMES_KNOWN;
+        memcpy(n->time, o->set_times, sizeof n->time);
+    } else if (given || ((o->wrote || o->streams) && !(o->basic_set && o->set_times[2]))) {
+        n->times = TIMES_UNKNOWN; /* the daemon fills in times of its own */
+    }
+}
+
+/* CloseHandle of a handle opened here: 1 when done, 0 when the lease is over (the daemon adopted
+ * the handle: it is closed like one of its own). */
+static int lease_close(k32_obj *o, const FILE_BASIC_INFO *b) {
+    lease *l = o->lease;
+    if (!lease_enter(l)) return 0;
+    char key[LEASE_REL_MAX], host[LEASE_PATH_MAX + 512];
+    size_t i = 0;
+    for (; o->rel[i] && i + 1 < sizeof key; i++) key[i] = (char)(o->rel[i] >= 'A' && o->rel[i] <= 'Z' ? o->rel[i] + 32 : o->rel[i]);
+    key[i] = 0;
+    host_path(l, o->rel, host, sizeof host);
+    int ends = 0;
+    pthread_mutex_lock(&l->lock);
+    lease_name *n = name_find(l, key);
+    if (o->delete_pending || o->delete_on_close) {
+        /* it goes now; a folder that still holds the simulator's own files (the leased folder
+         * keeps its metadata store) is removed by the daemon */
+        if (o->directory ? (!*key || rmdir(host) == 0 || errno == ENOTEMPTY) : unlink(host) == 0) {
+            journal("LeaseDelete", l->id, o->rel, o->directory, NULL, NULL);
+            if (n) name_remove(n);
+            ends = !*key;
+        }
+    } else {
+        journal("LeaseClose", l->id, o->rel, 0, o, b);
+        if (n) {
+            if (n->opens) n->opens--;
+            note_close(n, o);
+        }
+    }
+    __atomic_store_n(&slot_of(l, o->slot)->id, 0, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&l->lock);
+    lease_leave(l);
+    if (ends) { /* the lease's folder is gone: so is the lease (the daemon ends its side) */
+        pthread_mutex_lock(&leases_lock);
+        for (int k = 0; k < LEASE_MAX; k++)
+            if (leases[k] == l) lease_drop_locked(k);
+        pthread_mutex_unlock(&leases_lock);
+    }
+    return 1;
+}
+
+/* A handle opened here is about to be used through the daemon: end its lease first. */
+static int lease_settle_handle(k32_obj *o) {
+    if (!o->lease || lease_over(o->lease)) return 0;
+    wc_reply r;
+    int ok = wc_request(&r, "LeaseSettle", "q", o->lease->id) == 0;
+    if (!answered(&r, ok)) return -1;
+    wc_reply_free(&r);
+    return 0;
+}
+
+/* One journal entry, sent whole under the lock, so the entries of a lease stay in order:
+ * LeaseMkdir (a folder made), LeaseDelete (``kind``: a folder), LeaseClose (``o`` and its basic
+ * information ``b``). Nonzero when it could not be sent. */
+static int journal(const char *fn, uint64_t lease_id, const char *rel, int kind, const k32_obj *o,
+                   const FILE_BASIC_INFO *b) {
+    int rc = -1;
+    unsigned rn = (unsigned)strlen(rel);
+    pthread_mutex_lock(&journal_lock);
+    if (journal_fd >= 0) {
+        if (!o && !strcmp(fn, "LeaseMkdir"))
+            rc = wc_oneway_on(journal_fd, fn, "qb", lease_id, rel, rn);
+        else if (!o)
+            rc = wc_oneway_on(journal_fd, fn, "qbu", lease_id, rel, rn, (unsigned)kind);
+        else
+            rc = wc_oneway_on(journal_fd, fn, "qqbuqbubbbb", lease_id, o->id, rel, rn, (unsigned)o->created, o->index,
+                              o->basic_set ? (const void *)b : NULL, o->basic_set ? (unsigned)sizeof *b : 0u,
+                              (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len, o->reparse,
+                              o->reparse_len, o->streams, o->streams_len);
+        if (rc) { /* the service went away: no lease can be kept */
+            close(journal_fd);
+            journal_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&journal_lock);
+    return rc;
+}
+
+/* The daemon leased the folder ``path`` it just made: take the lease into the table (or hand it
+ * straight back when that cannot be done). */
+static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
+    const uint8_t *host;
+    uint32_t host_len;
+    int page_fd = -1;
+    if (wc_reply_bytes(r, &host, &host_len) || (page_fd = wc_reply_fd(r)) < 0) goto back;
+    lease *l = calloc(1, sizeof *l);
+    if (!l) goto back;
+    pthread_mutex_init(&l->lock, NULL);
+    l->id = id;
+    l->pid = getpid();
+    l->refs = 1;
+    l->cap = 64;
+    l->names = calloc(l->cap, sizeof *l->names);
+    size_t n = wc_wcslen(path);
+    while (n && path[n - 1] == '\\') n--;
+    l->prefix = malloc(n + 1);
+    l->host = malloc(host_len + 1);
+    void *page = mmap(NULL, LEASE_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, page_fd, 0);
+    close(page_fd);
+    page_fd = -1;
+    if (page != MAP_FAILED) l->page = page;
+    if (!l->names || !l->prefix || !l->host || !l->page) {
+        lease_free(l);
+        goto back;
+    }
+    for (size_t i = 0; i < n; i++) l->prefix[i] = (char)(path[i] >= 'A' && path[i] <= 'Z' ? path[i] + 32 : path[i]);
+    l->prefix[n] = 0;
+    l->prefix_len = n;
+    memcpy(l->host, host, host_len);
+    l->host[host_len] = 0;
+    if (!name_add(l, "", 1)) { /* the folder itself: made by the daemon, nothing stored for it */
+        lease_free(l);
+        goto back;
+    }
+    pthread_mutex_lock(&journal_lock);
+    if (journal_fd < 0) journal_fd = wc_connect();
+    int journaled = journal_fd >= 0;
+    pthread_mutex_unlock(&journal_lock);
+    int slot = -1;
+    pthread_mutex_lock(&leases_lock);
+    for (int i = 0; i < LEASE_MAX && slot < 0 && journaled; i++)
+        if (!leases[i]) slot = i;
+    if (slot >= 0) leases[slot] = l;
+    pthread_mutex_unlock(&leases_lock);
+    if (slot >= 0) return;
+    lease_free(l);
+back:
+    if (page_fd >= 0) close(page_fd);
+    wc_reply back_r;
+    if (wc_request(&back_r, "LeaseSettle", "q", id) == 0) wc_reply_free(&back_r);
+}
+
+/* Whether this process may take one more lease: a free place in the table, after handing the
+ * oldest lease back if need be (a long-lived process makes many folders). */
+static int lease_room(void) {
+    pid_t me = getpid();
+    uint64_t oldest_id = 0;
+    pthread_mutex_lock(&leases_lock);
+    for (int i = 0; i < LEASE_MAX; i++) {
+        lease *l = leases[i];
+        if (l && (l->pid != me || lease_over(l))) lease_drop_locked(i);
+        if (!leases[i]) {
+            pthread_mutex_unlock(&leases_lock);
+            return 1;
+        }
+        if (!oldest_id || leases[i]->id < oldest_id) oldest_id = leases[i]->id;
+    }
+    pthread_mutex_unlock(&leases_lock);
+    wc_reply r;
+    if (wc_request(&r, "LeaseSettle", "q", oldest_id) != 0) return 0;
+    wc_reply_free(&r);
+    pthread_mutex_lock(&leases_lock);
+    for (int i = 0; i < LEASE_MAX; i++)
+        if (leases[i] && leases[i]->id == oldest_id) lease_drop_locked(i);
+    pthread_mutex_unlock(&leases_lock);
+    return 1;
+}
+
 /* ---- CreateFileW and CloseHandle -------------------------------------------------------------- */
 
 WC_API HANDLE CreateFileW(PCWSTR lpFileName, DWORD dwDesiredAccess, DWORD dwShareMode,
@@ -280,6 +928,11 @@ WC_API HANDLE CreateFileW(PCWSTR lpFileName, DWORD dwDesiredAccess, DWORD dwShar
     if (!lpFileName) {
         t_last_error = ERROR_INVALID_PARAMETER;
         return INVALID_HANDLE;
+    }
+    if (!lpSecurityAttributes && !hTemplateFile) {
+        HANDLE local = lease_create(lpFileName, dwDesiredAccess, dwShareMode, dwCreationDisposition,
+                                    dwFlagsAndAttributes);
+        if (local) return local;
     }
     wc_reply r;
     int ok = wc_request(&r, "CreateFileW", "suuuu", lpFileName, dwDesiredAccess, dwShareMode, dwCreationDisposition,
@@ -326,6 +979,11 @@ WC_API BOOL CloseHandle(HANDLE hObject) {
     if (o) {
         FILE_BASIC_INFO b;
         pack_basic(o, &b);
+        if (o->lease && lease_close(o, &b)) {
+            free_obj(o);
+            t_last_error = 0;
+            return TRUE_;
+        }
         wc_oneway("CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
                   o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len,
                   o->reparse, o->reparse_len, o->streams, o->streams_len);
@@ -554,6 +1212,8 @@ WC_API BOOL SetFileInformationByHandle(HANDLE hFile, int FileInformationClass, v
         if (dwBufferSize < 1) return fail(ERROR_BAD_LENGTH);
         if (!(o->access & DELETE_ACCESS)) return fail(ERROR_ACCESS_DENIED);
         int del = *(const BOOLEAN *)lpFileInformation != 0;
+        BOOL done;
+        if (o->lease && lease_disposition(o, del, &done)) return done;
         FILE_BASIC_INFO b;
         pack_basic(o, &b);
         wc_reply r;
@@ -816,6 +1476,7 @@ WC_API BOOL BackupRead(HANDLE hFile, uint8_t *lpBuffer, DWORD nNumberOfBytesToRe
     if (backup_enter(hFile, bAbort, lpContext, lpNumberOfBytesRead, &o, &ended)) return ended;
     backup_ctx *c = *lpContext;
     if (!c) {
+        if (lease_settle_handle(o)) return FALSE_;
         wc_reply r;
         int ok = wc_request(&r, "BackupReadInfo", "qu", (uint64_t)o->id, (unsigned)(bProcessSecurity != 0)) == 0;
         if (!answered(&r, ok)) return FALSE_;
@@ -937,9 +1598,20 @@ static BOOL simple(const char *fn, const char *fmt, ...) {
 }
 
 WC_API BOOL CreateDirectoryW(PCWSTR lpPathName, SECURITY_ATTRIBUTES *lpSecurityAttributes) {
-    (void)lpSecurityAttributes;
     if (!lpPathName) return fail(ERROR_INVALID_PARAMETER);
-    return simple("CreateDirectoryW", "s", lpPathName);
+    BOOL done;
+    if (!lpSecurityAttributes && lease_mkdir(lpPathName, &done)) return done;
+    int ascii = 1;
+    for (PCWSTR c = lpPathName; *c && ascii; c++) ascii = *c >= 0x20 && *c < 0x7F;
+    unsigned wants = !lpSecurityAttributes && ascii && wc_wcslen(lpPathName) < LEASE_PATH_MAX && lease_room();
+    wc_reply r;
+    int ok = wc_request(&r, "CreateDirectoryW", "su", lpPathName, wants) == 0;
+    if (!answered(&r, ok)) return FALSE_;
+    uint64_t lease_id = (uint64_t)rd_int(&r);
+    if (lease_id) lease_install(lpPathName, &r, lease_id);
+    wc_reply_free(&r);
+    t_last_error = 0;
+    return TRUE_;
 }
 
 WC_API BOOL RemoveDirectoryW(PCWSTR lpPathName) {

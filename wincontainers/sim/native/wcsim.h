@@ -153,6 +153,10 @@ HRESULT wc_op_begin(HCS_OPERATION op, int type);
 void wc_op_fail(HCS_OPERATION op, HRESULT hr);
 HRESULT wc_op_result(HCS_OPERATION op, DWORD timeout_ms, int wait, HCS_PROCESS_INFORMATION *pi, PWSTR *doc);
 
+/* A connection of the caller's own, and a one-way call on it (kernel32's lease journal). */
+int wc_connect(void);
+int wc_oneway_on(int fd, const char *fn, const char *fmt, ...);
+
 /* Report misuse seen by the allocator exports to the daemon (counted per client). */
 void wc_report_misuse(const char *what);
 

@@ -1,0 +1,267 @@
+"""Folder leases: a process's kernel32 works alone in a folder it has just made.
+
+A layer import writes tens of thousands of small files into a folder of its own (a staging
+folder, or the layer written in place). Asking the daemon to create each one costs a round trip
+of the socket and of the Python handler, several times what the file costs on disk. Yet while
+nobody else has looked into that folder, every answer is known in advance: a new name in it is
+free unless this process made it, and nothing but this process's own handles can conflict.
+
+So a folder made with CreateDirectoryW is leased to the process that made it (when its kernel32
+asks, for a path it can match). Inside it the process's kernel32 creates folders and files and
+opens its fresh folders itself, on the host, then tells the daemon one-way, in order, on one
+connection (the journal): what it made, and at CloseHandle what the handle changed. Anything
+else inside the folder (an unusual name, another disposition, a deletion) goes to the daemon as
+before.
+
+The lease ends the moment anybody else touches the folder: another process's kernel32, this
+process asking the daemon for anything but a read, an HCS call naming the folder (ImportLayer
+only reads its source folder: the lease survives it), or a path through a reparse point. Before
+that call runs, the daemon settles the lease on a page of memory both sides map:
+
+* the page's state goes to SETTLING: kernel32 starts no further local call (it waits for the
+  verdict), and the daemon waits until the page's busy count, raised by kernel32 around each
+  local call, is zero;
+* the daemon then waits for the journal (the barrier every file call already uses), so what
+  the process did is applied, exactly as if each call had come to it;
+* handles kernel32 still holds open locally are adopted from the page's slots, with their
+  share modes: from now on they conflict, close and are cleaned up like any other;
+* the state becomes REVOKED (or ACTIVE again after a read that keeps the lease).
+
+A lease is a private arrangement of the simulator: what any caller sees (names, errors, share
+violations, metadata) is what it would see without one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
+    raise ImportError("wincontainers.sim runs on POSIX systems")
+
+import json
+import logging
+import mmap
+import os
+import struct
+import threading
+import time
+from typing import Any, Callable, Iterable, Optional
+
+import attrs
+
+__all__ = ["Lease", "Leases", "PAGE_SIZE", "SLOTS"]
+
+log = logging.getLogger("wincontainers.sim.leases")
+
+# The page both sides map (kernel32.c declares the same layout).
+PAGE_SIZE = 8192
+_HEAD = struct.Struct("<IIII")  # state, busy, privileges, slot count
+_SLOT = struct.Struct("<QIIIII")  # handle id, access, share, flags, directory, length of rel
+SLOT_SIZE = 512
+SLOTS = 15
+_SLOT_REL = SLOT_SIZE - _SLOT.size
+ACTIVE, SETTLING, REVOKED = 0, 1, 2
+
+#: Handle ids kernel32 gives its local handles: this bit, the lease id, a counter (the daemon's
+#: own ids are small counters, so the two never meet).
+LOCAL_ID_BIT = 1 << 46
+MAX_PER_PROCESS = 16
+
+
+@attrs.define(eq=False)
+class Lease:
+    id: int
+    pid: int
+    owner: Any
+    host: bytes
+    folded: bytes  # ``host`` in lower case, for comparisons (Windows names ignore case)
+    page: mmap.mmap
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    ended: bool = False
+
+    def state(self) -> int:
+        return _HEAD.unpack_from(self.page, 0)[0]
+
+    def set_state(self, state: int) -> None:
+        struct.pack_into("<I", self.page, 0, state)
+
+    def busy(self) -> int:
+        return _HEAD.unpack_from(self.page, 0)[1]
+
+    def slots(self) -> Iterable[tuple[int, int, int, int, bool, str]]:
+        """(id, access, share, flags, directory, rel) of the handles kernel32 holds open here."""
+        for i in range(SLOTS):
+            at = _HEAD.size + i * SLOT_SIZE
+            hid, access, share, flags, directory, length = _SLOT.unpack_from(self.page, at)
+            if hid and length <= _SLOT_REL:
+                rel = bytes(self.page[at + _SLOT.size:at + _SLOT.size + length]).decode("ascii", "replace")
+                yield hid, access, share, flags, bool(directory), rel
+
+    def path_of(self, rel: str) -> bytes:
+        return self.host + b"/" + rel.replace("\\", "/").encode("ascii")
+
+
+def _fold(path: bytes) -> bytes:
+    return path.rstrip(b"/").lower()
+
+
+def _overlaps(a: bytes, b: bytes) -> bool:
+    """Whether one of two folded host paths is the other or lies below it."""
+    return a == b or a.startswith(b + b"/") or b.startswith(a + b"/")
+
+
+class Leases:
+    """The leases of one simulated host. Thread-safe."""
+
+    def __init__(self, privileges_of: Callable[[int], int]) -> None:
+        self._privileges_of = privileges_of
+        self.lock = threading.Lock()
+        self._by_id: dict[int, Lease] = {}
+        self._next = 1
+        #: waits until the other kernel32 connections have handled what they had sent (set by
+        #: the daemon: the journal of a lease is one of them)
+        self.barrier: Callable[[], None] = lambda: None
+        #: registers a handle kernel32 opened locally (set by the service: WinFs.adopt)
+        self.adopt: Callable[[Lease, int, int, int, int, bool, str], None] = lambda *a: None
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+    def get(self, lease_id: int, pid: int) -> Optional[Lease]:
+        with self.lock:
+            lease = self._by_id.get(int(lease_id))
+        return lease if lease is not None and lease.pid == pid and not lease.ended else None
+
+    # -- granting -------------------------------------------------------------------------------
+
+    def grant(self, pid: int, owner: Any, host: bytes) -> Optional[tuple[int, int]]:
+        """A lease on the new folder ``host`` for ``pid``: (lease id, descriptor of its page), or
+        None (one lease inside or around another, or too many for one process)."""
+        folded = _fold(host)
+        with self.lock:
+            mine = sum(1 for lease in self._by_id.values() if lease.pid == pid)
+            if mine >= MAX_PER_PROCESS or any(_overlaps(folded, lease.folded) for lease in self._by_id.values()):
+                return None
+            lease_id = self._next
+            self._next += 1
+        fd = os.memfd_create("wcsim-lease", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, PAGE_SIZE)
+            page = mmap.mmap(fd, PAGE_SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        _HEAD.pack_into(page, 0, ACTIVE, 0, self._privileges_of(pid), SLOTS)
+        lease = Lease(lease_id, pid, owner, host.rstrip(b"/"), folded, page)
+        with self.lock:
+            self._by_id[lease_id] = lease
+        log.debug("lease %d: %s for pid %d", lease_id, host, pid)
+        return lease_id, fd
+
+    def privileges_changed(self, pid: int) -> None:
+        """The token of ``pid`` changed: its leases' pages show the new privileges."""
+        with self.lock:
+            mine = [lease for lease in self._by_id.values() if lease.pid == pid]
+        bits = self._privileges_of(pid)
+        for lease in mine:
+            struct.pack_into("<I", lease.page, 8, bits)
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def touched(self, hosts: Iterable[bytes], pid: Optional[int], *, read_only: bool = False,
+                keeps: bool = False) -> None:
+        """Someone is about to use ``hosts``: settle the leases they fall in (or around).
+
+        ``pid`` None is the daemon itself (an HCS call, a path through a link). A read by the
+        lease's own process needs nothing (what it has sent is applied by the barrier every
+        file call waits for); ``keeps``: a read by HCS (ImportLayer's source), after which the
+        lease goes on. Anything else ends the lease.
+        """
+        if not self._by_id:
+            return
+        folded = [_fold(h) for h in hosts if h]
+        with self.lock:
+            hit = [lease for lease in self._by_id.values() if any(_overlaps(f, lease.folded) for f in folded)]
+        for lease in hit:
+            if read_only and pid == lease.pid:
+                continue
+            self.settle(lease, keep=keeps)
+
+    def touched_by_call(self, function: str, inputs: list[Any], read_args: frozenset[int]) -> None:
+        """An HCS call: every path among its arguments (JSON documents included) settles the
+        leases it meets; the arguments in ``read_args`` are only read by it."""
+        if not self._by_id:
+            return
+        for index, value in enumerate(inputs):
+            paths = list(_paths_in(value))
+            if paths:
+                self.touched(paths, None, keeps=index in read_args)
+
+    def settle(self, lease: Lease, *, keep: bool = False) -> None:
+        """Bring the daemon up to date with ``lease``; end it unless ``keep``."""
+        with lease.lock:
+            if lease.ended:
+                return
+            lease.set_state(SETTLING)
+            # kernel32 raises busy, then reads the state: once the state is visible to it (a
+            # store reaches the other CPU in nanoseconds), a call that missed it shows as busy.
+            time.sleep(0.0002)
+            deadline = time.monotonic() + 10.0
+            while lease.busy() and time.monotonic() < deadline:
+                time.sleep(0.00005)
+            if lease.busy():
+                log.warning("lease %d: kernel32 of pid %d stayed busy; ending it anyway", lease.id, lease.pid)
+            self.barrier()
+            if keep:
+                lease.set_state(ACTIVE)
+                return
+            for hid, access, share, flags, directory, rel in list(lease.slots()):
+                try:
+                    self.adopt(lease, hid, access, share, flags, directory, rel)
+                except OSError as exc:
+                    log.info("lease %d: handle %x on %s is gone: %s", lease.id, hid, rel, exc)
+            self._end(lease)
+
+    def end(self, lease: Lease) -> None:
+        """The leased folder is gone (its holder deleted it): the lease ends with nothing to settle."""
+        with lease.lock:
+            if not lease.ended:
+                self._end(lease)
+
+    def _end(self, lease: Lease) -> None:
+        lease.set_state(REVOKED)
+        lease.ended = True
+        with self.lock:
+            self._by_id.pop(lease.id, None)
+        lease.page.close()  # kernel32 keeps its own mapping until its last local handle closes
+        log.debug("lease %d ended", lease.id)
+
+    def forget(self, owner: Any) -> None:
+        """The process that held leases is gone: they end (nothing is left to settle)."""
+        with self.lock:
+            mine = [lease for lease in self._by_id.values() if lease.owner is owner]
+        for lease in mine:
+            with lease.lock:
+                self._end(lease)
+
+
+def _paths_in(value: Any) -> Iterable[bytes]:
+    """Host paths among an HCS call's arguments: absolute paths, alone or in a JSON document."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "["):
+            try:
+                yield from _paths_in(json.loads(text))
+            except ValueError:
+                pass
+            return
+        if text.startswith("\\\\?\\"):
+            text = text[4:]
+        if text.startswith("/"):
+            yield os.fsencode(os.path.normpath(text))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _paths_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _paths_in(item)

@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from wincontainers.sim.wire import dumps
 from wincontainers.sim import wire
@@ -64,8 +64,10 @@ _PATH_ARGS = {
     "CreateDirectoryW": (0,), "SetFileAttributesW": (0,),
 }
 _READS = frozenset({"FindFirstFileExW", "GetFileAttributesW"})
-#: HCS calls' arguments they only read (ImportLayer's source folder)
+#: HCS calls' arguments they only read (ImportLayer's source folder), and those they fill before
+#: they return (ExportLayer's folder): see leases.py
 _HCS_READS = {"ImportLayer": frozenset({2}), "HcsImportLayer": frozenset({1})}
+_HCS_FILLS = {"ExportLayer": frozenset({2}), "HcsExportLayer": frozenset({1})}
 _current = threading.local()
 
 _GEN2_COMPLETIONS = {
@@ -264,12 +266,14 @@ class Connection:
         inputs, wants = handler.split(req.args)
         if not win32:
             self.service.log_documents(self.pid, req.function, inputs)
+        held: list[Any] = []
         if self.service.leases:
             if win32:
                 self.touch_leases(req)
             else:
-                self.service.leases.touched_by_call(req.function, self._paths_of(handler, inputs),
-                                                    _HCS_READS.get(req.function, frozenset()))
+                held = self.service.leases.touched_by_call(self._paths_of(handler, inputs), self.pid,
+                                                           _HCS_READS.get(req.function, frozenset()),
+                                                           _HCS_FILLS.get(req.function, frozenset()))
         if not req.oneway and (not win32 or req.function in _SEES_FILES):
             # What other connections sent before this call (a file closed one-way by kernel32,
             # say) must be done before it runs, as on Windows where CloseHandle is synchronous.
@@ -279,9 +283,9 @@ class Connection:
             call.op = int(req.args[handler.fmt.index("o")] or 0)
         fault = self.service.faults.match_call(req.function, self.dll, self.pid)
         if handler.blocking or (fault is not None and fault.delay > 0):
-            threading.Thread(target=self.run, args=(handler, req, call, inputs, fault), daemon=True).start()
+            threading.Thread(target=self.run, args=(handler, req, call, inputs, fault, held), daemon=True).start()
         else:
-            self.run(handler, req, call, inputs, fault)
+            self.run(handler, req, call, inputs, fault, held)
 
     def run_win32(self, handler: Api, req: wire.Request) -> None:
         """kernel32/advapi32 without fault rules: the call, its answer, nothing else (they come by
@@ -328,7 +332,8 @@ class Connection:
                 pass
         return [None if letter == "d" else v for letter, v in zip(handler.fmt, values)] + values[len(handler.fmt):]
 
-    def run(self, handler: Api, req: wire.Request, call: Call, inputs: list[Any], fault: Any) -> None:
+    def run(self, handler: Api, req: wire.Request, call: Call, inputs: list[Any], fault: Any,
+            held: Sequence[Any] = ()) -> None:
         reply: Optional[Reply] = None
         if handler.group not in _WIN32_GROUPS and handler.group != "any" and not req.oneway \
                 and not handler.is_void and not self.service.tokens.elevated(self.pid):
@@ -352,6 +357,8 @@ class Connection:
             except Exception as exc:  # a bug in the simulator: report it like HCS would, keep serving
                 log.error("handler %s failed:\n%s", req.function, traceback.format_exc())
                 reply = Reply(E_UNEXPECTED, doc=_error_doc(E_UNEXPECTED, f"simulator error: {exc!r}"))
+        if held:  # before the answer: the caller's next look into the folder must see what the call made
+            self.service.leases.release(held)
         failed = reply.hr & 0x80000000 and reply.hr != PENDING
         if call.op is not None and failed and not call.completed:
             call.complete(reply.hr, reply.doc)

@@ -22,7 +22,9 @@ import attrs
 
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.service import Call, Reply, Service, api
+from wincontainers.sim import ntfs
 from wincontainers.sim.tokens import SID_ADMINISTRATORS
+from wincontainers.sim.winfs import describe
 from wincontainers.sim.winerror import (
     ERROR_ACCESS_DENIED,
     ERROR_INVALID_HANDLE,
@@ -187,6 +189,23 @@ def lease_delete(svc: Service, call: Call, lease_id: int, rel: Optional[bytes], 
             if lease is not None:
                 svc.leases.end(lease)
     return Reply()
+
+
+@api("kernel32", "LeaseListing", "q", raw=True)
+def lease_listing(svc: Service, call: Call, lease_id: int) -> Reply:
+    """What a leased folder holds, after an HCS call filled it: (generation, entries); a
+    generation of 0 says the lease is over."""
+    lease = svc.leases.get(lease_id, call.pid)
+    listed = svc.leases.listing(lease, describe, _stored) if lease is not None else None
+    if listed is None:
+        return Reply(outs=[0, b""])
+    return Reply(outs=list(listed))
+
+
+def _stored(root: bytes) -> dict[str, Any]:
+    """The metadata kept for the tree ``root`` (leased: one store), by lower-case relative path."""
+    view = ntfs.shared_view(root)
+    return {rel.replace("/", "\\").lower(): meta for rel, meta in view.items() if rel}
 
 
 @api("kernel32", "LeaseSettle", "q", raw=True)

@@ -42,6 +42,7 @@ import json
 import logging
 import mmap
 import os
+import stat
 import struct
 import threading
 import time
@@ -55,7 +56,8 @@ log = logging.getLogger("wincontainers.sim.leases")
 
 # The page both sides map (kernel32.c declares the same layout).
 PAGE_SIZE = 8192
-_HEAD = struct.Struct("<IIII")  # state, busy, privileges, slot count
+_HEAD = struct.Struct("<IIII")  # state, busy, privileges, generation (of what the folder holds)
+_ENTRY = struct.Struct("<BIqqqqBB")  # a listing's entry after its name: dir, attributes, times, SD, reparse
 _SLOT = struct.Struct("<QIIIII")  # handle id, access, share, flags, directory, length of rel
 SLOT_SIZE = 512
 SLOTS = 15
@@ -87,6 +89,12 @@ class Lease:
 
     def busy(self) -> int:
         return _HEAD.unpack_from(self.page, 0)[1]
+
+    def generation(self) -> int:
+        return _HEAD.unpack_from(self.page, 0)[3]
+
+    def set_generation(self, generation: int) -> None:
+        struct.pack_into("<I", self.page, 12, generation & 0xFFFFFFFF)
 
     def slots(self) -> Iterable[tuple[int, int, int, int, bool, str]]:
         """(id, access, share, flags, directory, rel) of the handles kernel32 holds open here."""
@@ -151,7 +159,7 @@ class Leases:
         except BaseException:
             os.close(fd)
             raise
-        _HEAD.pack_into(page, 0, ACTIVE, 0, self._privileges_of(pid), SLOTS)
+        _HEAD.pack_into(page, 0, ACTIVE, 0, self._privileges_of(pid), 0)
         lease = Lease(lease_id, pid, owner, host.rstrip(b"/"), folded, page)
         with self.lock:
             self._by_id[lease_id] = lease
@@ -187,21 +195,44 @@ class Leases:
                 continue
             self.settle(lease, keep=keeps)
 
-    def touched_by_call(self, function: str, inputs: list[Any], read_args: frozenset[int]) -> None:
-        """An HCS call: every path among its arguments (JSON documents included) settles the
-        leases it meets; the arguments in ``read_args`` are only read by it."""
+    def touched_by_call(self, inputs: list[Any], pid: int, reads: frozenset[int],
+                        writes: frozenset[int]) -> list[Lease]:
+        """An HCS call of process ``pid``: every path among its arguments (JSON documents
+        included) settles the leases it meets. Arguments in ``reads`` are only read by the call
+        (the lease goes on); a lease of ``pid`` met by an argument in ``writes``, which the call
+        fills before it returns (ExportLayer's folder), is held through the call: the caller
+        gives it back with :meth:`release`, and kernel32 then learns what the folder holds."""
+        held: list[Lease] = []
         if not self._by_id:
-            return
+            return held
         for index, value in enumerate(inputs):
-            paths = list(_paths_in(value))
-            if paths:
-                self.touched(paths, None, keeps=index in read_args)
+            paths = [_fold(p) for p in _paths_in(value)]
+            if not paths:
+                continue
+            with self.lock:
+                hit = [lease for lease in self._by_id.values() if any(_overlaps(p, lease.folded) for p in paths)]
+            for lease in hit:
+                if index in writes and lease.pid == pid:
+                    if self.settle(lease, keep=True, hold=True):
+                        held.append(lease)
+                else:
+                    self.settle(lease, keep=index in reads)
+        return held
 
-    def settle(self, lease: Lease, *, keep: bool = False) -> None:
-        """Bring the daemon up to date with ``lease``; end it unless ``keep``."""
+    def release(self, held: Iterable[Lease]) -> None:
+        """The call that held these leases is over: what their folders hold is new to kernel32."""
+        for lease in held:
+            with lease.lock:
+                if not lease.ended:
+                    lease.set_generation(lease.generation() + 1)
+                    lease.set_state(ACTIVE)
+
+    def settle(self, lease: Lease, *, keep: bool = False, hold: bool = False) -> bool:
+        """Bring the daemon up to date with ``lease``; end it unless ``keep`` (with ``hold``, it
+        stays SETTLING until :meth:`release`). Returns whether the lease goes on."""
         with lease.lock:
             if lease.ended:
-                return
+                return False
             lease.set_state(SETTLING)
             # kernel32 raises busy, then reads the state: once the state is visible to it (a
             # store reaches the other CPU in nanoseconds), a call that missed it shows as busy.
@@ -213,14 +244,61 @@ class Leases:
                 log.warning("lease %d: kernel32 of pid %d stayed busy; ending it anyway", lease.id, lease.pid)
             self.barrier()
             if keep:
-                lease.set_state(ACTIVE)
-                return
-            for hid, access, share, flags, directory, rel in list(lease.slots()):
-                try:
-                    self.adopt(lease, hid, access, share, flags, directory, rel)
-                except OSError as exc:
-                    log.info("lease %d: handle %x on %s is gone: %s", lease.id, hid, rel, exc)
-            self._end(lease)
+                if not hold:
+                    lease.set_state(ACTIVE)
+                return True
+            self._adopt_and_end(lease)
+            return False
+
+    def listing(self, lease: Lease, describe: Callable[[bytes, os.stat_result, Any], tuple[int, Any, Any]],
+                metadata: Callable[[bytes], dict[str, Any]]) -> Optional[tuple[int, bytes]]:
+        """What the leased folder holds, for kernel32 to know it again after a call held the
+        lease: (generation, packed entries), or None (the lease ended: a name kernel32 cannot
+        handle, or the folder is gone)."""
+        if not self.settle(lease, keep=True, hold=True):
+            return None
+        try:
+            out = bytearray()
+            stored = metadata(lease.host)
+            for top, dirs, files in os.walk(lease.host):
+                dirs.sort()
+                for name in dirs + sorted(files):
+                    if name.startswith(b".wcsim-"):
+                        continue
+                    host = os.path.join(top, name)
+                    try:
+                        text = os.path.relpath(host, lease.host).decode("ascii").replace("/", "\\")
+                    except UnicodeDecodeError:  # kernel32 keeps ASCII names only
+                        self._abandon(lease)
+                        return None
+                    st = os.lstat(host)
+                    meta = stored.get(text.lower())
+                    attributes, times, reparse = describe(host, st, meta)
+                    out += struct.pack("<H", len(text)) + text.encode("ascii")
+                    out += _ENTRY.pack(int(stat.S_ISDIR(st.st_mode)), attributes, *times,
+                                       int(bool(meta is not None and meta.security)), int(reparse is not None))
+        except OSError:
+            self._abandon(lease)
+            return None
+        with lease.lock:
+            if lease.ended:
+                return None
+            lease.set_state(ACTIVE)
+            return lease.generation(), bytes(out)
+
+    def _abandon(self, lease: Lease) -> None:
+        with lease.lock:
+            if not lease.ended:
+                self._adopt_and_end(lease)
+
+    def _adopt_and_end(self, lease: Lease) -> None:
+        """The handles kernel32 holds open in the lease become the daemon's; the lease ends."""
+        for hid, access, share, flags, directory, rel in list(lease.slots()):
+            try:
+                self.adopt(lease, hid, access, share, flags, directory, rel)
+            except OSError as exc:
+                log.info("lease %d: handle %x on %s is gone: %s", lease.id, hid, rel, exc)
+        self._end(lease)
 
     def end(self, lease: Lease) -> None:
         """The leased folder is gone (its holder deleted it): the lease ends with nothing to settle."""

@@ -327,7 +327,7 @@ static BOOL simple(const char *fn, const char *fmt, ...);
 #define EPOCH_AS_FILETIME 116444736000000000ll
 
 typedef struct {
-    uint32_t state, busy, privileges, slots;
+    uint32_t state, busy, privileges, generation; /* generation: of what the folder holds */
 } lease_head;
 
 typedef struct {
@@ -362,7 +362,8 @@ typedef struct lease {
     lease_name *names;
     size_t cap, used; /* used: cells with a key or a tombstone */
     uint32_t next_handle;
-    int refs; /* the table's and each open local handle's */
+    uint32_t generation; /* of the names: the page's moves on when an HCS call filled the folder */
+    int refs;            /* the table's and each open local handle's */
 } lease;
 
 static pthread_mutex_t leases_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -453,13 +454,22 @@ static void name_remove(lease_name *n) {
     n->key = TOMB;
 }
 
+static int lease_refresh(lease *l);
+
 /* Enter a local call: 1 when the lease may be used (leave with lease_leave), 0 when it is over. */
 static int lease_enter(lease *l) {
     lease_head *h = head_of(l);
     for (long waited = 0;; waited++) {
         __atomic_add_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
         uint32_t state = __atomic_load_n(&h->state, __ATOMIC_SEQ_CST);
-        if (state == LEASE_ACTIVE) return 1;
+        if (state == LEASE_ACTIVE) {
+            if (__atomic_load_n(&h->generation, __ATOMIC_SEQ_CST) == __atomic_load_n(&l->generation, __ATOMIC_SEQ_CST))
+                return 1;
+            /* an HCS call filled the folder: learn what it holds, then go on */
+            __atomic_sub_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
+            if (lease_refresh(l)) return 0;
+            continue;
+        }
         __atomic_sub_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
         if (state != LEASE_SETTLING || waited > 200000) return 0;
         /* the daemon is catching up with this lease: its verdict comes within moments */
@@ -836,6 +846,111 @@ static int journal(const char *fn, uint64_t lease_id, const char *rel, int kind,
     }
     pthread_mutex_unlock(&journal_lock);
     return rc;
+}
+
+/* Learn again what the leased folder holds (LeaseListing), keeping the counts of handles open
+ * here; 0 when done, -1 when the lease is over. */
+static int lease_refresh(lease *l) {
+    wc_reply r;
+    if (wc_request(&r, "LeaseListing", "q", l->id) != 0) return -1;
+    if (r.status != 0) {
+        wc_reply_free(&r);
+        return -1;
+    }
+    uint64_t generation = (uint64_t)rd_int(&r);
+    const uint8_t *p, *end;
+    uint32_t n;
+    if (!generation || wc_reply_bytes(&r, &p, &n)) {
+        wc_reply_free(&r);
+        return -1;
+    }
+    end = p + n;
+    size_t cap = 64;
+    while (cap < (size_t)n / 8) cap *= 2; /* an entry is some 50 bytes: at most half full */
+    lease_name *fresh = calloc(cap, sizeof *fresh);
+    int ok = fresh != NULL;
+    size_t used = 0;
+    while (ok && p < end) {
+        uint16_t len;
+        if (end - p < 2) {
+            ok = 0;
+            break;
+        }
+        memcpy(&len, p, 2);
+        p += 2;
+        if ((size_t)(end - p) < (size_t)len + 39 || len >= LEASE_REL_MAX) {
+            ok = 0;
+            break;
+        }
+        lease_name e;
+        memset(&e, 0, sizeof e);
+        e.key = malloc((size_t)len + 1);
+        if (!e.key) {
+            ok = 0;
+            break;
+        }
+        for (uint16_t i = 0; i < len; i++) e.key[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+        e.key[len] = 0;
+        p += len;
+        e.dir = p[0];
+        memcpy(&e.attributes, p + 1, 4);
+        memcpy(e.time, p + 5, 32);
+        e.has_sd = p[37];
+        e.reparse = p[38];
+        p += 39;
+        e.has_attributes = 1;
+        e.times = TIMES_KNOWN;
+        if ((used + 2) * 2 > cap) { /* the estimate was short: grow */
+            lease_name *bigger = calloc(cap * 2, sizeof *bigger);
+            if (!bigger) {
+                free(e.key);
+                ok = 0;
+                break;
+            }
+            for (size_t i = 0; i < cap; i++)
+                if (fresh[i].key) name_put(bigger, cap * 2, &fresh[i]);
+            free(fresh);
+            fresh = bigger;
+            cap *= 2;
+        }
+        name_put(fresh, cap, &e);
+        used++;
+    }
+    wc_reply_free(&r);
+    if (ok) { /* the folder itself */
+        lease_name root;
+        memset(&root, 0, sizeof root);
+        root.key = strdup("");
+        root.dir = 1;
+        ok = root.key != NULL;
+        if (ok) {
+            name_put(fresh, cap, &root);
+            used++;
+        }
+    }
+    if (!ok) {
+        if (fresh)
+            for (size_t i = 0; i < cap; i++) free(fresh[i].key);
+        free(fresh);
+        return -1;
+    }
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->cap; i++) { /* handles open here keep counting */
+        lease_name *old = &l->names[i];
+        if (!old->key || old->key == TOMB || !old->opens) continue;
+        size_t mask = cap - 1, j = (size_t)fnv(old->key) & mask;
+        while (fresh[j].key && strcmp(fresh[j].key, old->key)) j = (j + 1) & mask;
+        if (fresh[j].key) fresh[j].opens = old->opens;
+    }
+    for (size_t i = 0; i < l->cap; i++)
+        if (l->names[i].key != TOMB) free(l->names[i].key);
+    free(l->names);
+    l->names = fresh;
+    l->cap = cap;
+    l->used = used;
+    __atomic_store_n(&l->generation, (uint32_t)generation, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&l->lock);
+    return 0;
 }
 
 /* The daemon leased the folder ``path`` it just made: take the lease into the table (or hand it

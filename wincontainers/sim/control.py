@@ -290,6 +290,13 @@ class SimulatedHost:
         result: dict[str, dict[str, int]] = self.control({"op": "handles", "pid": pid})
         return result
 
+    def leases(self, enabled: Optional[bool] = None) -> dict[str, Any]:
+        """The folder leases (see ``wincontainers.sim.leases``): counts of grants, settlements,
+        adopted handles, journal entries and listings, and the leases held now; ``enabled``
+        turns grants on or off (to compare what callers see with and without)."""
+        result: dict[str, Any] = self.control({"op": "leases", "enabled": enabled})
+        return result
+
     def handle_count(self, pid: Optional[int] = None) -> int:
         pid = os.getpid() if pid is None else pid
         return int(self.open_handles(pid).get(str(pid), {}).get("total", 0))

@@ -589,6 +589,11 @@ class Daemon:
                     if target in ("*", system.id.lower()):
                         system.ignore_shutdown = bool(request.get("enabled", True))
             return None
+        if op == "leases":
+            self.barrier(None)  # the journal sent so far counts
+            if request.get("enabled") is not None:
+                self.service.leases.enabled = bool(request["enabled"])
+            return self.service.leases.stats()
         if op == "handles":
             return svc.open_handles(request.get("pid"))
         if op == "objects":

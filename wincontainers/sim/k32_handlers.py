@@ -165,6 +165,7 @@ def lease_mkdir(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -
     host = _leased_path(svc, call, lease_id, rel)
     if host is not None:
         svc.files.leased_mkdir(host)
+        svc.leases.journaled()
     return Reply()
 
 
@@ -176,6 +177,7 @@ def lease_close(svc: Service, call: Call, lease_id: int, hid: int, rel: Optional
     if host is not None:
         svc.files.leased_close(host, int(ino), bool(created), basic, bool(wrote), security, eas, reparse,
                                _streams(streams))
+        svc.leases.journaled()
     return Reply()
 
 
@@ -184,6 +186,7 @@ def lease_delete(svc: Service, call: Call, lease_id: int, rel: Optional[bytes], 
     host = _leased_path(svc, call, lease_id, rel)
     if host is not None:
         svc.files.leased_delete(host, bool(directory))
+        svc.leases.journaled()
         if not rel:  # the leased folder itself: the lease ends with it
             lease = svc.leases.get(lease_id, call.pid)
             if lease is not None:

@@ -126,6 +126,11 @@ class Leases:
         self.lock = threading.Lock()
         self._by_id: dict[int, Lease] = {}
         self._next = 1
+        #: grants on (a control can stop them, to compare what callers see with and without)
+        self.enabled = True
+        #: what happened: granted, settled (each time the daemon caught up), adopted (handles),
+        #: journal (entries applied), listings
+        self.counts = dict.fromkeys(("granted", "settled", "adopted", "journal", "listings"), 0)
         #: waits until the other kernel32 connections have handled what they had sent (set by
         #: the daemon: the journal of a lease is one of them)
         self.barrier: Callable[[], None] = lambda: None
@@ -148,7 +153,7 @@ class Leases:
         folded = _fold(host)
         with self.lock:
             mine = sum(1 for lease in self._by_id.values() if lease.pid == pid)
-            if mine >= MAX_PER_PROCESS or any(_overlaps(folded, lease.folded) for lease in self._by_id.values()):
+            if not self.enabled or mine >= MAX_PER_PROCESS or any(_overlaps(folded, lease.folded) for lease in self._by_id.values()):
                 return None
             lease_id = self._next
             self._next += 1
@@ -163,8 +168,19 @@ class Leases:
         lease = Lease(lease_id, pid, owner, host.rstrip(b"/"), folded, page)
         with self.lock:
             self._by_id[lease_id] = lease
+            self.counts["granted"] += 1
         log.debug("lease %d: %s for pid %d", lease_id, host, pid)
         return lease_id, fd
+
+    def journaled(self) -> None:
+        self.counts["journal"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """The counts, whether grants are on, and the leases held now."""
+        with self.lock:
+            active = [{"id": lease.id, "pid": lease.pid, "folder": os.fsdecode(lease.host)}
+                      for lease in self._by_id.values()]
+        return {**self.counts, "enabled": self.enabled, "active": active}
 
     def privileges_changed(self, pid: int) -> None:
         """The token of ``pid`` changed: its leases' pages show the new privileges."""
@@ -234,6 +250,7 @@ class Leases:
             if lease.ended:
                 return False
             lease.set_state(SETTLING)
+            self.counts["settled"] += 1
             # kernel32 raises busy, then reads the state: once the state is visible to it (a
             # store reaches the other CPU in nanoseconds), a call that missed it shows as busy.
             time.sleep(0.0002)
@@ -284,6 +301,7 @@ class Leases:
             if lease.ended:
                 return None
             lease.set_state(ACTIVE)
+            self.counts["listings"] += 1
             return lease.generation(), bytes(out)
 
     def _abandon(self, lease: Lease) -> None:
@@ -296,6 +314,7 @@ class Leases:
         for hid, access, share, flags, directory, rel in list(lease.slots()):
             try:
                 self.adopt(lease, hid, access, share, flags, directory, rel)
+                self.counts["adopted"] += 1
             except OSError as exc:
                 log.info("lease %d: handle %x on %s is gone: %s", lease.id, hid, rel, exc)
         self._end(lease)

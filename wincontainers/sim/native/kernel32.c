@@ -541,8 +541,10 @@ static lease *lease_for(PCWSTR path, char *rel, char *key) {
         size_t p = l->prefix_len;
         if (n < p || memcmp(lower, l->prefix, p)) continue;
         size_t at = p;
-        while (lower[at] == '\\' && at == p) at++; /* the separator after the folder */
-        if (at == p && lower[at]) continue;        /* a longer name that begins alike */
+        if (lower[at] == '\\' || lower[at] == '/') at++; /* the separator after the folder */
+        else if (lower[at]) continue;                     /* a longer name that begins alike */
+        for (size_t i = at; i < n; i++) /* the simulated host takes either separator */
+            if (text[i] == '/') text[i] = lower[i] = '\\';
         if (!plain_rel(lower + at)) continue;
         strcpy(rel, text + at);
         strcpy(key, lower + at);

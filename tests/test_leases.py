@@ -1,0 +1,255 @@
+"""Folder leases (wincontainers/sim/leases.py): kernel32 works alone in a folder it just made,
+and nobody can tell.
+
+The lease is the simulator's private arrangement: each test here either compares what a caller
+sees with the lease and without it (the simulator can be told not to grant any), or shows
+another caller (another process, an HCS call) finding exactly what Windows would show it, with
+the lease settled first. The lease statistics prove the local path was taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from wincontainers import Host
+from wincontainers._native import win32 as w32
+from wincontainers._native.layerfs import LayerFolder, remove_tree
+from wincontainers.layerfile.backup import BackupWriter
+from wincontainers.layerfile.security import SecurityDescriptor
+from wincontainers.sim.control import SimulatedHost
+from tests.conftest import ROOT
+from tests.test_layers import Entry, base_layer, tar_of, trees
+
+T = (131_000_000_000_000_000, 131_000_000_000_001_000, 131_000_000_000_002_000, 131_000_000_000_003_000)
+SD = SecurityDescriptor.from_sddl("O:BAG:SYD:PAI(A;;FA;;;BA)(A;;0x1200a9;;;BU)").to_bytes()
+
+#: another process's view of a folder tree: names, attributes, times, sizes, data, backup streams
+SNAPSHOT = textwrap.dedent("""
+    import hashlib, json, sys
+    from wincontainers import Host
+    from wincontainers._native import win32 as w32
+    profile, root, top = sys.argv[1:4]
+    host = Host.open(sim=profile, root=root)
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    out = {}
+    def walk(path, rel):
+        for e in sorted(api.listdir(path), key=lambda e: e.name):
+            sub = path + "\\\\" + e.name
+            name = rel + "/" + e.name if rel else e.name
+            with api.open_for_backup(sub, w32.GENERIC_READ | w32.ACCESS_SYSTEM_SECURITY,
+                                     share=w32.FILE_SHARE_ALL) as f:
+                stream = f.backup_reader(process_security=True).read()
+                basic = f.basic_info()
+            out[name] = [e.attributes, e.creation, e.access, e.write, e.size, basic.attributes, list(basic.times),
+                         hashlib.sha256(stream).hexdigest()]
+            if e.is_dir and not e.is_reparse_point:
+                walk(sub, name)
+    walk(w32.long_path(top), "")
+    print(json.dumps(out))
+""")
+
+
+def snapshot(sim: SimulatedHost, top: Path) -> dict[str, Any]:
+    """What another process finds in ``top``."""
+    result = subprocess.run([sys.executable, "-c", SNAPSHOT, sim.profile.name, str(sim.root), str(top)],
+                            capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def leases(sim: SimulatedHost) -> Iterator[SimulatedHost]:
+    """The simulator granting leases again at the end, whatever the test did."""
+    yield sim
+    sim.leases(enabled=True)
+
+
+def fill(api: w32.Win32, top: Path) -> None:
+    """A small tree written as a layer import writes: folders, files from backup streams with a
+    security descriptor, times and attributes set on the handle, a read-only file."""
+    folder = LayerFolder(api, top)
+    folder.mkdir("Sub")
+    folder.mkdir("Sub/Deeper")
+    for rel, data, attributes in (("Sub/File.txt", b"hello", 0x20), ("Sub/Deeper/ro.bin", b"\0" * 300, 0x21),
+                                  ("top.dat", b"", 0x80)):
+        stream = io.BytesIO()
+        backup = BackupWriter(stream)
+        backup.security(SD)
+        backup.data(len(data), io.BytesIO(data))
+        writer = folder.begin_entry(rel, directory=False)
+        writer.write(stream.getvalue())
+        writer.finish(T, attributes)
+    for rel in ("Sub/Deeper", "Sub"):
+        folder.set_times(rel, T)
+
+
+def test_a_leased_folder_looks_to_others_as_one_made_through_the_daemon(host: Host, leases: SimulatedHost,
+                                                                         tmp_path: Path) -> None:
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    before = leases.leases()
+    leased = tmp_path / "leased"
+    api.create_directory(w32.long_path(leased))
+    fill(api, leased)
+    during = leases.leases()
+    assert during["granted"] > before["granted"], "the folder was not leased"
+    assert during["journal"] >= before["journal"] + 6, "kernel32 did not work in the lease by itself"
+
+    leases.leases(enabled=False)
+    plain = tmp_path / "plain"
+    api.create_directory(w32.long_path(plain))
+    fill(api, plain)
+    assert leases.leases()["granted"] == during["granted"]
+
+    seen_leased, seen_plain = snapshot(leases, leased), snapshot(leases, plain)
+    assert sorted(seen_leased) == ["Sub", "Sub/Deeper", "Sub/Deeper/ro.bin", "Sub/File.txt", "top.dat"]
+    # Times the daemon chose itself (none here: every time was set) and the folders' own would differ.
+    assert seen_leased == seen_plain
+    assert leases.leases()["settled"] > during["settled"], "another process's look did not settle the lease"
+
+
+def test_another_process_meets_the_handles_held_in_a_lease(host: Host, leases: SimulatedHost,
+                                                          tmp_path: Path) -> None:
+    api = host.win32
+    top = tmp_path / "held"
+    api.create_directory(w32.long_path(top))
+    path = w32.long_path(top / "Locked.txt")
+    journal = leases.leases()["journal"]
+    with api.create_file(path, w32.GENERIC_READ | w32.GENERIC_WRITE, w32.CREATE_NEW, share=0) as f:
+        f.write(b"abc")
+        assert leases.leases()["journal"] == journal, "the file was made by the daemon, not in the lease"
+        other = textwrap.dedent(f"""
+            import sys
+            from wincontainers import Host
+            from wincontainers._native import win32 as w32
+            api = Host.open(sim={leases.profile.name!r}, root={str(leases.root)!r}).win32
+            try:
+                api.create_file({path!r}.replace("Locked", "LOCKED"), w32.GENERIC_READ, w32.OPEN_EXISTING,
+                                share=w32.FILE_SHARE_ALL)
+            except w32.SharingViolation:
+                print("sharing violation")
+            api.create_file({w32.long_path(top / "theirs.txt")!r}, w32.GENERIC_WRITE, w32.CREATE_NEW).close()
+        """)
+        result = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["sharing", "violation"]
+        assert leases.leases()["adopted"] >= 1
+    # The lease is over: the daemon decides now, and knows what the other process made.
+    with pytest.raises(w32.AlreadyExists):
+        api.create_file(w32.long_path(top / "THEIRS.TXT"), w32.GENERIC_WRITE, w32.CREATE_NEW)
+    with api.create_file(path, w32.GENERIC_READ, w32.OPEN_EXISTING, share=0) as f:
+        assert f.read() == b"abc"
+    remove_tree(api, top)
+    assert api.attributes(w32.long_path(top)) is None
+
+
+def test_names_deletions_and_refusals_in_a_lease_are_the_daemons(host: Host, leases: SimulatedHost,
+                                                                tmp_path: Path) -> None:
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege")
+    for enabled, name in ((True, "with"), (False, "without")):
+        leases.leases(enabled=enabled)
+        top = tmp_path / name
+        api.create_directory(w32.long_path(top))
+        api.create_directory(w32.long_path(top / "Dir"))
+        with api.create_file(w32.long_path(top / "Dir" / "A.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW) as f:
+            f.write(b"x")
+        with pytest.raises(w32.AlreadyExists):  # names ignore case
+            api.create_file(w32.long_path(top / "dir" / "a.TXT"), w32.GENERIC_WRITE, w32.CREATE_NEW)
+        with pytest.raises(w32.AlreadyExists):
+            api.create_directory(w32.long_path(top / "DIR"))
+        with api.open_for_backup(w32.long_path(top / "Dir"), w32.DELETE, share=w32.FILE_SHARE_ALL) as d:
+            with pytest.raises(w32.DirectoryNotEmpty):
+                d.delete_on_close()
+        with api.create_file(w32.long_path(top / "ro.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW) as f:
+            f.set_basic_info(attributes=0x1)
+        with pytest.raises(w32.AccessDenied):  # Windows refuses to delete a read-only file on close
+            api.open_for_backup(w32.long_path(top / "ro.txt"), w32.DELETE, share=w32.FILE_SHARE_ALL,
+                                flags=w32.FILE_FLAG_DELETE_ON_CLOSE)
+        api.open_for_backup(w32.long_path(top / "Dir" / "A.txt"), w32.DELETE, share=w32.FILE_SHARE_ALL,
+                            flags=w32.FILE_FLAG_DELETE_ON_CLOSE).close()
+        assert [e.name for e in api.listdir(w32.long_path(top / "Dir"))] == []
+        remove_tree(api, top)
+        assert api.attributes(w32.long_path(top)) is None
+        assert not top.exists()
+
+
+def test_a_killed_holder_leaves_no_lease_and_no_handle(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    top = tmp_path / "killed"
+    holder = textwrap.dedent(f"""
+        import sys, time
+        from wincontainers import Host
+        from wincontainers._native import win32 as w32
+        api = Host.open(sim={leases.profile.name!r}, root={str(leases.root)!r}).win32
+        api.create_directory({w32.long_path(top)!r})
+        f = api.create_file({w32.long_path(top / "open.txt")!r}, w32.GENERIC_WRITE, w32.CREATE_NEW, share=0)
+        print("ready", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert any(lease["pid"] == proc.pid for lease in leases.leases()["active"])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(100):  # the daemon sees the connections go
+        if not any(lease["pid"] == proc.pid for lease in leases.leases()["active"]):
+            break
+        time.sleep(0.05)
+    assert not any(lease["pid"] == proc.pid for lease in leases.leases()["active"])
+    api = host.win32
+    with api.create_file(w32.long_path(top / "open.txt"), w32.GENERIC_WRITE, w32.OPEN_EXISTING, share=0):
+        pass  # nobody holds it
+    remove_tree(api, top)
+
+
+def test_layers_import_and_export_the_same_with_leases_and_without(host: Host, leases: SimulatedHost) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    try:
+        @settings(max_examples=int(os.environ.get("WC_LAYER_EXAMPLES", "12")), deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                         HealthCheck.function_scoped_fixture])
+        @given(tree=trees())
+        def same(tree: list[Entry]) -> None:
+            tar = tar_of(tree)
+            exports = []
+            for enabled in (True, False):
+                leases.leases(enabled=enabled)
+                stats = leases.leases()
+                layer = host.layers.import_tar(io.BytesIO(tar), parents=[base])
+                try:
+                    out = io.BytesIO()
+                    host.layers.export_tar(layer, out)
+                    exports.append(out.getvalue())
+                finally:
+                    host.layers.destroy(layer)
+                after = leases.leases()
+                if enabled:
+                    assert after["granted"] > stats["granted"] and after["journal"] > stats["journal"]
+                    if all(entry.name.isascii() for entry, _ in tree):  # else the listing ends the lease
+                        assert after["listings"] > stats["listings"], "the export folder was not known again"
+                else:
+                    assert after["granted"] == stats["granted"]
+            assert hashlib.sha256(exports[0]).hexdigest() == hashlib.sha256(exports[1]).hexdigest()
+
+        same()
+    finally:
+        leases.leases(enabled=True)
+        host.layers.destroy(base)

@@ -268,12 +268,11 @@ def remove_path(api: Win32, path: str) -> None:
 def _remove_entry(api: Win32, path: str, entry: FindData) -> None:
     """One entry of a folder being emptied: the cheap call first, the careful one if refused.
 
-    A file is opened with backup intent and FILE_FLAG_DELETE_ON_CLOSE, which is what DeleteFileW
-    does inside, except that with SeRestorePrivilege no DACL can refuse it (a layer's files keep
-    the security descriptors they came with)."""
+    A file is deleted with backup intent (:meth:`Win32.delete_for_backup`): a layer's files keep
+    the security descriptors they came with, which could refuse DeleteFileW."""
     try:
         if not entry.is_dir:
-            api.open_for_backup(path, win32.DELETE, share=_SHARE_ALL, flags=win32.FILE_FLAG_DELETE_ON_CLOSE).close()
+            api.delete_for_backup(path)
             return
         if entry.is_reparse_point:
             api.remove_directory(path)

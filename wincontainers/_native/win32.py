@@ -515,6 +515,19 @@ class Win32:
         return self.create_file(path, access, disposition, share=share,
                                 flags=FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT | flags)
 
+    def delete_for_backup(self, path: str) -> None:
+        """Delete the file (or reparse point) ``path`` as a backup operator: opened with backup
+        intent and FILE_FLAG_DELETE_ON_CLOSE, then closed (what DeleteFileW does inside, but no
+        DACL can refuse it with SeRestorePrivilege enabled). A folder of entries of ours is
+        emptied with it one call per entry, so no file object is made."""
+        h = self.k32.CreateFileW(path, DELETE, FILE_SHARE_ALL, _FFI.NULL, OPEN_EXISTING,
+                                 FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_DELETE_ON_CLOSE,
+                                 _FFI.NULL)
+        if h == _INVALID:
+            raise self.error("CreateFileW", path)
+        if not self.k32.CloseHandle(h):
+            raise self.error("CloseHandle", path)
+
     def create_directory(self, path: str, *, exist_ok: bool = False) -> bool:
         """CreateDirectoryW; returns whether it made the folder (``exist_ok``: one that exists is fine)."""
         if self.k32.CreateDirectoryW(path, _FFI.NULL):

@@ -18,6 +18,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import argparse
+import contextlib
 import fcntl
 import json
 import logging
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from wincontainers.sim.wire import dumps
-from wincontainers.sim import wire
+from wincontainers.sim import ntfs, wire
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.service import HANDLERS, PENDING, Api, Call, Reply, Service
@@ -64,6 +65,8 @@ _PATH_ARGS = {
     "CreateDirectoryW": (0,), "SetFileAttributesW": (0,),
 }
 _READS = frozenset({"FindFirstFileExW", "GetFileAttributesW"})
+#: what kernel32 tells one-way of its work in a leased folder
+_JOURNAL = frozenset({"LeaseMkdir", "LeaseClose", "LeaseDelete"})
 #: HCS calls' arguments they only read (ImportLayer's source folder), and those they fill before
 #: they return (ExportLayer's folder): see leases.py
 _HCS_READS = {"ImportLayer": frozenset({2}), "HcsImportLayer": frozenset({1})}
@@ -176,6 +179,7 @@ class Connection:
     # -- serving --------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        burst: Optional[contextlib.ExitStack] = None  # kernel32 messages applied with one commit
         try:
             first = wire.recv_message(self.sock)
             if first is None:
@@ -200,6 +204,7 @@ class Connection:
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)
             receiver = wire.Receiver(self.sock)
+            grouped = 0
             while True:
                 if counted and not receiver.buffered():
                     # Barriers count what was taken off the socket: take it under the lock, once
@@ -218,8 +223,24 @@ class Connection:
                 if message is None:
                     break
                 payload = message
-                if payload[:1] in (b"Q", b"O"):
-                    self.dispatch(wire.parse_request(payload))
+                req = wire.parse_request(payload) if payload[:1] in (b"Q", b"O") else None
+                journal = req is not None and req.oneway and req.function in _JOURNAL
+                if burst is not None and not journal:
+                    burst.close()  # other calls may use stores through connections of their own
+                    burst, grouped = None, 0
+                if journal and burst is None:
+                    # A burst of a lease's journal is applied with one commit per store (a row or
+                    # two per file); what was handled counts for barriers once it is committed.
+                    burst = contextlib.ExitStack()
+                    burst.enter_context(ntfs.grouped_commits())
+                if req is not None:
+                    self.dispatch(req)
+                grouped += 1
+                if burst is not None and grouped < 256 and receiver.buffered():
+                    continue
+                if burst is not None:
+                    burst.close()
+                    burst, grouped = None, 0
                 if counted:
                     with self.progress:
                         self.done = receiver.consumed()
@@ -227,6 +248,8 @@ class Connection:
         except OSError:
             pass
         finally:
+            if burst is not None:
+                burst.close()
             with self.progress:
                 self.done = self.consumed = 1 << 62
                 self.progress.notify_all()

@@ -82,16 +82,16 @@ class Lease:
     ended: bool = False
 
     def state(self) -> int:
-        return _HEAD.unpack_from(self.page, 0)[0]
+        return int(_HEAD.unpack_from(self.page, 0)[0])
 
     def set_state(self, state: int) -> None:
         struct.pack_into("<I", self.page, 0, state)
 
     def busy(self) -> int:
-        return _HEAD.unpack_from(self.page, 0)[1]
+        return int(_HEAD.unpack_from(self.page, 0)[1])
 
     def generation(self) -> int:
-        return _HEAD.unpack_from(self.page, 0)[3]
+        return int(_HEAD.unpack_from(self.page, 0)[3])
 
     def set_generation(self, generation: int) -> None:
         struct.pack_into("<I", self.page, 12, generation & 0xFFFFFFFF)

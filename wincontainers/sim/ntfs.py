@@ -127,11 +127,22 @@ class _Db:
             conn.execute("PRAGMA synchronous=OFF")  # a simulator: speed over surviving a power cut
             conn.executescript(_SCHEMA)
             self._conn = conn
+        grouped = getattr(_grouping, "dbs", None)
+        if grouped is not None and self.shared and not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+            grouped.append(self)
         return self._conn
+
+    def commit(self) -> None:
+        with self.lock:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
             if self._conn is not None:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
                 self._conn.close()
                 self._conn = None
             self._reparse = None
@@ -213,6 +224,9 @@ class NtfsStore:
         """One transaction for many changes (an import writes thousands of rows)."""
         with self._db.lock:
             conn = self._db.conn()
+            if conn.in_transaction:  # inside grouped_commits: that transaction holds these too
+                yield self
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
@@ -295,6 +309,11 @@ class NtfsStore:
                 conn.execute("DELETE FROM entries WHERE lpath >= ? AND lpath < ?", (low, high))
                 conn.execute("DELETE FROM streams WHERE lpath >= ? AND lpath < ?", (low, high))
             self._db.changed_here(key, None, subtree=recursive)
+
+    def drop_streams(self, rel: str) -> None:
+        """Forget the alternate streams of ``rel`` (a new file of a name an old one had)."""
+        with self._db.lock:
+            self._db.conn().execute("DELETE FROM streams WHERE lpath=?", (_lkey(self._k(rel)),))
 
     def rename(self, old: str, new: str) -> None:
         """Move the rows of ``old`` and everything below it to ``new`` (same store)."""
@@ -460,6 +479,28 @@ def locate(path: Union[Path, bytes, str], directory: Optional[bool] = None) -> t
                 _locations.clear()
             _locations[raw] = found
     return found
+
+
+_grouping = threading.local()
+
+
+@contextlib.contextmanager
+def grouped_commits() -> Iterator[None]:
+    """The shared stores this thread uses join one transaction each, committed at the end: the
+    daemon applies a burst of kernel32's messages (a lease's journal: a row or two per file)
+    with one commit instead of one per statement. Other threads on the same shared connection
+    see the rows at once; other connections after the commit (the daemon's barrier waits for it)."""
+    if getattr(_grouping, "dbs", None) is not None:
+        yield
+        return
+    dbs: list[_Db] = []
+    _grouping.dbs = dbs
+    try:
+        yield
+    finally:
+        _grouping.dbs = None
+        for db in dbs:
+            db.commit()
 
 
 def open_view(path: Union[Path, bytes, str]) -> NtfsStore:

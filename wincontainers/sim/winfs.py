@@ -722,18 +722,26 @@ class WinFs:
                 self._delete_now(handle.host, handle.directory)
 
     def _apply(self, handle: OpenFile, basic: Optional[bytes], wrote: bool, security: Optional[bytes],
-               eas: Optional[bytes], reparse: Optional[bytes], streams: list[Any]) -> None:
-        try:
-            st = os.lstat(handle.host)
-        except OSError:
-            return
+               eas: Optional[bytes], reparse: Optional[bytes], streams: list[Any], *,
+               st: Optional[os.stat_result] = None, fresh: bool = False) -> bool:
+        """Store what a handle changed; returns whether anything was stored. ``fresh``: a file
+        just created, whose name may still carry what an earlier file of that name left."""
+        if st is None:
+            try:
+                st = os.lstat(handle.host)
+            except OSError:
+                return False
         if (st.st_dev, st.st_ino) != (handle.dev, handle.ino):
-            return  # the name now belongs to another file
+            return False  # the name now belongs to another file
         if not any((basic, wrote, security is not None, eas is not None, reparse is not None, streams,
                     handle.stream is not None)):
-            return
+            return False
         view = ntfs.shared_view(handle.host, handle.directory)
-        meta = view.get("") or FileMeta()
+        if fresh:
+            view.drop_streams("")
+            meta = FileMeta()
+        else:
+            meta = view.get("") or FileMeta()
         changed_stream = False
         if handle.stream is not None and handle.memfd is not None and wrote:
             size = os.fstat(handle.memfd).st_size
@@ -771,6 +779,7 @@ class WinFs:
             if meta.access is None:
                 meta.access = now
         view.put("", meta)
+        return True
 
     # -- deletion -----------------------------------------------------------------------------------
 
@@ -891,11 +900,9 @@ class WinFs:
         directory = stat.S_ISDIR(st.st_mode)
         if created:
             self._added(os.path.dirname(host), os.path.basename(host))
-            view = ntfs.shared_view(host, False)
-            if view.holds(""):
-                view.remove("", recursive=False)  # what a name deleted outside kernel32 left
         handle = OpenFile(0, 0, host, st.st_dev, st.st_ino, directory, 0, 0, 0)
-        self._apply(handle, basic, wrote, security, eas, reparse, streams)
+        if not self._apply(handle, basic, wrote, security, eas, reparse, streams, st=st, fresh=created) and created:
+            ntfs.shared_view(host, False).remove("", recursive=False)  # what a name deleted outside kernel32 left
 
     def adopt(self, hid: int, pid: int, owner: Any, host: bytes, access: int, share: int, flags: int,
               directory: bool) -> None:

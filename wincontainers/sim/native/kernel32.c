@@ -459,6 +459,7 @@ static int lease_refresh(lease *l);
 /* Enter a local call: 1 when the lease may be used (leave with lease_leave), 0 when it is over. */
 static int lease_enter(lease *l) {
     lease_head *h = head_of(l);
+    if (l->pid != getpid()) return 0; /* a forked child's copy: the parent's lease */
     for (long waited = 0;; waited++) {
         __atomic_add_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
         uint32_t state = __atomic_load_n(&h->state, __ATOMIC_SEQ_CST);
@@ -1008,6 +1009,17 @@ back:
     wc_reply back_r;
     if (wc_request(&back_r, "LeaseSettle", "q", id) == 0) wc_reply_free(&back_r);
 }
+
+/* A forked child holds none of its parent's leases, and must not write into its journal. */
+static void leases_after_fork(void) {
+    for (int i = 0; i < LEASE_MAX; i++) leases[i] = NULL; /* the parent's: left as they are */
+    if (journal_fd >= 0) close(journal_fd);
+    journal_fd = -1;
+    pthread_mutex_init(&journal_lock, NULL);
+    pthread_mutex_init(&leases_lock, NULL);
+}
+
+__attribute__((constructor)) static void leases_init(void) { pthread_atfork(NULL, NULL, leases_after_fork); }
 
 /* Whether this process may take one more lease: a free place in the table, after handing the
  * oldest lease back if need be (a long-lived process makes many folders). */

@@ -512,6 +512,15 @@ def open_view(path: Union[Path, bytes, str]) -> NtfsStore:
 def shared_view(path: Union[Path, bytes, str], directory: Optional[bool] = None) -> NtfsStore:
     """A view over the daemon's shared connection to the store of ``path`` (do not batch)."""
     db, prefix = locate(path, directory)
+    return _shared_store(db, prefix)
+
+
+def shared_store(db: Path) -> NtfsStore:
+    """The whole store file ``db`` over the daemon's shared connection."""
+    return _shared_store(db, "")
+
+
+def _shared_store(db: Path, prefix: str) -> NtfsStore:
     with _registry_lock:
         shared = _shared.get(db)
         if shared is None:

@@ -1029,11 +1029,9 @@ class WinFs:
     def _move_metadata(self, src_db: Path, src_key: str, dest: bytes) -> None:
         dst_db, dst_key = ntfs.locate(dest)
         if dst_db == src_db:
-            store = NtfsStore(src_db, "")
-            try:
-                store.rename(src_key, dst_key)
-            finally:
-                store.close()
+            # The shared connection: a private one would wait, holding self.lock, for a burst
+            # of a lease's journal that needs self.lock to end.
+            ntfs.shared_store(src_db).rename(src_key, dst_key)
             return
         old = NtfsStore(src_db, src_key)
         new = ntfs.shared_view(dest)

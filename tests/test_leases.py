@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -115,6 +116,11 @@ def test_a_leased_folder_looks_to_others_as_one_made_through_the_daemon(host: Ho
     fill(api, plain)
     assert leases.leases()["granted"] == during["granted"]
 
+    # The holder's own listings (kernel32 lists a folder made in its lease by itself) are the daemon's.
+    for rel in ("Sub", "Sub/Deeper"):
+        mine = api.listdir(w32.long_path(leased / rel))
+        theirs = api.listdir(w32.long_path(plain / rel))
+        assert [attrs.astuple(e) for e in mine] == [attrs.astuple(e) for e in theirs], rel
     seen_leased, seen_plain = snapshot(leases, leased), snapshot(leases, plain)
     assert sorted(seen_leased) == ["Sub", "Sub/Deeper", "Sub/Deeper/ro.bin", "Sub/File.txt", "top.dat"]
     # Times the daemon chose itself (none here: every time was set) and the folders' own would differ.
@@ -253,3 +259,31 @@ def test_layers_import_and_export_the_same_with_leases_and_without(host: Host, l
     finally:
         leases.leases(enabled=True)
         host.layers.destroy(base)
+
+
+def test_a_forked_child_does_not_work_in_its_parents_lease(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    api = host.win32
+    top = tmp_path / "forked"
+    api.create_directory(w32.long_path(top))
+    api.create_file(w32.long_path(top / "parent.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW).close()
+    before = leases.leases()
+    pid = os.fork()
+    if pid == 0:  # the child: its call is another process's, so the daemon decides (and settles the lease)
+        code = 0
+        try:
+            api.create_file(w32.long_path(top / "child.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW).close()
+            try:
+                api.create_file(w32.long_path(top / "PARENT.TXT"), w32.GENERIC_WRITE, w32.CREATE_NEW)
+                code = 3
+            except w32.AlreadyExists:
+                pass
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    after = leases.leases()
+    assert after["settled"] > before["settled"], "the child's call did not settle the parent's lease"
+    with pytest.raises(w32.AlreadyExists):  # the parent now asks the daemon, which knows the child's file
+        api.create_file(w32.long_path(top / "Child.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW)
+    remove_tree(api, top)

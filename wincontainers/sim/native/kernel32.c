@@ -370,6 +370,7 @@ static pthread_mutex_t leases_lock = PTHREAD_MUTEX_INITIALIZER;
 static lease *leases[LEASE_MAX];
 static int journal_fd = -1;
 static pthread_mutex_t journal_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t lease_pid; /* this process (kept: getpid is a system call, asked on every local call) */
 
 static int dir_has_children(int fd);
 
@@ -459,7 +460,7 @@ static int lease_refresh(lease *l);
 /* Enter a local call: 1 when the lease may be used (leave with lease_leave), 0 when it is over. */
 static int lease_enter(lease *l) {
     lease_head *h = head_of(l);
-    if (l->pid != getpid()) return 0; /* a forked child's copy: the parent's lease */
+    if (l->pid != lease_pid) return 0; /* a forked child's copy: the parent's lease */
     for (long waited = 0;; waited++) {
         __atomic_add_fetch(&h->busy, 1, __ATOMIC_SEQ_CST);
         uint32_t state = __atomic_load_n(&h->state, __ATOMIC_SEQ_CST);
@@ -530,7 +531,7 @@ static lease *lease_for(PCWSTR path, char *rel, char *key) {
         lower[n] = (char)(path[n] >= 'A' && path[n] <= 'Z' ? path[n] + 32 : path[n]);
     }
     text[n] = lower[n] = 0;
-    pid_t me = getpid();
+    pid_t me = lease_pid;
     pthread_mutex_lock(&leases_lock);
     for (int i = 0; i < LEASE_MAX; i++) {
         lease *l = leases[i];
@@ -756,6 +757,165 @@ static int lease_disposition(k32_obj *o, int del, BOOL *ok) {
     return 1;
 }
 
+/* One packed listing entry (the daemon's layout, read by next_entry). */
+typedef struct {
+    const char *name;
+    DWORD attributes;
+    int64_t times[3], size;
+} found_entry;
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const found_entry *)a)->name, ((const found_entry *)b)->name);
+}
+
+/* What a listing shows of ``n`` (on disk as ``st``): the daemon's describe(). */
+static int found_of(const lease_name *n, const struct stat *st, const char *name, found_entry *e) {
+    if (!n || n->reparse || n->times == TIMES_UNKNOWN) return 0;
+    int dir = S_ISDIR(st->st_mode);
+    DWORD a = n->has_attributes ? n->attributes : dir ? FILE_ATTRIBUTE_DIRECTORY : FILE_ATTRIBUTE_ARCHIVE;
+    if (!a) a = 0x80;
+    if (dir) a = (a | FILE_ATTRIBUTE_DIRECTORY) & ~0x80u;
+    e->name = name;
+    e->attributes = a;
+    if (n->times == TIMES_KNOWN) {
+        memcpy(e->times, n->time, sizeof e->times);
+    } else {
+        e->times[0] = e->times[1] = e->times[2] = filetime_of(&st->st_mtim);
+    }
+    e->size = dir ? 0 : (int64_t)st->st_size;
+    return 1;
+}
+
+/* FindFirstFileExW of ``<folder>\*`` for a folder made in a lease (below its top, whose parent
+ * the lease does not know): the packed entries, as the daemon would give them, in *blob
+ * (malloc'd); 1 done, 0 for the daemon to do it. */
+static int lease_find(PCWSTR pattern, int directories_only, uint8_t **blob, uint32_t *len, uint32_t *count) {
+    size_t plen = wc_wcslen(pattern);
+    if (plen < 3 || pattern[plen - 1] != '*' || (pattern[plen - 2] != '\\' && pattern[plen - 2] != '/') ||
+        plen >= LEASE_PATH_MAX)
+        return 0;
+    WCHAR folder[LEASE_PATH_MAX];
+    memcpy(folder, pattern, (plen - 2) * sizeof(WCHAR));
+    folder[plen - 2] = 0;
+    char rel[LEASE_PATH_MAX], key[LEASE_PATH_MAX], host[LEASE_PATH_MAX + 512];
+    lease *l = lease_for(folder, rel, key);
+    if (!l) return 0;
+    int done = 0;
+    found_entry *found = NULL;
+    size_t nfound = 0, cap = 0;
+    char *names = NULL; /* the names, one after another */
+    size_t names_len = 0, names_cap = 0;
+    DIR *dir = NULL;
+    uint32_t privileges = __atomic_load_n(&head_of(l)->privileges, __ATOMIC_SEQ_CST);
+    char *cut = strrchr(key, '\\');
+    if (cut && lease_enter(l)) {
+        pthread_mutex_lock(&l->lock);
+        host_path(l, rel, host, sizeof host);
+        lease_name *self = name_find(l, key);
+        *cut = 0;
+        lease_name *parent = name_find(l, key);
+        *cut = '\\';
+        struct stat st, pst;
+        char parent_host[LEASE_PATH_MAX + 512];
+        snprintf(parent_host, sizeof parent_host, "%s", host);
+        char *slash = strrchr(parent_host, '/');
+        if (slash) *slash = 0;
+        int ok = self && self->dir && (!self->has_sd || privileges & PRIV_BACKUP) &&
+                 lstat(host, &st) == 0 && lstat(parent_host, &pst) == 0 && (dir = opendir(host)) != NULL;
+        found_entry dot, dotdot;
+        ok = ok && found_of(self, &st, ".", &dot) && found_of(parent, &pst, "..", &dotdot);
+        struct dirent *d;
+        size_t klen = strlen(key);
+        while (ok && (d = readdir(dir)) != NULL) {
+            const char *name = d->d_name;
+            if (!strcmp(name, ".") || !strcmp(name, "..") || !strncmp(name, ".wcsim-", 7)) continue;
+            size_t n = strlen(name);
+            char child[LEASE_PATH_MAX];
+            if (klen + 1 + n >= sizeof child) {
+                ok = 0;
+                break;
+            }
+            memcpy(child, key, klen);
+            child[klen] = '\\';
+            for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)name[i];
+                if (c >= 0x7F || c < 0x20) ok = 0; /* a name this table cannot hold: the daemon lists */
+                child[klen + 1 + i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
+            child[klen + 1 + n] = 0;
+            struct stat cst;
+            found_entry e;
+            if (!ok || fstatat(dirfd(dir), name, &cst, AT_SYMLINK_NOFOLLOW) ||
+                !found_of(name_find(l, child), &cst, NULL, &e)) {
+                ok = 0;
+                break;
+            }
+            if (directories_only && !S_ISDIR(cst.st_mode)) continue;
+            if (names_len + n + 1 > names_cap) {
+                size_t bigger = names_cap ? names_cap * 2 : 4096;
+                while (bigger < names_len + n + 1) bigger *= 2;
+                char *grown = realloc(names, bigger);
+                if (!grown) {
+                    ok = 0;
+                    break;
+                }
+                names = grown;
+                names_cap = bigger;
+            }
+            memcpy(names + names_len, name, n + 1);
+            e.name = (const char *)(uintptr_t)names_len; /* an offset until the names stop moving */
+            names_len += n + 1;
+            if (nfound == cap) {
+                size_t bigger = cap ? cap * 2 : 64;
+                found_entry *grown = realloc(found, bigger * sizeof *found);
+                if (!grown) {
+                    ok = 0;
+                    break;
+                }
+                found = grown;
+                cap = bigger;
+            }
+            found[nfound++] = e;
+        }
+        pthread_mutex_unlock(&l->lock);
+        lease_leave(l);
+        if (ok) {
+            for (size_t i = 0; i < nfound; i++) found[i].name = names + (size_t)(uintptr_t)found[i].name;
+            qsort(found, nfound, sizeof *found, by_name);
+            size_t total = 2 * (42 + 4) + names_len * 2;
+            for (size_t i = 0; i < nfound; i++) total += 42;
+            uint8_t *out = malloc(total), *p = out;
+            if (out) {
+                found_entry *all[2] = {&dot, &dotdot};
+                for (size_t i = 0; i < nfound + 2; i++) {
+                    found_entry *e = i < 2 ? all[i] : &found[i - 2];
+                    uint16_t n = (uint16_t)strlen(e->name);
+                    DWORD tag = 0;
+                    memcpy(p, &e->attributes, 4);
+                    memcpy(p + 4, e->times, 24);
+                    memcpy(p + 28, &e->size, 8);
+                    memcpy(p + 36, &tag, 4);
+                    memcpy(p + 40, &n, 2);
+                    for (uint16_t c = 0; c < n; c++) {
+                        uint16_t w = (uint8_t)e->name[c];
+                        memcpy(p + 42 + 2 * c, &w, 2);
+                    }
+                    p += 42 + 2u * n;
+                }
+                *blob = out;
+                *len = (uint32_t)(p - out);
+                *count = (uint32_t)(nfound + 2);
+                done = 1;
+            }
+        }
+    }
+    if (dir) closedir(dir);
+    free(found);
+    free(names);
+    lease_release(l);
+    return done;
+}
+
 /* What the daemon keeps of ``n`` after ``o`` closes (what WinFs._apply does with it). */
 static void note_close(lease_name *n, const k32_obj *o) {
     if (o->security) n->has_sd = 1;
@@ -967,7 +1127,7 @@ static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
     if (!l) goto back;
     pthread_mutex_init(&l->lock, NULL);
     l->id = id;
-    l->pid = getpid();
+    l->pid = lease_pid;
     l->refs = 1;
     l->cap = 64;
     l->names = calloc(l->cap, sizeof *l->names);
@@ -1012,6 +1172,7 @@ back:
 
 /* A forked child holds none of its parent's leases, and must not write into its journal. */
 static void leases_after_fork(void) {
+    lease_pid = getpid();
     for (int i = 0; i < LEASE_MAX; i++) leases[i] = NULL; /* the parent's: left as they are */
     if (journal_fd >= 0) close(journal_fd);
     journal_fd = -1;
@@ -1019,12 +1180,15 @@ static void leases_after_fork(void) {
     pthread_mutex_init(&leases_lock, NULL);
 }
 
-__attribute__((constructor)) static void leases_init(void) { pthread_atfork(NULL, NULL, leases_after_fork); }
+__attribute__((constructor)) static void leases_init(void) {
+    lease_pid = getpid();
+    pthread_atfork(NULL, NULL, leases_after_fork);
+}
 
 /* Whether this process may take one more lease: a free place in the table, after handing the
  * oldest lease back if need be (a long-lived process makes many folders). */
 static int lease_room(void) {
-    pid_t me = getpid();
+    pid_t me = lease_pid;
     uint64_t oldest_id = 0;
     pthread_mutex_lock(&leases_lock);
     for (int i = 0; i < LEASE_MAX; i++) {
@@ -1863,25 +2027,40 @@ WC_API HANDLE FindFirstFileExW(PCWSTR lpFileName, int fInfoLevelId, void *lpFind
         t_last_error = ERROR_INVALID_PARAMETER;
         return INVALID_HANDLE;
     }
-    wc_reply r;
-    int ok = wc_request(&r, "FindFirstFileExW", "su", lpFileName, (unsigned)(fSearchOp == 1)) == 0;
-    if (!answered(&r, ok)) return INVALID_HANDLE;
-    k32_obj *o = calloc(1, sizeof *o);
-    const uint8_t *blob;
-    uint32_t n;
-    if (o) o->count = (uint32_t)rd_int(&r);
-    if (!o || wc_reply_bytes(&r, &blob, &n) || !(o->entries = malloc(n ? n : 1))) {
-        free(o);
+    uint8_t *local = NULL;
+    uint32_t local_len = 0, local_count = 0;
+    k32_obj *o;
+    if (lease_find(lpFileName, fSearchOp == 1, &local, &local_len, &local_count)) {
+        o = calloc(1, sizeof *o);
+        if (!o) {
+            free(local);
+            t_last_error = ERROR_NOT_ENOUGH_MEMORY;
+            return INVALID_HANDLE;
+        }
+        o->count = local_count;
+        o->entries = local;
+        o->entries_len = local_len;
+    } else {
+        wc_reply r;
+        int ok = wc_request(&r, "FindFirstFileExW", "su", lpFileName, (unsigned)(fSearchOp == 1)) == 0;
+        if (!answered(&r, ok)) return INVALID_HANDLE;
+        o = calloc(1, sizeof *o);
+        const uint8_t *blob;
+        uint32_t n;
+        if (o) o->count = (uint32_t)rd_int(&r);
+        if (!o || wc_reply_bytes(&r, &blob, &n) || !(o->entries = malloc(n ? n : 1))) {
+            free(o);
+            wc_reply_free(&r);
+            t_last_error = ERROR_NOT_ENOUGH_MEMORY;
+            return INVALID_HANDLE;
+        }
+        memcpy(o->entries, blob, n);
+        o->entries_len = n;
         wc_reply_free(&r);
-        t_last_error = ERROR_NOT_ENOUGH_MEMORY;
-        return INVALID_HANDLE;
     }
-    memcpy(o->entries, blob, n);
-    o->entries_len = n;
     o->cursor = o->entries;
     o->fd = -1;
     o->kind = OBJ_FIND;
-    wc_reply_free(&r);
     pthread_mutex_lock(&objs_lock);
     o->id = next_find_id++;
     pthread_mutex_unlock(&objs_lock);

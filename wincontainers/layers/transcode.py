@@ -389,11 +389,11 @@ def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: d
         raise
     with f:
         times = f.basic_info().times
-        file_id, links = (0, 0), 1
-        if not is_dir:
-            file_id = f.file_id()
-            links = f.standard_info()[1]
-        stream = io.BufferedReader(f, 1 << 20)  # type: ignore[arg-type]
+        size, links, _directory = f.standard_info()
+        file_id = (0, 0) if is_dir else f.file_id()
+        links = 1 if is_dir else links
+        # Sized to the file: most are small, and a 1 MiB buffer each costs more than reading them.
+        stream = io.BufferedReader(f, max(1 << 12, min(1 << 20, size)))  # type: ignore[arg-type]
         (attributes,) = struct.unpack("<I", stream.read(4).ljust(4, b"\0"))
         yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,
                                    _entries_from_backup(rel, attributes, times, stream, is_dir))  # type: ignore[arg-type]

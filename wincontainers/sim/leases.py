@@ -168,12 +168,16 @@ class Leases:
         lease = Lease(lease_id, pid, owner, host.rstrip(b"/"), folded, page)
         with self.lock:
             self._by_id[lease_id] = lease
-            self.counts["granted"] += 1
+            self.counts["granted"] += 1  # under the lock already
         log.debug("lease %d: %s for pid %d", lease_id, host, pid)
         return lease_id, fd
 
     def journaled(self) -> None:
-        self.counts["journal"] += 1
+        self._count("journal")
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            self.counts[what] += 1
 
     def stats(self) -> dict[str, Any]:
         """The counts, whether grants are on, and the leases held now."""
@@ -188,7 +192,9 @@ class Leases:
             mine = [lease for lease in self._by_id.values() if lease.pid == pid]
         bits = self._privileges_of(pid)
         for lease in mine:
-            struct.pack_into("<I", lease.page, 8, bits)
+            with lease.lock:
+                if not lease.ended:  # an ended lease's page is unmapped
+                    struct.pack_into("<I", lease.page, 8, bits)
 
     # -- ending ---------------------------------------------------------------------------------
 
@@ -250,7 +256,7 @@ class Leases:
             if lease.ended:
                 return False
             lease.set_state(SETTLING)
-            self.counts["settled"] += 1
+            self._count("settled")
             # kernel32 raises busy, then reads the state: once the state is visible to it (a
             # store reaches the other CPU in nanoseconds), a call that missed it shows as busy.
             time.sleep(0.0002)
@@ -301,7 +307,7 @@ class Leases:
             if lease.ended:
                 return None
             lease.set_state(ACTIVE)
-            self.counts["listings"] += 1
+            self._count("listings")
             return lease.generation(), bytes(out)
 
     def _abandon(self, lease: Lease) -> None:
@@ -314,7 +320,7 @@ class Leases:
         for hid, access, share, flags, directory, rel in list(lease.slots()):
             try:
                 self.adopt(lease, hid, access, share, flags, directory, rel)
-                self.counts["adopted"] += 1
+                self._count("adopted")
             except OSError as exc:
                 log.info("lease %d: handle %x on %s is gone: %s", lease.id, hid, rel, exc)
         self._end(lease)

@@ -287,3 +287,50 @@ def test_a_forked_child_does_not_work_in_its_parents_lease(host: Host, leases: S
     with pytest.raises(w32.AlreadyExists):  # the parent now asks the daemon, which knows the child's file
         api.create_file(w32.long_path(top / "Child.txt"), w32.GENERIC_WRITE, w32.CREATE_NEW)
     remove_tree(api, top)
+
+
+def test_threads_working_in_a_lease_while_another_process_settles_it(host: Host, leases: SimulatedHost,
+                                                                      tmp_path: Path) -> None:
+    import threading
+
+    api = host.win32
+    top = tmp_path / "busy"
+    api.create_directory(w32.long_path(top))
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            api.create_directory(w32.long_path(top / f"t{n}"))
+            for i in range(150):
+                with api.create_file(w32.long_path(top / f"t{n}" / f"f{i}.bin"), w32.GENERIC_WRITE,
+                                     w32.CREATE_NEW) as f:
+                    f.write(bytes([n]) * i)
+                if i % 3 == 0:
+                    api.delete_for_backup(w32.long_path(top / f"t{n}" / f"f{i}.bin"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    lister = textwrap.dedent(f"""
+        from wincontainers import Host
+        from wincontainers._native import win32 as w32
+        api = Host.open(sim={leases.profile.name!r}, root={str(leases.root)!r}).win32
+        for _ in range(20):
+            api.listdir({w32.long_path(top)!r})
+    """)
+    before = leases.leases()["settled"]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    result = subprocess.run([sys.executable, "-c", lister], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert result.returncode == 0, result.stderr
+    assert leases.leases()["settled"] > before, "the other process's listing did not settle the lease"
+    seen = snapshot(leases, top)
+    for n in range(4):
+        names = {name.split("/")[1]: info for name, info in seen.items() if name.startswith(f"t{n}/")}
+        assert sorted(names) == sorted(f"f{i}.bin" for i in range(150) if i % 3), n
+        assert all(names[f"f{i}.bin"][4] == i for i in range(150) if i % 3)  # sizes
+    remove_tree(api, top)

@@ -18,7 +18,6 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import argparse
-import contextlib
 import fcntl
 import json
 import logging
@@ -179,7 +178,7 @@ class Connection:
     # -- serving --------------------------------------------------------------------------------
 
     def serve(self) -> None:
-        burst: Optional[contextlib.ExitStack] = None  # kernel32 messages applied with one commit
+        burst: Optional[ntfs.CommitGroup] = None  # a lease's journal applied with one commit
         try:
             first = wire.recv_message(self.sock)
             if first is None:
@@ -204,7 +203,7 @@ class Connection:
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)
             receiver = wire.Receiver(self.sock)
-            grouped = 0
+            grouped = 0  # journal messages in the burst
             journaling = False  # a lease's journal connection (see leases.py)
             while True:
                 if counted and not receiver.buffered():
@@ -230,20 +229,19 @@ class Connection:
                 journaling = journaling or journal
                 if burst is not None and not journal:
                     burst.close()  # other calls may use stores through connections of their own
-                    burst, grouped = None, 0
+                    burst = None
                 if journal and burst is None:
                     # A burst of a lease's journal is applied with one commit per store (a row or
                     # two per file); what was handled counts for barriers once it is committed.
-                    burst = contextlib.ExitStack()
-                    burst.enter_context(ntfs.grouped_commits())
+                    burst, grouped = ntfs.CommitGroup(), 0
                 if req is not None:
                     self.dispatch(req)
-                grouped += 1
-                if burst is not None and grouped < 256 and receiver.buffered():
-                    continue
                 if burst is not None:
+                    grouped += 1
+                    if grouped < 256 and receiver.buffered():
+                        continue
                     burst.close()
-                    burst, grouped = None, 0
+                    burst = None
                 if counted:
                     with self.progress:
                         self.done = receiver.consumed()

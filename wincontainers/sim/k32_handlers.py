@@ -21,6 +21,7 @@ from typing import Any, Optional
 import attrs
 
 from wincontainers.sim.faults import Fail
+from wincontainers.sim.leases import Lease
 from wincontainers.sim.service import Call, Reply, Service, api
 from wincontainers.sim import ntfs
 from wincontainers.sim.tokens import SID_ADMINISTRATORS
@@ -149,22 +150,22 @@ def create_directory(svc: Service, call: Call, path: Optional[str], wants_lease:
 # -- what kernel32 did itself in a leased folder, one-way and in order (see leases.py) -----------
 
 
-def _leased_path(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Optional[bytes]:
-    """The host path of ``rel`` in lease ``lease_id`` of the caller ("" is the folder itself)."""
+def _leased_path(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Optional[tuple[Lease, bytes]]:
+    """Lease ``lease_id`` of the caller and the host path of ``rel`` in it ("" is the folder itself)."""
     lease = svc.leases.get(lease_id, call.pid)
     text = (rel or b"").decode("ascii", "replace")
     parts = text.split("\\") if text else []
     if lease is None or any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
         log.warning("pid %d: a journal entry for lease %s and %r does not fit it; ignored", call.pid, lease_id, text)
         return None
-    return lease.path_of(text)
+    return lease, lease.path_of(text)
 
 
 @api("kernel32", "LeaseMkdir", "qb", raw=True)
 def lease_mkdir(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Reply:
-    host = _leased_path(svc, call, lease_id, rel)
-    if host is not None:
-        svc.files.leased_mkdir(host)
+    found = _leased_path(svc, call, lease_id, rel)
+    if found is not None:
+        svc.files.folder_made(found[1])
         svc.leases.journaled()
     return Reply()
 
@@ -173,9 +174,9 @@ def lease_mkdir(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -
 def lease_close(svc: Service, call: Call, lease_id: int, hid: int, rel: Optional[bytes], created: int, ino: int,
                 basic: Optional[bytes], wrote: int, security: Optional[bytes], eas: Optional[bytes],
                 reparse: Optional[bytes], streams: Optional[bytes]) -> Reply:
-    host = _leased_path(svc, call, lease_id, rel)
-    if host is not None:
-        svc.files.leased_close(host, int(ino), bool(created), basic, bool(wrote), security, eas, reparse,
+    found = _leased_path(svc, call, lease_id, rel)
+    if found is not None:
+        svc.files.leased_close(found[1], int(ino), bool(created), basic, bool(wrote), security, eas, reparse,
                                _streams(streams))
         svc.leases.journaled()
     return Reply()
@@ -183,14 +184,13 @@ def lease_close(svc: Service, call: Call, lease_id: int, hid: int, rel: Optional
 
 @api("kernel32", "LeaseDelete", "qbu", raw=True)
 def lease_delete(svc: Service, call: Call, lease_id: int, rel: Optional[bytes], directory: int) -> Reply:
-    host = _leased_path(svc, call, lease_id, rel)
-    if host is not None:
+    found = _leased_path(svc, call, lease_id, rel)
+    if found is not None:
+        lease, host = found
         svc.files.leased_delete(host, bool(directory))
         svc.leases.journaled()
         if not rel:  # the leased folder itself: the lease ends with it
-            lease = svc.leases.get(lease_id, call.pid)
-            if lease is not None:
-                svc.leases.end(lease)
+            svc.leases.end(lease)
     return Reply()
 
 

@@ -7,11 +7,11 @@ nobody else has looked into that folder, every answer is known in advance: a new
 free unless this process made it, and nothing but this process's own handles can conflict.
 
 So a folder made with CreateDirectoryW is leased to the process that made it (when its kernel32
-asks, for a path it can match). Inside it the process's kernel32 creates folders and files and
-opens its fresh folders itself, on the host, then tells the daemon one-way, in order, on one
-connection (the journal): what it made, and at CloseHandle what the handle changed. Anything
-else inside the folder (an unusual name, another disposition, a deletion) goes to the daemon as
-before.
+asks, for a path it can match). Inside it the process's kernel32 creates folders and files,
+opens, lists and deletes what it made itself, on the host, then tells the daemon one-way, in
+order, on one connection (the journal): what it made or deleted, and at CloseHandle what the
+handle changed. Anything else inside the folder (an unusual name, another disposition, a file
+whose DACL would have to be read) goes to the daemon as before.
 
 The lease ends the moment anybody else touches the folder: another process's kernel32, this
 process asking the daemon for anything but a read, an HCS call naming the folder (ImportLayer
@@ -64,9 +64,6 @@ SLOTS = 15
 _SLOT_REL = SLOT_SIZE - _SLOT.size
 ACTIVE, SETTLING, REVOKED = 0, 1, 2
 
-#: Handle ids kernel32 gives its local handles: this bit, the lease id, a counter (the daemon's
-#: own ids are small counters, so the two never meet).
-LOCAL_ID_BIT = 1 << 46
 MAX_PER_PROCESS = 16
 
 
@@ -81,9 +78,6 @@ class Lease:
     lock: threading.Lock = attrs.field(factory=threading.Lock)
     ended: bool = False
 
-    def state(self) -> int:
-        return int(_HEAD.unpack_from(self.page, 0)[0])
-
     def set_state(self, state: int) -> None:
         struct.pack_into("<I", self.page, 0, state)
 
@@ -97,7 +91,8 @@ class Lease:
         struct.pack_into("<I", self.page, 12, generation & 0xFFFFFFFF)
 
     def slots(self) -> Iterable[tuple[int, int, int, int, bool, str]]:
-        """(id, access, share, flags, directory, rel) of the handles kernel32 holds open here."""
+        """(id, access, share, flags, directory, rel) of the handles kernel32 holds open here
+        (kernel32's own ids: bit 46, the lease id, a counter; the daemon's never reach bit 46)."""
         for i in range(SLOTS):
             at = _HEAD.size + i * SLOT_SIZE
             hid, access, share, flags, directory, length = _SLOT.unpack_from(self.page, at)
@@ -209,10 +204,7 @@ class Leases:
         """
         if not self._by_id:
             return
-        folded = [_fold(h) for h in hosts if h]
-        with self.lock:
-            hit = [lease for lease in self._by_id.values() if any(_overlaps(f, lease.folded) for f in folded)]
-        for lease in hit:
+        for lease in self._meeting([_fold(h) for h in hosts if h]):
             if read_only and pid == lease.pid:
                 continue
             self.settle(lease, keep=keeps)
@@ -228,18 +220,18 @@ class Leases:
         if not self._by_id:
             return held
         for index, value in enumerate(inputs):
-            paths = [_fold(p) for p in _paths_in(value)]
-            if not paths:
-                continue
-            with self.lock:
-                hit = [lease for lease in self._by_id.values() if any(_overlaps(p, lease.folded) for p in paths)]
-            for lease in hit:
+            for lease in self._meeting([_fold(p) for p in _paths_in(value)]):
                 if index in writes and lease.pid == pid:
                     if self.settle(lease, keep=True, hold=True):
                         held.append(lease)
                 else:
                     self.settle(lease, keep=index in reads)
         return held
+
+    def _meeting(self, folded: list[bytes]) -> list[Lease]:
+        """The leases whose folders are, hold or lie in one of the ``folded`` paths."""
+        with self.lock:
+            return [lease for lease in self._by_id.values() if any(_overlaps(f, lease.folded) for f in folded)]
 
     def release(self, held: Iterable[Lease]) -> None:
         """The call that held these leases is over: what their folders hold is new to kernel32."""
@@ -326,7 +318,7 @@ class Leases:
         self._end(lease)
 
     def end(self, lease: Lease) -> None:
-        """The leased folder is gone (its holder deleted it): the lease ends with nothing to settle."""
+        """The leased folder or its holder is gone: the lease ends with nothing to settle."""
         with lease.lock:
             if not lease.ended:
                 self._end(lease)
@@ -344,8 +336,7 @@ class Leases:
         with self.lock:
             mine = [lease for lease in self._by_id.values() if lease.owner is owner]
         for lease in mine:
-            with lease.lock:
-                self._end(lease)
+            self.end(lease)
 
 
 def _paths_in(value: Any) -> Iterable[bytes]:

@@ -141,8 +141,7 @@ class _Db:
     def close(self) -> None:
         with self.lock:
             if self._conn is not None:
-                if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
+                self.commit()  # a CommitGroup's transaction, if one is open
                 self._conn.close()
                 self._conn = None
             self._reparse = None
@@ -224,7 +223,7 @@ class NtfsStore:
         """One transaction for many changes (an import writes thousands of rows)."""
         with self._db.lock:
             conn = self._db.conn()
-            if conn.in_transaction:  # inside grouped_commits: that transaction holds these too
+            if conn.in_transaction:  # inside a CommitGroup: its transaction holds these too
                 yield self
                 return
             conn.execute("BEGIN IMMEDIATE")
@@ -484,23 +483,24 @@ def locate(path: Union[Path, bytes, str], directory: Optional[bool] = None) -> t
 _grouping = threading.local()
 
 
-@contextlib.contextmanager
-def grouped_commits() -> Iterator[None]:
-    """The shared stores this thread uses join one transaction each, committed at the end: the
-    daemon applies a burst of kernel32's messages (a lease's journal: a row or two per file)
-    with one commit instead of one per statement. Other threads on the same shared connection
-    see the rows at once; other connections after the commit (the daemon's barrier waits for it)."""
-    if getattr(_grouping, "dbs", None) is not None:
-        yield
-        return
-    dbs: list[_Db] = []
-    _grouping.dbs = dbs
-    try:
-        yield
-    finally:
-        _grouping.dbs = None
-        for db in dbs:
-            db.commit()
+class CommitGroup:
+    """From now until :meth:`close`, the shared stores this thread uses join one transaction
+    each, committed at the close: the daemon applies a burst of kernel32's messages (a lease's
+    journal: a row or two per file) with one commit instead of one per statement. Other threads
+    on the same shared connection see the rows at once; other connections after the commit (the
+    daemon's barrier waits for it). A group opened inside another one leaves it to the outer."""
+
+    def __init__(self) -> None:
+        self._dbs: Optional[list[_Db]] = None
+        if getattr(_grouping, "dbs", None) is None:
+            self._dbs = _grouping.dbs = []
+
+    def close(self) -> None:
+        if self._dbs is not None:
+            _grouping.dbs = None
+            for db in self._dbs:
+                db.commit()
+            self._dbs = None
 
 
 def open_view(path: Union[Path, bytes, str]) -> NtfsStore:

@@ -818,6 +818,10 @@ class WinFs:
         except OSError as exc:
             log.warning("deleting %s: %s", rel_from_host(host), exc)
             return
+        self._forget_entry(host, directory)
+
+    def _forget_entry(self, host: bytes, directory: bool) -> None:
+        """An entry is gone from the host: so is what we kept of it."""
         if directory:
             ntfs.forget_locations()
         ntfs.shared_view(host, directory).remove("", recursive=directory)
@@ -870,19 +874,19 @@ class WinFs:
             raise Fail(ERROR_ALREADY_EXISTS, f"{res.name} exists") from None
         except (FileNotFoundError, NotADirectoryError):
             raise Fail(ERROR_PATH_NOT_FOUND, f"the folder of {res.name} does not exist") from None
-        self._added(res.parent, os.path.basename(res.host))
         db, _prefix = ntfs.locate(res.parent)
         if db.parent == self.root or db.name == "outside-ntfs.db":
             # A new tree (a layer or a staging folder) keeps its metadata at its own root.
             open(res.host + b"/" + ntfs.STORE_NAME.encode(), "ab").close()
             ntfs.forget_locations()
-        ntfs.shared_view(res.host).remove("")
+        self.folder_made(res.host)
         return res.host
 
     # -- what kernel32 did in a leased folder (see leases.py) -------------------------------------------
 
-    def leased_mkdir(self, host: bytes) -> None:
-        """kernel32 made folder ``host`` itself: what create_directory does after the mkdir."""
+    def folder_made(self, host: bytes) -> None:
+        """Folder ``host`` was just made (by create_directory, or by kernel32 in a lease): its
+        name is noted, and what an earlier folder of that name left is forgotten."""
         self._added(os.path.dirname(host), os.path.basename(host))
         ntfs.shared_view(host).remove("")
 
@@ -921,11 +925,8 @@ class WinFs:
         itself holds the simulator's store) is removed here."""
         if directory and os.path.lexists(host):
             self._delete_now(host, True)
-            return
-        if directory:
-            ntfs.forget_locations()
-        ntfs.shared_view(host, directory).remove("", recursive=directory)
-        self._removed(os.path.dirname(host), os.path.basename(host))
+        else:
+            self._forget_entry(host, directory)
 
     def create_hard_link(self, pid: int, new: Optional[str], existing: Optional[str]) -> None:
         target, target_st = self._existing(existing)

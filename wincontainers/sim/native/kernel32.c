@@ -351,6 +351,12 @@ typedef struct {
 
 static char TOMB[1];
 
+/* Names made in a lease: open addressing on the lower-case key. */
+typedef struct {
+    lease_name *cells;
+    size_t cap, used; /* used: cells with a key or a tombstone */
+} name_table;
+
 typedef struct lease {
     uint64_t id;
     pid_t pid;
@@ -359,8 +365,7 @@ typedef struct lease {
     char *host;
     uint8_t *page;
     pthread_mutex_t lock; /* names, slots, refs */
-    lease_name *names;
-    size_t cap, used; /* used: cells with a key or a tombstone */
+    name_table names;
     uint32_t next_handle;
     uint32_t generation; /* of the names: the page's moves on when an HCS call filled the folder */
     int refs;            /* the table's and each open local handle's */
@@ -377,10 +382,23 @@ static int dir_has_children(int fd);
 static lease_head *head_of(lease *l) { return (lease_head *)l->page; }
 static lease_slot *slot_of(lease *l, int i) { return (lease_slot *)(l->page + sizeof(lease_head)) + i; }
 
+static int table_init(name_table *t, size_t cap) {
+    t->cells = calloc(cap, sizeof *t->cells);
+    t->cap = t->cells ? cap : 0;
+    t->used = 0;
+    return t->cells != NULL;
+}
+
+static void table_free(name_table *t) {
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->cells[i].key != TOMB) free(t->cells[i].key);
+    free(t->cells);
+    t->cells = NULL;
+    t->cap = t->used = 0;
+}
+
 static void lease_free(lease *l) {
-    for (size_t i = 0; i < l->cap; i++)
-        if (l->names[i].key != TOMB) free(l->names[i].key);
-    free(l->names);
+    table_free(&l->names);
     free(l->prefix);
     free(l->host);
     if (l->page) munmap(l->page, LEASE_PAGE);
@@ -402,52 +420,49 @@ static void lease_drop_locked(int i) {
     if (l) lease_release(l);
 }
 
+/* ASCII lower case: the case Windows ignores in the names kept here (only ASCII ones are). */
+static char fold(unsigned c) { return (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); }
+
 static uint64_t fnv(const char *s) {
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
     return h;
 }
 
-/* The cell holding ``key``, or NULL; l->lock held. */
-static lease_name *name_find(lease *l, const char *key) {
-    size_t mask = l->cap - 1, i = (size_t)fnv(key) & mask;
-    for (; l->names[i].key; i = (i + 1) & mask)
-        if (l->names[i].key != TOMB && !strcmp(l->names[i].key, key)) return &l->names[i];
+/* The cell holding ``key``, or NULL (the lease's lock held for its table). */
+static lease_name *name_find(const name_table *t, const char *key) {
+    size_t mask = t->cap - 1, i = (size_t)fnv(key) & mask;
+    for (; t->cells[i].key; i = (i + 1) & mask)
+        if (t->cells[i].key != TOMB && !strcmp(t->cells[i].key, key)) return &t->cells[i];
     return NULL;
 }
 
-static void name_put(lease_name *cells, size_t cap, lease_name *n) {
-    size_t mask = cap - 1, i = (size_t)fnv(n->key) & mask;
-    while (cells[i].key) i = (i + 1) & mask;
-    cells[i] = *n;
-}
-
-/* A new entry ``key`` (absent); l->lock held. */
-static lease_name *name_add(lease *l, const char *key, int dir) {
-    if ((l->used + 1) * 2 > l->cap) {
-        size_t cap = l->cap * 2, live = 0;
-        lease_name *fresh = calloc(cap, sizeof *fresh);
-        if (!fresh) return NULL;
-        for (size_t i = 0; i < l->cap; i++)
-            if (l->names[i].key && l->names[i].key != TOMB) {
-                name_put(fresh, cap, &l->names[i]);
-                live++;
-            }
-        free(l->names);
-        l->names = fresh;
-        l->cap = cap;
-        l->used = live;
+/* A new entry ``key`` (absent), growing the table at half full. */
+static lease_name *name_add(name_table *t, const char *key, int dir) {
+    if ((t->used + 1) * 2 > t->cap) {
+        name_table grown;
+        if (!table_init(&grown, t->cap * 2)) return NULL;
+        size_t mask = grown.cap - 1;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->cells[i].key || t->cells[i].key == TOMB) continue;
+            size_t j = (size_t)fnv(t->cells[i].key) & mask;
+            while (grown.cells[j].key) j = (j + 1) & mask;
+            grown.cells[j] = t->cells[i];
+            grown.used++;
+        }
+        free(t->cells);
+        *t = grown;
     }
     lease_name n;
     memset(&n, 0, sizeof n);
     n.key = strdup(key);
     if (!n.key) return NULL;
     n.dir = (uint8_t)dir;
-    size_t mask = l->cap - 1, i = (size_t)fnv(key) & mask;
-    while (l->names[i].key && l->names[i].key != TOMB) i = (i + 1) & mask;
-    if (!l->names[i].key) l->used++;
-    l->names[i] = n;
-    return &l->names[i];
+    size_t mask = t->cap - 1, i = (size_t)fnv(key) & mask;
+    while (t->cells[i].key && t->cells[i].key != TOMB) i = (i + 1) & mask;
+    if (!t->cells[i].key) t->used++;
+    t->cells[i] = n;
+    return &t->cells[i];
 }
 
 static void name_remove(lease_name *n) {
@@ -528,7 +543,7 @@ static lease *lease_for(PCWSTR path, char *rel, char *key) {
     for (; path[n]; n++) {
         if (n + 1 >= LEASE_PATH_MAX || path[n] >= 0x7F || path[n] < 0x20) return NULL;
         text[n] = (char)path[n];
-        lower[n] = (char)(path[n] >= 'A' && path[n] <= 'Z' ? path[n] + 32 : path[n]);
+        lower[n] = fold(path[n]);
     }
     text[n] = lower[n] = 0;
     pid_t me = lease_pid;
@@ -567,7 +582,7 @@ static int parent_known(lease *l, const char *key) {
     size_t n = cut ? (size_t)(cut - key) : 0;
     memcpy(parent, key, n);
     parent[n] = 0;
-    lease_name *p = name_find(l, parent);
+    lease_name *p = name_find(&l->names, parent);
     return p && p->dir;
 }
 
@@ -585,10 +600,10 @@ static int lease_mkdir(PCWSTR path, BOOL *ok) {
     int done = 0;
     if (*key && lease_enter(l)) {
         pthread_mutex_lock(&l->lock);
-        if (!name_find(l, key) && parent_known(l, key)) {
+        if (!name_find(&l->names, key) && parent_known(l, key)) {
             host_path(l, rel, host, sizeof host);
             if (mkdir(host, 0755) == 0) {
-                if (name_add(l, key, 1) && journal("LeaseMkdir", l->id, rel, 1, NULL, NULL) == 0)
+                if (name_add(&l->names, key, 1) && journal("LeaseMkdir", l->id, rel, 1, NULL, NULL) == 0)
                     done = 1;
                 else
                     rmdir(host);
@@ -640,7 +655,7 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
     k32_obj *o = calloc(1, sizeof *o);
     if (o && lease_enter(l)) {
         pthread_mutex_lock(&l->lock);
-        lease_name *n = name_find(l, key);
+        lease_name *n = name_find(&l->names, key);
         int slot = -1;
         for (int i = 0; i < LEASE_SLOTS && slot < 0; i++)
             if (!slot_of(l, i)->id) slot = i;
@@ -661,7 +676,7 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
                 close(fd);
                 fd = p;
             }
-            if (fd >= 0 && !(n = name_add(l, key, 0))) {
+            if (fd >= 0 && !(n = name_add(&l->names, key, 0))) {
                 close(fd);
                 unlink(host);
                 fd = -1;
@@ -811,9 +826,9 @@ static int lease_find(PCWSTR pattern, int directories_only, uint8_t **blob, uint
     if (cut && lease_enter(l)) {
         pthread_mutex_lock(&l->lock);
         host_path(l, rel, host, sizeof host);
-        lease_name *self = name_find(l, key);
+        lease_name *self = name_find(&l->names, key);
         *cut = 0;
-        lease_name *parent = name_find(l, key);
+        lease_name *parent = name_find(&l->names, key);
         *cut = '\\';
         struct stat st, pst;
         char parent_host[LEASE_PATH_MAX + 512];
@@ -840,13 +855,13 @@ static int lease_find(PCWSTR pattern, int directories_only, uint8_t **blob, uint
             for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char)name[i];
                 if (c >= 0x7F || c < 0x20) ok = 0; /* a name this table cannot hold: the daemon lists */
-                child[klen + 1 + i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+                child[klen + 1 + i] = fold(c);
             }
             child[klen + 1 + n] = 0;
             struct stat cst;
             found_entry e;
             if (!ok || fstatat(dirfd(dir), name, &cst, AT_SYMLINK_NOFOLLOW) ||
-                !found_of(name_find(l, child), &cst, NULL, &e)) {
+                !found_of(name_find(&l->names, child), &cst, NULL, &e)) {
                 ok = 0;
                 break;
             }
@@ -941,12 +956,12 @@ static int lease_close(k32_obj *o, const FILE_BASIC_INFO *b) {
     if (!lease_enter(l)) return 0;
     char key[LEASE_REL_MAX], host[LEASE_PATH_MAX + 512];
     size_t i = 0;
-    for (; o->rel[i] && i + 1 < sizeof key; i++) key[i] = (char)(o->rel[i] >= 'A' && o->rel[i] <= 'Z' ? o->rel[i] + 32 : o->rel[i]);
+    for (; o->rel[i] && i + 1 < sizeof key; i++) key[i] = fold((unsigned char)o->rel[i]);
     key[i] = 0;
     host_path(l, o->rel, host, sizeof host);
     int ends = 0;
     pthread_mutex_lock(&l->lock);
-    lease_name *n = name_find(l, key);
+    lease_name *n = name_find(&l->names, key);
     if (o->delete_pending || o->delete_on_close) {
         /* it goes now; a folder that still holds the simulator's own files (the leased folder
          * keeps its metadata store) is removed by the daemon */
@@ -1028,89 +1043,49 @@ static int lease_refresh(lease *l) {
         return -1;
     }
     end = p + n;
-    size_t cap = 64;
-    while (cap < (size_t)n / 8) cap *= 2; /* an entry is some 50 bytes: at most half full */
-    lease_name *fresh = calloc(cap, sizeof *fresh);
-    int ok = fresh != NULL;
-    size_t used = 0;
+    name_table fresh;
+    int ok = table_init(&fresh, 64) && name_add(&fresh, "", 1); /* the folder itself */
     while (ok && p < end) {
         uint16_t len;
+        char key[LEASE_REL_MAX];
         if (end - p < 2) {
             ok = 0;
             break;
         }
         memcpy(&len, p, 2);
         p += 2;
-        if ((size_t)(end - p) < (size_t)len + 39 || len >= LEASE_REL_MAX) {
+        if ((size_t)(end - p) < (size_t)len + 39 || len >= LEASE_REL_MAX) { /* name, then the entry */
             ok = 0;
             break;
         }
-        lease_name e;
-        memset(&e, 0, sizeof e);
-        e.key = malloc((size_t)len + 1);
-        if (!e.key) {
-            ok = 0;
-            break;
-        }
-        for (uint16_t i = 0; i < len; i++) e.key[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
-        e.key[len] = 0;
+        for (uint16_t i = 0; i < len; i++) key[i] = fold(p[i]);
+        key[len] = 0;
         p += len;
-        e.dir = p[0];
-        memcpy(&e.attributes, p + 1, 4);
-        memcpy(e.time, p + 5, 32);
-        e.has_sd = p[37];
-        e.reparse = p[38];
-        p += 39;
-        e.has_attributes = 1;
-        e.times = TIMES_KNOWN;
-        if ((used + 2) * 2 > cap) { /* the estimate was short: grow */
-            lease_name *bigger = calloc(cap * 2, sizeof *bigger);
-            if (!bigger) {
-                free(e.key);
-                ok = 0;
-                break;
-            }
-            for (size_t i = 0; i < cap; i++)
-                if (fresh[i].key) name_put(bigger, cap * 2, &fresh[i]);
-            free(fresh);
-            fresh = bigger;
-            cap *= 2;
+        lease_name *e = name_add(&fresh, key, p[0]);
+        if (!e) {
+            ok = 0;
+            break;
         }
-        name_put(fresh, cap, &e);
-        used++;
+        memcpy(&e->attributes, p + 1, 4);
+        memcpy(e->time, p + 5, 32);
+        e->has_sd = p[37];
+        e->reparse = p[38];
+        e->has_attributes = 1;
+        e->times = TIMES_KNOWN;
+        p += 39;
     }
     wc_reply_free(&r);
-    if (ok) { /* the folder itself */
-        lease_name root;
-        memset(&root, 0, sizeof root);
-        root.key = strdup("");
-        root.dir = 1;
-        ok = root.key != NULL;
-        if (ok) {
-            name_put(fresh, cap, &root);
-            used++;
-        }
-    }
     if (!ok) {
-        if (fresh)
-            for (size_t i = 0; i < cap; i++) free(fresh[i].key);
-        free(fresh);
+        table_free(&fresh);
         return -1;
     }
     pthread_mutex_lock(&l->lock);
-    for (size_t i = 0; i < l->cap; i++) { /* handles open here keep counting */
-        lease_name *old = &l->names[i];
-        if (!old->key || old->key == TOMB || !old->opens) continue;
-        size_t mask = cap - 1, j = (size_t)fnv(old->key) & mask;
-        while (fresh[j].key && strcmp(fresh[j].key, old->key)) j = (j + 1) & mask;
-        if (fresh[j].key) fresh[j].opens = old->opens;
+    for (size_t i = 0; i < l->names.cap; i++) { /* handles open here keep counting */
+        lease_name *old = &l->names.cells[i], *now;
+        if (old->key && old->key != TOMB && old->opens && (now = name_find(&fresh, old->key))) now->opens = old->opens;
     }
-    for (size_t i = 0; i < l->cap; i++)
-        if (l->names[i].key != TOMB) free(l->names[i].key);
-    free(l->names);
+    table_free(&l->names);
     l->names = fresh;
-    l->cap = cap;
-    l->used = used;
     __atomic_store_n(&l->generation, (uint32_t)generation, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&l->lock);
     return 0;
@@ -1129,8 +1104,7 @@ static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
     l->id = id;
     l->pid = lease_pid;
     l->refs = 1;
-    l->cap = 64;
-    l->names = calloc(l->cap, sizeof *l->names);
+    table_init(&l->names, 64);
     size_t n = wc_wcslen(path);
     while (n && path[n - 1] == '\\') n--;
     l->prefix = malloc(n + 1);
@@ -1139,16 +1113,16 @@ static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
     close(page_fd);
     page_fd = -1;
     if (page != MAP_FAILED) l->page = page;
-    if (!l->names || !l->prefix || !l->host || !l->page) {
+    if (!l->names.cells || !l->prefix || !l->host || !l->page) {
         lease_free(l);
         goto back;
     }
-    for (size_t i = 0; i < n; i++) l->prefix[i] = (char)(path[i] >= 'A' && path[i] <= 'Z' ? path[i] + 32 : path[i]);
+    for (size_t i = 0; i < n; i++) l->prefix[i] = fold(path[i]);
     l->prefix[n] = 0;
     l->prefix_len = n;
     memcpy(l->host, host, host_len);
     l->host[host_len] = 0;
-    if (!name_add(l, "", 1)) { /* the folder itself: made by the daemon, nothing stored for it */
+    if (!name_add(&l->names, "", 1)) { /* the folder itself: made by the daemon, nothing stored for it */
         lease_free(l);
         goto back;
     }

@@ -66,6 +66,7 @@ _PATH_ARGS = {
 _READS = frozenset({"FindFirstFileExW", "GetFileAttributesW"})
 #: what kernel32 tells one-way of its work in a leased folder
 _JOURNAL = frozenset({"LeaseMkdir", "LeaseClose", "LeaseDelete"})
+_JOURNAL_NAP = 0.002  # seconds a lease's journal connection waits for more entries after a burst
 #: HCS calls' arguments they only read (ImportLayer's source folder), and those they fill before
 #: they return (ExportLayer's folder): see leases.py
 _HCS_READS = {"ImportLayer": frozenset({2}), "HcsImportLayer": frozenset({1})}
@@ -120,6 +121,8 @@ class Connection:
         self.consumed = 0
         self.done = 0
         self.in_barrier = False
+        #: set by a barrier to end a lease journal's nap early (see serve)
+        self.wake = threading.Event()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -210,10 +213,17 @@ class Connection:
                     # Barriers count what was taken off the socket: take it under the lock, once
                     # it is there. kernel32 calls come in bursts: look for the next one a little
                     # before sleeping (a wake-up costs more than the call on a virtual machine).
-                    # Nobody waits for a lease's journal: its connection just sleeps.
-                    deadline = time.perf_counter() + (0.0 if journaling else 0.0002)
-                    while not poller.poll(0) and time.perf_counter() < deadline:
-                        pass
+                    # Nobody waits for a lease's journal: after a burst its connection naps
+                    # (a barrier wakes it), so the next entries pile up on the socket and are
+                    # applied together, and the sender wakes nobody (a wake-up per entry cost
+                    # the client more than the entry). When a nap finds nothing, it sleeps.
+                    if journaling:
+                        self.wake.wait(_JOURNAL_NAP)
+                        self.wake.clear()
+                    else:
+                        deadline = time.perf_counter() + 0.0002
+                        while not poller.poll(0) and time.perf_counter() < deadline:
+                            pass
                     poller.poll()
                     with self.io_lock:
                         alive = receiver.fill()
@@ -524,6 +534,7 @@ class Daemon:
         try:
             deadline = time.monotonic() + timeout
             for conn in others:
+                conn.wake.set()
                 with conn.io_lock:
                     try:
                         queued = struct.unpack("i", fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]

@@ -971,7 +971,10 @@ static int lease_close(k32_obj *o, const FILE_BASIC_INFO *b) {
             ends = !*key;
         }
     } else {
-        journal("LeaseClose", l->id, o->rel, 0, o, b);
+        /* a handle that made nothing and changed nothing leaves the daemon nothing to store
+         * (WinFs.leased_close): it is not journaled */
+        if (o->created || o->basic_set || o->wrote || o->security || o->eas || o->reparse || o->streams)
+            journal("LeaseClose", l->id, o->rel, 0, o, b);
         if (n) {
             if (n->opens) n->opens--;
             note_close(n, o);

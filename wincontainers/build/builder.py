@@ -25,7 +25,7 @@ import attrs
 
 from wincontainers import errors
 from wincontainers.build.commit import commit_layer
-from wincontainers.build.context import BuildContext, DockerIgnore
+from wincontainers.build.context import BuildContext, DockerIgnore, open_no_follow
 from wincontainers.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from wincontainers.build.instructions import (
     DEFAULT_SHELL,
@@ -447,7 +447,9 @@ class _Builder:
         if command.from_stage is None:
             for source in command.sources:
                 for path in self.context.expand(source):
-                    out.append(_Source("dir" if path.is_dir() else "file", path.name, path=path,
+                    # ADD unpacks an archive it reaches inside the context, never through a link out
+                    local = path.resolve() if self.context.follows(path) else None
+                    out.append(_Source("dir" if self.context.is_folder(path) else "file", path.name, path=local,
                                        entries=context_entries(self.context.sources(path))))
             yield out
             return
@@ -519,8 +521,9 @@ def _windows(path: PurePosixPath) -> str:
 
 def _is_archive(path: Path) -> bool:
     try:
-        return tarfile.is_tarfile(path)
-    except OSError:
+        with open_no_follow(path) as f:
+            return tarfile.is_tarfile(f)  # type: ignore[arg-type]
+    except (OSError, errors.BadInput):
         return False
 
 

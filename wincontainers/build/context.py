@@ -13,13 +13,13 @@ import posixpath
 import re
 import stat
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence
 
 import attrs
 
 from wincontainers import errors
 
-__all__ = ["DockerIgnore", "BuildContext", "ContextSource"]
+__all__ = ["DockerIgnore", "BuildContext", "ContextSource", "open_no_follow"]
 
 
 def _pattern_regex(pattern: str) -> "re.Pattern[str]":
@@ -93,6 +93,17 @@ class DockerIgnore:
         return matched
 
 
+def open_no_follow(path: Path) -> IO[bytes]:
+    """Open a context file for reading; a link swapped in since it was listed is refused
+    (``O_NOFOLLOW`` where the system has it), not followed out of the context."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise errors.BadInput(f"cannot read {path.name} of the build context: {exc.strerror}") from None
+    return os.fdopen(fd, "rb")
+
+
 @attrs.frozen
 class ContextSource:
     """One file or directory to copy: its path on disk and where it goes (relative)."""
@@ -117,13 +128,35 @@ class BuildContext:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def _contains(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
     def _inside(self, source: str) -> Path:
+        """The context path a source names: ``..`` stops at the root (as BuildKit does), a
+        folder on the way may be a link only when it stays inside, and a last component that is
+        a link is returned as it is (:meth:`follows` says whether copying goes through it)."""
         cleaned = posixpath.normpath("/" + source.replace("\\", "/")).lstrip("/")
         candidate = (self.root / cleaned) if cleaned not in ("", ".") else self.root
-        resolved = candidate.resolve()
-        if resolved != self.root and self.root not in resolved.parents:
-            raise errors.BadInput(f"COPY source {source!r} is outside the build context")
+        if not self._contains(candidate.parent.resolve()) and candidate != self.root:
+            raise errors.BadInput(f"COPY source {source!r} is outside the build context (a link on its way "
+                                  "leads out of it)")
         return candidate
+
+    def follows(self, path: Path) -> bool:
+        """Whether copying the context path ``path`` copies what it points to: yes for anything
+        but a link, and for a link whose target is inside the context; a link that leads out of
+        it (or nowhere) is copied as the link itself, never followed."""
+        if not path.is_symlink():
+            return True
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # dangling, or a loop
+            return False
+        return self._contains(resolved)
+
+    def is_folder(self, path: Path) -> bool:
+        """Whether a context path is copied as a folder (its contents)."""
+        return self.follows(path) and path.is_dir()
 
     def expand(self, source: str) -> list[Path]:
         """The context paths a source names (wildcards allowed); none is an error."""
@@ -136,9 +169,10 @@ class BuildContext:
             return sorted(found)
         path = self._inside(source)
         rel = self._rel(path) if path != self.root else ""
-        if not path.exists() or (rel and self.ignore.excluded(rel)):
+        present = path.is_symlink() or path.exists()
+        if not present or (rel and self.ignore.excluded(rel)):
             raise errors.BadInput(f"COPY source {source!r}: not found in the build context"
-                                  + (" (excluded by .dockerignore)" if path.exists() else ""))
+                                  + (" (excluded by .dockerignore)" if present else ""))
         return [path]
 
     def _walk(self, top: Path) -> Iterator[Path]:
@@ -165,11 +199,11 @@ class BuildContext:
     def sources(self, path: Path) -> list[ContextSource]:
         """What copying ``path`` copies: the file, or a directory's contents (not the directory
         itself), in a fixed order, .dockerignore applied."""
-        if not path.is_dir():
+        if not self.is_folder(path):
             return [ContextSource(path, path.name, False)]
         out = []
-        for item in self._walk(path):
-            out.append(ContextSource(item, item.relative_to(path).as_posix(), item.is_dir()))
+        for item in self._walk(path):  # links below it are listed, never walked into
+            out.append(ContextSource(item, item.relative_to(path).as_posix(), item.is_dir() and not item.is_symlink()))
         return out
 
     def digest(self, paths: Sequence[Path]) -> str:
@@ -180,7 +214,7 @@ class BuildContext:
                 st = source.path.lstat()
                 sha.update(f"{source.target}\0{stat.S_IFMT(st.st_mode)}\0{st.st_size}\0".encode())
                 if stat.S_ISREG(st.st_mode):
-                    with open(source.path, "rb") as f:
+                    with open_no_follow(source.path) as f:
                         while chunk := f.read(1 << 20):
                             sha.update(chunk)
                 sha.update(b"\n")

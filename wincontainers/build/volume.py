@@ -21,7 +21,7 @@ import attrs
 from wincontainers import errors
 from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder
-from wincontainers.build.context import ContextSource
+from wincontainers.build.context import ContextSource, open_no_follow
 from wincontainers.layerfile.backup import BackupReader, StreamId
 from wincontainers.layerfile.reparse import ReparseError, decode_reparse
 from wincontainers.layerfile.times import unix_ns_to_filetime
@@ -52,7 +52,7 @@ def context_entries(sources: list[ContextSource]) -> list[CopyEntry]:
             out.append(CopyEntry(source.target, True))
         else:
             path = source.path
-            out.append(CopyEntry(source.target, False, open=lambda p=path: open(p, "rb"),  # type: ignore[misc]
+            out.append(CopyEntry(source.target, False, open=lambda p=path: open_no_follow(p),  # type: ignore[misc]
                                  write_time=when))
     return out
 
@@ -109,7 +109,7 @@ class Volume:
     def extract(self, archive: Path, into: PurePosixPath) -> None:
         """ADD of a local tar (plain, gzip, bzip2, xz): regular files and folders, nothing outside."""
         self.makedirs(into)
-        with tarfile.open(archive) as tar:
+        with open_no_follow(archive) as raw, tarfile.open(fileobj=raw) as tar:
             for member in tar:
                 name = member.name.replace("\\", "/")
                 parts = [p for p in name.split("/") if p not in ("", ".")]

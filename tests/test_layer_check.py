@@ -68,3 +68,69 @@ def test_unreadable_input_is_a_finding_not_a_crash(tmp_path) -> None:  # type: i
     report = check_layer(junk)
     assert report.rules() == {"malformed-tar"} and not report.ok
     assert json.loads(report.dumps())["errors"] == 1
+
+
+def _chained_pax(count: int, record_size: int, typeflag: str = "x") -> bytes:
+    """``count`` extended headers in a row before one file, each with its own keys."""
+    from tests.hostile_layers import files_dir, raw_file
+    from wincontainers.layerfile.tarstream import BLOCK, header_block, pax_record
+
+    out = [files_dir()]
+    for i in range(count):
+        body = pax_record(f"WINCONTAINERS.pad{i}", "v" * record_size)
+        out.append(header_block(name="", typeflag=typeflag, size=len(body), raw_name=b"PaxHeaders.0/x"))
+        out.append(body + b"\0" * ((-len(body)) % BLOCK))
+    out.append(raw_file(b"Files/x"))
+    return b"".join(out) + b"\0" * (2 * BLOCK)
+
+
+@pytest.mark.parametrize("typeflag", ["x", "g"], ids=["per-entry", "global"])
+def test_chained_extended_headers_add_up_to_one_limit(typeflag: str) -> None:
+    """Each header under 1 MiB, together over it: refused, not accumulated in memory."""
+    import tracemalloc
+
+    data = _chained_pax(4, 400_000, typeflag)
+    tracemalloc.start()
+    try:
+        report = check_layer(io.BytesIO(data))
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "malformed-tar" in report.rules(), report.summary()
+    assert "limit" in report.summary()
+    assert peak < 8 << 20
+    assert check_layer(io.BytesIO(_chained_pax(2, 400_000, typeflag))).rules() & {"malformed-tar"} == set()
+
+
+def test_entry_count_and_size_limits_can_be_raised() -> None:
+    from tests.hostile_layers import layer, _f
+    from wincontainers.layerfile import TarLimits
+
+    many = layer(*[_f(f"Files/f{i}", b"") for i in range(300)])
+    tight = TarLimits(max_entries=200)
+    report = check_layer(io.BytesIO(many), limits=tight)
+    assert "malformed-tar" in report.rules() and "more than 200 entries" in report.summary()
+    assert check_layer(io.BytesIO(many), limits=TarLimits(max_entries=400)).ok
+    big = layer(_f("Files/big", b"x" * 100_000))
+    report = check_layer(io.BytesIO(big), limits=TarLimits(max_total_size=50_000))
+    assert "malformed-tar" in report.rules() and "larger than 50000 bytes" in report.summary()
+    assert check_layer(io.BytesIO(big)).ok
+    with pytest.raises(ValueError):
+        TarLimits(max_entries=0)
+
+
+def test_the_cli_takes_the_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.hostile_layers import layer, _f
+
+    path = tmp_path / "many.tar"
+    path.write_bytes(layer(*[_f(f"Files/f{i}", b"") for i in range(30)]))
+    run = subprocess.run([sys.executable, "-m", "wincontainers", "layer", "check", "--max-entries", "10", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1 and "more than 10 entries" in run.stdout, (run.stdout, run.stderr)
+    run = subprocess.run([sys.executable, "-m", "wincontainers", "layer", "check", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, (run.stdout, run.stderr)

@@ -24,6 +24,7 @@ from wincontainers import Host, errors
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerReader, LayerWriter, check_layer
 from wincontainers.layerfile.security import SecurityDescriptor
 from wincontainers.layers import ExportRefused, LayerRejected
+from wincontainers.layers.checked import CONTAINMENT_RULES
 from wincontainers.sim.control import SimulatedHost
 from tests.hostile_layers import blog_layer, corpus
 
@@ -212,8 +213,8 @@ def listing(root: Path) -> list[tuple[str, int]]:
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = os.path.join(folder, name)
-            if name == "daemon.log" or "sock" in name:
-                continue
+            if name == "daemon.log" or "sock" in name or name.endswith((".db-wal", ".db-shm")):
+                continue  # the simulator's own log, socket and metadata journal
             out.append((os.path.relpath(path, root), os.lstat(path).st_size if name in files else -1))
     return sorted(out)
 
@@ -288,7 +289,7 @@ def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
 # -- refusing bad layers before touching the host ----------------------------------------------
 
 
-def test_every_hostile_tar_is_refused_and_nothing_is_written(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+def test_every_hostile_tar_is_refused_and_nothing_is_left(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     base = host.layers.import_tar(io.BytesIO(base_layer()))
     try:
         refused = 0
@@ -309,11 +310,74 @@ def test_every_hostile_tar_is_refused_and_nothing_is_written(host: Host, sim: Si
                 refused += 1
             else:
                 raise AssertionError(f"{case.id}: imported")
-            assert sim.calls() == [] or set(sim.calls()) <= {"NameToGuid"}, (case.id, sim.calls())
-            assert listing(sim.root) == before, f"{case.id}: the import wrote to the host"
+            # checked while read: refused before any layer call but the clean-up's
+            assert set(sim.calls()) <= {"NameToGuid", "DestroyLayer", "HcsDestroyLayer"}, (case.id, sim.calls())
+            assert listing(sim.root) == before, f"{case.id}: the import left something on the host"
         assert refused >= 30
     finally:
         host.layers.destroy(base)
+
+
+CONTAINED = [c for c in corpus() if c.severity == "error" and c.rule in CONTAINMENT_RULES]
+
+
+def test_no_check_still_keeps_every_write_inside_the_layer(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+    """``check=False`` skips the report, never the containment: every escape is refused."""
+    assert len(CONTAINED) >= 12
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    try:
+        for case in CONTAINED:
+            source = tmp_path / f"{case.id}.tar"
+            source.write_bytes(case.tar)
+            as_base = bool(case.check.get("base"))
+            before = listing(sim.root)
+            with pytest.raises(LayerRejected) as info:
+                host.layers.import_tar(source, parents=[] if as_base else [base], base=as_base, check=False)
+            assert case.rule in {f.rule for f in info.value.report.errors}, (case.id, info.value.report.summary())
+            assert {f.rule for f in info.value.report.errors} <= CONTAINMENT_RULES, case.id
+            assert listing(sim.root) == before, f"{case.id}: the import left something on the host"
+    finally:
+        host.layers.destroy(base)
+
+
+def _escaping_layer() -> bytes:
+    """A junction to C:\\ and a file written through it: outside the layer, unless checked."""
+    return tar_of([(LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10), None),
+                   (LayerEntry("Files/l", EntryKind.JUNCTION, attributes=0x410, link_target="C:\\"), None),
+                   (LayerEntry("Files/l/escaped.txt", EntryKind.FILE, size=4, attributes=0x20), b"evil"),
+                   (LayerEntry("Hives", EntryKind.DIRECTORY, attributes=0x10), None)])
+
+
+@pytest.mark.parametrize("as_base", [True, False], ids=["base", "diff"])
+def test_a_tar_swapped_during_the_import_is_never_read(host: Host, sim: SimulatedHost, tmp_path: Path,
+                                                        as_base: bool) -> None:
+    """The source is opened once: replacing the file at its path once the import has started
+    (formerly: between the check and the import) changes nothing of what is imported."""
+    good = base_layer()
+    source = tmp_path / "layer.tar"
+    source.write_bytes(good)
+    swapped = []
+
+    def swap(folder: Path) -> None:
+        replacement = tmp_path / "evil.tar"
+        replacement.write_bytes(_escaping_layer())
+        os.replace(replacement, source)
+        swapped.append(folder)
+
+    parents = [] if as_base else [host.layers.import_tar(io.BytesIO(base_layer()))]
+    before = {p for p, _ in listing(sim.root)}
+    layer = host.layers.import_tar(source, parents=parents, base=as_base, on_folder=swap)
+    try:
+        assert swapped, "the import told where its folder goes"
+        assert layer.diff_id == "sha256:" + hashlib.sha256(good).hexdigest()
+        grown = {p for p, _ in listing(sim.root)} - before
+        assert not any(p.endswith("escaped.txt") for p in grown), grown
+        ids = [layer.id] + [p.id for p in parents]
+        assert all(any(i in p for i in ids) for p in grown), grown  # the layers' folders and records only
+    finally:
+        host.layers.destroy(layer)
+        for parent in parents:
+            host.layers.destroy(parent)
 
 
 def test_the_blogs_layer_is_refused_naming_each_file(host: Host, tmp_path: Path) -> None:

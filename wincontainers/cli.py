@@ -15,12 +15,15 @@ import shutil
 import sys
 import threading
 import time
-from typing import IO, Callable, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers.container import Container, parse_env_list
 from wincontainers.host import Host
 from wincontainers.process import list2cmdline, stream_sink
+
+if TYPE_CHECKING:
+    from wincontainers.layerfile import TarLimits
 
 __all__ = ["main", "build_parser"]
 
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     limp.add_argument("--parent", action="append", default=[], metavar="L",
                       help="parent layer (id or folder), nearest first; repeat for the chain")
     limp.add_argument("--base", action="store_true", help="import as a base layer")
-    limp.add_argument("--no-check", action="store_true", help="skip the check (vmcompute will say the rest)")
+    limp.add_argument("--no-check", action="store_true",
+                      help="skip the report (what would write outside the layer is still refused)")
+    _limit_arguments(limp)
     limp.add_argument("file")
     lexp = lsub.add_parser("export", help="export a layer (a container's sandbox: its changes) as a tar")
     lexp.add_argument("--compression", choices=("none", "gzip", "zstd"), default="none")
@@ -104,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     lchk.add_argument("--parent", action="append", default=[], metavar="DIR",
                       help="parent layer folder, to check hard links into it")
     lchk.add_argument("--base", action="store_true", help="check as a base layer")
+    _limit_arguments(lchk)
     lchk.add_argument("file")
     lls = lsub.add_parser("ls", help="list layers")
     lls.add_argument("-q", "--quiet", action="store_true", help="print ids only")
@@ -424,6 +430,24 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
 
 
+def _limit_arguments(parser: argparse.ArgumentParser) -> None:
+    from wincontainers.layerfile import DEFAULT_LIMITS
+
+    parser.add_argument("--max-entries", type=int, default=DEFAULT_LIMITS.max_entries, metavar="N",
+                        help=f"refuse a tar of more entries (default {DEFAULT_LIMITS.max_entries})")
+    parser.add_argument("--max-size", type=int, default=DEFAULT_LIMITS.max_total_size, metavar="BYTES",
+                        help=f"refuse a larger uncompressed tar (default {DEFAULT_LIMITS.max_total_size})")
+
+
+def _limits(args: argparse.Namespace) -> "TarLimits":
+    from wincontainers.layerfile import DEFAULT_LIMITS, TarLimits
+
+    try:
+        return TarLimits(DEFAULT_LIMITS.max_extended_header, args.max_entries, args.max_size)
+    except ValueError as exc:
+        raise errors.BadInput(str(exc)) from None
+
+
 def cmd_layer(args: argparse.Namespace) -> int:
     if args.layer_command == "check":
         return _layer_check(args)
@@ -434,7 +458,7 @@ def cmd_layer(args: argparse.Namespace) -> int:
     if args.layer_command == "import":
         try:
             layer = host.layers.import_tar(args.file, args.parent, base=True if args.base else None,
-                                           check=not args.no_check, progress=progress)
+                                           check=not args.no_check, progress=progress, limits=_limits(args))
         except LayerRejected as exc:
             for finding in exc.report.findings:
                 print(finding.line(), file=sys.stderr)
@@ -478,7 +502,8 @@ def _layer_check(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.file) or not os.access(args.file, os.R_OK):
         print(f"wincontainers: cannot read {args.file}", file=sys.stderr)
         return 2
-    report = check_layer(args.file, parents=[Path(p) for p in args.parent], base=True if args.base else None)
+    report = check_layer(args.file, parents=[Path(p) for p in args.parent], base=True if args.base else None,
+                         limits=_limits(args))
     unreadable = report.entries == 0 and report.rules() & {"malformed-tar", "bad-metadata"}
     if args.json:
         print(report.dumps())

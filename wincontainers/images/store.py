@@ -391,6 +391,10 @@ class ImageStore:
         blob: Optional[str] = None
         layer = self.host.layers.import_tar(os.fspath(source), parents=parents, base=parent is None, check=False,
                                             progress=progress, on_folder=lease.hold_folder)
+        if layer.diff_id != report.diff_id:  # the file changed after it was checked: keep nothing of it
+            self.host.layers.destroy(layer, force=True)
+            raise errors.BadInput(f"the layer tar {os.fspath(source)!r} changed while it was imported "
+                                  f"({report.diff_id[:19]} when checked, {str(layer.diff_id)[:19]} imported)")
         if keep_blob:
             blob, media = self._keep(source, report.diff_id, lease)
         record = LayerRecord(chain_id=chain, diff_id=report.diff_id, parent=parent.chain_id if parent else None,

@@ -11,6 +11,7 @@ from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.codec import LayerFormatError, LayerReader, LayerWriter, TarFormatError
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.security import SecurityDescriptor, Sid
+from wincontainers.layerfile.tarstream import DEFAULT_LIMITS, TarLimits
 from wincontainers.layerfile.validate import RULES, Finding, LayerChecker, Report, check_layer
 
 __all__ = [
@@ -27,5 +28,7 @@ __all__ = [
     "SecurityDescriptor",
     "Sid",
     "TarFormatError",
+    "TarLimits",
+    "DEFAULT_LIMITS",
     "check_layer",
 ]

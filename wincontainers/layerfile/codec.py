@@ -23,10 +23,11 @@ from wincontainers.layerfile.entry import WHITEOUT_PREFIX, EntryKind, LayerEntry
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
 from wincontainers.layerfile.tarstream import (
     BLOCK,
-    MAX_PAX_SIZE,
+    DEFAULT_LIMITS,
     EntryData,
     RawHeader,
     TarFormatError,
+    TarLimits,
     header_block,
     iter_headers,
     pax_block,
@@ -223,13 +224,13 @@ class LayerReader:
     """
 
     def __init__(self, source: Source, *, progress: Optional[Progress] = None,
-                 max_pax_size: int = MAX_PAX_SIZE) -> None:
+                 limits: TarLimits = DEFAULT_LIMITS) -> None:
         self._raw, self._owned = open_source(source)
         self._progress = progress
         self._files = 0
         stream, self.compression = decompressed(self._raw)
         self._hashing = _Hashing(stream, self._report if progress else None)
-        self._max_pax = max_pax_size
+        self._limits = limits
         self._done = False
 
     def _report(self, count: int) -> None:
@@ -247,7 +248,7 @@ class LayerReader:
             self._raw.close()
 
     def __iter__(self) -> Iterator[tuple[LayerEntry, EntryData]]:
-        for raw, data in iter_headers(self._hashing, self._max_pax):  # type: ignore[arg-type]
+        for raw, data in iter_headers(self._hashing, self._limits):  # type: ignore[arg-type]
             yield entry_from_header(raw), data
             self._files += 1
         while self._hashing.read(1 << 20):  # the rest (end blocks, padding) belongs to the diff ID

@@ -23,12 +23,37 @@ __all__ = [
     "split_ustar_path",
     "MAX_PAX_SIZE",
     "MAX_NAME_SIZE",
+    "TarLimits",
+    "DEFAULT_LIMITS",
 ]
 
 BLOCK = 512
 MAX_PAX_SIZE = 1 << 20  # Go's limit too (CVE-2022-2879)
 MAX_NAME_SIZE = 65536
 _ZERO = b"\0" * BLOCK
+
+
+@attrs.frozen
+class TarLimits:
+    """What a tar may ask of its reader; a tar beyond one is refused with :class:`TarFormatError`.
+
+    ``max_extended_header``: the PAX and GNU long-name headers of one entry together (and the
+    global PAX records), in bytes; ``max_entries``: entries in the tar; ``max_total_size``: bytes
+    of the uncompressed tar. The defaults hold the largest Windows base images several times over;
+    a caller with a larger layer passes its own.
+    """
+
+    max_extended_header: int = MAX_PAX_SIZE
+    max_entries: int = 500_000
+    max_total_size: int = 256 << 30
+
+    def __attrs_post_init__(self) -> None:
+        for field in ("max_extended_header", "max_entries", "max_total_size"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"TarLimits.{field} must be positive")
+
+
+DEFAULT_LIMITS = TarLimits()
 
 
 class TarFormatError(ValueError):
@@ -149,12 +174,14 @@ def _parse_pax(data: bytes, offset: int) -> dict[str, bytes]:
     return records
 
 
-def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[tuple[RawHeader, EntryData]]:
+def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator[tuple[RawHeader, EntryData]]:
     """Entries of a tar stream; each entry's data must be read (or skipped) before the next."""
     stream = _Stream(src)
     global_pax: dict[str, bytes] = {}
+    global_size = 0
     current: Optional[EntryData] = None
     current_size = 0
+    entries = 0
     while True:
         if current is not None:
             current.skip()
@@ -165,6 +192,7 @@ def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[t
         pax: dict[str, bytes] = dict(global_pax)
         long_name: Optional[bytes] = None
         long_link: Optional[bytes] = None
+        extended = 0  # bytes of this entry's extended headers so far: chained ones add up
         while True:
             block = stream.read(BLOCK)
             if not block or block == _ZERO:
@@ -178,9 +206,15 @@ def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[t
             if size < 0:
                 raise TarFormatError("negative entry size", stream.offset)
             if typeflag in ("x", "g", "L", "K"):
-                if size > max_pax_size:
+                if typeflag == "g":
+                    global_size += size
+                else:
+                    extended += size
+                if max(extended, global_size) > limits.max_extended_header:
                     raise TarFormatError(
-                        f"extended header of {size} bytes is larger than the {max_pax_size}-byte limit",
+                        f"extended headers of {max(extended, global_size)} bytes"
+                        f"{' (global)' if global_size > extended else ' for one entry'} are over the "
+                        f"{limits.max_extended_header}-byte limit",
                         stream.offset,
                     )
                 data = stream.read(size)
@@ -227,6 +261,12 @@ def iter_headers(src: IO[bytes], max_pax_size: int = MAX_PAX_SIZE) -> Iterator[t
             pax=pax, offset=start, header_size=stream.offset - start,
         )
         current_size = size if typeflag not in ("1", "2", "5") else 0
+        entries += 1
+        if entries > limits.max_entries:
+            raise TarFormatError(f"more than {limits.max_entries} entries (the limit; a caller may raise it)", start)
+        if stream.offset + current_size > limits.max_total_size:
+            raise TarFormatError(f"the tar is larger than {limits.max_total_size} bytes (the limit; a caller may "
+                                 "raise it)", start)
         current = EntryData(stream, current_size)
         yield header, current
 

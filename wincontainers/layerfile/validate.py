@@ -28,7 +28,7 @@ from wincontainers.layerfile.reparse import (
     reparse_tag,
 )
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
-from wincontainers.layerfile.tarstream import TarFormatError
+from wincontainers.layerfile.tarstream import DEFAULT_LIMITS, TarFormatError, TarLimits
 
 __all__ = ["Finding", "Report", "check_layer", "RULES", "LayerChecker", "validate_name", "REPARSE_EXTENSION"]
 
@@ -265,6 +265,9 @@ class LayerChecker:
         problems = validate_name(name.rpartition("/")[0] or name) if entry.kind is EntryKind.WHITEOUT \
             else validate_name(name)
         problems += [(r, m) for r, m in _namespace_problems(name) if r not in {p[0] for p in problems}]
+        if entry.kind is not EntryKind.WHITEOUT and ":" in name.rpartition("/")[2] and \
+                "colon" not in {p[0] for p in problems}:
+            problems.append(("colon", "the name contains ':' (only a stream of a file may)"))
         for rule, message in problems:
             self.add(name, rule, message)
         if any(RULES[r][0] == ERROR for r, _ in problems):
@@ -460,6 +463,7 @@ def check_layer(
     parents: Sequence[Path] = (),
     base: Optional[bool] = None,
     progress: Optional[Progress] = None,
+    limits: TarLimits = DEFAULT_LIMITS,
 ) -> Report:
     """Check a layer tar (path or binary file object; plain, gzip or zstd).
 
@@ -471,7 +475,7 @@ def check_layer(
     checker = LayerChecker(source=str(label), parents=parents, base=base)
     diff_id = None
     try:
-        with LayerReader(source, progress=progress) as reader:
+        with LayerReader(source, progress=progress, limits=limits) as reader:
             for entry, data in reader:
                 checker.check(entry, data)
             diff_id = reader.diff_id

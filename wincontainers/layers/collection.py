@@ -1,10 +1,10 @@
 """Layers of a host: import a tar, export a tar, sandboxes, mounting, removal.
 
-``host.layers.import_tar(path, parents=[...])`` first checks the whole tar
-(:func:`~wincontainers.layerfile.check_layer`) and refuses it, naming the files, before touching
-the host. It then writes a base layer in place (and runs ProcessBaseImage), or a diff layer through
-vmcompute's import folder and ImportLayer (HcsImportLayer on 1809+), then applies hard links,
-deletions and directory times as hcsshim does. If anything fails the partial layer is removed
+``host.layers.import_tar(path, parents=[...])`` reads the tar once, checking each entry
+(:mod:`~wincontainers.layers.checked`, the rules of :func:`~wincontainers.layerfile.check_layer`)
+before it writes it: a base layer in place (then ProcessBaseImage), or a diff layer through
+vmcompute's import folder and ImportLayer (HcsImportLayer on 1809+), then hard links, deletions
+and directory times as hcsshim does. A rejected tar, or any failure, removes the partial layer
 (renamed first, so an interrupted removal never leaves a half layer under its real id).
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import io
 import json
 import logging
 import os
 import secrets
-import shutil
-import tempfile
+import stat
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
@@ -29,10 +29,11 @@ from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder, remove_tree
 from wincontainers.statefiles import StateFiles, read_optional_json
 from wincontainers.driver.base import LayerRef
-from wincontainers.layerfile import LayerReader, LayerWriter, check_layer
+from wincontainers.layerfile import DEFAULT_LIMITS, LayerReader, LayerWriter, TarLimits
 from wincontainers.layerfile.codec import open_source
 from wincontainers.layerfile.entry import EntryKind
-from wincontainers.layerfile.validate import REPARSE_EXTENSION, Report
+from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
+from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.layers.progress import ProgressArg, reporter
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
@@ -45,17 +46,6 @@ LayerLike = Union["Layer", str, os.PathLike]  # type: ignore[type-arg]
 #: what layer import and export enable on the process token (backup intent, SACLs)
 LAYER_PRIVILEGES = ("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
 log = logging.getLogger("wincontainers.layers")
-
-
-class LayerRejected(errors.BadInput):
-    """The layer tar has problems that would break the import (or the host); nothing was written."""
-
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        super().__init__(
-            f"{report.source}: {len(report.errors)} problem(s) would break the import, nothing was imported: "
-            f"{report.summary()}"
-        )
 
 
 class ExportRefused(errors.WincontainersError):
@@ -182,15 +172,19 @@ class LayerCollection:
         check: bool = True,
         progress: ProgressArg = None,
         on_folder: Optional[Callable[[Path], None]] = None,
+        limits: TarLimits = DEFAULT_LIMITS,
     ) -> Layer:
         """Import a layer tar (plain, gzip or zstd) as a new layer over ``parents`` (nearest first).
 
-        With no parents it is a base layer unless ``base=False``. Raises :class:`LayerRejected`
-        (with the full report) when the check finds errors, before anything is written, and
+        With no parents it is a base layer unless ``base=False``. The tar is read once, each entry
+        checked before it is written. Raises :class:`LayerRejected` (with the full report) when
+        the check finds errors (``check=False``: only those that would write, delete or link
+        outside the layer), and nothing of the import is kept;
         :class:`~wincontainers._native.win32.PrivilegeNotHeld` when this process cannot enable
         SeBackupPrivilege, SeRestorePrivilege and SeSecurityPrivilege (not elevated).
         ``on_folder`` is told the new folder's path before it is created (the image store
-        records it, so a killed import's folder can be found and removed).
+        records it, so a killed import's folder can be found and removed). ``limits`` bound what
+        the tar may ask (entries, size, extended headers); raise them for a larger layer.
         """
         shown = _source_name(source)
         self.host.win32.require_privileges(*LAYER_PRIVILEGES, task=f"importing {shown} as a layer")
@@ -199,22 +193,22 @@ class LayerCollection:
         is_base = (not parent_refs) if base is None else base
         if is_base and parent_refs:
             raise errors.BadInput("a base layer has no parents")
-        with _seekable(source, self.root) as path:
-            if check:
-                report = check_layer(path, parents=[Path(r.path) for r in parent_refs], base=is_base)
-                if not report.ok:
-                    raise LayerRejected(report)
+        with _opened(source) as (stream, total):
             layer_id = secrets.token_hex(32)
             target = self.root / layer_id
             if on_folder is not None:
                 on_folder(target)
-            callback, close_bar = reporter(progress, total=os.path.getsize(path), desc=f"import {layer_id[:12]}")
+            callback, close_bar = reporter(progress, total=total, desc=f"import {layer_id[:12]}")
+            checker = LayerChecker(source=shown, parents=[Path(r.path) for r in parent_refs], base=is_base)
             try:
-                with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"):
+                with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"), \
+                        LayerReader(stream, progress=callback, limits=limits) as reader:
+                    entries = CheckedEntries(reader, checker, check=check)
                     if is_base:
-                        diff_id, size = self._import_base(path, target, callback)
+                        size = self._import_base(entries, target)
                     else:
-                        diff_id, size = self._import_diff(path, target, parent_refs, callback)
+                        size = self._import_diff(entries, target, parent_refs)
+                    diff_id = reader.diff_id
                     LayerFolder(self.host.win32, target).write_bytes(
                         "layerchain.json", json.dumps([r.path for r in parent_refs] or None,
                                                       separators=(",", ":")).encode())
@@ -227,17 +221,15 @@ class LayerCollection:
                 close_bar()
         return self.get(layer_id)
 
-    def _import_base(self, source: str, target: Path, progress: Any) -> tuple[str, int]:
+    def _import_base(self, entries: CheckedEntries, target: Path) -> int:
         folder = LayerFolder(self.host.win32, target, create=True)
         writer = BaseLayerWriter(folder)
         size = 0
         try:
-            with LayerReader(source, progress=progress) as reader:
-                for entry, data in reader:
-                    writer.add(entry, data)
-                    if entry.kind is EntryKind.FILE:
-                        size += entry.size
-                diff_id = reader.diff_id
+            for entry, data in entries:
+                writer.add(entry, data)
+                if entry.kind is EntryKind.FILE:
+                    size += entry.size
             pending = writer.close()
         except BaseException:
             writer.abort()
@@ -246,7 +238,7 @@ class LayerCollection:
         self.host.driver.process_base_image(str(target))
         if pending.has_utility_vm:
             self.host.driver.process_utility_image(str(target / "UtilityVM"))
-        return diff_id, size
+        return size
 
     def _staging(self, kind: str) -> Path:
         """A new staging folder of this process (``.import-<pid>-...``), made with CreateDirectoryW."""
@@ -254,25 +246,27 @@ class LayerCollection:
         self.host.win32.create_directory(win32.long_path(path))
         return path
 
-    def _import_diff(self, source: str, target: Path, parents: Sequence[LayerRef], progress: Any) -> tuple[str, int]:
+    def _import_diff(self, entries: CheckedEntries, target: Path, parents: Sequence[LayerRef]) -> int:
         staging = self._staging("import")
         size = 0
         parent_folders = [LayerFolder(self.host.win32, p.path) for p in parents]
         try:
             writer = TransportWriter(LayerFolder(self.host.win32, staging))
+            utility_vm = False
             try:
-                with LayerReader(source, progress=progress) as reader:
-                    for entry, data in reader:
-                        if entry.name.startswith("UtilityVM"):
-                            raise errors.NotSupported(
-                                "import", subject=errors.subject_for("layer", target.name),
-                                message="UtilityVM content in a diff layer (Hyper-V isolation) is not supported yet",
-                                hint="import it as part of a base layer",
-                            )
-                        writer.add(entry, data)
-                        if entry.kind is EntryKind.FILE:
-                            size += entry.size
-                    diff_id = reader.diff_id
+                for entry, data in entries:
+                    if entry.name.startswith("UtilityVM"):
+                        utility_vm = True  # refused once the whole tar is checked (its report comes first)
+                        continue
+                    writer.add(entry, data)
+                    if entry.kind is EntryKind.FILE:
+                        size += entry.size
+                if utility_vm:
+                    raise errors.NotSupported(
+                        "import", subject=errors.subject_for("layer", target.name),
+                        message="UtilityVM content in a diff layer (Hyper-V isolation) is not supported yet",
+                        hint="import it as part of a base layer",
+                    )
                 pending = writer.close(parent_folders)
             except BaseException:
                 writer.abort()
@@ -281,19 +275,24 @@ class LayerCollection:
             self._apply_pending(LayerFolder(self.host.win32, target), pending, writer.added, parent_folders)
         finally:
             self._remove_quietly(staging)
-        return diff_id, size
+        return size
 
     def _apply_pending(self, folder: LayerFolder, pending: PendingWork, added: set[str],
                        parent_folders: Sequence[LayerFolder]) -> None:
         """What ImportLayer does not do, in hcsshim's order: deletions, then hard links (each
         replacing what ImportLayer left at its name), then the folders' times again."""
         for deleted in pending.tombstones:
+            _no_link_on_the_way(folder, deleted, "a deletion")
             folder.remove(deleted)
         for name, link_target in pending.hardlinks:
+            _no_link_on_the_way(folder, name, "a hard link")
             if link_target.lower() in added:
                 owner = folder
+                _no_link_on_the_way(folder, link_target, "a hard link's target")
             else:
-                owner = next((p for p in parent_folders if p.is_file(link_target)), None)  # type: ignore[assignment]
+                owner = next((p for p in parent_folders
+                              if _link_on_the_way(p, link_target) is None and p.is_file(link_target)),
+                             None)  # type: ignore[assignment]
             if owner is None:
                 raise errors.NotFound("import", subject=errors.subject_for("layer", Path(folder.root).name),
                                       message=f"hard link {name} -> {link_target}: the target is neither in this "
@@ -552,20 +551,45 @@ def _source_name(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> str:
     return os.path.basename(name) if isinstance(name, str) else "a layer stream"
 
 
+def _link_on_the_way(folder: LayerFolder, rel: str) -> Optional[str]:
+    """The first folder on the way to ``rel`` that is a link (symlink, junction), if any: Windows
+    follows a link in the middle of a path whatever the flags say. The walk stops at a name that
+    is missing (nothing is below it)."""
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        attributes = folder.attributes(prefix)
+        if attributes is None:
+            return None
+        if attributes & win32.FILE_ATTRIBUTE_REPARSE_POINT:
+            return prefix
+    return None
+
+
+def _no_link_on_the_way(folder: LayerFolder, rel: str, what: str) -> None:
+    link = _link_on_the_way(folder, rel)
+    if link is not None:
+        raise errors.BadInput(f"{what} at {rel} goes through the link {link} in layer "
+                              f"{Path(folder.root).name[:12]}: it could land outside the layer")
+
+
 @contextlib.contextmanager
-def _seekable(source: Union[str, "os.PathLike[str]", IO[bytes]], spool_dir: Path) -> Iterator[str]:
-    """A path to read the tar from twice (check, then import); streams are spooled to disk."""
+def _opened(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> Iterator[tuple[IO[bytes], Optional[int]]]:
+    """The source, opened once (the import reads it once), and its size when it is a file."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise errors.BadInput(f"layer file {path!r} does not exist")
-        yield path
+        try:
+            handle = open(path, "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise errors.BadInput(f"layer file {path!r} does not exist (or is not a file)") from None
+        with handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise errors.BadInput(f"layer file {path!r} is not a regular file")
+            yield handle, os.fstat(handle.fileno()).st_size
         return
     handle, _ = open_source(source)
-    fd, spooled = tempfile.mkstemp(prefix=f".spool-{os.getpid()}-", suffix=".tar", dir=spool_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(handle, out, 1 << 20)  # type: ignore[misc]
-        yield spooled
-    finally:
-        os.unlink(spooled)
+        total: Optional[int] = os.fstat(handle.fileno()).st_size - handle.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        total = None
+    yield handle, total

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from wincontainers import Host
+from wincontainers import Host, errors
 from wincontainers.build.builder import build
 from wincontainers.images.archive import inspect_archive, load, save
 from wincontainers.images.store import ImageStore
@@ -188,3 +188,39 @@ def test_save_and_load_commands(built: Host, sim: object, tmp_path: Path) -> Non
     assert out.returncode == 0 and (tmp_path / "oci" / "index.json").exists()
     bad = cli("load", "-i", str(tmp_path / "nope.tar"), sim=sim)  # type: ignore[arg-type]
     assert bad.returncode == 1 and b"nope.tar" in bad.stderr
+
+
+def test_save_never_deletes_what_it_did_not_write(built: Host, sim: object, tmp_path: Path) -> None:
+    store = built.images
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.txt").write_bytes(b"years of work")
+    with pytest.raises(errors.BadInput, match="not empty"):
+        save(store, ["ms:1"], folder, format="oci")
+    with pytest.raises(errors.BadInput, match="not empty"):
+        save(store, ["ms:1"], folder, format="oci", overwrite=True)
+    with pytest.raises(errors.BadInput, match="is a folder"):
+        save(store, ["ms:1"], folder)
+    assert (folder / "thesis.txt").read_bytes() == b"years of work"
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"not an archive")
+    with pytest.raises(errors.BadInput, match="not an archive saved by wincontainers"):
+        save(store, ["ms:1"], notes)
+    assert notes.read_bytes() == b"not an archive"
+    save(store, ["ms:1"], notes, overwrite=True)  # asked for
+    assert "manifest.json" in _members(notes)
+    save(store, ["ms:1"], notes)  # ours now: replaced as docker save -o replaces its file
+    layout = tmp_path / "layout"
+    save(store, ["ms:1"], layout, format="oci")
+    with pytest.raises(errors.BadInput, match="already holds an OCI layout"):
+        save(store, ["ms:1"], layout, format="oci")
+    save(store, ["ms:1"], layout, format="oci", overwrite=True)
+    assert (layout / "index.json").is_file()
+    squatter = tmp_path / "x.tar.partial"  # what the old code removed without asking
+    squatter.write_bytes(b"someone else's")
+    save(store, ["ms:1"], tmp_path / "x.tar")
+    assert squatter.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layout", "notes.txt", "precious", "x.tar", "x.tar.partial"]
+    run = cli("save", "-o", str(folder), "ms:1", sim=sim)  # type: ignore[arg-type]
+    assert run.returncode != 0 and b"folder" in run.stderr
+    assert (folder / "thesis.txt").read_bytes() == b"years of work"

@@ -53,6 +53,8 @@ def add_parsers(sub: Any) -> None:
     save.add_argument("--format", choices=("docker", "oci"), default="docker",
                       help="docker: a docker-save tar (default); oci: an OCI image layout (a folder, or a tar "
                            "when the name ends in .tar)")
+    save.add_argument("-f", "--force", action="store_true",
+                      help="replace an existing file (or OCI layout) that save did not write")
     save.add_argument("images", nargs="+")
 
     load = sub.add_parser("load", help="load images from a docker-save archive or an OCI layout")
@@ -190,7 +192,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
     store = _host(args).images
     if args.output:
-        save(store, args.images, args.output, format=args.format)
+        save(store, args.images, args.output, format=args.format, overwrite=args.force)
         return 0
     if args.format == "oci":
         raise errors.BadInput("--format oci needs -o (a folder or a .tar file)")

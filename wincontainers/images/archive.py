@@ -20,7 +20,9 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
@@ -165,16 +167,78 @@ class _Absent(Exception):
         self.record = record
 
 
+def _is_our_archive(path: Path) -> bool:
+    """Whether ``path`` is an archive :func:`save` writes (its first member is ``oci-layout``)."""
+    try:
+        with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            first = tar.next()
+            return first is not None and first.name == "oci-layout"
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+
+
+def _is_our_layout(path: Path) -> bool:
+    """Whether folder ``path`` is an OCI layout :func:`save` writes (and holds nothing else)."""
+    try:
+        names = {e.name for e in os.scandir(path)}
+    except OSError:
+        return False
+    return {"oci-layout", "index.json"} <= names <= {"oci-layout", "index.json", "blobs"} and \
+        not (path / "oci-layout").is_symlink() and (path / "oci-layout").is_file()
+
+
+def _check_target(target: Path, as_tar: bool, overwrite: bool) -> None:
+    """Refuse a target whose loss the caller did not ask for: save never deletes what it did
+    not write. An archive or layout of ours is replaced (as ``docker save -o`` replaces its
+    file), an empty file or folder too; anything else only with ``overwrite`` and never a
+    folder that is not an OCI layout."""
+    try:
+        st = target.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if as_tar:
+            raise errors.BadInput(f"{target} is a folder; a docker-save archive is a file (name the file to write)")
+        if not any(os.scandir(target)):
+            return
+        if _is_our_layout(target):
+            if overwrite:
+                return
+            raise errors.BadInput(f"{target} already holds an OCI layout. Hint: pass overwrite=True (--force) "
+                                  "to replace it")
+        raise errors.BadInput(f"{target} is a folder that is not empty and not an OCI layout; save writes only "
+                              "into a new or empty folder")
+    if stat.S_ISREG(st.st_mode) and (st.st_size == 0 or _is_our_archive(target) or overwrite):
+        return
+    if stat.S_ISLNK(st.st_mode) and overwrite:
+        return  # the link itself is replaced, never what it points to
+    raise errors.BadInput(f"{target} exists and is not an archive saved by wincontainers. Hint: choose another "
+                          "name, or pass overwrite=True (--force) to replace it")
+
+
+def _remove_ours(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def save(store: ImageStore, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
-         progress: Progress = None) -> Path:
+         progress: Progress = None, overwrite: bool = False) -> Path:
     """Write ``images`` (references or IDs) to ``path``. ``format``: ``docker`` (a docker-save
-    tar) or ``oci`` (an OCI layout: a folder, or a tar when ``path`` ends in ``.tar``)."""
+    tar) or ``oci`` (an OCI layout: a folder, or a tar when ``path`` ends in ``.tar``).
+
+    An existing ``path`` is replaced only when it is an archive or layout written by save (or
+    empty); ``overwrite`` replaces any file, and a layout of ours. A folder that is not a layout
+    is never deleted. The archive is written under a new name beside ``path``, then renamed.
+    """
     if format not in ("docker", "oci"):
         raise errors.BadInput("format is 'docker' or 'oci'")
     if not images:
         raise errors.BadInput("name at least one image to save")
     target = Path(path)
     as_tar = format == "docker" or target.suffix == ".tar"
+    _check_target(target, as_tar, overwrite)
     chosen: list[tuple[Image, list[Reference]]] = []
     for ref in images:
         image = store.get(ref)
@@ -184,9 +248,14 @@ def save(store: ImageStore, images: Sequence[str], path: Union[str, "os.PathLike
             existing[1].extend(t for t in tags if t not in existing[1])
         else:
             chosen.append((image, list(tags)))
-    partial = target.with_name(target.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    # a name of our own beside the target (same volume, so the rename is atomic); nothing of
+    # the caller's is ever in the way
+    if as_tar:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+        os.close(fd)
+        partial = Path(temp)
+    else:
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or "."))
     done = [0]
     try:
         with _Writer(partial, as_tar) as out:
@@ -247,12 +316,13 @@ def save(store: ImageStore, images: Sequence[str], path: Union[str, "os.PathLike
                 out.add_bytes("manifest.json", canonical_json(legacy))
                 if repositories:
                     out.add_bytes("repositories", canonical_json(repositories))
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        _check_target(target, as_tar, overwrite)  # as it is now, not as it was before the writing
+        if not as_tar and os.path.lexists(target):
+            _remove_ours(target)  # a folder is not replaced by a rename: an empty one, or our layout
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+            _remove_ours(partial)
         raise
     return target
 

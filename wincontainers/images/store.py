@@ -711,11 +711,11 @@ class ImageStore:
     # -- archives --------------------------------------------------------------------------------
 
     def save(self, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
-             progress: Any = None) -> Path:
+             progress: Any = None, overwrite: bool = False) -> Path:
         """``docker save``: see :func:`wincontainers.images.archive.save`."""
         from wincontainers.images.archive import save
 
-        return save(self, images, path, format=format, progress=progress)
+        return save(self, images, path, format=format, progress=progress, overwrite=overwrite)
 
     def load(self, path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
              progress: Any = None) -> Any:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from wincontainers.errors import HcsUnavailable
+from wincontainers.sim.private import private_folder
 from wincontainers.sim.profiles import Profile
 
 __all__ = ["NATIVE_DIR", "build_dll", "populate_system_directory", "cache_root"]
@@ -86,7 +87,8 @@ def build_dll(profile: Profile, dll: str) -> Path:
         raise HcsUnavailable("the simulated host runs on POSIX systems; on Windows use the real HCS")
     cc = _compiler()
     key = _build_key(profile, dll, cc)
-    target = cache_root() / "sim-build" / key / dll
+    builds = private_folder(cache_root() / "sim-build", "build cache")  # the DLLs a client loads
+    target = builds / key / dll
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 
 from wincontainers.errors import BadInput, HcsUnavailable
 from wincontainers.sim import build, wire
+from wincontainers.sim.private import open_private, private_folder
 from wincontainers.sim.profiles import Profile, get_profile
 
 __all__ = ["SimulatedHost", "default_root"]
@@ -108,14 +109,17 @@ class SimulatedHost:
         """Build the DLLs if needed, lay out the system directory, start the daemon if it is not up."""
         if timeout is not None and timeout < 0:
             raise BadInput("timeout must not be negative")
-        self.daemon_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.daemon_dir / "start.lock", "w") as lock:
+        private_folder(self.root, "simulated host's root")
+        private_folder(self.daemon_dir, "simulated host's daemon folder")
+        with open_private(self.daemon_dir / "start.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             info = self.status()
             if info is not None:
                 self._check_running(info)
                 return self
             self._claim_root()
+            private_folder(self.socket_path.parent, "simulated host's socket folder")
+            private_folder(self.system_directory.parent, "simulated host's system folder")
             build.populate_system_directory(self.profile, self.system_directory, self.socket_path)
             self._spawn_daemon(timeout)
         return self
@@ -132,12 +136,11 @@ class SimulatedHost:
                 "stop it first (wincontainers sim stop) to start it as another")
 
     def _spawn_daemon(self, timeout: float) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.daemon_dir / "daemon.log"
         env = dict(os.environ)
         package_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        with open_private(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "wincontainers.sim.daemon", "--root", str(self.root),
                  "--socket", str(self.socket_path), "--profile", self.profile.name, "--user", self.user],

@@ -36,6 +36,7 @@ from typing import Any, Optional, Sequence
 from wincontainers.sim.wire import dumps
 from wincontainers.sim import ntfs, wire
 from wincontainers.sim.faults import Fail
+from wincontainers.sim.private import open_private, private_folder
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.service import HANDLERS, PENDING, Api, Call, Reply, Service
 
@@ -552,7 +553,7 @@ class Daemon:
                 caller.in_barrier = False
 
     def serve_forever(self) -> None:
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.socket_path.parent, "simulated host's socket folder")
         try:
             self.socket_path.unlink()
         except FileNotFoundError:
@@ -687,8 +688,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     pid_file = args.root / "daemon" / "daemon.pid"
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(str(os.getpid()))
+    private_folder(args.root, "simulated host's root")
+    private_folder(pid_file.parent, "simulated host's daemon folder")
+    private_folder(Path(args.socket).parent, "simulated host's socket folder")
+    with open_private(pid_file, "wb") as f:
+        f.write(str(os.getpid()).encode())
     log.info("simulated HCS service for %s listening on %s", args.root, args.socket)
     try:
         daemon.serve_forever()

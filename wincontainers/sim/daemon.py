@@ -67,6 +67,7 @@ _PATH_ARGS = {
 _READS = frozenset({"FindFirstFileExW", "GetFileAttributesW"})
 #: what kernel32 tells one-way of its work in a leased folder
 _JOURNAL = frozenset({"LeaseMkdir", "LeaseClose", "LeaseDelete"})
+MAX_CONNECTIONS = 512  # open client connections (each has a thread); a process holds a few
 _JOURNAL_NAP = 0.002  # seconds a lease's journal connection waits for more entries after a burst
 #: HCS calls' arguments they only read (ImportLayer's source folder), and those they fill before
 #: they return (ExportLayer's folder): see leases.py
@@ -259,6 +260,8 @@ class Connection:
                         self.progress.notify_all()
         except OSError:
             pass
+        except (ValueError, struct.error) as exc:  # wire.ProtocolError included: not our protocol
+            log.warning("closing a connection (pid %s) that sent a bad message: %s", self.pid or "?", exc)
         finally:
             if burst is not None:
                 burst.close()
@@ -435,14 +438,17 @@ class Connection:
     def serve_control(self, first: bytes) -> None:
         payload: Optional[bytes] = first
         while payload is not None:
+            request: Any = None
             try:
                 request = json.loads(payload[1:].decode("utf-8"))
+                if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                    raise ValueError("a control message is a JSON object with an 'op' string")
                 result = self.daemon.control(request)
                 answer = {"ok": True, "result": result}
             except Exception as exc:
                 answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             self.send(b"J" + dumps(answer).encode("utf-8"))
-            if request.get("op") == "shutdown":
+            if isinstance(request, dict) and request.get("op") == "shutdown":
                 self.daemon.stop()
                 return
             msg = wire.recv_message(self.sock)
@@ -474,6 +480,7 @@ class Daemon:
         self.profile = profile
         self.service = Service(root, socket_path, elevated=elevated)
         self.connections: set[Connection] = set()
+        self.refused = 0  # connections refused at the limit (MAX_CONNECTIONS)
         self.win32_connections: set[Connection] = set()
         self.sessions: dict[int, Win32Session] = {}
         self.lock = threading.Lock()
@@ -568,6 +575,14 @@ class Daemon:
                 sock, _ = listener.accept()
             except OSError:
                 break
+            with self.lock:
+                full = len(self.connections) >= MAX_CONNECTIONS
+            if full:  # a thread each: refused rather than let a runaway client exhaust the service
+                if not self.refused:
+                    log.warning("refusing connections: %d are open (the limit)", MAX_CONNECTIONS)
+                self.refused += 1
+                sock.close()
+                continue
             conn = Connection(self, sock)
             with self.lock:
                 self.connections.add(conn)

@@ -33,9 +33,18 @@ __all__ = [
     "send_message",
     "Receiver",
     "MAX_FDS",
+    "MAX_MESSAGE",
+    "ProtocolError",
 ]
 
 MAX_FDS = 16
+#: the largest message the service takes (a client's file data goes through descriptors, not
+#: messages; the largest messages are documents and a closed file's alternate data streams)
+MAX_MESSAGE = 64 << 20
+
+
+class ProtocolError(ValueError):
+    """A peer sent something that is not a message of this protocol (or is over a limit)."""
 
 
 @attrs.frozen
@@ -192,6 +201,10 @@ def recv_message(sock: socket.socket) -> Optional[tuple[bytes, list[int]]]:
             return None
         data += rest
     (n,) = struct.unpack("<I", data)
+    if n > MAX_MESSAGE:
+        for fd in fds:
+            _close(fd)
+        raise ProtocolError(f"a message of {n} bytes is over the {MAX_MESSAGE}-byte limit")
     payload = _recv_exact(sock, n) if n else b""
     if payload is None:
         return None
@@ -218,6 +231,8 @@ class Receiver:
         if have < 4:
             return False
         n: int = struct.unpack_from("<I", self.buf, self.pos)[0]
+        if n > MAX_MESSAGE:
+            raise ProtocolError(f"a message of {n} bytes is over the {MAX_MESSAGE}-byte limit")
         return have >= 4 + n
 
     def fill(self) -> bool:

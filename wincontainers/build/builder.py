@@ -43,7 +43,7 @@ from wincontainers.build.instructions import (
 from wincontainers.build.lexer import ShellLex
 from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
-from wincontainers.images.store import Image, ImageStore, LayerRecord, canonical_json, chain_id, digest_of
+from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
@@ -138,6 +138,9 @@ class _Builder:
         self.containers_run = 0
         self.total = 0
         self.step_number = 0
+        #: held from the first step until the image is in the index: every layer the build
+        #: uses or makes, every folder it creates (a concurrent gc keeps them)
+        self.lease: Optional[Lease] = None
         self.used_args: set[str] = set()
 
     # -- stages ------------------------------------------------------------------------------------
@@ -246,9 +249,8 @@ class _Builder:
                             stage.args[name] = value
                 if isinstance(command, Cmd):
                     stage.cmd_set = True
-                if hit is not None:
+                if hit is not None and self.adopt(stage, hit, key):
                     cached = True
-                    self.adopt(stage, hit, key)
                     self.output(" ---> Using cache\n")
                 else:
                     before = len(stage.layers)
@@ -277,18 +279,31 @@ class _Builder:
             stage.config = json.loads(image.config_bytes)
             stage.layers = self.store.layer_chain(image)
             stage.key = image.id
+            if not self.store.hold_layers(self._lease(), stage.layers):
+                raise errors.NotFound("build", subject=f"image {ref}", message="its layers were removed meanwhile",
+                                      hint="pull or load it again")
         stage.config.setdefault("config", {})
 
-    def adopt(self, stage: _Stage, config: dict[str, Any], key: str) -> None:
+    def _lease(self) -> Lease:
+        assert self.lease is not None, "a build runs inside its lease"
+        return self.lease
+
+    def adopt(self, stage: _Stage, config: dict[str, Any], key: str) -> bool:
+        """Use a cached step's result; False (run the step) when its layers are gone or were
+        being collected as the build took them."""
         diff_ids = list(config["rootfs"]["diff_ids"])
         layers = []
         for i in range(len(diff_ids)):
             record = self.store.get_layer(chain_id(diff_ids[:i + 1]))
-            assert record is not None
+            if record is None:
+                return False
             layers.append(record)
+        if not self.store.hold_layers(self._lease(), layers):
+            return False
         stage.config = config
         stage.layers = layers
         stage.key = key
+        return True
 
     def key_extra(self, stage: _Stage, command: Any, done: Mapping[int, _Stage]) -> str:
         if isinstance(command, Run):
@@ -369,27 +384,28 @@ class _Builder:
         self.containers_run += 1
         self.output(f" ---> Running in {container.short_id}\n")
         try:
-            with self.store.lease() as lease:
-                if workdir:
-                    self.ensure_dir(container.record.sandbox, workdir)
-                container.start()
-                proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
-                                      stdout_sink=sink, stderr_sink=sink)
-                if stdin_data is not None and proc.stdin is not None:
-                    with contextlib.suppress(OSError):
-                        proc.stdin.write(stdin_data)
-                    with contextlib.suppress(OSError):
-                        proc.stdin.close()
-                code = proc.wait()
-                if partial[0]:
-                    tail.append(partial[0].decode("utf-8", "replace"))
-                if code != 0:
-                    raise BuildStepFailed(self.step_number, self.total, text, cmdline, code, list(tail))
-                container.stop(10)
-                parent = stage.layers[-1] if stage.layers else None
-                layer = commit_layer(self.store, container, parent, lease=lease, progress=self.progress)
-                stage.layers.append(layer)
-                stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=cmdline)
+            # the step's container and layer are held by the build's lease
+            lease = self._lease()
+            if workdir:
+                self.ensure_dir(container.record.sandbox, workdir)
+            container.start()
+            proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
+                                  stdout_sink=sink, stderr_sink=sink)
+            if stdin_data is not None and proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.write(stdin_data)
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            code = proc.wait()
+            if partial[0]:
+                tail.append(partial[0].decode("utf-8", "replace"))
+            if code != 0:
+                raise BuildStepFailed(self.step_number, self.total, text, cmdline, code, list(tail))
+            container.stop(10)
+            parent = stage.layers[-1] if stage.layers else None
+            layer = commit_layer(self.store, container, parent, lease=lease, progress=self.progress)
+            stage.layers.append(layer)
+            stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=cmdline)
         finally:
             with contextlib.suppress(errors.WincontainersError):
                 container.remove(force=True)
@@ -413,24 +429,24 @@ class _Builder:
         folders = [r.folder for r in reversed(stage.layers)]
         sandbox = None
         try:
-            with self.store.lease() as lease:
-                sandbox = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
-                with layers.prepared(sandbox) as mount:
-                    volume = Volume(self.host.win32, mount)
-                    with self.sources(command, done, stage) as sources:
-                        self.copy_into(volume, target, dest_is_dir, sources, add=command.add)
-                tar = self.store.new_temp_file(".tar")
-                try:
-                    layers.export_tar(sandbox, tar, progress=self.progress)
-                    parent = stage.layers[-1] if stage.layers else None
-                    layer = self.store.add_layer(tar, parent, lease=lease, progress=self.progress)
-                finally:
-                    with contextlib.suppress(OSError):
-                        tar.unlink()
-                stage.layers.append(layer)
-                what = "ADD" if command.add else "COPY"
-                created_by = f"{what} {self.key_extra(stage, command, done)[:71]} in {_windows(target)}"
-                stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=created_by)
+            lease = self._lease()
+            sandbox = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
+            with layers.prepared(sandbox) as mount:
+                volume = Volume(self.host.win32, mount)
+                with self.sources(command, done, stage) as sources:
+                    self.copy_into(volume, target, dest_is_dir, sources, add=command.add)
+            tar = self.store.new_temp_file(".tar")
+            try:
+                layers.export_tar(sandbox, tar, progress=self.progress)
+                parent = stage.layers[-1] if stage.layers else None
+                layer = self.store.add_layer(tar, parent, lease=lease, progress=self.progress)
+            finally:
+                with contextlib.suppress(OSError):
+                    tar.unlink()
+            stage.layers.append(layer)
+            what = "ADD" if command.add else "COPY"
+            created_by = f"{what} {self.key_extra(stage, command, done)[:71]} in {_windows(target)}"
+            stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=created_by)
         except errors.BadInput as exc:
             raise BuildStepFailed(self.step_number, self.total, text, None, None, [], str(exc)) from None
         finally:
@@ -454,25 +470,28 @@ class _Builder:
             yield out
             return
         origin = self.copy_source_stage(command.from_stage, done)
+        if not isinstance(origin, _Stage) and not self.store.hold_layers(self._lease(), self.store.layer_chain(origin)):
+            raise errors.NotFound("build", subject=f"image {command.from_stage}",
+                                  message="its layers were removed meanwhile", hint="pull or load it again")
         folders = ([r.folder for r in reversed(origin.layers)] if isinstance(origin, _Stage)
                    else self.store.layer_folders(origin))
         layers = self.host.layers
-        with self.store.lease() as lease:  # held while the view exists: a killed build's view is found
-            view = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
-            try:
-                with layers.prepared(view) as mount:
-                    other = Volume(self.host.win32, mount)
-                    for source in command.sources:
-                        rel = _inside(source)
-                        kind = other.kind(rel)
-                        if kind is None:
-                            raise errors.BadInput(f"COPY --from={command.from_stage}: {source!r} does not exist "
-                                                  "there")
-                        out.append(_Source(kind, rel.name, entries=other.entries(rel)))
-                    yield out
-            finally:
-                with contextlib.suppress(errors.WincontainersError):
-                    layers.destroy(view, force=True)
+        # the build's lease holds the view: a killed build's view is found
+        view = layers.create_sandbox(folders, on_folder=self._lease().hold_folder)  # type: ignore[arg-type]
+        try:
+            with layers.prepared(view) as mount:
+                other = Volume(self.host.win32, mount)
+                for source in command.sources:
+                    rel = _inside(source)
+                    kind = other.kind(rel)
+                    if kind is None:
+                        raise errors.BadInput(f"COPY --from={command.from_stage}: {source!r} does not exist "
+                                              "there")
+                    out.append(_Source(kind, rel.name, entries=other.entries(rel)))
+                yield out
+        finally:
+            with contextlib.suppress(errors.WincontainersError):
+                layers.destroy(view, force=True)
 
     def copy_into(self, volume: Volume, target: PurePosixPath, dest_is_dir: bool, sources: list["_Source"], *,
                   add: bool) -> None:
@@ -570,12 +589,13 @@ def build(
     builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {}, no_cache=no_cache,
                        output=output or _default_output, progress=progress)
     try:
-        stage = builder.run(target)
+        with host.images.lease() as builder.lease:
+            stage = builder.run(target)
+            final = host.images.add(stage.config, stage.layers, tags=list(tags))
     except BaseException:
         with contextlib.suppress(Exception):
             host.images.gc()
         raise
-    final = host.images.add(stage.config, stage.layers, tags=list(tags))
     builder.output(f"Successfully built {final.short_id}\n")
     for tag in tags:
         builder.output(f"Successfully tagged {parse_reference(tag).familiar}\n")

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import (
@@ -224,6 +225,8 @@ class ImageStore:
         if not self.files.exists(self.root / "index.json"):
             self._write_index({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []})
         self._lease_counter = itertools.count()
+        self._lock_owner = threading.local()  # how deep this thread is in locked()
+        self._thread_lock = threading.Lock()  # the file lock is the process's; threads take turns
         #: Docker's data root (``C:\\ProgramData\\docker``): its windowsfilter images are usable as FROM
         self.docker_root: Optional[Path] = _default_docker_root()
 
@@ -255,16 +258,28 @@ class ImageStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """The store's write lock (across processes)."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            oshandle.lock_file(fd)
+        """The store's write lock (across processes and threads; a thread holding it may take
+        it again)."""
+        depth = getattr(self._lock_owner, "depth", 0)
+        if depth:
+            self._lock_owner.depth = depth + 1
             try:
                 yield
             finally:
-                oshandle.unlock_file(fd)
-        finally:
-            os.close(fd)
+                self._lock_owner.depth = depth
+            return
+        with self._thread_lock:
+            fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                oshandle.lock_file(fd)
+                self._lock_owner.depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_owner.depth = 0
+                    oshandle.unlock_file(fd)
+            finally:
+                os.close(fd)
 
     # -- leases: what an operation in progress is making -------------------------------------------
 
@@ -278,6 +293,18 @@ class ImageStore:
             yield lease
         finally:
             self.files.remove(path)
+
+    def hold_layers(self, lease: "Lease", records: Sequence[LayerRecord]) -> bool:
+        """Hold ``records`` (a chain an operation goes on to use) in ``lease``; False when one of
+        them was collected before the hold took effect (the caller must not use the chain)."""
+        if not records:
+            return True
+        lease.hold(*(r.chain_id for r in records))
+        for record in records:  # gc looks at leases under the store lock: what it missed is gone
+            current = self.get_layer(record.chain_id)
+            if current is None or (current.folder is not None and not Path(current.folder).is_dir()):
+                return False
+        return True
 
     def _live_leases(self) -> tuple[set[str], set[str]]:
         """(objects held by live leases, lease files of dead processes)."""
@@ -310,9 +337,12 @@ class ImageStore:
                                   hint="`wincontainers image fsck` checks the store") from None
 
     def put_blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob. The caller keeps it from a gc (a lease, or the index written
+        under the same lock): "already there" is decided under the lock, as gc decides."""
         digest = digest_of(data)
-        if not self.has_blob(digest):
-            self._write_blob(self.blob_path(digest), data)
+        with self.locked():
+            if not self.has_blob(digest):
+                self._write_blob(self.blob_path(digest), data)
         return digest
 
     def put_blob_file(self, path: Union[str, "os.PathLike[str]"], digest: Optional[str] = None) -> str:
@@ -320,12 +350,13 @@ class ImageStore:
         if digest is None:
             digest = _file_digest(Path(path))
         target = self.blob_path(digest)
-        if target.exists():
-            os.unlink(path)
-            return digest
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(path, target)
+        with self.locked():  # a gc deleting the same blob right now must not win over the move
+            if target.exists():
+                os.unlink(path)
+                return digest
+            os.replace(path, target)
         _fsync_dir(target.parent)
         return digest
 
@@ -560,20 +591,20 @@ class ImageStore:
         diff_ids = list((parsed.get("rootfs") or {}).get("diff_ids") or [])
         if [l.diff_id for l in layers] != diff_ids:
             raise errors.BadInput("the config's rootfs.diff_ids do not match the layers")
-        for i, record in enumerate(layers):
-            if record.chain_id != chain_id(diff_ids[:i + 1]) or self.get_layer(record.chain_id) is None:
-                raise errors.BadInput(f"layer {record.chain_id} is not in the store (or not in this chain)")
         refs = [parse_reference(t) for t in tags]
-        config_digest = self.put_blob(config_bytes)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
-            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "config": {"mediaType": MEDIA_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
             "layers": [self._descriptor(record) for record in layers],
         }
         manifest_bytes = canonical_json(manifest)
-        manifest_digest = self.put_blob(manifest_bytes)
-        with self.locked():
+        with self.locked():  # a gc sees the blobs and the index entry together, or neither
+            for i, record in enumerate(layers):
+                if record.chain_id != chain_id(diff_ids[:i + 1]) or self.get_layer(record.chain_id) is None:
+                    raise errors.BadInput(f"layer {record.chain_id} is not in the store (or not in this chain)")
+            self.put_blob(config_bytes)
+            manifest_digest = self.put_blob(manifest_bytes)
             doc = self._read_index()
             entries = [e for e in doc["manifests"] if not self._entry_is_tag(e, refs)]
             base_entry = {"mediaType": MEDIA_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes),
@@ -613,11 +644,11 @@ class ImageStore:
 
     def tag(self, image: ImageLike, ref: str) -> Reference:
         """``docker tag``: point ``ref`` at the image (moving it from another image)."""
-        found = self.get(image)
         wanted = parse_reference(ref)
         if wanted.digest:
             raise errors.BadInput("a tag cannot hold a digest")
         with self.locked():
+            found = self.get(image)
             doc = self._read_index()
             entries = [e for e in doc["manifests"] if not self._entry_is_tag(e, [wanted])]
             entries = [e for e in entries if not (e.get("digest") == found.manifest_digest and not e.get("annotations"))]
@@ -631,20 +662,20 @@ class ImageStore:
     def remove(self, ref: str, *, force: bool = False, prune: bool = True) -> builtins.list[str]:
         """``docker rmi``: remove a tag; the image goes when no tag is left (or by ID with
         ``force``). Refused while a container uses it. Returns what was untagged/deleted."""
-        found = self.get(ref)
-        by_id = not any(str(t) == str(_safe_ref(ref)) for t in found.tags) if found.tags else True
-        if by_id and len(found.tags) > 1 and not force:
-            raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
-                                      message=f"it is tagged {', '.join(found.repo_tags)}",
-                                      hint="remove the tags one by one, or use force")
-        users = self._containers_using(found)
-        removing_image = by_id or len(found.tags) <= 1
-        if removing_image and users and not force:
-            raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
-                                      message=f"containers {', '.join(u[:12] for u in users)} use it",
-                                      hint="remove the containers first (wincontainers rm), or use force")
         done: builtins.list[str] = []
-        with self.locked():
+        with self.locked():  # decided on the index as it is: another process may tag it meanwhile
+            found = self.get(ref)
+            by_id = not any(str(t) == str(_safe_ref(ref)) for t in found.tags) if found.tags else True
+            if by_id and len(found.tags) > 1 and not force:
+                raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
+                                          message=f"it is tagged {', '.join(found.repo_tags)}",
+                                          hint="remove the tags one by one, or use force")
+            users = self._containers_using(found)
+            removing_image = by_id or len(found.tags) <= 1
+            if removing_image and users and not force:
+                raise errors.InvalidState("rmi", subject=f"image {found.short_id}",
+                                          message=f"containers {', '.join(u[:12] for u in users)} use it",
+                                          hint="remove the containers first (wincontainers rm), or use force")
             doc = self._read_index()
             if removing_image:
                 keep = [e for e in doc["manifests"] if e.get("digest") != found.manifest_digest]
@@ -753,8 +784,8 @@ class ImageStore:
         return config  # type: ignore[no-any-return]
 
     def cache_put(self, key: str, config: dict[str, Any]) -> str:
-        digest = self.put_blob(canonical_json(config))
-        with self.locked():
+        with self.locked():  # the blob and the entry that keeps it, together for a gc
+            digest = self.put_blob(canonical_json(config))
             cache = self._read_cache()
             cache[key] = digest
             self._write_file(self._cache_file(), canonical_json(cache))
@@ -908,7 +939,8 @@ class ImageStore:
                     self._destroy_folder(record.folder)
                 self.files.remove(self._layer_path(record.chain_id))
                 removed_layers.append(record.chain_id)
-            keep_blobs = blobs | {r.blob for r in map(self.get_layer, chains) if r and r.blob}
+            # the blobs of layers kept: referenced, used, or held by an operation in progress
+            keep_blobs = blobs | {r.blob for r in map(self.get_layer, chains | held) if r and r.blob}
             for path in list(self.blobs_dir.iterdir()):
                 digest = f"sha256:{path.name}"
                 if digest in keep_blobs or digest in held:

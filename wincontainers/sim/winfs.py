@@ -1099,7 +1099,10 @@ class WinFs:
             name = rel_from_host(entry.name)
             if not match(name):
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted while listed: a listing is no snapshot on NTFS either
             if directories_only and not stat.S_ISDIR(st.st_mode):
                 continue
             child_meta = rows.get(name.lower())

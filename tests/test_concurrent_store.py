@@ -69,3 +69,52 @@ def test_builds_tags_removals_and_gc_in_four_processes(sim: SimulatedHost, profi
         assert not any(i.repo_tags and i.repo_tags[0].startswith("stress") for i in store.list())
     finally:
         host.close()
+
+
+LOADER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from wincontainers import Host
+host = Host.open(sim=sys.argv[2], root=sys.argv[3])
+host.images.load(sys.argv[4])
+host.close()
+"""
+
+
+@pytest.mark.parametrize("profile", ["ws2019"])
+def test_concurrent_loads_of_one_archive_leave_one_folder_per_layer(sim: SimulatedHost, profile: str,
+                                                                     tmp_path: Path) -> None:
+    from wincontainers.build.builder import build
+
+    host = Host.open(sim=profile, root=sim.root)
+    try:
+        build(host, ROOT / "examples" / "dockerfiles" / "multistage", tags=["conc:1"], output=lambda _t: None)
+        archive = host.images.save(["conc:1"], tmp_path / "conc.tar")
+        host.images.remove("conc:1")
+        host.images.cache_clear()
+        host.images.gc()
+        before = {str(layer.path) for layer in host.layers.list()}
+        loaders = [subprocess.Popen([sys.executable, "-c", LOADER, str(ROOT), profile, str(sim.root), str(archive)],
+                                    stderr=subprocess.PIPE) for _ in range(4)]
+        for proc in loaders:
+            _out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+        store = host.images
+        records = {os.path.normcase(r.folder) for r in store.layer_records() if r.folder}
+        made = {os.path.normcase(str(layer.path)) for layer in host.layers.list()} - {os.path.normcase(p) for p in before}
+        assert made <= records, f"folders no record names: {sorted(made - records)}"
+        assert store.fsck().clean and store.fsck().garbage == ()
+        # a folder the store made that no record names is reported, and collected
+        chain = store.layer_chain(store.get("conc:1"))
+        top = tmp_path / "top.tar"
+        host.layers.export_tar(str(chain[-1].folder), top)
+        stray = host.layers.import_tar(top, parents=[str(chain[-2].folder)], owner="images")
+        mine = host.layers.import_tar(top, parents=[str(chain[-2].folder)])
+        assert any(stray.id in g for g in store.fsck().garbage)
+        store.gc()
+        assert not stray.path.exists() and mine.path.exists()  # a layer made outside the store stays
+        host.layers.destroy(mine)
+        store.remove("conc:1")
+        store.gc()
+    finally:
+        host.close()

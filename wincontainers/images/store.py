@@ -60,6 +60,7 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OWNER = "images"  # Layer.owner of the folders the image store makes (it may collect them)
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 _COPY_CHUNK = 1 << 20
@@ -377,10 +378,27 @@ class ImageStore:
             return None
 
     def put_layer(self, record: LayerRecord) -> LayerRecord:
-        if record.parent is not None and self.get_layer(record.parent) is None:
-            raise errors.BadInput(f"layer {record.chain_id}: parent {record.parent} is not in the store")
-        self._write_file(self._layer_path(record.chain_id), canonical_json(record.to_json()))
+        """Record a layer; the first record of a chain wins. When another process recorded the
+        same chain with a folder of its own meanwhile, that record is returned and the caller's
+        folder is the caller's to remove (see :meth:`add_layer`)."""
+        with self.locked():
+            if record.parent is not None and self.get_layer(record.parent) is None:
+                raise errors.BadInput(f"layer {record.chain_id}: parent {record.parent} is not in the store")
+            existing = self._readable_layer(record.chain_id)
+            if existing is not None and existing.folder and existing.folder != record.folder and \
+                    Path(existing.folder).is_dir():
+                if record.blob and not existing.blob and not existing.descriptor:
+                    existing = attrs.evolve(existing, blob=record.blob, media_type=record.media_type)
+                    self._write_file(self._layer_path(record.chain_id), canonical_json(existing.to_json()))
+                return existing
+            self._write_file(self._layer_path(record.chain_id), canonical_json(record.to_json()))
         return record
+
+    def _readable_layer(self, chain: str) -> Optional[LayerRecord]:
+        try:
+            return self.get_layer(chain)
+        except (OSError, ValueError, TypeError, KeyError, errors.WincontainersError):
+            return None
 
     def chain_folders(self, top: Optional[LayerRecord]) -> builtins.list[str]:
         """Folders of ``top`` and its parents, nearest first (empty for no layer)."""
@@ -421,7 +439,7 @@ class ImageStore:
         media = MEDIA_LAYER
         blob: Optional[str] = None
         layer = self.host.layers.import_tar(os.fspath(source), parents=parents, base=parent is None, check=False,
-                                            progress=progress, on_folder=lease.hold_folder)
+                                            progress=progress, on_folder=lease.hold_folder, owner=OWNER)
         if layer.diff_id != report.diff_id:  # the file changed after it was checked: keep nothing of it
             self.host.layers.destroy(layer, force=True)
             raise errors.BadInput(f"the layer tar {os.fspath(source)!r} changed while it was imported "
@@ -431,7 +449,10 @@ class ImageStore:
         record = LayerRecord(chain_id=chain, diff_id=report.diff_id, parent=parent.chain_id if parent else None,
                              folder=str(layer.path), size=layer.size or 0, blob=blob, media_type=media,
                              created=time.time())
-        return self.put_layer(record)
+        kept = self.put_layer(record)
+        if kept.folder != record.folder:  # another process imported the same layer first: use its folder
+            self._destroy_folder(str(layer.path))
+        return kept
 
     def _keep(self, source: Union[str, "os.PathLike[str]"], diff_id: str, lease: "Lease") -> tuple[str, str]:
         with open(source, "rb") as f:
@@ -892,7 +913,8 @@ class ImageStore:
         garbage += [f"stale lease {Path(p).name}" for p in sorted(stale)]
         garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())
                     if not _owned_by_live(p.name, self.host.win32.process_alive)]
-        garbage += [f"layer folder {name} left by an interrupted operation" for name in self._orphan_folders(held)]
+        garbage += [f"layer folder {name}: no layer record names it (an interrupted or lost import)"
+                    for name in self._orphan_folders(held)]
         garbage += [f"leftover {p.name} in the layers folder" for p in self.host.layers.leftovers()]
         return FsckReport(tuple(found_errors), tuple(garbage))
 
@@ -910,7 +932,27 @@ class ImageStore:
                     normalized = os.path.normcase(os.path.abspath(folder))
                     if normalized not in known and folder not in held and Path(folder).exists():
                         orphans.append(folder)
+        # Folders the store made that no record names (a record another process wrote first
+        # won), unless a live operation is still making them or a container runs on them.
+        live_folders = self._live_lease_folders()
+        containers = self._container_folders()
+        for layer in self.host.layers.list():
+            normalized = os.path.normcase(os.path.abspath(str(layer.path)))
+            if layer.owner == OWNER and normalized not in known and normalized not in live_folders \
+                    and normalized not in containers:
+                orphans.append(str(layer.path))
         return sorted(set(orphans))
+
+    def _live_lease_folders(self) -> set[str]:
+        out: set[str] = set()
+        for name in self.files.names(self.leases_dir, ".json"):
+            pid_text = name.split("-", 1)[0]
+            if not (pid_text.isdigit() and self.host.win32.process_alive(int(pid_text))):
+                continue
+            doc = read_optional_json(self.files, self.leases_dir / name)
+            folders = doc.get("folders", []) if isinstance(doc, dict) else []
+            out.update(os.path.normcase(os.path.abspath(f)) for f in folders if isinstance(f, str))
+        return out
 
     def gc(self) -> GcReport:
         """Remove what nothing references: blobs, layers (and the folders the store made),

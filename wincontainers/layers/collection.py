@@ -73,6 +73,8 @@ class Layer:
     diff_id: Optional[str] = None
     size: Optional[int] = None
     created: Optional[float] = None
+    #: who made it: "images" for the image store's layers (it may collect them), None otherwise
+    owner: Optional[str] = None
 
     @property
     def short_id(self) -> str:
@@ -112,8 +114,9 @@ class LayerCollection:
             kind = "sandbox"
         else:
             kind = info.get("kind") or ("diff" if chain else "base")
+        owner = info.get("owner")
         return Layer(id=path.name, path=path, parents=chain, kind=kind, diff_id=info.get("diff_id"),
-                     size=info.get("size"), created=info.get("created"))
+                     size=info.get("size"), created=info.get("created"), owner=owner if isinstance(owner, str) else None)
 
     def get(self, ref: LayerLike) -> Layer:
         """A layer by id (or unique prefix), folder path, or Layer."""
@@ -173,6 +176,7 @@ class LayerCollection:
         progress: ProgressArg = None,
         on_folder: Optional[Callable[[Path], None]] = None,
         limits: TarLimits = DEFAULT_LIMITS,
+        owner: Optional[str] = None,
     ) -> Layer:
         """Import a layer tar (plain, gzip or zstd) as a new layer over ``parents`` (nearest first).
 
@@ -185,6 +189,7 @@ class LayerCollection:
         ``on_folder`` is told the new folder's path before it is created (the image store
         records it, so a killed import's folder can be found and removed). ``limits`` bound what
         the tar may ask (entries, size, extended headers); raise them for a larger layer.
+        ``owner`` is kept with the layer (:attr:`Layer.owner`): the image store marks its own.
         """
         shown = _source_name(source)
         self.host.win32.require_privileges(*LAYER_PRIVILEGES, task=f"importing {shown} as a layer")
@@ -212,8 +217,10 @@ class LayerCollection:
                     LayerFolder(self.host.win32, target).write_bytes(
                         "layerchain.json", json.dumps([r.path for r in parent_refs] or None,
                                                       separators=(",", ":")).encode())
-                self._write_info(layer_id, {"diff_id": diff_id, "size": size, "created": time.time(),
-                                            "kind": "base" if is_base else "diff"})
+                info = {"diff_id": diff_id, "size": size, "created": time.time(), "kind": "base" if is_base else "diff"}
+                if owner is not None:
+                    info["owner"] = owner
+                self._write_info(layer_id, info)
             except BaseException:
                 self._discard_quietly(target)
                 raise

@@ -282,6 +282,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return 0
     table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
     for row in rows:
+        if row.state == "damaged":
+            table.append((row.short_id, row.image, "", f"{_ago(row.created)} ago", "Damaged record (rm -f)", row.name))
+            continue
         record = host.records.load(row.id)
         if row.state == "running":
             status = f"Up {_ago(record.started)}"
@@ -364,7 +367,25 @@ def cmd_rm(args: argparse.Namespace) -> int:
         c.remove(force=args.force)
         return c.name
 
-    return _each(args, rm)
+    if not args.force:
+        return _each(args, rm)
+    host = _open_host(args)
+    status = 0
+    for ref in args.containers:  # -f also removes a container whose record is damaged
+        try:
+            try:
+                container = host.containers.get(ref)
+            except errors.DamagedRecord:
+                print(host.containers.remove_damaged(ref)[:12])
+                continue
+            try:
+                print(rm(container))
+            finally:
+                container.close()
+        except errors.WincontainersError as exc:
+            print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

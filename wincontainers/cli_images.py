@@ -68,6 +68,9 @@ def add_parsers(sub: Any) -> None:
     image_sub.add_parser("gc", help="remove unreferenced layers and blobs")
     fsck = image_sub.add_parser("fsck", help="check the image store (exit 1 when broken)")
     fsck.add_argument("--deep", action="store_true", help="also verify every blob's digest")
+    fsck.add_argument("--repair", action="store_true",
+                      help="move unreadable files to the store's quarantine folder, remove containers whose "
+                           "record is damaged, rebuild the index and layer records")
 
 
 def _host(args: argparse.Namespace) -> Any:
@@ -100,7 +103,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         if args.quiet:
             print(image.short_id)
             continue
-        size = sum(r.size for r in (store.get_layer(c) for c in image.chain_ids) if r is not None)
+        size = sum(r.size for r in (store.find_layer(c) for c in image.chain_ids) if r is not None)
         for tag in image.tags or [None]:
             rows.append((tag.familiar_name if tag else "<none>", (tag.tag or "<none>") if tag else "<none>",
                          image.short_id, _created(image.created), _size(size)))
@@ -132,7 +135,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     store = _host(args).images
     image = store.get(args.image)
-    sizes = {r.diff_id: r.size for r in (store.get_layer(c) for c in image.chain_ids) if r is not None}
+    sizes = {r.diff_id: r.size for r in (store.find_layer(c) for c in image.chain_ids) if r is not None}
     rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
     for i, step in enumerate(store.history(image)):
         created_by = str(step.get("created_by", ""))
@@ -255,7 +258,7 @@ def cmd_image(args: argparse.Namespace) -> int:
             print(f"deleted {item}")
         print(f"Total reclaimed space: {report.bytes_freed} bytes")
         return 0
-    fsck = store.fsck(deep=args.deep)
+    fsck = store.fsck(deep=args.deep, repair=args.repair)
     print(fsck.summary())
     return 0 if fsck.clean else 1
 

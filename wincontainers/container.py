@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -42,6 +43,8 @@ from wincontainers.records import ContainerRecord, validate_name
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
+
+log = logging.getLogger("wincontainers.containers")
 
 __all__ = [
     "Container",
@@ -745,6 +748,13 @@ class Container:
             self.close()
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _close_refs(refs: list[Any]) -> None:
     for ref in refs:
         if ref is not None:
@@ -880,8 +890,42 @@ class ContainerCollection:
         return Container(self.host, record, system, owned=True)
 
     def get(self, ref: str) -> Container:
-        """A container by id, unique id prefix or name."""
+        """A container by id, unique id prefix or name (:class:`~wincontainers.errors.DamagedRecord`
+        when its record cannot be read: :meth:`remove_damaged` removes it)."""
         return Container(self.host, self.host.records.find(ref))
+
+    def remove_damaged(self, ref: str, *, timeout: Optional[float] = 30.0) -> str:
+        """Remove a container whose record cannot be read: its compute system (if it runs), its
+        sandbox (``<layers>/<id>``, where every container's is), its names and the record. What
+        only the record knew (network endpoints it was given) is left to ``network prune``.
+        Returns the container's id."""
+        _check_timeout(timeout)
+        records = self.host.records
+        container_id = records.find_id(ref)
+        try:
+            records.load(container_id)
+        except errors.DamagedRecord:
+            pass
+        else:
+            raise errors.InvalidState("remove", subject=f"container {container_id[:12]}",
+                                      message="its record is readable", hint="remove it with remove()/rm")
+        system: Optional[SystemRef] = None
+        try:
+            system = self.host.driver.open_system(container_id)
+            system.terminate(timeout)
+        except (errors.NotFound, errors.AlreadyStopped):
+            pass
+        finally:
+            if system is not None:
+                system.close()
+        names = records.names_of(container_id)
+        stand_in = ContainerRecord(id=container_id, name=names[0] if names else "", image="", layers=[],
+                                   sandbox=str(self.host.layers_root / container_id), hostname="",
+                                   generation=self.host.generation)
+        self.host._remove_sandbox(stand_in)
+        records.forget(container_id)
+        log.info("removed container %s, whose record was damaged", container_id[:12])
+        return container_id
 
     def list(self, all: bool = False) -> list[ContainerInfo]:
         """Containers created by wincontainers; running ones only unless ``all=True`` (``ps -a``)."""
@@ -907,6 +951,10 @@ class ContainerCollection:
                 continue
             out.append(ContainerInfo(record.id, record.name, record.image, record.command, state, record.created,
                                      record.exit_code))
+        if all:  # shown, so they can be removed (rm -f)
+            for damaged in self.host.records.damaged():
+                out.append(ContainerInfo(damaged.id, damaged.names[0] if damaged.names else "", "?", None, "damaged",
+                                         _mtime(damaged.path)))
         out.sort(key=lambda c: c.created, reverse=True)
         return out
 

@@ -21,6 +21,7 @@ __all__ = [
     "WincontainersError",
     "BadInput",
     "HcsUnavailable",
+    "DamagedRecord",
     "HcsError",
     "NotFound",
     "AlreadyStopped",
@@ -60,6 +61,17 @@ class BadInput(WincontainersError, ValueError):
 
 class HcsUnavailable(WincontainersError):
     """There is no Host Compute Service here (not Windows, or the DLLs are missing)."""
+
+
+class DamagedRecord(WincontainersError):
+    """A file of the library's state cannot be read (truncated, not UTF-8, not the JSON it
+    should be): ``path``, ``reason`` and what repairs it (``hint``)."""
+
+    def __init__(self, path: Any, reason: str, hint: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{self.path} is damaged ({reason}). Hint: {hint}")
 
 
 def normalize_hresult(hr: int) -> int:

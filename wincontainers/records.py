@@ -16,13 +16,23 @@ from typing import Any, Iterator, Optional
 
 import attrs
 
-from wincontainers.errors import AlreadyExists, BadInput, HcsError, NotFound
+from wincontainers.errors import AlreadyExists, BadInput, DamagedRecord, HcsError, NotFound
 from wincontainers.statefiles import StateFiles
 
 __all__ = ["ContainerRecord", "RecordStore", "validate_name", "NAME_PATTERN"]
 
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+NAME_PATTERN = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}\Z")  # \Z: "$" would let a newline end it
+_ID_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+@attrs.frozen
+class DamagedContainer:
+    """A container whose record cannot be read: its id, names, the record file and what is wrong."""
+
+    id: str
+    names: list[str]
+    path: Path
+    reason: str
 
 
 def validate_name(name: str) -> str:
@@ -120,10 +130,42 @@ class RecordStore:
         self.files.write_json(self._path(record.id), record.to_json(), durable=True, indent=1, sort_keys=True)
 
     def load(self, container_id: str) -> ContainerRecord:
+        """The record; :class:`NotFound`, or :class:`DamagedRecord` when it cannot be read."""
+        path = self._path(container_id)
+        hint = f"`wincontainers rm -f {container_id[:12]}` removes the container and what it left"
         try:
-            return ContainerRecord.from_json(self.files.read_json(self._path(container_id)))
+            doc = self.files.read_document(path, hint=hint)
         except FileNotFoundError:
             raise NotFound("inspect", subject=f"container {container_id[:12]}", message="no such container") from None
+        try:
+            return ContainerRecord.from_json(doc)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise DamagedRecord(path, f"not a container record: {exc}", hint) from None
+
+    def damaged(self) -> list[DamagedContainer]:
+        """Containers whose record cannot be read (``ps -a`` shows them, ``rm -f`` removes them)."""
+        out = []
+        for name in self.files.names(self.records_dir, ".json"):
+            container_id = name[:-len(".json")]
+            if not _ID_PATTERN.match(container_id):
+                continue
+            try:
+                self.load(container_id)
+            except DamagedRecord as exc:
+                out.append(DamagedContainer(container_id, self.names_of(container_id), Path(exc.path), exc.reason))
+            except (NotFound, OSError, HcsError):
+                continue
+        return out
+
+    def names_of(self, container_id: str) -> list[str]:
+        """The names reserved for a container (normally one)."""
+        return [name for name in self.files.names(self.names_dir, "") if self._owner(self.names_dir / name) == container_id]
+
+    def forget(self, container_id: str) -> None:
+        """Drop a container's record and names whatever they hold (a damaged record)."""
+        for name in self.names_of(container_id):
+            self.files.remove(self.names_dir / name)
+        self.files.remove(self._path(container_id))
 
     def delete(self, record: ContainerRecord) -> None:
         self.files.remove(self._path(record.id))
@@ -137,16 +179,22 @@ class RecordStore:
                 continue
 
     def find(self, ref: str) -> ContainerRecord:
-        """By full id, name, or unique id prefix (as the Docker CLI resolves them)."""
+        """By full id, name, or unique id prefix (as the Docker CLI resolves them);
+        :class:`DamagedRecord` for a container whose record cannot be read."""
+        return self.load(self.find_id(ref))
+
+    def find_id(self, ref: str) -> str:
+        """The id of the container ``ref`` names (whether or not its record can be read)."""
         if not ref:
             raise BadInput("empty container reference")
         if _ID_PATTERN.match(ref) and self.exists(ref):
-            return self.load(ref)
+            return ref
         if NAME_PATTERN.match(ref):
             owner = self._owner(self.names_dir / ref.lower())
             if self.exists(owner):
-                return self.load(owner)
-        matches = [r for r in self.all() if r.id.startswith(ref.lower())] if re.fullmatch(r"[0-9a-fA-F]+", ref) else []
+                return owner
+        ids = [n[:-len(".json")] for n in self.files.names(self.records_dir, ".json")]
+        matches = [i for i in ids if i.startswith(ref.lower())] if re.fullmatch(r"[0-9a-fA-F]+", ref) else []
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

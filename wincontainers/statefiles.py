@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from wincontainers._native import win32 as w32
+from wincontainers.errors import DamagedRecord
 
 __all__ = ["StateFiles", "read_optional_json"]
 
@@ -75,6 +76,20 @@ class StateFiles:
     def read_json(self, path: PathLike) -> Any:
         """The parsed document (:class:`ValueError` for one that is not UTF-8 JSON)."""
         return json.loads(self.read_text(path))
+
+    def read_document(self, path: PathLike, *, hint: str) -> dict[str, Any]:
+        """A JSON object of our state; :class:`FileNotFoundError` when missing and
+        :class:`~wincontainers.errors.DamagedRecord` (naming the file, what is wrong and
+        ``hint``) when it cannot be read as one."""
+        try:
+            doc = self.read_json(path)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, w32.Win32Error) as exc:
+            raise DamagedRecord(path, damage_of(exc), hint) from None
+        if not isinstance(doc, dict):
+            raise DamagedRecord(path, f"a JSON {type(doc).__name__}, not an object", hint)
+        return doc
 
     def exists(self, path: PathLike) -> bool:
         return self.win32.attributes(w32.long_path(path)) is not None
@@ -156,6 +171,15 @@ class StateFiles:
             pass
         except w32.Win32Error as exc:
             _log.warning("could not remove the temporary file %s: %s", target, exc)
+
+
+def damage_of(exc: BaseException) -> str:
+    """What is wrong with a state file, in words, from the error reading it raised."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at byte {exc.pos}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def read_optional_json(files: StateFiles, path: PathLike) -> Optional[Any]:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -60,6 +61,9 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+log = logging.getLogger("wincontainers.images")
+REPAIR_HINT = "`wincontainers image fsck --repair` moves damaged files aside and rebuilds what it can"
+INDEX_HINT = "`wincontainers image fsck --repair` rebuilds the index from the manifests in the store"
 OWNER = "images"  # Layer.owner of the folders the image store makes (it may collect them)
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
@@ -186,13 +190,18 @@ class FsckReport:
 
     errors: tuple[str, ...] = ()
     garbage: tuple[str, ...] = ()
+    #: with ``repair``: files moved to the quarantine folder (each with what was wrong), and
+    #: what was rebuilt
+    quarantined: tuple[str, ...] = ()
+    repaired: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
         return not self.errors
 
     def summary(self) -> str:
-        lines = [f"error: {e}" for e in self.errors] + [f"garbage: {g}" for g in self.garbage]
+        lines = [f"quarantined: {q}" for q in self.quarantined] + [f"repaired: {r}" for r in self.repaired]
+        lines += [f"error: {e}" for e in self.errors] + [f"garbage: {g}" for g in self.garbage]
         return "\n".join(lines) or "clean"
 
 
@@ -372,10 +381,17 @@ class ImageStore:
         return self.layers_dir / f"{_hex(chain)}.json"
 
     def get_layer(self, chain: str) -> Optional[LayerRecord]:
+        """The record of a layer chain; None when there is none, :class:`errors.DamagedRecord`
+        when it cannot be read."""
+        path = self._layer_path(chain)
         try:
-            return LayerRecord.from_json(self.files.read_json(self._layer_path(chain)))
+            doc = self.files.read_document(path, hint=REPAIR_HINT)
         except FileNotFoundError:
             return None
+        try:
+            return LayerRecord.from_json(doc)
+        except (TypeError, ValueError) as exc:
+            raise errors.DamagedRecord(path, f"not a layer record: {exc}", REPAIR_HINT) from None
 
     def put_layer(self, record: LayerRecord) -> LayerRecord:
         """Record a layer; the first record of a chain wins. When another process recorded the
@@ -384,7 +400,7 @@ class ImageStore:
         with self.locked():
             if record.parent is not None and self.get_layer(record.parent) is None:
                 raise errors.BadInput(f"layer {record.chain_id}: parent {record.parent} is not in the store")
-            existing = self._readable_layer(record.chain_id)
+            existing = self.find_layer(record.chain_id)
             if existing is not None and existing.folder and existing.folder != record.folder and \
                     Path(existing.folder).is_dir():
                 if record.blob and not existing.blob and not existing.descriptor:
@@ -394,7 +410,9 @@ class ImageStore:
             self._write_file(self._layer_path(record.chain_id), canonical_json(record.to_json()))
         return record
 
-    def _readable_layer(self, chain: str) -> Optional[LayerRecord]:
+    def find_layer(self, chain: str) -> Optional[LayerRecord]:
+        """The record of a layer chain, or None when it is missing or cannot be read (listings
+        show what they can; :meth:`get_layer` says why)."""
         try:
             return self.get_layer(chain)
         except (OSError, ValueError, TypeError, KeyError, errors.WincontainersError):
@@ -471,7 +489,7 @@ class ImageStore:
     def layer_records(self) -> builtins.list[LayerRecord]:
         out = []
         for name in self.files.names(self.layers_dir, ".json"):
-            with contextlib.suppress(OSError, ValueError, TypeError, errors.HcsError):
+            with contextlib.suppress(OSError, ValueError, TypeError, errors.HcsError, errors.DamagedRecord):
                 out.append(LayerRecord.from_json(self.files.read_json(self.layers_dir / name)))
         return out
 
@@ -502,16 +520,9 @@ class ImageStore:
     # -- the index ---------------------------------------------------------------------------------
 
     def _read_index(self) -> dict[str, Any]:
-        try:
-            doc = self.files.read_json(self.root / "index.json")
-        except (OSError, ValueError, errors.HcsError) as exc:
-            raise errors.HcsError("images", message=f"the image index cannot be read: {exc}",
-                                  hint="`wincontainers image fsck` checks the store") from None
-        if not isinstance(doc, dict):
-            raise errors.HcsError("images", message="the image index is not a JSON object",
-                                  hint="`wincontainers image fsck` checks the store")
-        if not isinstance(doc.get("manifests"), list):
-            doc["manifests"] = []
+        doc = self.files.read_document(self.root / "index.json", hint=INDEX_HINT)
+        manifests = doc.get("manifests")
+        doc["manifests"] = [e for e in manifests if isinstance(e, dict)] if isinstance(manifests, list) else []
         return doc
 
     def _write_index(self, doc: dict[str, Any]) -> None:
@@ -708,7 +719,10 @@ class ImageStore:
             doc["manifests"] = keep
             self._write_index(doc)
         if prune and removing_image:
-            self.gc()
+            try:
+                self.gc()
+            except errors.DamagedRecord as exc:  # the image is removed; what it freed waits for a repair
+                log.warning("not collecting after rmi: %s", exc)
         return done
 
     def _containers_using(self, image: Image) -> builtins.list[str]:
@@ -796,6 +810,12 @@ class ImageStore:
         digest = self._read_cache().get(key)
         if digest is None or not self.has_blob(digest):
             return None
+        try:
+            return self._cached_config(digest)
+        except (errors.DamagedRecord, ValueError):  # something it needs cannot be read: run the step again
+            return None
+
+    def _cached_config(self, digest: str) -> Optional[dict[str, Any]]:
         config = json.loads(self.read_blob(digest))
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         for i in range(len(diff_ids)):
@@ -867,7 +887,11 @@ class ImageStore:
                 chain = chain_id(diff_ids[:i + 1])
                 while chain and chain not in chains:
                     chains.add(chain)
-                    record = self.get_layer(chain)
+                    try:
+                        record = self.get_layer(chain)
+                    except errors.DamagedRecord as exc:
+                        problems.append(f"{what}: layer {chain[:19]}: {exc.reason}")
+                        break
                     if record is None:
                         problems.append(f"{what}: layer {chain[:19]} has no record")
                         break
@@ -876,22 +900,140 @@ class ImageStore:
                     chain = record.parent  # type: ignore[assignment]
         return blobs, chains, problems
 
-    def fsck(self, *, deep: bool = False) -> FsckReport:
-        """Check that everything the index reaches exists (``deep``: and hashes to its digest)."""
-        blobs, chains, problems = self._referenced()
-        found_errors = list(problems)
+    def _unreadable(self) -> builtins.list[tuple[Path, str]]:
+        """Every state file that cannot be read, with what is wrong: the index, the build cache,
+        layer records, leases and container records."""
+        out: builtins.list[tuple[Path, str]] = []
+
+        def check(path: Path, parse: Optional[Callable[[dict[str, Any]], object]] = None) -> None:
+            try:
+                doc = self.files.read_document(path, hint="")
+                if parse is not None:
+                    parse(doc)
+            except FileNotFoundError:
+                return
+            except errors.DamagedRecord as exc:
+                out.append((path, exc.reason))
+            except (TypeError, ValueError, KeyError) as exc:
+                out.append((path, f"not the record it should be: {exc}"))
+
+        check(self.root / "index.json")
+        check(self._cache_file())
+        for name in self.files.names(self.layers_dir, ".json"):
+            check(self.layers_dir / name, LayerRecord.from_json)
+        for name in self.files.names(self.leases_dir, ".json"):
+            check(self.leases_dir / name)
+        out += [(d.path, d.reason) for d in self.host.records.damaged()]
+        return out
+
+    def _repair(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Move unreadable files to ``quarantine/<time>/``, remove what a damaged container
+        record left, rebuild the index from the manifests present and layer records from the
+        layer folders; (quarantined, repaired)."""
+        quarantined: builtins.list[str] = []
+        repaired: builtins.list[str] = []
+        damaged = self._unreadable()
+        if not damaged:
+            return quarantined, repaired
+        box = self.root / "quarantine" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        containers = {d.path: d.id for d in self.host.records.damaged()}
+        index_lost = False
+        for path, reason in damaged:
+            where = box / path.parent.name / path.name
+            os.makedirs(where.parent, exist_ok=True)
+            if path in containers:  # kept aside, then the container goes with what it left
+                shutil.copyfile(path, where)
+                with contextlib.suppress(errors.WincontainersError, OSError):
+                    self.host.containers.remove_damaged(containers[path])
+                    repaired.append(f"container {containers[path][:12]} removed (its record was damaged)")
+            if path.exists():
+                os.replace(path, where)
+            quarantined.append(f"{path} -> {where}: {reason}")
+            index_lost = index_lost or path == self.root / "index.json"
+        if index_lost:
+            found = self._manifests_present()
+            self._write_index({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": found})
+            repaired.append(f"index.json rebuilt from the {len(found)} image manifest(s) in the store "
+                            "(untagged: the tags were in the damaged index)")
+        repaired += self._rebuild_layer_records()
+        return quarantined, repaired
+
+    def _manifests_present(self) -> builtins.list[dict[str, Any]]:
+        """Index entries for the image manifests among the blobs whose config is there too."""
+        entries = []
+        for path in sorted(self.blobs_dir.iterdir()):
+            try:
+                if path.stat().st_size > 4 << 20:
+                    continue  # a layer, not a manifest
+                doc = json.loads(path.read_bytes())
+                config_digest = doc["config"]["digest"]
+                if doc.get("mediaType", MEDIA_MANIFEST) != MEDIA_MANIFEST or not isinstance(doc.get("layers"), list):
+                    continue
+                config = json.loads(self.read_blob(config_digest))
+            except (OSError, ValueError, KeyError, TypeError, errors.WincontainersError):
+                continue
+            entries.append({"mediaType": MEDIA_MANIFEST, "digest": f"sha256:{path.name}",
+                            "size": path.stat().st_size, "platform": _platform(config)})
+        return entries
+
+    def _rebuild_layer_records(self) -> builtins.list[str]:
+        """Records for the chains images and the cache need that have none, from the layer folder
+        of that diff ID over the parent's folder (what import_tar wrote in its layer info)."""
+        repaired: builtins.list[str] = []
+        try:
+            images = self._images_from_index(self._read_index())
+        except errors.DamagedRecord:
+            return repaired
+        layers = [l for l in self.host.layers.list() if l.kind != "sandbox" and l.diff_id]
+        for image in images:
+            parent: Optional[LayerRecord] = None
+            for i, diff_id in enumerate(image.diff_ids):
+                chain = chain_id(list(image.diff_ids[:i + 1]))
+                record = self.get_layer(chain)
+                if record is None:
+                    below = [os.path.normcase(parent.folder)] if parent is not None and parent.folder else []
+                    match = [l for l in layers if l.diff_id == diff_id
+                             and [os.path.normcase(str(p)) for p in l.parents[:1]] == below]
+                    if len(match) != 1:
+                        break
+                    layer = match[0]
+                    record = LayerRecord(chain_id=chain, diff_id=diff_id, parent=parent.chain_id if parent else None,
+                                         folder=str(layer.path), size=layer.size or 0,
+                                         blob=diff_id if self.has_blob(diff_id) else None,
+                                         owned=layer.owner == OWNER, created=layer.created or time.time())
+                    self._write_file(self._layer_path(chain), canonical_json(record.to_json()))
+                    repaired.append(f"layer record {chain[:19]} rebuilt from folder {layer.path.name[:12]}")
+                parent = record
+        return repaired
+
+    def fsck(self, *, deep: bool = False, repair: bool = False) -> FsckReport:
+        """Check that everything the index reaches exists (``deep``: and hashes to its digest),
+        naming every state file that cannot be read. ``repair`` first moves those to
+        ``<store>/quarantine/``, removes containers whose record was damaged, rebuilds the index
+        from the manifests present and missing layer records from their folders."""
+        quarantined: builtins.list[str] = []
+        repaired: builtins.list[str] = []
+        if repair:
+            with self.locked():
+                quarantined, repaired = self._repair()
+        unreadable = [f"{path}: {reason}" for path, reason in self._unreadable()]
+        try:
+            blobs, chains, problems = self._referenced()
+        except errors.DamagedRecord as exc:  # the index: nothing else can be judged without it
+            return FsckReport(tuple(unreadable or [str(exc)]), (), tuple(quarantined), tuple(repaired))
+        found_errors = unreadable + list(problems)
         garbage: builtins.list[str] = []
         for digest in sorted(blobs):
             path = self.blob_path(digest)
             if not path.is_file():
-                record_wants = any(r.blob == digest for r in map(self.get_layer, chains) if r)
+                record_wants = any(r.blob == digest for r in map(self.find_layer, chains) if r)
                 if record_wants or not any(r.diff_id == digest or (r.descriptor or {}).get("digest") == digest
-                                           for r in map(self.get_layer, chains) if r):
+                                           for r in map(self.find_layer, chains) if r):
                     found_errors.append(f"blob {digest[:19]} is missing")
             elif deep and _file_digest(path) != digest:
                 found_errors.append(f"blob {digest[:19]} does not hash to its name")
         for chain in sorted(chains):
-            record = self.get_layer(chain)
+            record = self.find_layer(chain)
             if record is None:
                 continue
             if record.folder is not None and not Path(record.folder).is_dir():
@@ -916,7 +1058,7 @@ class ImageStore:
         garbage += [f"layer folder {name}: no layer record names it (an interrupted or lost import)"
                     for name in self._orphan_folders(held)]
         garbage += [f"leftover {p.name} in the layers folder" for p in self.host.layers.leftovers()]
-        return FsckReport(tuple(found_errors), tuple(garbage))
+        return FsckReport(tuple(found_errors), tuple(garbage), tuple(quarantined), tuple(repaired))
 
     def _orphan_folders(self, held: set[str]) -> builtins.list[str]:
         """Layer folders a dead operation named in its lease, that no record points at."""
@@ -962,6 +1104,11 @@ class ImageStore:
         other: builtins.list[str] = []
         freed = 0
         with self.locked():
+            # What a damaged record or index names cannot be known: collecting now could destroy
+            # the very folders a repair would give back their records.
+            for path, reason in self._unreadable():
+                if path.parent == self.layers_dir or path == self.root / "index.json":
+                    raise errors.DamagedRecord(path, reason, REPAIR_HINT + "; gc runs again after it")
             blobs, chains, _problems = self._referenced()
             held, stale = self._live_leases()
             # What killed operations left first: their folders would otherwise keep parents alive.

@@ -9,6 +9,7 @@ its exit code (125 when wincontainers itself failed, 126 when the command could 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -152,6 +153,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR if args.command == "run" else 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # the machine's, not ours: a full disk, a file we may not read
+        if exc.errno == errno.ENOSPC:
+            print(f"wincontainers: no space left on the disk ({exc.filename or 'the state folder'})", file=sys.stderr)
+        else:
+            print(f"wincontainers: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}",
+                  file=sys.stderr)
+        return EXIT_ERROR if args.command == "run" else 1
+    except Exception as exc:  # a bug of ours: one line, and the traceback when asked for
+        if os.environ.get("WINCONTAINERS_DEBUG"):
+            raise
+        print(f"wincontainers: internal error: {type(exc).__name__}: {_one_line(exc)} (set WINCONTAINERS_DEBUG=1 "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_ERROR if args.command == "run" else 1
 
 
 def _one_line(exc: BaseException) -> str:

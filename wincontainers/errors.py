@@ -22,6 +22,7 @@ __all__ = [
     "BadInput",
     "HcsUnavailable",
     "DamagedRecord",
+    "StorageFull",
     "HcsError",
     "NotFound",
     "AlreadyStopped",
@@ -61,6 +62,10 @@ class BadInput(WincontainersError, ValueError):
 
 class HcsUnavailable(WincontainersError):
     """There is no Host Compute Service here (not Windows, or the DLLs are missing)."""
+
+
+class StorageFull(WincontainersError, OSError):
+    """The disk that holds the library's state (or a layer) is full."""
 
 
 class DamagedRecord(WincontainersError):

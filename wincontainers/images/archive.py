@@ -15,15 +15,18 @@ absent as a reference (its descriptor and URLs), as Docker does for old Windows 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
 
@@ -62,6 +65,36 @@ Progress = Optional[Callable[[int, int], None]]
 
 class ArchiveError(errors.BadInput):
     """The archive is not a docker-save archive or OCI layout we can read, or it is corrupt."""
+
+
+#: what reading a hostile or damaged archive raises below us (json, tarfile, gzip, lzma, bz2)
+_DAMAGE = (ValueError, KeyError, IndexError, AttributeError, TypeError, RecursionError, EOFError, tarfile.TarError,
+           zlib.error, lzma.LZMAError)
+
+
+@contextlib.contextmanager
+def _reading(archive: Path) -> Iterator[None]:
+    """Errors met reading ``archive`` become typed ones that say what is wrong with it."""
+    try:
+        yield
+    except ArchiveError as exc:
+        if archive.name in str(exc):
+            raise
+        raise ArchiveError(f"{archive.name}: {exc}") from None
+    except errors.WincontainersError:
+        raise
+    except _DAMAGE as exc:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, RecursionError):
+            what = "its documents refer to one another in a cycle"
+        elif isinstance(exc, (KeyError, AttributeError, TypeError, IndexError)):
+            what = f"a document lacks a field or has one of the wrong type ({what})"
+        raise ArchiveError(f"{archive.name} is damaged or not an image archive: {what}") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise errors.StorageFull(f"no space left while loading {archive.name} ({exc.filename or 'the store'})") \
+                from None
+        raise ArchiveError(f"cannot read {archive.name}: {exc.strerror or exc}") from None
 
 
 @attrs.frozen
@@ -384,6 +417,8 @@ class _Source:
             member = self.members.get(_clean(link))
         if member is None:
             raise ArchiveError(f"{self.path.name} has no {name}")
+        if member.issym() or member.islnk():
+            raise ArchiveError(f"{name} in {self.path.name} is a link in a cycle (or a chain of more than 8)")
         handle = self.tar.extractfile(member)
         assert handle is not None
         return handle
@@ -417,9 +452,9 @@ class _Entry:
             self.descriptors[index] if index < len(self.descriptors) else None)
         if not isinstance(found, dict):
             return None
-        if found.get("mediaType") in _FOREIGN or self.layers[index] is None:
+        if found.get("mediaType") in _FOREIGN:
             return found
-        return None
+        return None  # a layer that should be in the archive: absent, it is an error (see _reference)
 
 
 def _entries(source: _Source) -> list[_Entry]:
@@ -464,12 +499,17 @@ def _oci_entries(source: _Source) -> list[_Entry]:
     return out
 
 
-def _manifests(source: _Source, index: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _manifests(source: _Source, index: dict[str, Any], seen: frozenset[str] = frozenset()) -> Iterator[dict[str, Any]]:
+    if len(seen) > 8:
+        raise ArchiveError("image indexes nested more than 8 deep")
     for entry in index.get("manifests") or []:
         media = entry.get("mediaType")
         if media in (MEDIA_INDEX, _DOCKER_LIST):
-            nested = json.loads(source.read(_blob_name(entry["digest"])))
-            for child in _manifests(source, nested):
+            digest = str(entry["digest"])
+            if digest in seen:
+                raise ArchiveError(f"the image index {digest[:19]} contains itself")
+            nested = json.loads(source.read(_blob_name(digest)))
+            for child in _manifests(source, nested, seen | {digest}):
                 if entry.get("annotations") and not child.get("annotations"):
                     child = dict(child, annotations=entry["annotations"])
                 platform = child.get("platform") or {}
@@ -500,7 +540,12 @@ class ArchiveImage:
 
 def inspect_archive(path: Union[str, "os.PathLike[str]"]) -> list[ArchiveImage]:
     """What an archive holds: images, tags, which layers are in it and which are foreign."""
-    source = _Source(Path(path))
+    with _reading(Path(path)):
+        return _inspect(Path(path))
+
+
+def _inspect(path: Path) -> list[ArchiveImage]:
+    source = _Source(path)
     try:
         out = []
         for entry in _entries(source):
@@ -522,7 +567,14 @@ def load(store: ImageStore, path: Union[str, "os.PathLike[str]"], *, repository:
     An OCI layout may name an image by its tag alone (``org.opencontainers.image.ref.name``):
     it is tagged ``<repository>:<tag>`` when ``repository`` is given, and left untagged otherwise.
     """
-    source = _Source(Path(path))
+    archive = Path(path)
+    with _reading(archive):
+        return _load(store, archive, repository, progress)
+
+
+def _load(store: ImageStore, archive: Path, repository: Optional[str], progress: Progress) -> LoadResult:
+    source = _Source(archive)
+    path = archive
     imported = reused = foreign = 0
     loaded: list[Image] = []
     try:
@@ -554,9 +606,9 @@ def load(store: ImageStore, path: Union[str, "os.PathLike[str]"], *, repository:
                         foreign += 1
                         continue
                     tmp = store.new_temp_file(".tar")
-                    with source.open(name) as src, open(tmp, "wb") as out:
-                        shutil.copyfileobj(src, out, _CHUNK)
                     try:
+                        with source.open(name) as src, open(tmp, "wb") as out:
+                            shutil.copyfileobj(src, out, _CHUNK)
                         record = store.add_layer(tmp, parent, lease=lease, progress=progress)
                     finally:
                         with contextlib.suppress(OSError):
@@ -581,17 +633,22 @@ def _reference(store: ImageStore, chain: str, diff_id: str, parent: Optional[Lay
     media = MEDIA_LAYER
     if name is not None:  # present, but over an absent foreign layer: keep the blob only
         tmp = store.new_temp_file(".tar")
-        sha = hashlib.sha256()
-        with source.open(name) as src, open(tmp, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                sha.update(chunk)
-                out.write(chunk)
-        digest = "sha256:" + sha.hexdigest()
-        lease.hold(digest)
-        blob = store.put_blob_file(tmp, digest)
+        try:
+            sha = hashlib.sha256()
+            with source.open(name) as src, open(tmp, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    sha.update(chunk)
+                    out.write(chunk)
+            digest = "sha256:" + sha.hexdigest()
+            lease.hold(digest)
+            blob = store.put_blob_file(tmp, digest)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         media = (descriptor or {}).get("mediaType", MEDIA_LAYER) if digest != diff_id else MEDIA_LAYER
     if descriptor is None and blob is None:
-        raise ArchiveError(f"layer {diff_id[:19]} is missing from the archive and has no foreign descriptor")
+        raise ArchiveError(f"layer {diff_id[:19]} is missing from the archive (and is not a foreign layer, which "
+                           "may be left out)")
     lease.hold(chain)
     record = LayerRecord(chain_id=chain, diff_id=diff_id, parent=parent.chain_id if parent else None, folder=None,
                          size=int((descriptor or {}).get("size") or 0), blob=blob, media_type=media, owned=True,

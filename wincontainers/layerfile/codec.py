@@ -14,6 +14,7 @@ import binascii
 import gzip
 import hashlib
 import io
+import zlib
 import os
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Optional, Union, cast
@@ -72,8 +73,19 @@ class _Hashing(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _read(self, n: int) -> bytes:
+        """From the source; a corrupt compressed stream is a :class:`TarFormatError`."""
+        try:
+            return self.src.read() if n < 0 else self.src.read(n)
+        except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+            raise TarFormatError(f"the compressed stream is corrupt or cut short ({exc})", self.count) from None
+        except Exception as exc:  # zstandard.ZstdError, which is not imported unless zstd is used
+            if type(exc).__name__ == "ZstdError":
+                raise TarFormatError(f"the zstd stream is corrupt ({exc})", self.count) from None
+            raise
+
     def readinto(self, b: Any) -> int:
-        data = self.src.read(len(b))
+        data = self._read(len(b))
         n = len(data)
         b[:n] = data
         if n:
@@ -84,7 +96,7 @@ class _Hashing(io.RawIOBase):
         return n
 
     def read(self, n: int = -1) -> bytes:
-        data = self.src.read() if n is None or n < 0 else self.src.read(n)
+        data = self._read(-1 if n is None else n)
         if data:
             self.sha.update(data)
             self.count += len(data)

@@ -196,6 +196,9 @@ def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator
         while True:
             block = stream.read(BLOCK)
             if not block or block == _ZERO:
+                if stream.offset - len(block) > start:  # extended headers, and no entry for them
+                    raise TarFormatError("the tar ends after an extended header, before the entry it describes",
+                                         stream.offset)
                 return  # end of archive (a second zero block, and anything after, is not ours to check)
             if len(block) < BLOCK:
                 raise TarFormatError("truncated tar header", stream.offset)
@@ -221,7 +224,8 @@ def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator
                 if len(data) < size:
                     raise TarFormatError("the tar ends inside an extended header", stream.offset)
                 pad = (-size) % BLOCK
-                stream.read(pad)
+                if len(stream.read(pad)) < pad:
+                    raise TarFormatError("the tar ends inside an extended header's padding", stream.offset)
                 if typeflag == "x":
                     pax.update(_parse_pax(data, stream.offset))
                 elif typeflag == "g":

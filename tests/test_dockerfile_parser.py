@@ -232,3 +232,70 @@ def test_bom_unknown_instructions_flags_and_invalid_json() -> None:
         '(run "a")',  # BuildKit decodes the first JSON value and ignores the rest
     ]
     assert not result.instructions[3].json and result.instructions[4].json
+
+
+def _with_alarm(seconds: int):  # type: ignore[no-untyped-def]
+    """A guard that fails a test that would hang (a quadratic expansion), not a timing."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def guard():  # type: ignore[no-untyped-def]
+        def expired(_signum, _frame):  # type: ignore[no-untyped-def]
+            raise TimeoutError(f"did not finish in {seconds} s")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return guard()
+
+
+def test_long_values_expand_in_linear_time_and_split_on_their_spaces() -> None:
+    from wincontainers.build.lexer import ShellLex
+
+    value = "ab " * 300_000  # 900,000 characters: within MAX_WORD
+    lex = ShellLex(case_insensitive=True)
+    with _with_alarm(8):  # linear: well under a second; quadratic (the old code): 12 s and more
+        words = lex.process_words("$A", {"A": value})
+        quoted = lex.process_word('"$A"x', {"A": value})
+        long_word = lex.process_words("$B", {"B": "b" * 1_000_000})  # one word, built piece by piece
+    assert len(words) == 300_000 and set(words) == {"ab"}
+    assert quoted == value + "x"
+    assert long_word == ["b" * 1_000_000]
+
+
+def test_an_expansion_past_the_word_limit_is_refused() -> None:
+    from wincontainers.build.dockerfile import parse_dockerfile
+    from wincontainers.build.instructions import BuildInstructionError, typed
+    from wincontainers.build.lexer import MAX_WORD
+
+    doubling = parse_dockerfile(b"FROM x\nARG A=xx\n" + b"ARG A=$A$A\n" * 34)
+    scope: dict[str, str] = {}
+    with _with_alarm(20), pytest.raises(BuildInstructionError, match=f"longer than {MAX_WORD}"):
+        for node in doubling.instructions[1:]:
+            for name, default in typed(node, scope).args:  # type: ignore[union-attr]
+                scope[name] = default or ""
+    assert len(scope["A"]) <= MAX_WORD
+
+
+def test_the_environment_is_bounded() -> None:
+    from wincontainers.build.dockerfile import parse_dockerfile
+    from wincontainers.build.instructions import MAX_ENV_VARIABLES, BuildInstructionError, apply_to_config, typed
+    from wincontainers import errors
+
+    lines = " \\\n".join(" ".join(f"V{i}_{j}=v" for j in range(1000)) for i in range(200))
+    many = parse_dockerfile(("FROM x\nENV " + lines + "\n").encode())
+    with _with_alarm(30), pytest.raises(BuildInstructionError, match=str(MAX_ENV_VARIABLES)):
+        typed(many.instructions[1], {})
+    config: dict[str, object] = {}
+    big = parse_dockerfile(b'FROM x\nENV A="$X" B="$X"\n')
+    with pytest.raises(errors.BadInput, match="environment would be larger"):
+        apply_to_config(config, typed(big.instructions[1], {"X": "x" * 600_000}))
+    assert config == {}
+    apply_to_config(config, typed(parse_dockerfile(b"FROM x\nENV path=a PATH=b\n").instructions[1], {}))
+    assert config["Env"] == ["PATH=b"]  # Windows names: one variable, the last spelling wins

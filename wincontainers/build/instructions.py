@@ -237,6 +237,9 @@ def typed(node: Instruction, env: Mapping[str, str], *, escape: str = "\\", chec
         _flags(node, ())
         if not args:
             raise BuildInstructionError(node, f"{name.upper()} requires at least one argument")
+        if len(args) // 3 > MAX_ENV_VARIABLES:
+            raise BuildInstructionError(node, f"{name.upper()} sets {len(args) // 3} variables; the limit is "
+                                              f"{MAX_ENV_VARIABLES}")
         pairs = []
         for i in range(0, len(args), 3):
             key, value = word(args[i]), word(args[i + 1])
@@ -376,10 +379,25 @@ def command_line(argv: Sequence[str], *, args_escaped: bool = False) -> str:
     return subprocess.list2cmdline(list(argv))
 
 
-def _set_env(config: dict[str, Any], key: str, value: str) -> None:
-    env = [e for e in config.get("Env") or [] if e.split("=", 1)[0].lower() != key.lower()]
-    env.append(f"{key}={value}")
-    config["Env"] = env
+#: what an image's environment may hold (ENV); past it a Dockerfile is refused
+MAX_ENV_VARIABLES = 10_000
+MAX_ENV_SIZE = 1 << 20  # characters of all "KEY=value" together
+
+
+def _set_env(config: dict[str, Any], pairs: Sequence[tuple[str, str]]) -> None:
+    """Set ``pairs`` in the config's Env, replacing (case-insensitively, as Windows does) and
+    moving to the end what they redefine; linear in the size of the environment."""
+    env: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        env[str(item).split("=", 1)[0].lower()] = str(item)
+    for key, value in pairs:
+        env.pop(key.lower(), None)
+        env[key.lower()] = f"{key}={value}"
+        if len(env) > MAX_ENV_VARIABLES:
+            raise errors.BadInput(f"the image environment would hold more than {MAX_ENV_VARIABLES} variables")
+    if sum(len(e) for e in env.values()) > MAX_ENV_SIZE:
+        raise errors.BadInput(f"the image environment would be larger than {MAX_ENV_SIZE} characters")
+    config["Env"] = list(env.values())
 
 
 def apply_to_config(config: dict[str, Any], command: Command, *, cmd_set: bool = False,
@@ -391,8 +409,7 @@ def apply_to_config(config: dict[str, Any], command: Command, *, cmd_set: bool =
     """
     shell = list(config.get("Shell") or DEFAULT_SHELL)
     if isinstance(command, Env):
-        for key, value in command.pairs:
-            _set_env(config, key, value)
+        _set_env(config, command.pairs)
     elif isinstance(command, Label):
         config.setdefault("Labels", {}).update(dict(command.pairs))
     elif isinstance(command, Expose):

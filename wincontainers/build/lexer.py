@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Optional, Union
 
 from wincontainers import errors
 
-__all__ = ["ShellLex", "ShellLexError", "go_is_space", "Env"]
+__all__ = ["ShellLex", "ShellLexError", "go_is_space", "Env", "MAX_WORD", "MAX_PATTERN_SUBJECT"]
 
 Env = Union[Mapping[str, str], Iterable[str]]
 
@@ -59,36 +59,53 @@ class _Scanner:
         return ch
 
 
+#: the longest word an expansion may produce, and the most text a pattern substitution
+#: (``${X#p}``, ``${X%p}``, ``${X/p/r}``) may search; past them a Dockerfile is refused
+MAX_WORD = 1 << 20
+MAX_PATTERN_SUBJECT = 1 << 16
+_SPACE_RUN = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+
+
 class _Words:
-    """Splits on unquoted whitespace; quoted text and escaped characters stay in the word."""
+    """Splits on unquoted whitespace; quoted text and escaped characters stay in the word.
+    The current word is a list of pieces, joined once: appending stays linear."""
 
     def __init__(self) -> None:
         self.words: list[str] = []
-        self.word = ""
+        self.word: list[str] = []
+        self.in_word = False
+
+    def _end_word(self) -> None:
+        if self.in_word and self.word:
+            text = "".join(self.word)
+            if text:
+                self.words.append(text)
+        self.word = []
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
         if go_is_space(ch):
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            self._end_word()
         else:
             self.add_raw(ch)
 
     def add_raw(self, text: str) -> None:
-        self.word += text
+        self.word.append(text)
         self.in_word = True
 
     def add_string(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        """An expanded value: it splits on its whitespace (a run at a time, not a character)."""
+        pos = 0
+        for space in _SPACE_RUN.finditer(text):
+            if space.start() > pos:
+                self.add_raw(text[pos:space.start()])
+            self._end_word()
+            pos = space.end()
+        if pos < len(text):
+            self.add_raw(text[pos:])
 
     def result(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
+        self._end_word()
         return self.words
 
 
@@ -141,6 +158,14 @@ class _Run:
         self.scanner = _Scanner(source)
         self.folded: Optional[dict[str, str]] = None
 
+    @staticmethod
+    def _bounded(size: int) -> int:
+        """A word (or quoted part) of ``size`` characters so far: past :data:`MAX_WORD` it is
+        refused (an ARG doubled 34 times would otherwise take 16 GiB)."""
+        if size > MAX_WORD:
+            raise ShellLexError(f"the expanded word is longer than {MAX_WORD} characters")
+        return size
+
     def run(self) -> tuple[str, list[str]]:
         try:
             return self.stop_on(None, self.lex.raw_escapes)
@@ -153,6 +178,7 @@ class _Run:
         """Process up to ``stop`` (consumed) or the end; returns (word, words)."""
         lex, sc = self.lex, self.scanner
         result: list[str] = []
+        size = 0
         words = _Words()
         while (ch := sc.peek()) is not None:
             if stop is not None and ch == stop:
@@ -161,6 +187,7 @@ class _Run:
             special = self._special(ch)
             if special is not None:
                 text = special()
+                size = self._bounded(size + len(text))
                 result.append(text)
                 if ch == "$":
                     words.add_string(text)  # an expanded value splits on its whitespace
@@ -217,6 +244,7 @@ class _Run:
         quote = '"' if lex.raw_quotes else ""
         sc.next()
         out = [quote]
+        size = 0
         while True:
             ch = sc.peek()
             if ch is None:
@@ -226,7 +254,9 @@ class _Run:
                 out.append(quote)
                 return "".join(out)
             if ch == "$":
-                out.append(self.dollar())
+                text = self.dollar()
+                size = self._bounded(size + len(text))
+                out.append(text)
                 continue
             sc.next()
             if ch == lex.escape:
@@ -364,6 +394,8 @@ class _Run:
         if not found and self.lex.skip_unset_env:
             return "${" + name + ("//" if replace_all else "/") + pattern + "/" + replacement + "}"
         regex = _pattern_regex(pattern)
+        if any(c in pattern for c in "*?[\\"):
+            value = _subject(value)
         if replace_all:
             return regex.sub(lambda _m: replacement, value)
         return regex.sub(lambda _m: replacement, value, count=1)
@@ -414,7 +446,19 @@ def _pattern_regex(pattern: str) -> "re.Pattern[str]":
         raise ShellLexError(f"invalid pattern ({pattern}) in substitution: {exc}") from None
 
 
+def _subject(value: str) -> str:
+    if len(value) > MAX_PATTERN_SUBJECT:
+        raise ShellLexError(f"a pattern substitution on a value of {len(value)} characters (the limit is "
+                            f"{MAX_PATTERN_SUBJECT})")
+    return value
+
+
 def _trim(value: str, pattern: str, *, suffix: bool, longest: bool) -> str:
+    if not any(c in pattern for c in "*?[\\"):  # a literal: no search
+        if suffix:
+            return value[:-len(pattern)] if pattern and value.endswith(pattern) else value
+        return value[len(pattern):] if value.startswith(pattern) else value
+    value = _subject(value)
     regex = _pattern_regex(pattern)
     positions = range(len(value) + 1)
     if suffix:  # ${X%p}: shortest matching suffix; ${X%%p}: longest

@@ -68,7 +68,17 @@ def test_builds_tags_removals_and_gc_in_four_processes(sim: SimulatedHost, profi
         assert folders <= known, f"layer folders no record holds: {sorted(folders - known)}"
         assert not any(i.repo_tags and i.repo_tags[0].startswith("stress") for i in store.list())
     finally:
+        _empty(host)
         host.close()
+
+
+def _empty(host: Host) -> None:
+    """Leave the shared simulated host as the next test expects it: no image, no layer."""
+    for image in host.images.list():
+        host.images.remove(image.id, force=True, prune=False)
+    host.images.cache_clear()
+    host.images.gc()
+    assert list(host.layers_root.iterdir()) == []
 
 
 LOADER = r"""
@@ -114,7 +124,6 @@ def test_concurrent_loads_of_one_archive_leave_one_folder_per_layer(sim: Simulat
         store.gc()
         assert not stray.path.exists() and mine.path.exists()  # a layer made outside the store stays
         host.layers.destroy(mine)
-        store.remove("conc:1")
-        store.gc()
     finally:
+        _empty(host)
         host.close()

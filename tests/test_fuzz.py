@@ -87,7 +87,9 @@ def saved(host: Host, tmp_path: Path) -> Iterator[tuple[Host, list[bytes]]]:
     yield host, [docker, oci]
     for image in host.images.list():
         host.images.remove(image.id, force=True, prune=False)
+    host.images.cache_clear()
     host.images.gc()
+    assert list(host.layers_root.iterdir()) == []
 
 
 @pytest.mark.parametrize("profile", ["ws2019"])

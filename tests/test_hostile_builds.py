@@ -28,6 +28,7 @@ def builder_host(host: Host) -> Iterator[Host]:
         host.images.remove(image.id, force=True, prune=False)
     host.images.cache_clear()
     host.images.gc()
+    assert list(host.layers_root.iterdir()) == []
 
 
 def _quiet(_text: str) -> None:

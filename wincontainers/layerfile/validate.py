@@ -91,7 +91,7 @@ RULES: Mapping[str, tuple[str, str]] = {
     "hives-in-base": (WARNING, "a base layer's hives are rebuilt from Files/Windows/System32/config on import; Hives/ may make the import fail"),
 }
 
-_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)$", re.I)
+_RESERVED = re.compile(r"\A(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)\Z", re.I)
 _INVALID_CHARS = re.compile(r'[<>"|?*\x00-\x1f]')
 _NAMESPACES = ("Files", "Hives", "UtilityVM")
 _LEGACY_MAX_PATH = 259  # C:\ + path + NUL = 260

@@ -205,3 +205,16 @@ def test_config_instructions(builder_host: Host, tmp_path: Path) -> None:
     assert result.image.config["author"] == "someone@example.com"
     assert default_command(config) == "cmd /C run.cmd --flag"
     assert _files(builder_host, "config:1", "cat shell.txt") == ["shell-form"]
+
+
+def test_workdir_makes_its_folder_in_a_layer_when_missing(builder_host: Host, tmp_path: Path) -> None:
+    context = _context(tmp_path, "# escape=`\nFROM windowsservercore\nWORKDIR C:\\app\\data\nWORKDIR ..\n"
+                                 "WORKDIR data\nCMD cmd /c echo in-%CD%\n")
+    result = build(builder_host, context, tags=["wd:1"], output=_quiet)
+    base = builder_host.images.resolve("windowsservercore")
+    assert len(result.image.diff_ids) == len(base.diff_ids) + 1  # one folder made, the others were there
+    assert result.image.container_config["WorkingDir"] == "C:\\app\\data"
+    run = builder_host.containers.run("wd:1", "cmd /c echo ok")
+    assert run.returncode == 0 and run.stdout.strip() == b"ok"
+    history = [h["created_by"] for h in builder_host.images.history("wd:1")]
+    assert sum(1 for h in history if h.startswith("WORKDIR")) == 3

@@ -350,6 +350,9 @@ class _Builder:
             if isinstance(command, Workdir):
                 container_config["WorkingDir"] = normalize_workdir((stage.config.get("config") or {}).get(
                     "WorkingDir"), command.path)
+                stage.config = {**stage.config, "config": container_config}
+                if self.workdir_step(stage, text):
+                    return  # the folder was made: its layer carries the history entry
             stage.config = derive_config(stage.config, diff_id=None, created_by=text,
                                          config=container_config, author=authors[-1] if authors else "")
 
@@ -425,6 +428,34 @@ class _Builder:
                          (workdir or "C:\\"))
         if command.dest.rstrip() in (".", "./", ".\\"):
             dest_is_dir = True
+        what = "ADD" if command.add else "COPY"
+
+        def change(volume: Volume) -> bool:
+            with self.sources(command, done, stage) as sources:
+                self.copy_into(volume, target, dest_is_dir, sources, add=command.add)
+            return True
+
+        self.file_step(stage, text, change, f"{what} {self.key_extra(stage, command, done)[:71]} in {_windows(target)}")
+
+    def workdir_step(self, stage: _Stage, text: str) -> bool:
+        """WORKDIR makes its folder when the image lacks it, as Docker does (in a layer);
+        whether it did."""
+        target = _inside((stage.config.get("config") or {}).get("WorkingDir") or "C:\\")
+        if str(target) == ".":
+            return False
+
+        def change(volume: Volume) -> bool:
+            if volume.kind(target) == "dir":
+                return False
+            volume.makedirs(target)
+            return True
+
+        return self.file_step(stage, text, change, text)
+
+    def file_step(self, stage: _Stage, text: str, change: Callable[[Volume], bool], created_by: str) -> bool:
+        """A step that changes files through a sandbox over the stage's layers: ``change`` gets
+        its volume and says whether it changed anything; a change becomes the stage's next
+        layer. Returns whether there was one."""
         layers = self.host.layers
         folders = [r.folder for r in reversed(stage.layers)]
         sandbox = None
@@ -432,9 +463,9 @@ class _Builder:
             lease = self._lease()
             sandbox = layers.create_sandbox(folders, on_folder=lease.hold_folder)  # type: ignore[arg-type]
             with layers.prepared(sandbox) as mount:
-                volume = Volume(self.host.win32, mount)
-                with self.sources(command, done, stage) as sources:
-                    self.copy_into(volume, target, dest_is_dir, sources, add=command.add)
+                changed = change(Volume(self.host.win32, mount))
+            if not changed:
+                return False
             tar = self.store.new_temp_file(".tar")
             try:
                 layers.export_tar(sandbox, tar, progress=self.progress)
@@ -444,9 +475,8 @@ class _Builder:
                 with contextlib.suppress(OSError):
                     tar.unlink()
             stage.layers.append(layer)
-            what = "ADD" if command.add else "COPY"
-            created_by = f"{what} {self.key_extra(stage, command, done)[:71]} in {_windows(target)}"
             stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=created_by)
+            return True
         except errors.BadInput as exc:
             raise BuildStepFailed(self.step_number, self.total, text, None, None, [], str(exc)) from None
         finally:

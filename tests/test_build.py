@@ -79,6 +79,7 @@ def test_the_hello_example_image(builder_host: Host) -> None:
 
 
 def _context(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "Dockerfile").write_text(dockerfile)
     for name, data in (files or {}).items():
         path = tmp_path / name
@@ -218,3 +219,20 @@ def test_workdir_makes_its_folder_in_a_layer_when_missing(builder_host: Host, tm
     assert run.returncode == 0 and run.stdout.strip() == b"ok"
     history = [h["created_by"] for h in builder_host.images.history("wd:1")]
     assert sum(1 for h in history if h.startswith("WORKDIR")) == 3
+
+
+def test_onbuild_triggers_run_in_the_child_after_its_from(builder_host: Host, tmp_path: Path) -> None:
+    parent = _context(tmp_path / "parent", "FROM windowsservercore\nONBUILD COPY . /app/\n"
+                                           "ONBUILD RUN echo triggered> t.txt\n")
+    build(builder_host, parent, tags=["onb-parent:1"], output=_quiet)
+    assert len(builder_host.images.resolve("onb-parent:1").container_config["OnBuild"]) == 2
+    lines: list[str] = []
+    child = _context(tmp_path / "child", "FROM onb-parent:1\nCMD cmd /c type t.txt\n", {"hello.txt": b"hi"})
+    result = build(builder_host, child, tags=["onb-child:1"], output=lines.append)
+    assert "# Executing 2 build triggers" in "".join(lines)
+    assert not result.image.container_config.get("OnBuild")  # not inherited by grandchildren
+    files = _files(builder_host, "onb-child:1", "find app t.txt -type f | sort")
+    assert files == ["app/Dockerfile", "app/hello.txt", "t.txt"]
+    assert _files(builder_host, "onb-child:1", "cat t.txt") == ["triggered"]
+    again = build(builder_host, child, tags=["onb-child:2"], output=_quiet)
+    assert again.image.id == result.image.id and again.containers_run == 0  # the triggers' steps are cached

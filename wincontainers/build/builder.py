@@ -236,30 +236,63 @@ class _Builder:
             if isinstance(command, From):
                 self.start_stage(stage, command, stages, done)
                 self.output(f" ---> {stage.key[7:19]}\n")
+                self.run_triggers(stage, global_args, done)
             else:
-                extra = self.key_extra(stage, command, done)
-                key = _key(stage.key, text, extra)
-                hit = None if self.no_cache else self.store.cache_get(key)
-                if isinstance(command, Arg):
-                    for name, default in command.args:
-                        value = self.build_args.get(name, global_args.get(name, default))
-                        if name in self.build_args:
-                            self.used_args.add(name)
-                        if value is not None:
-                            stage.args[name] = value
-                if isinstance(command, Cmd):
-                    stage.cmd_set = True
-                if hit is not None and self.adopt(stage, hit, key):
-                    cached = True
-                    self.output(" ---> Using cache\n")
-                else:
-                    before = len(stage.layers)
-                    self.execute(stage, node, command, text, done)
-                    diff_id = stage.layers[-1].diff_id if len(stage.layers) > before else None
-                    stage.key = key
-                    self.store.cache_put(key, stage.config)
-                self.output(f" ---> {digest_of(canonical_json(stage.config))[7:19]}\n")
+                cached, diff_id = self.run_instruction(stage, node, command, text, global_args, done)
             self.steps.append(BuildStep(self.step_number, text, cached, time.monotonic() - started, diff_id))
+
+    def run_instruction(self, stage: _Stage, node: Instruction, command: Any, text: str,
+                        global_args: Mapping[str, str], done: Mapping[int, _Stage]) -> tuple[bool, Optional[str]]:
+        """One instruction after FROM, from the build cache or run; (cached, the layer's diff ID)."""
+        cached = False
+        diff_id = None
+        extra = self.key_extra(stage, command, done)
+        key = _key(stage.key, text, extra)
+        hit = None if self.no_cache else self.store.cache_get(key)
+        if isinstance(command, Arg):
+            for name, default in command.args:
+                value = self.build_args.get(name, global_args.get(name, default))
+                if name in self.build_args:
+                    self.used_args.add(name)
+                if value is not None:
+                    stage.args[name] = value
+        if isinstance(command, Cmd):
+            stage.cmd_set = True
+        if hit is not None and self.adopt(stage, hit, key):
+            cached = True
+            self.output(" ---> Using cache\n")
+        else:
+            before = len(stage.layers)
+            self.execute(stage, node, command, text, done)
+            diff_id = stage.layers[-1].diff_id if len(stage.layers) > before else None
+            stage.key = key
+            self.store.cache_put(key, stage.config)
+        self.output(f" ---> {digest_of(canonical_json(stage.config))[7:19]}\n")
+        return cached, diff_id
+
+    def run_triggers(self, stage: _Stage, global_args: Mapping[str, str], done: Mapping[int, _Stage]) -> None:
+        """The ONBUILD triggers of the image a stage starts from, right after its FROM, as Docker
+        runs them; the stage's own config then has none (they are not inherited further)."""
+        container_config = (stage.config.get("config") or {})
+        triggers = [t for t in container_config.get("OnBuild") or [] if isinstance(t, str)]
+        if stage.image is None or not triggers:
+            return
+        stage.config = {**stage.config, "config": {**container_config, "OnBuild": None}}
+        self.output(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+        for trigger in triggers:
+            try:
+                parsed = parse_dockerfile(trigger.encode("utf-8", "surrogatepass"))
+                if len(parsed.instructions) != 1:
+                    raise errors.BadInput("a trigger is one instruction")
+                node = parsed.instructions[0]
+                if node.name in ("onbuild", "from", "maintainer"):
+                    raise errors.BadInput(f"{node.name.upper()} is not allowed as a trigger")
+                command = typed(node, {**stage.args, **_env_map(stage.config)}, escape=self.dockerfile.escape)
+            except errors.BadInput as exc:
+                raise BuildStepFailed(self.step_number, self.total, f"ONBUILD {trigger}", None, None, [],
+                                      f"the trigger of image {stage.image.short_id} is not valid: {exc}") from None
+            self.output(f" ---> Running trigger: {trigger}\n")
+            self.run_instruction(stage, node, command, " ".join(trigger.split()), global_args, done)
 
     def start_stage(self, stage: _Stage, command: From, stages: list[_Stage], done: Mapping[int, _Stage]) -> None:
         ref = command.image

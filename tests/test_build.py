@@ -236,3 +236,12 @@ def test_onbuild_triggers_run_in_the_child_after_its_from(builder_host: Host, tm
     assert _files(builder_host, "onb-child:1", "cat t.txt") == ["triggered"]
     again = build(builder_host, child, tags=["onb-child:2"], output=_quiet)
     assert again.image.id == result.image.id and again.containers_run == 0  # the triggers' steps are cached
+
+
+def test_a_run_whose_program_is_missing_fails_naming_the_step(builder_host: Host, tmp_path: Path) -> None:
+    context = _context(tmp_path, 'FROM windowsservercore\nSHELL ["no-such-shell.exe", "-Command"]\n'
+                                 "RUN Write-Host hi\n")
+    with pytest.raises(BuildStepFailed) as info:
+        build(builder_host, context, tags=["noshell:1"], output=_quiet)
+    assert info.value.step == 3 and "no-such-shell.exe" in str(info.value) and "could not be started" in str(info.value)
+    assert list(builder_host.records.all()) == []

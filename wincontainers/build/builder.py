@@ -425,8 +425,12 @@ class _Builder:
             if workdir:
                 self.ensure_dir(container.record.sandbox, workdir)
             container.start()
-            proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
-                                  stdout_sink=sink, stderr_sink=sink)
+            try:
+                proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
+                                      stdout_sink=sink, stderr_sink=sink)
+            except errors.HcsError as exc:  # the program is missing (a SHELL naming powershell on nanoserver...)
+                raise BuildStepFailed(self.step_number, self.total, text, cmdline, None, [],
+                                      f"the command `{cmdline}` could not be started: {exc}") from None
             if stdin_data is not None and proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.write(stdin_data)

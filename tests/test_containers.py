@@ -218,8 +218,10 @@ def test_bad_input_fails_before_side_effects(host: Host, sim: SimulatedHost, cle
     assert isinstance(before, list)
     with pytest.raises(BadInput, match="empty"):
         host.containers.create("windowsservercore", "   ")
-    with pytest.raises(BadInput, match="unknown image 'nosuchimage'"):
+    with pytest.raises(errors.NotFound, match=r"no such image: 'nosuchimage' \(base images on this host: "
+                                              r"windowsservercore:\S+, nanoserver:") as missing:
         host.containers.create("nosuchimage")
+    assert str(missing.value).count("no such image") == 1 and "image on image" not in str(missing.value)
     with pytest.raises(BadInput, match="invalid container name"):
         host.containers.create("windowsservercore", name="bad name!")
     with pytest.raises(BadInput, match="timeout"):

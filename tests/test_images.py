@@ -19,6 +19,7 @@ from wincontainers.images.reference import ReferenceError_
 from wincontainers.sim.control import SimulatedHost
 from tests.test_layerfile import example_entries, write
 from tests.test_layers import base_layer
+from tests.conftest import cli
 
 INJECTED = 0x8000FFFF
 
@@ -310,3 +311,21 @@ def test_image_commands(store_host: Host, sim: SimulatedHost) -> None:
     broken = cli("image", "fsck", sim=sim)
     assert broken.returncode == 1 and b"missing" in broken.stdout
     manifest.write_bytes(kept)
+
+
+def test_images_lists_the_host_base_images_before_their_first_use(host: Host, sim: SimulatedHost) -> None:
+    for image in host.images.list():
+        host.images.remove(image.id, force=True, prune=False)
+    listed = cli("images", sim=sim)
+    assert listed.returncode == 0
+    rows = [line.split() for line in listed.stdout.decode().splitlines()[1:]]
+    offered = {(b.name.lower(), b.version) for b in host.base_images()}
+    assert offered and {(r[0], r[1]) for r in rows if r[2] == "<host" or "<host" in " ".join(r)} == offered
+    missing = cli("run", "--rm", "nosuchimage", "cmd", "/c", "echo", sim=sim)
+    text = missing.stderr.decode()
+    assert "no such image: 'nosuchimage'" in text and "windowsservercore:" in text and "image on image" not in text
+    host.images.resolve("windowsservercore")  # recorded on first use: no longer listed as a host image
+    assert all(b.name.lower() != "windowsservercore" for b in host.images.unregistered_host_images())
+    for image in host.images.list():
+        host.images.remove(image.id, force=True, prune=False)
+    host.images.gc()

@@ -107,6 +107,11 @@ def cmd_images(args: argparse.Namespace) -> int:
         for tag in image.tags or [None]:
             rows.append((tag.familiar_name if tag else "<none>", (tag.tag or "<none>") if tag else "<none>",
                          image.short_id, _created(image.created), _size(size)))
+    for base in store.unregistered_host_images():  # what FROM/run find by name, recorded on first use
+        if args.quiet:
+            continue
+        rows.append((base.name.lower(), base.version, "<host image>", _created(getattr(base, "created", None) or ""),
+                     "-"))
     if not args.quiet:
         _print_table(rows)
     return 0

@@ -214,12 +214,7 @@ class Host:
             if candidate.name.lower() == wanted and (not version or candidate.version == version or version == "latest"):
                 path = candidate.path
                 return f"{candidate.name.lower()}:{candidate.version}", [LayerRef(self.driver.name_to_guid(Path(path).name), path)]
-        try:
-            stored = self.images.resolve(image.strip())
-        except errors.NotFound:
-            known = ", ".join(f"{i.name.lower()} ({i.version})" for i in images) or "none"
-            raise errors.BadInput(f"unknown image {image!r}; base images on this host: {known}; "
-                                  "`wincontainers images` lists the others") from None
+        stored = self.images.resolve(image.strip())  # ImageNotFound names the base images the host offers
         folders = self.images.layer_folders(stored)
         parents = [LayerRef(self.driver.name_to_guid(Path(f).name), f) for f in folders]
         shown = next((t.familiar for t in stored.tags if image.strip() in (t.familiar, str(t), t.familiar_name)),

@@ -71,9 +71,20 @@ _COPY_CHUNK = 1 << 20
 
 
 class ImageNotFound(errors.NotFound):
-    def __init__(self, ref: str) -> None:
-        super().__init__("image", subject=f"image {ref!r}", message="no such image",
-                         hint="`wincontainers images` lists the images")
+    """No image of the store, nor a base image of the host, has that name; ``offered``: the
+    host's base images (``name:version``), which a name like ``windowsservercore`` finds."""
+
+    def __init__(self, ref: str, offered: Sequence[str] = ()) -> None:
+        self.ref = ref
+        self.offered = tuple(offered)
+        super().__init__("find image", subject=f"{ref!r}", message="no such image",
+                         hint="`wincontainers images` lists the store's images and the host's base images")
+
+    def __str__(self) -> str:
+        text = f"no such image: {self.ref!r}"
+        if self.offered:
+            text += f" (base images on this host: {', '.join(self.offered)})"
+        return f"{self.context}: {text}. Hint: {self.hint}" if self.context else f"{text}. Hint: {self.hint}"
 
 
 def digest_of(data: bytes) -> str:
@@ -606,7 +617,18 @@ class ImageStore:
                 found = docker.find(ref)
                 if found is not None:
                     return sources.register_docker_image(self, found)
-        raise ImageNotFound(ref)
+        raise ImageNotFound(ref, [f"{b.name.lower()}:{b.version}" for b in self.host.base_images()])
+
+    def unregistered_host_images(self) -> builtins.list[Any]:
+        """The host's base images no image of the store stands for yet (each is recorded the
+        first time a name finds it): ``images`` lists them too."""
+        tags = {str(t) for image in self.list() for t in image.tags}
+        out = []
+        for base in self.host.base_images():
+            name = f"{base.name.lower()}:{base.version}"
+            if str(parse_reference(name)) not in tags:
+                out.append(base)
+        return out
 
     def exists(self, ref: ImageLike) -> bool:
         try:

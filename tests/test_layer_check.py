@@ -134,3 +134,35 @@ def test_the_cli_takes_the_limits(tmp_path) -> None:  # type: ignore[no-untyped-
     run = subprocess.run([sys.executable, "-m", "wincontainers", "layer", "check", str(path)],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, (run.stdout, run.stderr)
+
+
+def test_findings_name_the_entry_print_paths_as_they_are_and_come_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.hostile_layers import _f, layer, raw_file, raw_tar, files_dir
+
+    by_id = {c.id: c for c in CASES}
+    # a header over a limit, once its entry's name is known
+    oversized = check_layer(io.BytesIO(by_id["oversized-header"].tar))
+    assert [f.path for f in oversized.findings if f.rule == "malformed-tar"] == ["Files"]
+    # a tar cut inside an entry's data names that entry; a broken header names the entry before it
+    whole = layer(_f("Files/a.txt", b"A" * 2000), _f("Files/b.txt", b"B"))
+    cut = check_layer(io.BytesIO(whole[:whole.index(b"A" * 2000) + 700]))
+    assert [f.path for f in cut.findings if f.rule == "malformed-tar"] == ["Files/a.txt"]
+    broken = raw_tar(files_dir(), raw_file(b"Files/ok.txt"), b"\x01" * 512)
+    after = check_layer(io.BytesIO(broken))
+    assert [f.path for f in after.findings if f.rule == "malformed-tar"] == ["<stream> (after Files/ok.txt)"]
+    # a device path is a device path, not a stream; printed with its backslashes as they are
+    device = by_id["nt-prefix"]
+    rules = check_layer(io.BytesIO(device.tar)).rules()
+    assert "unc-path" in rules and not rules & {"stream-name", "orphan-stream"}
+    path = tmp_path / "device.tar"
+    path.write_bytes(device.tar)
+    run = subprocess.run([sys.executable, "-m", "wincontainers", "layer", "check", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert '"\\\\?\\C:\\x"' in run.stdout and "\\\\\\\\" not in run.stdout, run.stdout
+    # one finding per path and rule
+    doubled = check_layer(io.BytesIO(layer(_f("Files/./a/./b"))))
+    assert [f.rule for f in doubled.findings].count("dot-component") == 1

@@ -59,9 +59,11 @@ DEFAULT_LIMITS = TarLimits()
 class TarFormatError(ValueError):
     """The stream is not a well-formed tar (or breaks a safety limit)."""
 
-    def __init__(self, message: str, offset: int) -> None:
+    def __init__(self, message: str, offset: int, entry: Optional[str] = None) -> None:
         super().__init__(f"{message} (at byte {offset})")
         self.offset = offset
+        #: the entry the problem is in, when its name was read
+        self.entry = entry
 
 
 @attrs.define
@@ -80,9 +82,10 @@ class RawHeader:
 class EntryData:
     """The current entry's data; reading past its end returns nothing."""
 
-    def __init__(self, stream: "_Stream", size: int) -> None:
+    def __init__(self, stream: "_Stream", size: int, name: Optional[str] = None) -> None:
         self._stream = stream
         self.remaining = size
+        self.name = name
 
     def read(self, n: int = -1) -> bytes:
         if self.remaining <= 0:
@@ -90,7 +93,7 @@ class EntryData:
         n = self.remaining if n is None or n < 0 else min(n, self.remaining)
         data = self._stream.read(n)
         if len(data) < n:
-            raise TarFormatError("the tar ends inside an entry's data", self._stream.offset)
+            raise TarFormatError("the tar ends inside an entry's data", self._stream.offset, self.name)
         self.remaining -= len(data)
         return data
 
@@ -218,7 +221,7 @@ def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator
                         f"extended headers of {max(extended, global_size)} bytes"
                         f"{' (global)' if global_size > extended else ' for one entry'} are over the "
                         f"{limits.max_extended_header}-byte limit",
-                        stream.offset,
+                        stream.offset, _described(block[0:100].split(b"\0", 1)[0]),
                     )
                 data = stream.read(size)
                 if len(data) < size:
@@ -256,9 +259,9 @@ def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator
             try:
                 size = int(pax["size"])
             except ValueError:
-                raise TarFormatError("bad PAX size record", stream.offset) from None
+                raise TarFormatError("bad PAX size record", stream.offset, _display(name)) from None
         if len(name) > MAX_NAME_SIZE or len(linkname) > MAX_NAME_SIZE:
-            raise TarFormatError("entry name longer than 64 KiB", stream.offset)
+            raise TarFormatError("entry name longer than 64 KiB", stream.offset, _display(name[:200]) + "...")
         header = RawHeader(
             name=name, linkname=linkname, typeflag=typeflag, size=size if typeflag not in ("1", "2", "5") else 0,
             mode=_number(block[100:108], "mode", stream.offset), mtime=_number(block[136:148], "mtime", stream.offset),
@@ -267,12 +270,28 @@ def iter_headers(src: IO[bytes], limits: TarLimits = DEFAULT_LIMITS) -> Iterator
         current_size = size if typeflag not in ("1", "2", "5") else 0
         entries += 1
         if entries > limits.max_entries:
-            raise TarFormatError(f"more than {limits.max_entries} entries (the limit; a caller may raise it)", start)
+            raise TarFormatError(f"more than {limits.max_entries} entries (the limit; a caller may raise it)", start,
+                                 _display(name))
         if stream.offset + current_size > limits.max_total_size:
             raise TarFormatError(f"the tar is larger than {limits.max_total_size} bytes (the limit; a caller may "
-                                 "raise it)", start)
-        current = EntryData(stream, current_size)
+                                 "raise it)", start, _display(name))
+        current = EntryData(stream, current_size, _display(name))
         yield header, current
+
+
+def _display(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _described(raw: bytes) -> Optional[str]:
+    """The entry an extended header describes, from the header's own name: Go and GNU tar name
+    it ``<dir>/PaxHeaders.<n>/<name>`` (or ``PaxHeaders.<n>/<name>``); None when it says nothing."""
+    text = _display(raw)
+    head, sep, tail = text.rpartition("PaxHeaders.")
+    if sep:
+        _number_part, slash, rest = tail.partition("/")
+        return (head + rest) if slash and rest else None
+    return text or None
 
 
 # -- writing ------------------------------------------------------------------------------------

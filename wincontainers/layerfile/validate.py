@@ -113,7 +113,7 @@ class Finding:
     advice: str
 
     def line(self) -> str:
-        return f"{self.severity} {self.rule} {self.path!r}: {self.message}. {self.advice}"
+        return f"{self.severity} {self.rule} {shown(self.path)}: {self.message}. {self.advice}"
 
     def to_json(self) -> dict[str, str]:
         return attrs.asdict(self)
@@ -166,6 +166,22 @@ class Report:
         return json.dumps(self.to_json(), indent=2)
 
 
+def shown(path: str) -> str:
+    """A path for people: in double quotes, as it is (backslashes single), with only what
+    would not print escaped."""
+    out = []
+    for ch in path:
+        if ch == '"':
+            out.append('\\"')
+        elif ch.isprintable() and not 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return '"' + "".join(out) + '"'
+
+
 def validate_name(name: str) -> list[tuple[str, str]]:
     """Rules a tar name breaks, as ``(rule, message)``: the checks that need no context."""
     problems: list[tuple[str, str]] = []
@@ -198,14 +214,14 @@ def validate_name(name: str) -> list[tuple[str, str]]:
     for part in parts:
         base = part.split(":", 1)[0] if ":" in part else part
         if len(part.encode("utf-16-le", "surrogatepass")) // 2 > _MAX_COMPONENT:
-            problems.append(("path-too-long", f"the component {part[:30]!r}... is longer than 255 characters"))
+            problems.append(("path-too-long", f"the component {shown(part[:30])}... is longer than 255 characters"))
         stem = base.split(".", 1)[0].rstrip(" ")
         if _RESERVED.match(stem):
-            problems.append(("reserved-name", f"{part!r} is a DOS device name"))
+            problems.append(("reserved-name", f"{shown(part)} is a DOS device name"))
         if base.endswith((".", " ")) and base not in (".", ".."):
-            problems.append(("trailing-dot-space", f"{base!r} ends with '.' or ' '"))
+            problems.append(("trailing-dot-space", f"{shown(base)} ends with '.' or ' '"))
         if _INVALID_CHARS.search(part):
-            problems.append(("invalid-character", f"{part!r} contains a character Windows forbids"))
+            problems.append(("invalid-character", f"{shown(part)} contains a character Windows forbids"))
     return problems
 
 
@@ -216,8 +232,8 @@ def _namespace_problems(name: str) -> list[tuple[str, str]]:
             return [("utilityvm-layout", "only UtilityVM/Files/... may follow UtilityVM/")]
         return []
     if first.lower() in {n.lower() for n in _NAMESPACES}:
-        return [("namespace-case", f"the top folder is spelled {first!r}")]
-    return [("outside-namespace", f"the top folder {first!r} is not Files, Hives or UtilityVM")]
+        return [("namespace-case", f"the top folder is spelled {shown(first)}")]
+    return [("outside-namespace", f"the top folder {shown(first)} is not Files, Hives or UtilityVM")]
 
 
 class LayerChecker:
@@ -240,8 +256,13 @@ class LayerChecker:
         self._previous_file: Optional[str] = None
         self._has_hives = False
         self._has_system_hive = False
+        self._reported: set[tuple[str, str]] = set()
+        self._last_name: Optional[str] = None
 
     def add(self, path: str, rule: str, message: str) -> None:
+        if (path, rule) in self._reported:
+            return  # one finding per path and rule (a name can break a rule in several places)
+        self._reported.add((path, rule))
         severity, advice = RULES[rule]
         if rule == "hardlink-missing-target" and self.base is None and not self.parents:
             severity, advice = RULES["hardlink-into-parent"]
@@ -251,13 +272,30 @@ class LayerChecker:
     def fail(self, rule: str, message: str) -> None:
         self.add(self.source, rule, message)
 
+    def tar_error(self, exc: "TarFormatError") -> None:
+        """A tar that stops reading: named by the entry it broke in when its name was read,
+        else by the byte offset and the entry before it."""
+        if exc.entry:
+            self.add(exc.entry, "malformed-tar", str(exc))
+        elif self._last_name is not None:
+            self.add(f"{self.source} (after {self._last_name})", "malformed-tar", str(exc))
+        else:
+            self.add(self.source, "malformed-tar", str(exc))
+
     def check(self, entry: LayerEntry, data: Any = None) -> None:
         self.entries += 1
         name = entry.name
+        self._last_name = name
         if entry.name_error:
             self.add(name, "invalid-utf16" if "UTF-16" in entry.name_error else "invalid-utf8",
                      f"the name {entry.name_error}")
         if entry.kind is EntryKind.STREAM:
+            whole = validate_name(name)
+            if any(rule in ("unc-path", "absolute-path", "drive-path") for rule, _ in whole):
+                # the ':' of "\\?\C:\x" or "C:x" is a drive's, not a stream's: say what the name is
+                for rule, message in whole:
+                    self.add(name, rule, message)
+                return
             self._check_stream(entry)
             return
         self._previous_file = name if entry.kind in (EntryKind.FILE, EntryKind.DIRECTORY) else None
@@ -302,13 +340,13 @@ class LayerChecker:
         if name in self._seen:
             self.add(name, "duplicate", "the path appears twice")
         elif folded in self._folded and entry.kind is not EntryKind.WHITEOUT:
-            self.add(name, "case-collision", f"it differs from {self._folded[folded]!r} only in case")
+            self.add(name, "case-collision", f"it differs from {shown(self._folded[folded])} only in case")
         parent = name.rpartition("/")[0]
         if parent:
             if parent.lower() in self._links or any(parent.lower().startswith(link + "/") for link in self._links):
-                self.add(name, "through-link", f"its parent {parent!r} is a link in this layer")
+                self.add(name, "through-link", f"its parent {shown(parent)} is a link in this layer")
             elif parent not in self._seen and parent.lower() not in self._folded and entry.kind is not EntryKind.WHITEOUT:
-                self.add(name, "parent-missing", f"its directory {parent!r} has no earlier entry")
+                self.add(name, "parent-missing", f"its directory {shown(parent)} has no earlier entry")
         if entry.kind is not EntryKind.WHITEOUT:
             self._seen[name] = entry.kind
             self._folded.setdefault(folded, name)
@@ -322,13 +360,13 @@ class LayerChecker:
         stream_part = base.split(":", 1)[1]
         pieces = stream_part.split(":")
         if len(pieces) > 2 or (len(pieces) == 2 and pieces[1] != "$DATA"):
-            self.add(name, "stream-type", f"stream {stream_part!r} is not a $DATA stream")
+            self.add(name, "stream-type", f"stream {shown(stream_part)} is not a $DATA stream")
             return
         stream = entry.stream_name
         if not stream or len(stream) > 255 or any(c in stream for c in ("\\", "/", "\0")):
-            self.add(name, "stream-name", f"invalid stream name {stream!r}")
+            self.add(name, "stream-name", f"invalid stream name {shown(stream)}")
         if self._previous_file != owner:
-            self.add(name, "orphan-stream", f"it does not directly follow {owner!r}")
+            self.add(name, "orphan-stream", f"it does not directly follow {shown(owner)}")
         for rule, message in validate_name(owner):
             self.add(name, rule, message)
 
@@ -358,21 +396,21 @@ class LayerChecker:
         bad = validate_name(target) if target else [("hardlink-escape", "empty link target")]
         if bad or not target.startswith(("Files/", "UtilityVM/Files/")):
             reasons = "; ".join(m for _, m in bad) or "it is outside Files/"
-            self.add(name, "hardlink-escape", f"link target {target!r}: {reasons}")
+            self.add(name, "hardlink-escape", f"link target {shown(target)}: {reasons}")
             return
         if target.split("/", 1)[0] != name.split("/", 1)[0] or (
             target.startswith("UtilityVM/") != name.startswith("UtilityVM/")
         ):
-            self.add(name, "hardlink-cross-namespace", f"{name!r} and {target!r} are in different namespaces")
+            self.add(name, "hardlink-cross-namespace", f"{shown(name)} and {shown(target)} are in different namespaces")
             return
         kind = self._seen.get(target)
         if kind is None:
             if self._in_parents(target):
                 return
-            self.add(name, "hardlink-missing-target", f"target {target!r} is not earlier in this layer"
+            self.add(name, "hardlink-missing-target", f"target {shown(target)} is not earlier in this layer"
                      + (" nor in its parents" if self.parents else ""))
         elif kind is not EntryKind.FILE:
-            self.add(name, "hardlink-to-link", f"target {target!r} is a {kind.value}")
+            self.add(name, "hardlink-to-link", f"target {shown(target)} is a {kind.value}")
 
     def _in_parents(self, target: str) -> bool:
         for parent in self.parents:
@@ -390,18 +428,18 @@ class LayerChecker:
         if not target:
             self.add(name, "symlink-outside", "the link has no target")
         elif t.startswith("\\\\") or t.startswith("\\??\\") or re.match(r"^[A-Za-z]:", t) and not re.match(r"^[Cc]:\\", t):
-            self.add(name, "symlink-outside", f"target {target!r}")
+            self.add(name, "symlink-outside", f"target {shown(target)}")
         elif target.startswith("/"):
-            self.add(name, "posix-symlink", f"absolute POSIX target {target!r}")
+            self.add(name, "posix-symlink", f"absolute POSIX target {shown(target)}")
         else:
             if "/" in target:
-                self.add(name, "posix-symlink", f"target {target!r}")
+                self.add(name, "posix-symlink", f"target {shown(target)}")
             if not re.match(r"^[Cc]:\\", t):
                 depth = name.count("/") - 1  # below Files/
                 for part in t.split("\\"):
                     depth += -1 if part == ".." else (0 if part in ("", ".") else 1)
                     if depth < 0:
-                        self.add(name, "symlink-escape", f"target {target!r} climbs above C:\\")
+                        self.add(name, "symlink-escape", f"target {shown(target)} climbs above C:\\")
                         break
 
     def _check_metadata(self, entry: LayerEntry) -> None:
@@ -480,7 +518,7 @@ def check_layer(
                 checker.check(entry, data)
             diff_id = reader.diff_id
     except TarFormatError as exc:
-        checker.fail("malformed-tar", str(exc))
+        checker.tar_error(exc)
     except LayerFormatError as exc:
         checker.fail("bad-metadata", str(exc))
     except (OSError, EOFError) as exc:

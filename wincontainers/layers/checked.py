@@ -69,7 +69,7 @@ class CheckedEntries:
             try:
                 item: Optional[tuple[LayerEntry, EntryData]] = next(entries, None)
             except TarFormatError as exc:
-                self.checker.fail("malformed-tar", str(exc))
+                self.checker.tar_error(exc)
                 raise self._rejected() from None
             except LayerFormatError as exc:
                 self.checker.fail("bad-metadata", str(exc))
@@ -96,7 +96,7 @@ class CheckedEntries:
             for entry, data in entries:
                 self.checker.check(entry, data)
         except TarFormatError as exc:
-            self.checker.fail("malformed-tar", str(exc))
+            self.checker.tar_error(exc)
         except LayerFormatError as exc:
             self.checker.fail("bad-metadata", str(exc))
         except (OSError, EOFError) as exc:

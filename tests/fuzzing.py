@@ -39,18 +39,25 @@ def flip(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-def wrong_size(data: bytes, rng: random.Random) -> bytes:
+def _rewrite_header(data: bytes, rng: random.Random, field: slice, value: bytes) -> bytes:
+    """One header's ``field`` set to ``value``, its checksum made valid again (so the reader
+    believes it); bits flipped when there is no header."""
     headers = _headers(data)
     if not headers:
         return flip(data, rng)
     out = bytearray(data)
     at = rng.choice(headers)
     block = bytearray(out[at:at + BLOCK])
-    size = rng.choice([0, 1, 511, 513, 1 << 20, 100 << 30, rng.randrange(1 << 16)])
-    block[124:136] = (b"%011o\0" % size) if size < 8 ** 11 else bytes([0x80]) + size.to_bytes(11, "big")
+    block[field] = value
     _fix_checksum(block)
     out[at:at + BLOCK] = block
     return bytes(out)
+
+
+def wrong_size(data: bytes, rng: random.Random) -> bytes:
+    size = rng.choice([0, 1, 511, 513, 1 << 20, 100 << 30, rng.randrange(1 << 16)])
+    encoded = (b"%011o\0" % size) if size < 8 ** 11 else bytes([0x80]) + size.to_bytes(11, "big")
+    return _rewrite_header(data, rng, slice(124, 136), encoded)
 
 
 def duplicate(data: bytes, rng: random.Random) -> bytes:
@@ -71,18 +78,9 @@ def gzipped_then_cut(data: bytes, rng: random.Random) -> bytes:
 
 def rename_member(data: bytes, rng: random.Random) -> bytes:
     """A member's name replaced by a hostile one (with a valid checksum)."""
-    headers = _headers(data)
-    if not headers:
-        return flip(data, rng)
-    out = bytearray(data)
-    at = rng.choice(headers)
-    block = bytearray(out[at:at + BLOCK])
     name = rng.choice([b"../../escape", b"/etc/passwd", b"index.json", b"manifest.json", b"blobs/sha256/" + b"0" * 64,
                        b"C:\\Windows\\x", b"a/" * 40, b"\xff\xfe"])
-    block[0:100] = name[:100].ljust(100, b"\0")
-    _fix_checksum(block)
-    out[at:at + BLOCK] = block
-    return bytes(out)
+    return _rewrite_header(data, rng, slice(0, 100), name[:100].ljust(100, b"\0"))
 
 
 MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [

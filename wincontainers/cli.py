@@ -341,12 +341,20 @@ def _size(n: int) -> str:
     return f"{n}B"
 
 
-def _each(args: argparse.Namespace, action: Callable[[Container], str]) -> int:
+def _each(args: argparse.Namespace, action: Callable[[Container], str],
+          damaged: Optional[Callable[[Host, str], str]] = None) -> int:
+    """``action`` on each container named; ``damaged`` (if given) on one whose record is damaged."""
     host = _open_host(args)
     status = 0
     for ref in args.containers:
         try:
-            container = host.containers.get(ref)
+            try:
+                container = host.containers.get(ref)
+            except errors.DamagedRecord:
+                if damaged is None:
+                    raise
+                print(damaged(host, ref))
+                continue
             try:
                 print(action(container))
             finally:
@@ -381,25 +389,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
         c.remove(force=args.force)
         return c.name
 
-    if not args.force:
-        return _each(args, rm)
-    host = _open_host(args)
-    status = 0
-    for ref in args.containers:  # -f also removes a container whose record is damaged
-        try:
-            try:
-                container = host.containers.get(ref)
-            except errors.DamagedRecord:
-                print(host.containers.remove_damaged(ref)[:12])
-                continue
-            try:
-                print(rm(container))
-            finally:
-                container.close()
-        except errors.WincontainersError as exc:
-            print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
-            status = 1
-    return status
+    def rm_damaged(host: Host, ref: str) -> str:  # -f also removes a container whose record is damaged
+        return host.containers.remove_damaged(ref)[:12]
+
+    return _each(args, rm, rm_damaged if args.force else None)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -478,10 +478,10 @@ class ImageStore:
         record = LayerRecord(chain_id=chain, diff_id=report.diff_id, parent=parent.chain_id if parent else None,
                              folder=str(layer.path), size=layer.size or 0, blob=blob, media_type=media,
                              created=time.time())
-        kept = self.put_layer(record)
-        if kept.folder != record.folder:  # another process imported the same layer first: use its folder
+        first = self.put_layer(record)
+        if first.folder != record.folder:  # another process imported the same layer first: use its folder
             self._destroy_folder(str(layer.path))
-        return kept
+        return first
 
     def _keep(self, source: Union[str, "os.PathLike[str]"], diff_id: str, lease: "Lease") -> tuple[str, str]:
         with open(source, "rb") as f:

@@ -586,13 +586,13 @@ def _opened(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> Iterator[tuple
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         try:
-            handle = open(path, "rb")
+            opened = open(path, "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise errors.BadInput(f"layer file {path!r} does not exist (or is not a file)") from None
-        with handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        with opened:
+            if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
                 raise errors.BadInput(f"layer file {path!r} is not a regular file")
-            yield handle, os.fstat(handle.fileno()).st_size
+            yield opened, os.fstat(opened.fileno()).st_size
         return
     handle, _ = open_source(source)
     try:

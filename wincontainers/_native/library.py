@@ -293,11 +293,6 @@ def _guid_cdata(ffi: FFI, value: Union[str, uuid.UUID, bytes]) -> Any:
     return g
 
 
-def format_guid(g: uuid.UUID) -> str:
-    """Lower case, no braces: the form Docker and hcsshim put into ``Layers[].ID``."""
-    return str(g)
-
-
 # -- generation probe -----------------------------------------------------------------------------
 
 

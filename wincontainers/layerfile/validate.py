@@ -144,9 +144,6 @@ class Report:
     def rules(self) -> set[str]:
         return {f.rule for f in self.findings}
 
-    def for_path(self, path: str) -> list[Finding]:
-        return [f for f in self.findings if f.path == path]
-
     def summary(self, limit: int = 10) -> str:
         """One paragraph naming the files, for error messages."""
         shown = [f"{f.path}: {f.message} [{f.rule}]" for f in self.errors[:limit]]

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping
 
 from wincontainers.errors import HcsUnavailable
 from wincontainers.sim.private import private_folder
@@ -160,12 +160,3 @@ def _write_if_changed(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def read_profile_file(system_dir: Path) -> Optional[dict[str, object]]:
-    """The ``profile.json`` a system directory was populated with, if any."""
-    try:
-        data = json.loads((system_dir / "profile.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -1,6 +1,6 @@
 """The exported HCS functions of the simulated host, one handler each.
 
-Format strings are those of the C client (native/*.c); ``tests/test_sim_native.py`` checks that
+Format strings are those of the C client (native/*.c); ``tests/test_native.py`` checks that
 both sides agree. Groups: ``vmcompute`` (gen1 string ids on the tp3 profile, gen2 handles on
 later ones, and the layer API), ``computecore`` (gen3 operations), ``computestorage``,
 ``computenetwork`` and ``any`` (bookkeeping messages of the client library).

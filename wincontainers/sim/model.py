@@ -15,7 +15,6 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -194,10 +193,6 @@ def _close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
-
-
-def terminate_signal() -> int:
-    return int(signal.SIGKILL)
 
 
 Notifier = Callable[[ComputeSystem, str, int, Optional[str]], None]

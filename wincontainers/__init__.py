@@ -5,21 +5,52 @@ Start with :class:`Host`::
     from wincontainers import Host
 
     host = Host.open(sim="ws2019")       # the simulated host; Host.open() on Windows
+
+The names below are loaded on first use (PEP 562): ``import wincontainers.layerfile`` or
+``wincontainers.build.dockerfile`` (pure Python, any OS) loads neither cffi nor a driver.
 """
 
-from wincontainers.container import (
-    Container,
-    ContainerExit,
-    ContainerInfo,
-    ContainerProcess,
-    ContainerStats,
-    StopResult,
-)
-from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
-from wincontainers.host import BaseImage, Host
-from wincontainers.process import CalledProcessError, CompletedProcess, Process, TimeoutExpired
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wincontainers._lazy import exports
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_LAZY = {
+    "Container": "wincontainers.container",
+    "ContainerExit": "wincontainers.container",
+    "ContainerInfo": "wincontainers.container",
+    "ContainerProcess": "wincontainers.container",
+    "ContainerStats": "wincontainers.container",
+    "StopResult": "wincontainers.container",
+    "BadInput": "wincontainers.errors",
+    "HcsError": "wincontainers.errors",
+    "HcsUnavailable": "wincontainers.errors",
+    "NotSupported": "wincontainers.errors",
+    "WincontainersError": "wincontainers.errors",
+    "BaseImage": "wincontainers.host",
+    "Host": "wincontainers.host",
+    "CalledProcessError": "wincontainers.process",
+    "CompletedProcess": "wincontainers.process",
+    "Process": "wincontainers.process",
+    "TimeoutExpired": "wincontainers.process",
+}
+
+if TYPE_CHECKING:
+    from wincontainers.container import (
+        Container,
+        ContainerExit,
+        ContainerInfo,
+        ContainerProcess,
+        ContainerStats,
+        StopResult,
+    )
+    from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
+    from wincontainers.host import BaseImage, Host
+    from wincontainers.process import CalledProcessError, CompletedProcess, Process, TimeoutExpired
 
 __all__ = [
     "Host",
@@ -40,3 +71,6 @@ __all__ = [
     "BadInput",
     "NotSupported",
 ]
+
+
+__getattr__, __dir__ = exports(__name__, _LAZY)

@@ -1,0 +1,49 @@
+"""What importing a part of the package loads: the pure-Python parts load no cffi and no driver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+PROBE = """
+import sys
+import {module}
+loaded = sorted(m for m in sys.modules if m == "cffi" or m.startswith(("wincontainers.driver", "wincontainers.host",
+                                                                       "wincontainers._native", "wincontainers.container")))
+print(",".join(loaded))
+"""
+
+
+@pytest.mark.parametrize("module", ["wincontainers", "wincontainers.layerfile", "wincontainers.build.dockerfile",
+                                    "wincontainers.build.lexer", "wincontainers.images.reference"])
+def test_pure_parts_load_no_cffi_and_no_driver(module: str) -> None:
+    run = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert run.stdout.strip() == "", f"import {module} loaded {run.stdout.strip()}"
+
+
+def test_the_public_names_load_on_first_use() -> None:
+    import wincontainers
+    import wincontainers.build
+
+    assert wincontainers.Host.__module__ == "wincontainers.host"
+    assert {"Host", "Container", "BadInput"} <= set(dir(wincontainers))
+    assert wincontainers.build.parse_dockerfile.__module__ == "wincontainers.build.dockerfile"
+    with pytest.raises(AttributeError):
+        wincontainers.NoSuchThing  # noqa: B018
+    assert wincontainers.errors.BadInput is wincontainers.BadInput  # submodules as attributes, as before
+    from wincontainers import Host, errors  # the old spellings still work
+
+    assert Host is wincontainers.Host and errors.BadInput is wincontainers.BadInput
+
+
+def test_one_version() -> None:
+    import importlib.metadata
+
+    import wincontainers
+
+    assert importlib.metadata.version("wincontainers") == wincontainers.__version__

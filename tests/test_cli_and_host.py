@@ -97,3 +97,21 @@ def test_cli_errors_for_unknown_containers(sim: SimulatedHost) -> None:
     assert r.returncode == 1 and b"no such container" in r.stderr
     r = cli("stop", "-t", "-1", "x", sim=sim)
     assert r.returncode != 0
+
+
+def test_version_options_after_the_command_and_unknown_flags(sim: SimulatedHost, profile: str) -> None:
+    import subprocess
+    import sys
+
+    import wincontainers
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "wincontainers", "--version"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0 and run.stdout.strip() == f"wincontainers {wincontainers.__version__}"
+    after = subprocess.run([sys.executable, "-m", "wincontainers", "run", "--sim", profile, "--root", str(sim.root),
+                            "--rm", "windowsservercore", "cmd", "/c", "echo", "after", "-x"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert after.returncode == 0 and after.stdout.split() == ["after", "-x"], after.stderr
+    bogus = cli("layer", "import", "--bogus", "x.tar", sim=sim)
+    assert bogus.returncode == 2 and b"usage: wincontainers layer import" in bogus.stderr
+    assert b"unrecognized arguments: --bogus" in bogus.stderr

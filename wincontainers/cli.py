@@ -38,12 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wincontainers",
         description="Windows Server containers at the level of the Host Compute Service.",
     )
-    parser.add_argument("--sim", metavar="PROFILE", default=os.environ.get("WINCONTAINERS_SIM"),
-                        help="use the simulated host with this profile: tp3, 2016 or ws2019 (env WINCONTAINERS_SIM)")
-    parser.add_argument("--root", metavar="DIR", default=os.environ.get("WINCONTAINERS_ROOT"),
-                        help="state folder (simulator root) (env WINCONTAINERS_ROOT)")
-    parser.add_argument("--generation", type=int, choices=(1, 2, 3),
-                        help="force an HCS API generation the host offers")
+    from wincontainers import __version__
+
+    parser.add_argument("--version", action="version", version=f"wincontainers {__version__}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -129,7 +127,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="start, stop or query the simulated host's daemon")
     sim.add_argument("action", choices=("start", "stop", "status"))
+    _options_after_commands(parser)
     return parser
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` ran: ``wincontainers layer import`` -> its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--sim, --root, --generation: on the top parser with their defaults, and on every command
+    (``wincontainers run --sim ws2019 ...``) where, when not given, they leave the top's value."""
+    keep = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--sim", metavar="PROFILE", help="use the simulated host with this profile: tp3, 2016 or "
+                        "ws2019 (env WINCONTAINERS_SIM)", **(keep or {"default": os.environ.get("WINCONTAINERS_SIM")}))
+    parser.add_argument("--root", metavar="DIR", help="state folder (simulator root) (env WINCONTAINERS_ROOT)",
+                        **(keep or {"default": os.environ.get("WINCONTAINERS_ROOT")}))
+    parser.add_argument("--generation", type=int, choices=(1, 2, 3),
+                        help="force an HCS API generation the host offers", **keep)
+
+
+def _options_after_commands(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in set(action.choices.values()):
+                _global_options(command, top=False)
+                _options_after_commands(command)
 
 
 def _open_host(args: argparse.Namespace) -> Host:
@@ -142,7 +171,9 @@ def _open_host(args: argparse.Namespace) -> Host:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     from wincontainers import cli_images, cli_networks
 
     handler = {**_COMMANDS, **cli_images.COMMANDS, **cli_networks.COMMANDS}[args.command]

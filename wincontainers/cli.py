@@ -16,7 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Callable, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers.container import Container, parse_env_list
@@ -144,13 +144,16 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--sim, --root, --generation: on the top parser with their defaults, and on every command
     (``wincontainers run --sim ws2019 ...``) where, when not given, they leave the top's value."""
-    keep = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("--sim", metavar="PROFILE", help="use the simulated host with this profile: tp3, 2016 or "
-                        "ws2019 (env WINCONTAINERS_SIM)", **(keep or {"default": os.environ.get("WINCONTAINERS_SIM")}))
-    parser.add_argument("--root", metavar="DIR", help="state folder (simulator root) (env WINCONTAINERS_ROOT)",
-                        **(keep or {"default": os.environ.get("WINCONTAINERS_ROOT")}))
-    parser.add_argument("--generation", type=int, choices=(1, 2, 3),
-                        help="force an HCS API generation the host offers", **keep)
+
+    def default(value: Optional[str]) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--sim", metavar="PROFILE", default=default(os.environ.get("WINCONTAINERS_SIM")),
+                        help="use the simulated host with this profile: tp3, 2016 or ws2019 (env WINCONTAINERS_SIM)")
+    parser.add_argument("--root", metavar="DIR", default=default(os.environ.get("WINCONTAINERS_ROOT")),
+                        help="state folder (simulator root) (env WINCONTAINERS_ROOT)")
+    parser.add_argument("--generation", type=int, choices=(1, 2, 3), default=default(None),
+                        help="force an HCS API generation the host offers")
 
 
 def _options_after_commands(parser: argparse.ArgumentParser) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
 from wincontainers import errors
 from tests.conftest import DATA
+
+if TYPE_CHECKING:
+    from wincontainers import Host
+    from wincontainers.sim.control import SimulatedHost
 
 
 def _reference_hresults() -> dict[int, str]:
@@ -100,3 +106,21 @@ def test_raise_for_hresult_passes_success_and_pending_is_not_a_failure_check() -
     errors.raise_for_hresult("Op", 1)  # S_FALSE
     with pytest.raises(errors.NotFound):
         errors.raise_for_hresult("Op", 0xC037010E)
+
+
+def test_every_hcs_call_is_one_debug_record_with_its_result(host: "Host", sim: "SimulatedHost",
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    sim.calls(clear=True)
+    with caplog.at_level(logging.DEBUG, logger="wincontainers.hcs"):
+        with host.containers.create("windowsservercore") as container:
+            container.start()
+            assert container.run("cmd /c echo logged").returncode == 0
+    records = [r for r in caplog.records if r.name == "wincontainers.hcs"]
+    logged = iter(getattr(r, "hcs_operation") for r in records)
+    called = sim.calls(os.getpid())  # what reached the service (waits on an operation stay in the DLL)
+    assert called and all(name in logged for name in called), "every call the service saw is logged, in order"
+    assert all(r.levelno == logging.DEBUG and getattr(r, "hcs_operation") in r.getMessage() for r in records)
+    hresults = [r for r in records if getattr(r, "hresult") is not None]
+    assert hresults and all(f"0x{getattr(r, 'hresult'):08X}" in r.getMessage() for r in hresults)

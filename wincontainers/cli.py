@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     from wincontainers import __version__
 
     parser.add_argument("--version", action="version", version=f"wincontainers {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="log what the library does (every HCS call with its result) on standard error")
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -177,6 +179,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its usage
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.debug:
+        import logging
+
+        to_stderr = logging.StreamHandler(sys.stderr)
+        to_stderr.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        library = logging.getLogger("wincontainers")
+        library.addHandler(to_stderr)
+        library.setLevel(logging.DEBUG)
     from wincontainers import cli_images, cli_networks
 
     handler = {**_COMMANDS, **cli_images.COMMANDS, **cli_networks.COMMANDS}[args.command]

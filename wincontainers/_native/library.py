@@ -12,7 +12,9 @@ once from its cffi type, so a call costs little more than the raw cffi call (see
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union, cast
@@ -22,6 +24,9 @@ from cffi import FFI
 
 from wincontainers import errors
 from wincontainers._native import cdefs
+
+#: one DEBUG record per HCS call: the function, its inputs (shortened), the result, the time
+hcs_log = logging.getLogger("wincontainers.hcs")
 
 if TYPE_CHECKING:
     from wincontainers._native.win32 import Win32
@@ -190,6 +195,23 @@ class NativeDll:
             )
         return plan.func
 
+    def logged(self, name: str) -> Callable[..., Any]:
+        """The bare cffi function, each call logged as :meth:`call` logs (for the calls that
+        need their own argument handling, such as GetLayerMountPath's two calls)."""
+        func = self.raw(name)
+
+        def logged_call(*args: Any) -> Any:
+            if not hcs_log.isEnabledFor(logging.DEBUG):
+                return func(*args)
+            started = time.perf_counter()
+            ret = func(*args)
+            hresult = int(ret) & 0xFFFFFFFF
+            hcs_log.debug("%s(%s) -> 0x%08X in %.3f ms", name, ", ".join(_shown_input(a) for a in args), hresult,
+                          (time.perf_counter() - started) * 1e3, extra={"hcs_operation": name, "hresult": hresult})
+            return ret
+
+        return logged_call
+
     def _plan(self, name: str) -> Optional[_Plan]:
         try:
             return self._plans[name]
@@ -240,6 +262,8 @@ class NativeDll:
             cell = ffi.new(t)
             args[i] = cell
             out_cells.append((kind, cell))
+        debug = hcs_log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
         ret = plan.func(*args)
         if plan.ret == "hresult":
             ret &= 0xFFFFFFFF
@@ -248,6 +272,12 @@ class NativeDll:
         outs: list[Any] = []
         for kind, cell in out_cells:
             outs.append(None if cell is None else self._read_out(kind, cell))
+        if debug:
+            shown = ", ".join(_shown_input(v) for v in inputs)
+            result = (f"0x{ret:08X}" if plan.ret == "hresult" else
+                      ("NULL" if ret is None else "a handle") if plan.ret == "handle" else "done")
+            hcs_log.debug("%s(%s) -> %s in %.3f ms", name, shown, result, (time.perf_counter() - started) * 1e3,
+                          extra={"hcs_operation": name, "hresult": ret if plan.ret == "hresult" else None})
         return (ret, *outs)
 
     def _read_out(self, kind: str, cell: Any) -> Any:
@@ -291,6 +321,15 @@ def _guid_cdata(ffi: FFI, value: Union[str, uuid.UUID, bytes]) -> Any:
     g = ffi.new("GUID *")
     ffi.memmove(g, raw, 16)
     return g
+
+
+def _shown_input(value: Any) -> str:
+    """An input argument for the log: strings (ids, paths, documents) shortened, handles as such."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 120 else value[:117] + "...")
+    if isinstance(value, (int, uuid.UUID)) or value is None:
+        return str(value)
+    return "<handle>"
 
 
 # -- generation probe -----------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class VmcomputeLayers:
 
     def layer_mount_path(self, path: str) -> str:
         """GetLayerMountPath's two-call protocol: ask the length, then fill a buffer."""
-        fn = self.vm.raw("GetLayerMountPath")
+        fn = self.vm.logged("GetLayerMountPath")
         ffi = self.vm.ffi
         info = unwrap(self._info)
         wpath = ffi.new("char16_t[]", path)

@@ -47,3 +47,28 @@ def test_one_version() -> None:
     import wincontainers
 
     assert importlib.metadata.version("wincontainers") == wincontainers.__version__
+
+
+def test_no_generation_checks_above_the_drivers() -> None:
+    """Code above driver/ asks the driver's capabilities, never which API generation it is."""
+    import re
+
+    package = ROOT / "wincontainers"
+    below = {"driver", "_native", "sim"}
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] in below:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"generation\s*(==|!=|<|>|\bin\b)", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_drivers_state_their_capabilities() -> None:
+    from wincontainers.driver.gen1 import Gen1Driver
+    from wincontainers.driver.gen2 import Gen2Driver
+    from wincontainers.driver.gen3 import Gen3Driver
+
+    assert not Gen1Driver.capabilities.lists_systems and not Gen1Driver.capabilities.statistics
+    assert Gen2Driver.capabilities.reports_state and Gen3Driver.capabilities.statistics

@@ -299,7 +299,7 @@ class Container:
     @property
     def status(self) -> str:
         """``created``, ``running``, ``paused`` or ``exited`` (asked from HCS where it can tell)."""
-        if self.host.generation == 1:
+        if not self.host.driver.capabilities.reports_state:
             return self._record.state
         try:
             props = self._properties()
@@ -395,10 +395,11 @@ class Container:
         TP3 reports no addresses: there, a running container is asked (``ipconfig``) once.
         """
         settings = nets.settings_of(self.host.networks, self._record.network)
-        if self.host.generation == 1 and settings and not settings[0]["IPAddress"] and self.status == "running":
+        backend = self.host.networks.backend
+        if not backend.reports_ip and settings and not settings[0]["IPAddress"] and self.status == "running":
             address = self._ipconfig_address()
             if address:
-                self.host.networks.backend.remember_ip(settings[0]["EndpointID"], address)  # type: ignore[attr-defined]
+                backend.remember_ip(settings[0]["EndpointID"], address)
                 settings[0]["IPAddress"] = address
         return settings
 
@@ -553,7 +554,7 @@ class Container:
         _check_timeout(kill_timeout, "kill_timeout")
         started = time.monotonic()
         with self._lock:
-            if self._record.state == "exited" and self.host.generation == 1:
+            if self._record.state == "exited" and not self.host.driver.capabilities.reports_state:
                 return StopResult("already-stopped", 0.0, self._record.exit_code)
             state = self.status
             if state == "exited":
@@ -690,9 +691,9 @@ class Container:
 
     def stats(self) -> ContainerStats:
         """Memory, CPU and uptime from HCS (Server 2016 and later)."""
-        if self.host.generation == 1:
+        if not self.host.driver.capabilities.statistics:
             raise errors.NotSupported(
-                "stats", subject=self.subject, generation=1,
+                "stats", subject=self.subject, generation=self.host.generation,
                 alternative="TP3 reports no statistics; top() shows each process's memory",
             )
         return ContainerStats.from_hcs(self._system().properties(["Statistics"]).get("Statistics") or {})
@@ -930,7 +931,7 @@ class ContainerCollection:
     def list(self, all: bool = False) -> list[ContainerInfo]:
         """Containers created by wincontainers; running ones only unless ``all=True`` (``ps -a``)."""
         live: Optional[dict[str, str]] = None
-        if self.host.generation != 1:
+        if self.host.driver.capabilities.lists_systems:
             try:
                 live = {
                     str(p.get("Id", "")).lower(): _STATES.get(str(p.get("State")), "created")

@@ -160,11 +160,23 @@ class SystemRef(Protocol):
     def close(self) -> None: ...
 
 
+@attrs.frozen
+class Capabilities:
+    """What a driver's API can do, for the code above ``driver/`` to ask instead of comparing
+    generations (TP3's string-id API lacks the first three)."""
+
+    lists_systems: bool  # enumerate the host's compute systems
+    reports_state: bool  # a system's state comes from HCS (else from the library's own record)
+    statistics: bool  # memory/CPU statistics of a system
+    process_list: bool = True  # a system's processes (top)
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One API generation of one host."""
 
     generation: int
+    capabilities: Capabilities
 
     def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> SystemRef: ...
 

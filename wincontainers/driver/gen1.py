@@ -25,7 +25,7 @@ from wincontainers import errors
 from wincontainers._native.library import Binding, handle_value
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver import documents
-from wincontainers.driver.base import ExitStatus, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import Capabilities, ExitStatus, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, TIMEOUTS, check, run_with_timeout
 from wincontainers.driver.layers import VmcomputeLayers
 from wincontainers.driver.watched import StdioOwner
@@ -45,6 +45,7 @@ class Gen1Driver(VmcomputeLayers):
     """API generation 1; the layer calls of process isolation come from VmcomputeLayers."""
 
     generation = 1
+    capabilities = Capabilities(lists_systems=False, reports_state=False, statistics=False)
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding, pass_parent_id=True)

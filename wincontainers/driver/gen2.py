@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers._native.library import Binding, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import ProcessSpec, SystemSpec
+from wincontainers.driver.base import Capabilities, ProcessSpec, SystemSpec
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, Notice, notification_callback
 from wincontainers.driver.layers import VmcomputeLayers
@@ -34,6 +34,7 @@ class Gen2Driver(VmcomputeLayers):
     """API generation 2; the layer calls of process isolation come from VmcomputeLayers."""
 
     generation = 2
+    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True)
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding, pass_parent_id=False)

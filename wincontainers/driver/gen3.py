@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers._native.library import Binding, NativeDll, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import LayerRef, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import Capabilities, LayerRef, ProcessSpec, SystemSpec, timeout_ms
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, Notice, event_callback
 from wincontainers.driver.layers import VmcomputeLayers
@@ -96,6 +96,7 @@ class Gen3Driver(VmcomputeLayers):
     """API generation 3; the layer calls of process isolation come from VmcomputeLayers."""
 
     generation = 3
+    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True)
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding, pass_parent_id=False)

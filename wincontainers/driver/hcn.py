@@ -41,6 +41,10 @@ def _query() -> str:
 class HcnNetworking:
     generation = 3
     creates_networks = True
+    reports_ip = True
+
+    def remember_ip(self, endpoint_id: str, ip: str) -> None:
+        """HNS reports endpoint addresses itself: nothing to keep."""
 
     def __init__(self, dll: NativeDll) -> None:
         self.dll = dll

@@ -70,6 +70,10 @@ def _network_info(doc: dict[str, Any]) -> NetworkInfo:
 class HnsNetworking:
     generation = 2
     creates_networks = True
+    reports_ip = True
+
+    def remember_ip(self, endpoint_id: str, ip: str) -> None:
+        """HNS reports endpoint addresses itself: nothing to keep."""
 
     def __init__(self, vm: NativeDll) -> None:
         self.vm = vm

@@ -121,6 +121,10 @@ class ContainerNetwork:
 class NetworkBackend(Protocol):
     generation: int
     creates_networks: bool  # False: only the host's own NAT (TP3)
+    reports_ip: bool  # False: an endpoint's address is learnt from the running container (TP3)
+
+    def remember_ip(self, endpoint_id: str, ip: str) -> None:
+        """Keep an address a backend that does not report them was told (a no-op elsewhere)."""
 
     def list_networks(self) -> list[NetworkInfo]: ...
 
@@ -182,6 +186,7 @@ class Gen1Networking:
 
     generation = 1
     creates_networks = False
+    reports_ip = False
 
     def __init__(self, files: StateFiles, state_dir: Path) -> None:
         # One file per endpoint and one claim file per host port: creates from several threads

@@ -123,3 +123,34 @@ def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> 
         assert stale.status == "exited"
         stale.remove()
     assert_clean(fresh, sim)
+
+
+def test_a_failed_undo_is_logged_and_listed_on_the_error(host: Host, sim: SimulatedHost,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Create fails at its last step, and undoing the sandbox fails too: the error the caller
+    gets lists the sandbox as left behind, and the containers logger says so."""
+    import logging
+
+    pid = os.getpid()
+    sim.calls(clear=True)
+    with host.containers.create("windowsservercore"):
+        pass
+    calls = sim.calls(clear=True)
+    create_system = next(c for c in calls if c.endswith("CreateComputeSystem"))
+    destroy = next(c for c in calls if c.endswith("DestroyLayer"))
+    sim.inject(create_system, INJECTED, pid=pid, dll="computecore.dll" if host.generation == 3 else None)
+    sim.inject(destroy, INJECTED, pid=pid)
+    try:
+        with caplog.at_level(logging.WARNING, logger="wincontainers"), pytest.raises(errors.HcsError) as info:
+            host.containers.create("windowsservercore", name="undo-fails")
+    finally:
+        sim.clear_faults()
+    leftovers = info.value.leftovers
+    assert len(leftovers) == 1 and "sandbox" in leftovers[0] and "0x8000FFFF" in leftovers[0]
+    assert "Left behind (undoing failed): the sandbox" in str(info.value)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "wincontainers.containers"]
+    assert len(warnings) == 1 and "left behind" in warnings[0].getMessage()
+    assert list(host.records.all()) == []  # the other steps were undone
+    for layer in host.layers.list():  # what the failed undo left, removed now that nothing fails
+        host.layers.destroy(layer, force=True)
+    assert_clean(host, sim)

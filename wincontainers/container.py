@@ -40,6 +40,7 @@ from wincontainers.process import (
 )
 from wincontainers.driver.networking import ContainerNetwork
 from wincontainers.records import ContainerRecord, validate_name
+from wincontainers.rollback import Rollback
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
@@ -761,8 +762,8 @@ def _close_refs(refs: list[Any]) -> None:
         if ref is not None:
             try:
                 ref.close()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - a finalizer must not raise; it says so instead
+                log.warning("closing a container handle failed (it may stay open until exit): %s", exc)
 
 
 def _iso(seconds: Optional[float]) -> Optional[str]:
@@ -841,20 +842,20 @@ class ContainerCollection:
         container_id = secrets.token_hex(32)
         name = name or f"wc-{container_id[:12]}"
         records = self.host.records
-        undo: list[Callable[[], None]] = []
+        undo = Rollback(f"creating container {name}", log)
         try:
             records.reserve_name(name, container_id)
-            undo.append(lambda: records.release_name(name, container_id))
+            undo.add(f"the name {name!r}", lambda: records.release_name(name, container_id))
             sandbox = self.host.layers_root / container_id
             driver = self.host.driver
             driver.create_sandbox(str(sandbox), parents)
-            undo.append(lambda: _ignore(driver.destroy_layer, str(sandbox)))
+            undo.add(f"the sandbox {sandbox}", lambda: driver.destroy_layer(str(sandbox)))
             self.host.files.write(sandbox / "layerchain.json",
                                   json.dumps([p.path for p in parents], separators=(",", ":")).encode())
             driver.activate_layer(str(sandbox))
-            undo.append(lambda: _ignore(driver.deactivate_layer, str(sandbox)))
+            undo.add(f"the sandbox's activation ({sandbox.name[:12]})", lambda: driver.deactivate_layer(str(sandbox)))
             driver.prepare_layer(str(sandbox), parents)
-            undo.append(lambda: _ignore(driver.unprepare_layer, str(sandbox)))
+            undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: driver.unprepare_layer(str(sandbox)))
             mount = driver.layer_mount_path(str(sandbox))
             if not mount:
                 raise errors.HcsError("GetLayerMountPath", subject=errors.subject_for("layer", str(sandbox)),
@@ -862,7 +863,8 @@ class ContainerCollection:
             plan = None
             if network is not None or ports:
                 plan = nets.plan_container_network(self.host.networks, name, container_id, network, ports)
-                undo.append(lambda: nets.release_container_network(self.host.networks, plan.to_record()))
+                undo.add("the container's network endpoints",
+                         lambda: nets.release_container_network(self.host.networks, plan.to_record()))
             record = ContainerRecord(
                 id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
                 sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
@@ -872,7 +874,7 @@ class ContainerCollection:
                 network=plan.to_record() if plan is not None else {},
             )
             records.save(record)
-            undo.append(lambda: records.delete(record))
+            undo.add(f"the container record {container_id[:12]}", lambda: records.delete(record))
             spec = SystemSpec(
                 id=container_id, name=name, hostname=record.hostname, volume_path=mount,
                 layer_folder=str(sandbox), layers=tuple(parents), mapped_directories=mapped,
@@ -881,12 +883,8 @@ class ContainerCollection:
             if plan is not None:
                 spec = plan.network.apply(spec)
             system = driver.create_system(spec, timeout)
-        except BaseException:
-            for step in reversed(undo):
-                try:
-                    step()
-                except Exception:
-                    pass
+        except BaseException as exc:
+            undo.undo(exc)
             raise
         return Container(self.host, record, system, owned=True)
 
@@ -1003,11 +1001,3 @@ class ContainerCollection:
         if check and result.returncode:
             raise CalledProcessError(result.returncode, command, result.stdout, result.stderr)
         return result
-
-
-def _ignore(fn: Callable[[str], None], arg: str) -> None:
-    try:
-        fn(arg)
-    except errors.HcsError:
-        pass
-

@@ -53,7 +53,20 @@ PENDING = 0xC0370103
 
 
 class WincontainersError(Exception):
-    """Base of every error this library raises on purpose."""
+    """Base of every error this library raises on purpose.
+
+    ``leftovers``: what a failed operation could not undo (see :mod:`wincontainers.rollback`),
+    each named with why; empty when it left nothing behind.
+    """
+
+    leftovers: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return _with_leftovers(super().__str__(), self.leftovers)
+
+
+def _with_leftovers(text: str, leftovers: Sequence[str]) -> str:
+    return f"{text} Left behind (undoing failed): {'; '.join(leftovers)}." if leftovers else text
 
 
 class BadInput(WincontainersError, ValueError):
@@ -331,7 +344,7 @@ class HcsError(WincontainersError):
             text += f" HCS says: {detail.rstrip('.')}."
         if self.hint:
             text += f" Hint: {self.hint}"
-        return text
+        return _with_leftovers(text, self.leftovers)
 
     @property
     def detail(self) -> Optional[str]:

@@ -12,6 +12,7 @@ and its output is drained, its HCS handles are released without waiting for ``cl
 from __future__ import annotations
 
 import io
+import logging
 import signal as _signal
 import subprocess
 import threading
@@ -25,6 +26,8 @@ import attrs
 from wincontainers import errors
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver.base import ProcessRef
+
+log = logging.getLogger("wincontainers.processes")
 
 __all__ = [
     "Process",
@@ -287,8 +290,8 @@ class Process:
         if self._on_exit is not None:
             try:
                 self._on_exit(self)
-            except Exception:
-                pass
+            except Exception:  # the caller's callback, on our thread: reported, not raised here
+                log.exception("the on_exit callback of process %s raised", self.pid)
 
     def _release_handles(self) -> None:
         self._finalizer()
@@ -422,8 +425,8 @@ def _pump(native: IO[bytes], target: Callable[[bytes], None], pipe: Optional[_Pi
 def _release(ref: ProcessRef) -> None:
     try:
         ref.close()
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - a finalizer must not raise; it says so instead
+        log.warning("closing a process handle failed (it may stay open until exit): %s", exc)
 
 
 def _check_timeout(timeout: Optional[float]) -> None:

@@ -12,16 +12,20 @@ container is in.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from wincontainers import errors
 from wincontainers.build.instructions import Cmd, Command, apply_to_config, parse_changes
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord
+from wincontainers.rollback import Rollback
 
 if TYPE_CHECKING:
     from wincontainers.container import Container
     from wincontainers.host import Host
+
+log = logging.getLogger("wincontainers.build")
 
 __all__ = ["commit", "CommitFailed", "parent_image", "commit_layer"]
 
@@ -136,18 +140,28 @@ def commit(
             target.start()
         return image
     except BaseException as exc:
+        # Undone newest first: the tag goes back to what it was (all or nothing), then whatever
+        # this commit made and nothing references, then the container runs again.
+        undo = Rollback(f"committing container {target.name}", log)
+        if was_running and restart and step != "restarting the container":
+            undo.add(f"container {target.name} stopped (it was running)", target.start)
+        undo.add("unreferenced objects of this commit (gc)", store.gc)
         if image is not None and (previous is None or previous.manifest_digest != image.manifest_digest):
-            with contextlib.suppress(Exception):  # all or nothing: the tag goes back to what it was
+            made = image
+
+            def untag() -> None:
                 if previous is not None and tag:
                     store.tag(previous, tag)
-                store.remove(image.id, force=True, prune=False)
-        with contextlib.suppress(Exception):
-            store.gc()  # whatever this commit made and nothing references
-        if was_running and restart and step != "restarting the container":
-            with contextlib.suppress(Exception):
-                target.start()
-        with contextlib.suppress(Exception):
+                store.remove(made.id, force=True, prune=False)
+
+            undo.add(f"image {image.short_id}{f' tagged {tag}' if tag else ''}", untag)
+        leftovers = undo.undo(exc)
+        try:
             state = target.status
+        except errors.WincontainersError as status_error:
+            log.warning("after a failed commit, the state of container %s is unknown: %s", target.name, status_error)
         if isinstance(exc, (errors.HcsError, OSError, errors.WincontainersError)) and not isinstance(exc, CommitFailed):
-            raise CommitFailed(target.name, step, state, exc) from exc
+            failed = CommitFailed(target.name, step, state, exc)
+            failed.leftovers = leftovers
+            raise failed from exc
         raise

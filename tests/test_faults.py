@@ -127,8 +127,8 @@ def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> 
 
 def test_a_failed_undo_is_logged_and_listed_on_the_error(host: Host, sim: SimulatedHost,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    """Create fails at its last step, and undoing the sandbox fails too: the error the caller
-    gets lists the sandbox as left behind, and the containers logger says so."""
+    """Create fails at its last step, and undoing the sandbox's volume (UnprepareLayer) fails
+    too: the error the caller gets lists it as left behind, and the containers logger says so."""
     import logging
 
     pid = os.getpid()
@@ -137,20 +137,23 @@ def test_a_failed_undo_is_logged_and_listed_on_the_error(host: Host, sim: Simula
         pass
     calls = sim.calls(clear=True)
     create_system = next(c for c in calls if c.endswith("CreateComputeSystem"))
-    destroy = next(c for c in calls if c.endswith("DestroyLayer"))
     sim.inject(create_system, INJECTED, pid=pid, dll="computecore.dll" if host.generation == 3 else None)
-    sim.inject(destroy, INJECTED, pid=pid)
+    sim.inject("UnprepareLayer", INJECTED, pid=pid, count=3)  # the undo, and both tries of the removal
     try:
         with caplog.at_level(logging.WARNING, logger="wincontainers"), pytest.raises(errors.HcsError) as info:
             host.containers.create("windowsservercore", name="undo-fails")
     finally:
         sim.clear_faults()
+    assert info.value.operation == create_system
     leftovers = info.value.leftovers
-    assert len(leftovers) == 1 and "sandbox" in leftovers[0] and "0x8000FFFF" in leftovers[0]
-    assert "Left behind (undoing failed): the sandbox" in str(info.value)
+    assert len(leftovers) == 1 and "volume" in leftovers[0] and "0x8000FFFF" in leftovers[0], leftovers
+    assert "Left behind (undoing failed): the sandbox's volume" in str(info.value)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "wincontainers.containers"]
     assert len(warnings) == 1 and "left behind" in warnings[0].getMessage()
     assert list(host.records.all()) == []  # the other steps were undone
-    for layer in host.layers.list():  # what the failed undo left, removed now that nothing fails
+    for volume in sim.objects()["volumes"]:  # what the failed undo left, undone now that nothing fails
+        host.driver.unprepare_layer(volume["layer"])
+        host.driver.deactivate_layer(volume["layer"])
+    for layer in host.layers.list():
         host.layers.destroy(layer, force=True)
     assert_clean(host, sim)

@@ -12,7 +12,6 @@ process and the container stops when it exits (Docker's rule, and the only exit 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -359,11 +358,7 @@ class Container:
                 pass
             old.close()
         parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
-        mount = driver.layer_mount_path(record.sandbox)
-        if not mount:
-            driver.activate_layer(record.sandbox)
-            driver.prepare_layer(record.sandbox, list(parents))
-            mount = driver.layer_mount_path(record.sandbox)
+        mount = driver.layer_mount_path(record.sandbox) or self.host.layers.mount(record.sandbox, list(parents))
         spec = SystemSpec(
             id=record.id, name=record.name, hostname=record.hostname, volume_path=mount,
             layer_folder=record.sandbox, layers=parents,
@@ -718,7 +713,7 @@ class Container:
                     pass
             self._removed = True
             self.close()
-            self.host._remove_sandbox(self._record)
+            self.host.layers.remove_sandbox(self._record.sandbox)
             if self._record.network:
                 nets.release_container_network(self.host.networks, self._record.network)
             self.host.records.delete(self._record)
@@ -846,20 +841,12 @@ class ContainerCollection:
         try:
             records.reserve_name(name, container_id)
             undo.add(f"the name {name!r}", lambda: records.release_name(name, container_id))
-            sandbox = self.host.layers_root / container_id
+            layers = self.host.layers
+            sandbox = layers.create_sandbox(parents, layer_id=container_id).path
+            undo.add(f"the sandbox {sandbox}", lambda: layers.remove_sandbox(sandbox))
+            mount = layers.mount(sandbox, parents)
+            undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: layers.unmount(sandbox))
             driver = self.host.driver
-            driver.create_sandbox(str(sandbox), parents)
-            undo.add(f"the sandbox {sandbox}", lambda: driver.destroy_layer(str(sandbox)))
-            self.host.files.write(sandbox / "layerchain.json",
-                                  json.dumps([p.path for p in parents], separators=(",", ":")).encode())
-            driver.activate_layer(str(sandbox))
-            undo.add(f"the sandbox's activation ({sandbox.name[:12]})", lambda: driver.deactivate_layer(str(sandbox)))
-            driver.prepare_layer(str(sandbox), parents)
-            undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: driver.unprepare_layer(str(sandbox)))
-            mount = driver.layer_mount_path(str(sandbox))
-            if not mount:
-                raise errors.HcsError("GetLayerMountPath", subject=errors.subject_for("layer", str(sandbox)),
-                                      message="the sandbox has no volume after ActivateLayer")
             plan = None
             if network is not None or ports:
                 plan = nets.plan_container_network(self.host.networks, name, container_id, network, ports)
@@ -917,11 +904,7 @@ class ContainerCollection:
         finally:
             if system is not None:
                 system.close()
-        names = records.names_of(container_id)
-        stand_in = ContainerRecord(id=container_id, name=names[0] if names else "", image="", layers=[],
-                                   sandbox=str(self.host.layers_root / container_id), hostname="",
-                                   generation=self.host.generation)
-        self.host._remove_sandbox(stand_in)
+        self.host.layers.remove_sandbox(self.host.layers_root / container_id)  # where every sandbox is
         records.forget(container_id)
         log.info("removed container %s, whose record was damaged", container_id[:12])
         return container_id

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import attrs
 
 from wincontainers import errors
-from wincontainers._native import library, oshandle, win32
-from wincontainers._native.layerfs import remove_tree
+from wincontainers._native import library, oshandle
 from wincontainers.container import ContainerCollection
 from wincontainers.driver import Driver, open_driver
 from wincontainers.driver.base import LayerRef
 from wincontainers.layers import LayerCollection
-from wincontainers.records import ContainerRecord, RecordStore
+from wincontainers.records import RecordStore
 from wincontainers.statefiles import StateFiles
 
 if TYPE_CHECKING:
@@ -230,53 +228,3 @@ class Host:
             return self.images.get(image.strip())
         except (errors.NotFound, errors.BadInput):
             return None
-
-    def _remove_sandbox(self, record: ContainerRecord) -> None:
-        """Unprepare, deactivate, rename (so a crash never leaves a half layer under its id), destroy.
-
-        Each HCS step is tried twice (they fail transiently while a container's last processes
-        exit). The removal succeeds when the folder is gone; otherwise the first error is raised
-        and the record stays, so ``rm`` can be repeated.
-        """
-        path = record.sandbox
-        if not path or not Path(path).exists():
-            return
-        failures: list[errors.HcsError] = []
-
-        def attempt(step: Callable[[str], None], target: str) -> None:
-            for tries in range(2):
-                try:
-                    step(target)
-                    return
-                except (errors.NotFound, errors.InvalidArgument):
-                    return  # not activated / not prepared / already gone
-                except errors.HcsError as exc:
-                    failures.append(exc)
-                    time.sleep(0.05 * (tries + 1))
-
-        attempt(self.driver.unprepare_layer, path)
-        attempt(self.driver.deactivate_layer, path)
-        removing = path + "-removing"
-        try:
-            self.win32.move(win32.long_path(path), win32.long_path(removing))
-        except win32.Win32Error:
-            removing = path
-        attempt(self.driver.destroy_layer, removing)
-        if self.win32.attributes(win32.long_path(removing)) is not None:
-            if failures:
-                raise failures[-1]
-            remove_tree(self.win32, removing)
-
-    def cleanup_removing(self) -> int:
-        """Destroy leftovers of interrupted removals (``<id>-removing`` folders)."""
-        count = 0
-        for name in self.files.names(self.layers_root, "-removing"):
-            leftover = self.layers_root / name
-            try:
-                self.driver.destroy_layer(str(leftover))
-            except errors.HcsError:
-                pass
-            if self.files.exists(leftover):
-                remove_tree(self.win32, leftover)
-            count += 1
-        return count

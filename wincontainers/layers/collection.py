@@ -34,6 +34,7 @@ from wincontainers.layerfile.codec import open_source
 from wincontainers.layerfile.entry import EntryKind
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
+from wincontainers.rollback import Rollback
 from wincontainers.layers.progress import ProgressArg, reporter
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
@@ -157,11 +158,14 @@ class LayerCollection:
     def list(self) -> builtins.list[Layer]:
         return [self._layer_at(p) for p in self._folders()]
 
-    def ref(self, layer: LayerLike) -> LayerRef:
+    def ref(self, layer: Union[LayerLike, LayerRef]) -> LayerRef:
+        """What HCS calls take for a layer: its GUID and folder (a LayerRef is taken as it is)."""
+        if isinstance(layer, LayerRef):
+            return layer
         found = self.get(layer)
         return LayerRef(self.host.driver.name_to_guid(found.path.name), str(found.path))
 
-    def _refs(self, parents: Sequence[LayerLike]) -> builtins.list[LayerRef]:
+    def _refs(self, parents: Sequence[Union[LayerLike, LayerRef]]) -> builtins.list[LayerRef]:
         return [self.ref(p) for p in parents]
 
     # -- import --------------------------------------------------------------------------------
@@ -423,11 +427,12 @@ class LayerCollection:
 
     # -- sandboxes and mounting ------------------------------------------------------------------
 
-    def create_sandbox(self, parents: Sequence[LayerLike], *,
+    def create_sandbox(self, parents: Sequence[Union[LayerLike, LayerRef]], *, layer_id: Optional[str] = None,
                        on_folder: Optional[Callable[[Path], None]] = None) -> Layer:
-        """A new read-write (scratch) layer over ``parents`` (nearest first). ``on_folder`` is
-        told its path before it is created."""
-        layer_id = secrets.token_hex(32)
+        """A new read-write (scratch) layer over ``parents`` (nearest first), named ``layer_id``
+        (a container's sandbox has the container's id) or a new id. ``on_folder`` is told its
+        path before it is created."""
+        layer_id = layer_id or secrets.token_hex(32)
         with errors.during(f"creating sandbox layer {layer_id[:12]}"):
             refs = self._refs(parents)
             if not refs:
@@ -458,14 +463,43 @@ class LayerCollection:
     @contextlib.contextmanager
     def prepared(self, layer: LayerLike) -> Iterator[str]:
         """Activate and prepare a sandbox over its parents; yields its volume path."""
+        mount = self.mount(layer)
+        try:
+            yield mount
+        finally:
+            self.unmount(layer)
+
+    def mount(self, layer: LayerLike, parents: Optional[Sequence[LayerRef]] = None) -> str:
+        """Activate and prepare a sandbox over its parents (``parents``, or its layerchain.json)
+        and return its volume path; what this did is undone when a step fails. It stays mounted
+        (a container's) until :meth:`unmount`."""
         found = self.get(layer)
+        path = str(found.path)
         driver = self.host.driver
-        with self.activated(found) as mount:
-            driver.prepare_layer(str(found.path), self._refs([str(p) for p in found.parents]))
-            try:
-                yield mount
-            finally:
-                driver.unprepare_layer(str(found.path))
+        refs = list(parents) if parents is not None else self._refs([str(p) for p in found.parents])
+        driver.activate_layer(path)
+        prepared = False
+        try:
+            driver.prepare_layer(path, refs)
+            prepared = True
+            mount = driver.layer_mount_path(path)
+            if not mount:
+                raise errors.HcsError("GetLayerMountPath", subject=errors.subject_for("layer", path),
+                                      message="the sandbox has no volume after ActivateLayer")
+            return mount
+        except BaseException as exc:
+            undo = Rollback(f"mounting sandbox {found.id[:12]}", log)
+            undo.add(f"the activation of sandbox {found.id[:12]}", lambda: driver.deactivate_layer(path))
+            if prepared:
+                undo.add(f"the volume of sandbox {found.id[:12]}", lambda: driver.unprepare_layer(path))
+            undo.undo(exc)
+            raise
+
+    def unmount(self, layer: LayerLike) -> None:
+        """Unprepare and deactivate a sandbox :meth:`mount` mounted."""
+        path = str(self.get(layer).path)
+        self.host.driver.unprepare_layer(path)
+        self.host.driver.deactivate_layer(path)
 
     # -- removal ---------------------------------------------------------------------------------
 
@@ -514,12 +548,27 @@ class LayerCollection:
                 removed.append(path)
         return removed
 
-    def _discard(self, path: Path) -> None:
+    def remove_sandbox(self, path: Union[str, Path]) -> None:
+        """Remove a container's sandbox: unprepare, deactivate, then as :meth:`_discard` does.
+        Each HCS step is tried twice (they fail transiently while the container's last processes
+        exit). Done when the folder is gone; otherwise the first error is raised (the container
+        record stays, so ``rm`` can be repeated)."""
+        folder = Path(path)
+        if self.host.win32.attributes(win32.long_path(folder)) is None:
+            return
+        failures: builtins.list[errors.HcsError] = []
+        _attempt(self.host.driver.unprepare_layer, str(folder), failures)
+        _attempt(self.host.driver.deactivate_layer, str(folder), failures)
+        self._discard(folder, failures)
+
+    def _discard(self, path: Path, failures: Optional[builtins.list[errors.HcsError]] = None) -> None:
         """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the
-        id); what DestroyLayer left is removed through ``\\\\?\\`` paths, or the error says why."""
+        id; tried twice); what DestroyLayer left is removed through ``\\\\?\\`` paths. When the
+        folder cannot be removed, the first HCS error met (in ``failures`` too) is raised."""
         api = self.host.win32
         if api.attributes(win32.long_path(path)) is None:
             return
+        failures = [] if failures is None else failures
         removing = path if path.name.endswith("-removing") else path.with_name(path.name + "-removing")
         if removing != path:
             try:
@@ -527,12 +576,14 @@ class LayerCollection:
             except win32.Win32Error as exc:
                 log.info("could not rename %s before removing it: %s", path.name, exc)
                 removing = path
-        try:
-            self.host.driver.destroy_layer(str(removing))
-        except errors.HcsError as exc:
-            log.info("DestroyLayer %s: %s; removing the folder itself", removing.name, exc)
+        _attempt(self.host.driver.destroy_layer, str(removing), failures)
         if api.attributes(win32.long_path(removing)) is not None:
-            remove_tree(api, removing)
+            try:
+                remove_tree(api, removing)
+            except (win32.Win32Error, OSError):
+                if failures:
+                    raise failures[0] from None
+                raise
 
     def _discard_quietly(self, path: Path) -> None:
         """:meth:`_discard` on a failure path: its own error is logged, the first one raised."""
@@ -556,6 +607,21 @@ def _source_name(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> str:
         return os.path.basename(os.fspath(source)) or os.fspath(source)
     name = getattr(source, "name", None)
     return os.path.basename(name) if isinstance(name, str) else "a layer stream"
+
+
+def _attempt(step: Callable[[str], None], target: str, failures: "builtins.list[errors.HcsError]") -> None:
+    """One layer step, tried twice: a step on a sandbox fails transiently while a container's
+    last processes exit. Not activated, not prepared or already gone counts as done."""
+    for tries in range(2):
+        try:
+            step(target)
+            return
+        except (errors.NotFound, errors.InvalidArgument):
+            return
+        except errors.HcsError as exc:
+            log.info("%s on %s failed (try %d): %s", exc.operation, Path(target).name[:12], tries + 1, exc)
+            failures.append(exc)
+            time.sleep(0.05 * (tries + 1))
 
 
 def _link_on_the_way(folder: LayerFolder, rel: str) -> Optional[str]:

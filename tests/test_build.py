@@ -245,3 +245,17 @@ def test_a_run_whose_program_is_missing_fails_naming_the_step(builder_host: Host
         build(builder_host, context, tags=["noshell:1"], output=_quiet)
     assert info.value.step == 3 and "no-such-shell.exe" in str(info.value) and "could not be started" in str(info.value)
     assert list(builder_host.records.all()) == []
+
+
+def test_without_an_output_the_build_logs_and_never_prints(builder_host: Host, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    context = _context(tmp_path, "FROM windowsservercore\nRUN echo built-line\n")
+    with caplog.at_level(logging.INFO, logger="wincontainers.build"):
+        build(builder_host, context, tags=["logged:1"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "wincontainers.build"]
+    assert "Step 1/2 : FROM windowsservercore" in lines and "built-line" in lines
+    assert "Successfully tagged logged:1" in lines
+    assert capsys.readouterr().out == ""

@@ -183,7 +183,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             value = os.environ[key]
         build_args[key] = value
     host = _host(args)
-    output = (lambda _text: None) if args.quiet else None
+    def to_stdout(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    output = (lambda _text: None) if args.quiet else to_stdout
     result = build(host, args.context, dockerfile=args.file, tags=args.tag, build_args=build_args,
                    no_cache=args.no_cache, target=args.target, output=output)
     if args.quiet:

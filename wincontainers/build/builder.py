@@ -12,6 +12,7 @@ container. A step that fails removes its container and sandbox and raises
 from __future__ import annotations
 
 import contextlib
+import logging
 import json
 import os
 import secrets
@@ -47,6 +48,8 @@ from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, ca
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
+
+log = logging.getLogger("wincontainers.build")
 
 __all__ = ["build", "BuildResult", "BuildStep", "BuildStepFailed"]
 
@@ -613,11 +616,17 @@ def _is_archive(path: Path) -> bool:
         return False
 
 
-def _default_output(text: str) -> None:
-    import sys
+class _LoggedOutput:
+    """Where the build's text goes when the caller gives no ``output``: the ``wincontainers.build``
+    logger, a line per record (the library never prints; the CLI gives its own output)."""
 
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    def __init__(self) -> None:
+        self.partial = ""
+
+    def __call__(self, text: str) -> None:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            log.info("%s", line.rstrip("\r"))
 
 
 def build(
@@ -634,7 +643,8 @@ def build(
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
 
-    ``output`` receives the step lines and the commands' output as they come (stdout by default).
+    ``output`` receives the step lines and the commands' output as they come (by default they are
+    INFO records of the ``wincontainers.build`` logger).
     Raises ``DockerfileParseError``/``BadInput`` for a bad Dockerfile before running anything, and
     :class:`BuildStepFailed` when a step fails.
     """
@@ -654,7 +664,7 @@ def build(
     ignore_file = path.with_name(path.name + ".dockerignore")
     ignore = DockerIgnore.load(ignore_file) if ignore_file.exists() else None
     builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {}, no_cache=no_cache,
-                       output=output or _default_output, progress=progress)
+                       output=output or _LoggedOutput(), progress=progress)
     try:
         with host.images.lease() as builder.lease:
             stage = builder.run(target)

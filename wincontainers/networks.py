@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import ipaddress
+import logging
 import os
 import re
 import time
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Un
 import attrs
 
 from wincontainers import errors
+from wincontainers.rollback import Rollback
 from wincontainers.driver import open_networking
 from wincontainers.driver.networking import (
     DRIVERS,
@@ -41,6 +44,8 @@ from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
+
+log = logging.getLogger("wincontainers.net")
 
 __all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports", "plan_container_network",
            "NetworkPlan"]
@@ -373,6 +378,7 @@ class NetworkCollection:
             if endpoint_id.lower() in existing:
                 with contextlib.suppress(errors.NotFound):
                     self.backend.delete_endpoint(endpoint_id)
+                log.info("pruned endpoint %s of container %s, which no longer exists", endpoint_id, str(owner)[:12])
             self.files.remove(path)
             removed.append(endpoint_id)
         return removed
@@ -418,10 +424,11 @@ def plan_container_network(collection: NetworkCollection, container_name: str, c
         with errors.during(f"attaching container {container_name} to its network"):
             container_network = collection.backend.container_network([endpoint])
         return NetworkPlan((endpoint,), tuple(created), container_network)
-    except BaseException:
+    except BaseException as exc:
+        undo = Rollback(f"planning the network of container {container_name}", log)
         for endpoint_id in created:
-            with contextlib.suppress(errors.HcsError):
-                collection.remove_endpoint(endpoint_id)
+            undo.add(f"endpoint {endpoint_id}", functools.partial(collection.remove_endpoint, endpoint_id))
+        undo.undo(exc)
         raise
 
 

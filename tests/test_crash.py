@@ -28,7 +28,7 @@ import itertools, os, sys
 sys.path.insert(0, sys.argv[1])
 from wincontainers import Host
 from wincontainers.build.builder import build
-from wincontainers.build.commit import commit
+from wincontainers.build.commits import commit
 from wincontainers.images.archive import load
 operation, profile, root, example, archive = sys.argv[2:7]
 host = Host.open(sim=profile, root=root)

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from wincontainers import Host, errors
-from wincontainers.build.commit import CommitFailed, commit
+from wincontainers.build.commits import CommitFailed, commit
 from wincontainers.images import chain_id, parse_reference
 from wincontainers.images.config import derive_config
 from wincontainers.images.reference import ReferenceError_

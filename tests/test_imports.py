@@ -72,3 +72,19 @@ def test_drivers_state_their_capabilities() -> None:
 
     assert not Gen1Driver.capabilities.lists_systems and not Gen1Driver.capabilities.statistics
     assert Gen2Driver.capabilities.reports_state and Gen3Driver.capabilities.statistics
+
+
+def test_a_public_function_is_not_hidden_by_a_submodule_of_its_name() -> None:
+    """Loading a package's submodule sets an attribute of that name on the package: none of
+    the lazily exported names may be a submodule's (``wincontainers.build.commit`` was)."""
+    import importlib
+    import pkgutil
+
+    for package in ("wincontainers", "wincontainers.build", "wincontainers.images"):
+        module = importlib.import_module(package)
+        submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}
+        assert not set(module._LAZY) & submodules, package
+    run = subprocess.run([sys.executable, "-c", "import wincontainers.build.builder\n"
+                          "from wincontainers.build import commit\nassert callable(commit), commit"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr

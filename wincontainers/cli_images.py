@@ -154,7 +154,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from wincontainers.build.commit import commit
+    from wincontainers.build.commits import commit
 
     host = _host(args)
     container = host.containers.get(args.container)

@@ -17,8 +17,8 @@ _LAZY = {
     "BuildResult": "wincontainers.build.builder",
     "BuildStepFailed": "wincontainers.build.builder",
     "build": "wincontainers.build.builder",
-    "CommitFailed": "wincontainers.build.commit",
-    "commit": "wincontainers.build.commit",
+    "CommitFailed": "wincontainers.build.commits",
+    "commit": "wincontainers.build.commits",
     "Dockerfile": "wincontainers.build.dockerfile",
     "DockerfileParseError": "wincontainers.build.dockerfile",
     "Heredoc": "wincontainers.build.dockerfile",
@@ -30,7 +30,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from wincontainers.build.builder import BuildResult, BuildStepFailed, build
-    from wincontainers.build.commit import CommitFailed, commit
+    from wincontainers.build.commits import CommitFailed, commit
     from wincontainers.build.dockerfile import (
         Dockerfile,
         DockerfileParseError,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Se
 import attrs
 
 from wincontainers import errors
-from wincontainers.build.commit import commit_layer
+from wincontainers.build.commits import commit_layer
 from wincontainers.build.context import BuildContext, DockerIgnore, open_no_follow
 from wincontainers.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
 from wincontainers.build.instructions import (

@@ -69,7 +69,7 @@ class _NetworkObject:
         return self.info.name
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.id.lower() == self.id.lower()  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.id.lower() == self.id.lower()
 
     def __hash__(self) -> int:
         return hash(self.id.lower())

@@ -257,7 +257,7 @@ class Process:
             return None, None
         reader: IO[Any] = io.BufferedReader(pipe)
         if self._text:
-            reader = io.TextIOWrapper(reader, encoding=encoding or "utf-8", errors=errors_)  # type: ignore[arg-type]
+            reader = io.TextIOWrapper(reader, encoding=encoding or "utf-8", errors=errors_)
         return pipe, reader
 
     def _close_stdin_native(self) -> None:

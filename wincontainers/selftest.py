@@ -335,7 +335,7 @@ def _tar_names(path: Path) -> set[str]:
     from wincontainers.layerfile import LayerReader
 
     with open(path, "rb") as f:
-        return {entry.name for entry, _data in LayerReader(io.BufferedReader(f))}  # type: ignore[arg-type]
+        return {entry.name for entry, _data in LayerReader(io.BufferedReader(f))}
 
 
 #: the ladder, in order: (name, title, the steps it needs)

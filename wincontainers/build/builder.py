@@ -611,7 +611,7 @@ def _windows(path: PurePosixPath) -> str:
 def _is_archive(path: Path) -> bool:
     try:
         with open_no_follow(path) as f:
-            return tarfile.is_tarfile(f)  # type: ignore[arg-type]
+            return tarfile.is_tarfile(f)
     except (OSError, errors.BadInput):
         return False
 

@@ -167,7 +167,7 @@ class Volume:
     def _link_target(self, rel: str) -> str:
         read = self.folder.read_entry(rel)
         try:
-            for header, body in BackupReader(read.stream):  # type: ignore[arg-type]
+            for header, body in BackupReader(read.stream):
                 if header.id == StreamId.REPARSE_DATA:
                     try:
                         return decode_reparse(body.read()).target

@@ -344,7 +344,7 @@ class LayerCollection:
             with errors.during(f"exporting layer {found.short_id}"), self._exported_tree(found) as (folder, transport):
                 refused: builtins.list[str] = []
                 out = partial if partial is not None else dest
-                with LayerWriter(out, compression=compression, progress=callback) as writer:  # type: ignore[arg-type]
+                with LayerWriter(out, compression=compression, progress=callback) as writer:
                     # the export folder is ours alone: each file goes as it is read
                     for entry, data in read_tree(folder, transport=transport, consume=transport):
                         if REPARSE_EXTENSION in entry.pax_extra:

@@ -148,7 +148,7 @@ class TransportWriter:
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
         buffered: "io.BufferedWriter[Any]" = io.BufferedWriter(raw, 1 << 16)
         buffered.write(struct.pack("<I", _attributes(entry)))
-        writer = BackupWriter(buffered)  # type: ignore[arg-type]
+        writer = BackupWriter(buffered)
         _metadata_streams(writer, entry)
         if kind is EntryKind.FILE:
             assert data is not None
@@ -393,10 +393,10 @@ def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: d
         file_id = (0, 0) if is_dir else f.file_id()
         links = 1 if is_dir else links
         # Sized to the file: most are small, and a 1 MiB buffer each costs more than reading them.
-        stream = io.BufferedReader(f, max(1 << 12, min(1 << 20, size)))  # type: ignore[arg-type]
+        stream = io.BufferedReader(f, max(1 << 12, min(1 << 20, size)))
         (attributes,) = struct.unpack("<I", stream.read(4).ljust(4, b"\0"))
         yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,
-                                   _entries_from_backup(rel, attributes, times, stream, is_dir))  # type: ignore[arg-type]
+                                   _entries_from_backup(rel, attributes, times, stream, is_dir))
 
 
 def _with_hardlinks(

@@ -102,7 +102,7 @@ def apply_backup(
                 is_link = True
             elif header.id == StreamId.DATA and not directory:
                 out = out or open(target, "wb")
-                copy_exact(body, out, header.size)  # type: ignore[arg-type]
+                copy_exact(body, out, header.size)
             elif header.id == StreamId.SPARSE_BLOCK and not directory:
                 out = out or open(target, "wb")
                 raw = body.read()
@@ -162,7 +162,7 @@ class _Concat(io.RawIOBase):
     def close(self) -> None:
         for part in self.parts[self.index:]:
             if hasattr(part, "close"):
-                part.close()  # type: ignore[attr-defined]
+                part.close()
         super().close()
 
 
@@ -418,7 +418,7 @@ def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes],
         os.makedirs(host_path(folder, rel), exist_ok=True)
     with open(target, "wb") as out:
         out.write(struct.pack("<I", attributes))
-        shutil.copyfileobj(stream, out, 1 << 20)  # type: ignore[misc]
+        shutil.copyfileobj(stream, out, 1 << 20)
     staging.put(rel + (WCIDIRS if directory else ""),
                 FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
 

@@ -170,7 +170,7 @@ def describe(host: Any, st: os.stat_result, meta: Optional[FileMeta]) -> tuple[i
     # Reading does not move times here, as on NTFS since Vista: unset times are the last write.
     write = unix_ns_to_filetime(st.st_mtime_ns)
     fallback = (write, write, write, unix_ns_to_filetime(st.st_ctime_ns))
-    times = fallback if meta is None else tuple(  # type: ignore[assignment]
+    times = fallback if meta is None else tuple(
         t if t is not None else f for t, f in zip((meta.creation, meta.access, meta.write, meta.change), fallback))
     return attributes, times, reparse  # type: ignore[return-value]
 

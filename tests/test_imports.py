@@ -88,3 +88,21 @@ def test_a_public_function_is_not_hidden_by_a_submodule_of_its_name() -> None:
                           "from wincontainers.build import commit\nassert callable(commit), commit"],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+def test_public_parameters_have_types_not_any() -> None:
+    """The public API says what it takes (the aliases), not Any."""
+    import typing
+
+    from wincontainers.container import Container, ContainerCollection
+    from wincontainers.images.store import ImageStore
+
+    checks = [(ContainerCollection.create, ("network", "ports")), (Container.connect, ("network", "ports")),
+              (Container.disconnect, ("network",)), (ImageStore.load, ("progress", "return")),
+              (ImageStore.save, ("progress",)), (ImageStore.add_layer, ("progress",))]
+    from wincontainers.images.archive import LoadResult  # named under TYPE_CHECKING there
+
+    for function, names in checks:
+        hints = typing.get_type_hints(function, localns={"LoadResult": LoadResult})
+        for name in names:
+            assert hints[name] is not typing.Any, (function.__qualname__, name)

@@ -407,7 +407,7 @@ class Container:
                 return str(value).strip().split("(")[0].strip()
         return None
 
-    def connect(self, network: Any, *, ports: Any = None) -> str:
+    def connect(self, network: nets.AttachLike, *, ports: nets.PortsLike = None) -> str:
         """Attach to another network while running (HNS/HCN hosts); returns the endpoint ID."""
         collection = self.host.networks
         with self._lock:
@@ -433,7 +433,7 @@ class Container:
             self._save(network=record)
             return endpoint.id
 
-    def disconnect(self, network: Any) -> None:
+    def disconnect(self, network: nets.AttachLike) -> None:
         """Detach from a network (a Network, its name or ID, an Endpoint or endpoint ID) while
         running; an endpoint made for the container is removed."""
         collection = self.host.networks
@@ -799,8 +799,8 @@ class ContainerCollection:
         memory_mb: Optional[int] = None,
         cpu_count: Optional[int] = None,
         labels: Optional[Mapping[str, str]] = None,
-        network: Any = None,
-        ports: Any = None,
+        network: Optional[nets.AttachLike] = None,
+        ports: nets.PortsLike = None,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> Container:
         """Create a container from an image (``"windowsservercore"``, a store image, or a list of

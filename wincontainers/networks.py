@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wincontainers.net")
 
 __all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports", "plan_container_network",
-           "NetworkPlan"]
+           "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
@@ -138,9 +138,13 @@ class Network(_NetworkObject):
 
 
 NetworkLike = Union[Network, str]
+#: what a container is attached with: a network (or its name or ID) or an endpoint made for it
+AttachLike = Union[Network, Endpoint, str]
+#: published ports: ``{"80/tcp": 8080}`` (Docker's mapping), ``["8080:80"]`` or PortMappings
+PortsLike = Union[None, Mapping[str, Any], Iterable[Union[PortMapping, str]]]
 
 
-def parse_ports(ports: Union[None, Mapping[str, Any], Iterable[Union[PortMapping, str]]]) -> builtins.list[PortMapping]:
+def parse_ports(ports: PortsLike) -> builtins.list[PortMapping]:
     """``{"80/tcp": 8080}`` (docker-py style), ``["8080:80/tcp"]`` (``-p``) or PortMappings."""
     if ports is None:
         return []
@@ -401,8 +405,7 @@ class NetworkPlan:
 
 
 def plan_container_network(collection: NetworkCollection, container_name: str, container_id: str,
-                           network: Union[None, Network, Endpoint, str],
-                           ports: Union[None, Mapping[str, Any], Iterable[Union[PortMapping, str]]]) -> NetworkPlan:
+                           network: Optional[AttachLike], ports: PortsLike) -> NetworkPlan:
     """Make (or take) the container's endpoint and the per-container network object (a gen3
     namespace); undone entirely when a step fails."""
     mappings = parse_ports(ports)

@@ -46,6 +46,7 @@ from typing import (
 
 import attrs
 
+from wincontainers.layers.progress import ProgressArg
 from wincontainers import errors
 from wincontainers._native import oshandle
 from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
@@ -53,6 +54,7 @@ from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
+    from wincontainers.images.archive import LoadResult
 
 __all__ = ["ImageStore", "Image", "LayerRecord", "FsckReport", "GcReport", "chain_id", "digest_of",
            "MEDIA_MANIFEST", "MEDIA_CONFIG", "MEDIA_LAYER", "MEDIA_INDEX", "ImageNotFound"]
@@ -443,7 +445,7 @@ class ImageStore:
         return folders
 
     def add_layer(self, source: Union[str, "os.PathLike[str]"], parent: Optional[LayerRecord], *,
-                  lease: "Lease", keep_blob: bool = True, progress: Any = None) -> LayerRecord:
+                  lease: "Lease", keep_blob: bool = True, progress: ProgressArg = None) -> LayerRecord:
         """A layer tar (plain, gzip or zstd) on top of ``parent``: checked, imported into a new
         layer folder, its blob kept (so the image can be saved byte for byte). A layer already
         in the store (same chain) is reused. ``source`` is consumed (moved into the blobs)."""
@@ -799,14 +801,14 @@ class ImageStore:
     # -- archives --------------------------------------------------------------------------------
 
     def save(self, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
-             progress: Any = None, overwrite: bool = False) -> Path:
+             progress: Optional[Callable[[int, int], None]] = None, overwrite: bool = False) -> Path:
         """``docker save``: see :func:`wincontainers.images.archive.save`."""
         from wincontainers.images.archive import save
 
         return save(self, images, path, format=format, progress=progress, overwrite=overwrite)
 
     def load(self, path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
-             progress: Any = None) -> Any:
+             progress: Optional[Callable[[int, int], None]] = None) -> "LoadResult":
         """``docker load``: see :func:`wincontainers.images.archive.load` (returns a LoadResult)."""
         from wincontainers.images.archive import load
 

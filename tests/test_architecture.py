@@ -1,0 +1,122 @@
+"""The package's import graph against docs/architecture.md's layering: no upward arrow, no
+import-time cycle. Read with ``ast`` (nothing is imported)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "wincontainers"
+
+
+def _ranks() -> dict[str, int]:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("<!-- layering -->", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    ranks = {}
+    for line in block.strip().splitlines():
+        rank, *groups = line.split()
+        for group in groups:
+            ranks[group] = int(rank)
+    return ranks
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.with_suffix("").relative_to(ROOT).parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if not name.startswith("wincontainers.sim"):
+            out[name] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
+    """(imported module of the package, at module level?) for every import outside TYPE_CHECKING."""
+    is_package = path.name == "__init__.py"
+    found: list[tuple[str, bool]] = []
+
+    def resolve(target: str, top: bool) -> None:
+        while target and target not in modules and not target.startswith("wincontainers.sim"):
+            target = target.rpartition(".")[0]
+        if target and target != name and not target.startswith("wincontainers.sim"):
+            found.append((target, top))
+
+    def walk(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for other in child.orelse:
+                    walk(other, top)
+                continue
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    resolve(alias.name, top)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = name.split(".") if is_package else name.split(".")[:-1]
+                    anchor = anchor[:len(anchor) - (child.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in child.names:
+                    resolve(f"{base}.{alias.name}", top)
+            walk(child, top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    walk(ast.parse(path.read_text(encoding="utf-8")), True)
+    return found
+
+
+def _group(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_no_module_imports_above_its_rank() -> None:
+    ranks = _ranks()
+    modules = _modules()
+    unranked = sorted({_group(m) for m in modules} - set(ranks))
+    assert unranked == [], f"docs/architecture.md's layering does not place {unranked}"
+    upward = []
+    for name, path in modules.items():
+        for target, _top in _imports(name, path, modules):
+            if ranks[_group(target)] > ranks[_group(name)]:
+                upward.append(f"{name} -> {target}")
+    assert upward == [], "imports against the layering:\n" + "\n".join(sorted(set(upward)))
+
+
+def test_no_import_time_cycle() -> None:
+    modules = _modules()
+    graph = {name: {t for t, top in _imports(name, path, modules)
+                    if top and not name.startswith(t + ".")}  # a submodule needs its package's __init__
+             for name, path in modules.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert cycles == [], "import-time cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_checks_see_an_upward_import(tmp_path: Path) -> None:
+    """The graph reader finds a module-level and a function-level import, and skips TYPE_CHECKING."""
+    source = tmp_path / "probe.py"
+    source.write_text("from typing import TYPE_CHECKING\nfrom wincontainers import errors\n"
+                      "if TYPE_CHECKING:\n    from wincontainers.host import Host\n"
+                      "def f():\n    from wincontainers.cli import main\n")
+    modules = _modules()
+    found = _imports("wincontainers.probe", source, modules)
+    assert ("wincontainers.errors", True) in found and ("wincontainers.cli", False) in found
+    assert not any(t == "wincontainers.host" for t, _ in found)

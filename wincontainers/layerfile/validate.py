@@ -30,7 +30,8 @@ from wincontainers.layerfile.reparse import (
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
 from wincontainers.layerfile.tarstream import DEFAULT_LIMITS, TarFormatError, TarLimits
 
-__all__ = ["Finding", "Report", "check_layer", "RULES", "LayerChecker", "validate_name", "REPARSE_EXTENSION"]
+__all__ = ["Finding", "Report", "check_layer", "RULES", "LayerChecker", "validate_name", "REPARSE_EXTENSION",
+           "READ_ERRORS"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -91,6 +92,9 @@ RULES: Mapping[str, tuple[str, str]] = {
     "hives-in-base": (WARNING, "a base layer's hives are rebuilt from Files/Windows/System32/config on import; Hives/ may make the import fail"),
 }
 
+#: what reading a layer tar raises when the tar is malformed (LayerChecker.read_failed)
+READ_ERRORS = (TarFormatError, LayerFormatError, OSError, EOFError)
+
 _RESERVED = re.compile(r"\A(CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)\Z", re.I)
 _INVALID_CHARS = re.compile(r'[<>"|?*\x00-\x1f]')
 _NAMESPACES = ("Files", "Hives", "UtilityVM")
@@ -146,11 +150,11 @@ class Report:
 
     def summary(self, limit: int = 10) -> str:
         """One paragraph naming the files, for error messages."""
-        shown = [f"{f.path}: {f.message} [{f.rule}]" for f in self.errors[:limit]]
+        parts = [f"{f.path}: {f.message} [{f.rule}]" for f in self.errors[:limit]]
         more = len(self.errors) - limit
         if more > 0:
-            shown.append(f"... and {more} more")
-        return "; ".join(shown)
+            parts.append(f"... and {more} more")
+        return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -269,10 +273,15 @@ class LayerChecker:
     def fail(self, rule: str, message: str) -> None:
         self.add(self.source, rule, message)
 
-    def tar_error(self, exc: "TarFormatError") -> None:
-        """A tar that stops reading: named by the entry it broke in when its name was read,
-        else by the byte offset and the entry before it."""
-        if exc.entry:
+    def read_failed(self, exc: BaseException) -> None:
+        """A tar that stops reading (one of :data:`READ_ERRORS`), as a finding: a tar error is
+        named by the entry it broke in when its name was read, else by the source and the
+        entry before it."""
+        if isinstance(exc, LayerFormatError):
+            self.fail("bad-metadata", str(exc))
+        elif not isinstance(exc, TarFormatError):  # a truncated or corrupt compressed stream
+            self.fail("malformed-tar", f"{type(exc).__name__}: {exc}")
+        elif exc.entry:
             self.add(exc.entry, "malformed-tar", str(exc))
         elif self._last_name is not None:
             self.add(f"{self.source} (after {self._last_name})", "malformed-tar", str(exc))
@@ -514,12 +523,8 @@ def check_layer(
             for entry, data in reader:
                 checker.check(entry, data)
             diff_id = reader.diff_id
-    except TarFormatError as exc:
-        checker.tar_error(exc)
-    except LayerFormatError as exc:
-        checker.fail("bad-metadata", str(exc))
-    except (OSError, EOFError) as exc:
-        checker.fail("malformed-tar", f"{type(exc).__name__}: {exc}")
+    except READ_ERRORS as exc:
+        checker.read_failed(exc)
     checker.finish()
     return checker.report(diff_id)
 

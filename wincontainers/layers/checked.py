@@ -16,10 +16,9 @@ from typing import Iterator, Optional
 
 from wincontainers import errors
 from wincontainers.layerfile import LayerReader
-from wincontainers.layerfile.codec import LayerFormatError
 from wincontainers.layerfile.entry import LayerEntry
-from wincontainers.layerfile.tarstream import EntryData, TarFormatError
-from wincontainers.layerfile.validate import ERROR, Finding, LayerChecker, Report
+from wincontainers.layerfile.tarstream import EntryData
+from wincontainers.layerfile.validate import ERROR, READ_ERRORS, Finding, LayerChecker, Report
 
 __all__ = ["CONTAINMENT_RULES", "CheckedEntries", "LayerRejected"]
 
@@ -68,14 +67,8 @@ class CheckedEntries:
             seen = len(self.checker.findings)
             try:
                 item: Optional[tuple[LayerEntry, EntryData]] = next(entries, None)
-            except TarFormatError as exc:
-                self.checker.tar_error(exc)
-                raise self._rejected() from None
-            except LayerFormatError as exc:
-                self.checker.fail("bad-metadata", str(exc))
-                raise self._rejected() from None
-            except (OSError, EOFError) as exc:  # a truncated or corrupt compressed stream
-                self.checker.fail("malformed-tar", f"{type(exc).__name__}: {exc}")
+            except READ_ERRORS as exc:
+                self.checker.read_failed(exc)
                 raise self._rejected() from None
             if item is None:
                 break
@@ -95,12 +88,8 @@ class CheckedEntries:
         try:
             for entry, data in entries:
                 self.checker.check(entry, data)
-        except TarFormatError as exc:
-            self.checker.tar_error(exc)
-        except LayerFormatError as exc:
-            self.checker.fail("bad-metadata", str(exc))
-        except (OSError, EOFError) as exc:
-            self.checker.fail("malformed-tar", f"{type(exc).__name__}: {exc}")
+        except READ_ERRORS as exc:
+            self.checker.read_failed(exc)
         self.checker.finish()
 
     def _rejected(self) -> LayerRejected:

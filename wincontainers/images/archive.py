@@ -596,8 +596,8 @@ def _load(store: ImageStore, archive: Path, repository: Optional[str], progress:
                     descriptor = entry.descriptor(i, diff_ids[i])
                     chain = chain_id(diff_ids[:i + 1])
                     parent = records[-1] if records else None
-                    existing = store.get_layer(chain)
-                    if existing is not None and (existing.folder is None or Path(existing.folder).is_dir()):
+                    existing = store.usable_layer(chain)
+                    if existing is not None:
                         records.append(existing)
                         reused += 1
                         continue

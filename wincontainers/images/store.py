@@ -55,6 +55,7 @@ from wincontainers.statefiles import read_optional_json
 if TYPE_CHECKING:
     from wincontainers.host import Host
     from wincontainers.images.archive import LoadResult
+    from wincontainers.records import DamagedContainer
 
 __all__ = ["ImageStore", "Image", "LayerRecord", "FsckReport", "GcReport", "chain_id", "digest_of",
            "MEDIA_MANIFEST", "MEDIA_CONFIG", "MEDIA_LAYER", "MEDIA_INDEX", "ImageNotFound"]
@@ -323,26 +324,27 @@ class ImageStore:
         if not records:
             return True
         lease.hold(*(r.chain_id for r in records))
-        for record in records:  # gc looks at leases under the store lock: what it missed is gone
-            current = self.get_layer(record.chain_id)
-            if current is None or (current.folder is not None and not Path(current.folder).is_dir()):
-                return False
-        return True
+        # gc looks at leases under the store lock: what it missed is gone
+        return all(self.usable_layer(record.chain_id) is not None for record in records)
 
-    def _live_leases(self) -> tuple[set[str], set[str]]:
-        """(objects held by live leases, lease files of dead processes)."""
+    def _live_leases(self) -> tuple[set[str], set[str], dict[str, builtins.list[str]]]:
+        """One pass over the leases: (objects held by live leases, folders live leases are
+        making (normalized), lease files of dead processes with the folders they name)."""
         held: set[str] = set()
-        stale: set[str] = set()
+        making: set[str] = set()
+        stale: dict[str, builtins.list[str]] = {}
         for name in self.files.names(self.leases_dir, ".json"):
             path = self.leases_dir / name
             pid = int(name.split("-", 1)[0]) if name.split("-", 1)[0].isdigit() else -1
-            if not self.host.win32.process_alive(pid):
-                stale.add(str(path))
-                continue
             doc = read_optional_json(self.files, path)
+            folders = [f for f in (doc.get("folders") or []) if isinstance(f, str)] if isinstance(doc, dict) else []
+            if not self.host.win32.process_alive(pid):
+                stale[str(path)] = folders
+                continue
             if isinstance(doc, dict):
                 held.update(str(o) for o in doc.get("objects", []) if isinstance(o, str))
-        return held, stale
+            making.update(os.path.normcase(os.path.abspath(f)) for f in folders)
+        return held, making, stale
 
     # -- blobs -----------------------------------------------------------------------------------
 
@@ -423,6 +425,14 @@ class ImageStore:
             self._write_file(self._layer_path(record.chain_id), canonical_json(record.to_json()))
         return record
 
+    def usable_layer(self, chain: str) -> Optional[LayerRecord]:
+        """The record of a layer chain when its layer can be used: recorded, and its folder (a
+        foreign layer has none) still there. :class:`errors.DamagedRecord` as :meth:`get_layer`."""
+        record = self.get_layer(chain)
+        if record is None or (record.folder is not None and not Path(record.folder).is_dir()):
+            return None
+        return record
+
     def find_layer(self, chain: str) -> Optional[LayerRecord]:
         """The record of a layer chain, or None when it is missing or cannot be read (listings
         show what they can; :meth:`get_layer` says why)."""
@@ -459,8 +469,8 @@ class ImageStore:
         assert report.diff_id is not None
         chain = chain_id([parent.chain_id, report.diff_id]) if parent is not None else report.diff_id
         lease.hold(chain)
-        existing = self.get_layer(chain)
-        if existing is not None and (existing.folder is None or Path(existing.folder).is_dir()):
+        existing = self.usable_layer(chain)
+        if existing is not None:
             if keep_blob and existing.blob is None and existing.descriptor is None:
                 kept, kept_media = self._keep(source, report.diff_id, lease)
                 return self.put_layer(attrs.evolve(existing, blob=kept, media_type=kept_media))
@@ -842,10 +852,8 @@ class ImageStore:
     def _cached_config(self, digest: str) -> Optional[dict[str, Any]]:
         config = json.loads(self.read_blob(digest))
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-        for i in range(len(diff_ids)):
-            record = self.get_layer(chain_id(diff_ids[:i + 1]))
-            if record is None or (record.folder is not None and not Path(record.folder).is_dir()):
-                return None
+        if not all(self.usable_layer(chain_id(diff_ids[:i + 1])) is not None for i in range(len(diff_ids))):
+            return None
         return config  # type: ignore[no-any-return]
 
     def cache_put(self, key: str, config: dict[str, Any]) -> str:
@@ -924,30 +932,36 @@ class ImageStore:
                     chain = record.parent  # type: ignore[assignment]
         return blobs, chains, problems
 
-    def _unreadable(self) -> builtins.list[tuple[Path, str]]:
+    def _damage(self, path: Path, parse: Optional[Callable[[dict[str, Any]], object]] = None) -> Optional[str]:
+        """What is wrong with the state file ``path`` (None: readable, or missing)."""
+        try:
+            doc = self.files.read_document(path, hint="")
+            if parse is not None:
+                parse(doc)
+        except FileNotFoundError:
+            return None
+        except errors.DamagedRecord as exc:
+            return exc.reason
+        except (TypeError, ValueError, KeyError) as exc:
+            return f"not the record it should be: {exc}"
+        return None
+
+    def _unreadable(self, *, records_only: bool = False,
+                    containers: Optional[Sequence["DamagedContainer"]] = None) -> builtins.list[tuple[Path, str]]:
         """Every state file that cannot be read, with what is wrong: the index, the build cache,
-        layer records, leases and container records."""
-        out: builtins.list[tuple[Path, str]] = []
-
-        def check(path: Path, parse: Optional[Callable[[dict[str, Any]], object]] = None) -> None:
-            try:
-                doc = self.files.read_document(path, hint="")
-                if parse is not None:
-                    parse(doc)
-            except FileNotFoundError:
-                return
-            except errors.DamagedRecord as exc:
-                out.append((path, exc.reason))
-            except (TypeError, ValueError, KeyError) as exc:
-                out.append((path, f"not the record it should be: {exc}"))
-
-        check(self.root / "index.json")
-        check(self._cache_file())
-        for name in self.files.names(self.layers_dir, ".json"):
-            check(self.layers_dir / name, LayerRecord.from_json)
-        for name in self.files.names(self.leases_dir, ".json"):
-            check(self.leases_dir / name)
-        out += [(d.path, d.reason) for d in self.host.records.damaged()]
+        layer records, leases and container records (``containers``: those already found);
+        ``records_only``: the index and layer records, what gc needs whole."""
+        files: builtins.list[tuple[Path, Optional[Callable[[dict[str, Any]], object]]]] = [
+            (self.root / "index.json", None)]
+        if not records_only:
+            files.append((self._cache_file(), None))
+        files += [(self.layers_dir / name, LayerRecord.from_json) for name in self.files.names(self.layers_dir, ".json")]
+        if not records_only:
+            files += [(self.leases_dir / name, None) for name in self.files.names(self.leases_dir, ".json")]
+        out = [(path, reason) for path, parse in files if (reason := self._damage(path, parse)) is not None]
+        if not records_only:
+            found = self.host.records.damaged() if containers is None else containers
+            out += [(d.path, d.reason) for d in found]
         return out
 
     def _repair(self) -> tuple[builtins.list[str], builtins.list[str]]:
@@ -956,11 +970,12 @@ class ImageStore:
         layer folders; (quarantined, repaired)."""
         quarantined: builtins.list[str] = []
         repaired: builtins.list[str] = []
-        damaged = self._unreadable()
+        damaged_containers = self.host.records.damaged()
+        damaged = self._unreadable(containers=damaged_containers)
         if not damaged:
             return quarantined, repaired
         box = self.root / "quarantine" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        containers = {d.path: d.id for d in self.host.records.damaged()}
+        containers = {d.path: d.id for d in damaged_containers}
         index_lost = False
         for path, reason in damaged:
             where = box / path.parent.name / path.name
@@ -1064,7 +1079,7 @@ class ImageStore:
                 found_errors.append(f"layer {chain[:19]}: folder {record.folder} is missing")
             if record.folder is None and record.descriptor is None and record.blob is None:
                 found_errors.append(f"layer {chain[:19]} has neither a folder nor a blob")
-        held, stale = self._live_leases()
+        held, making, stale = self._live_leases()
         in_use = self._folders_in_use()
         for record in self.layer_records():
             if record.chain_id not in chains and record.chain_id not in held:
@@ -1080,45 +1095,30 @@ class ImageStore:
         garbage += [f"temporary file {p.name}" for p in sorted(self.tmp_dir.iterdir())
                     if not _owned_by_live(p.name, self.host.win32.process_alive)]
         garbage += [f"layer folder {name}: no layer record names it (an interrupted or lost import)"
-                    for name in self._orphan_folders(held)]
+                    for name in self._orphan_folders(held, making, stale)]
         garbage += [f"leftover {p.name} in the layers folder" for p in self.host.layers.leftovers()]
         return FsckReport(tuple(found_errors), tuple(garbage), tuple(quarantined), tuple(repaired))
 
-    def _orphan_folders(self, held: set[str]) -> builtins.list[str]:
-        """Layer folders a dead operation named in its lease, that no record points at."""
+    def _orphan_folders(self, held: set[str], making: set[str], stale: dict[str, builtins.list[str]]
+                        ) -> builtins.list[str]:
+        """Layer folders no record points at: those a dead operation named in its lease, and
+        those the store made whose record another process wrote first (unless a live operation
+        is still making them or a container runs on them). Arguments: :meth:`_live_leases`;
+        gc leaves alone the first kind too while a container runs on one."""
         known = {os.path.normcase(os.path.abspath(r.folder)) for r in self.layer_records() if r.folder}
-        orphans = []
-        for name in self.files.names(self.leases_dir, ".json"):
-            pid_text = name.split("-", 1)[0]
-            if pid_text.isdigit() and self.host.win32.process_alive(int(pid_text)):
-                continue
-            doc = read_optional_json(self.files, self.leases_dir / name)
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                for folder in (doc.get("folders", []) if isinstance(doc, dict) else []):
-                    normalized = os.path.normcase(os.path.abspath(folder))
-                    if normalized not in known and folder not in held and Path(folder).exists():
-                        orphans.append(folder)
-        # Folders the store made that no record names (a record another process wrote first
-        # won), unless a live operation is still making them or a container runs on them.
-        live_folders = self._live_lease_folders()
         containers = self._container_folders()
+        orphans = []
+        for folders in stale.values():
+            for folder in folders:
+                normalized = os.path.normcase(os.path.abspath(folder))
+                if normalized not in known and folder not in held and Path(folder).exists():
+                    orphans.append(folder)
         for layer in self.host.layers.list():
             normalized = os.path.normcase(os.path.abspath(str(layer.path)))
-            if layer.owner == OWNER and normalized not in known and normalized not in live_folders \
+            if layer.owner == OWNER and normalized not in known and normalized not in making \
                     and normalized not in containers:
                 orphans.append(str(layer.path))
         return sorted(set(orphans))
-
-    def _live_lease_folders(self) -> set[str]:
-        out: set[str] = set()
-        for name in self.files.names(self.leases_dir, ".json"):
-            pid_text = name.split("-", 1)[0]
-            if not (pid_text.isdigit() and self.host.win32.process_alive(int(pid_text))):
-                continue
-            doc = read_optional_json(self.files, self.leases_dir / name)
-            folders = doc.get("folders", []) if isinstance(doc, dict) else []
-            out.update(os.path.normcase(os.path.abspath(f)) for f in folders if isinstance(f, str))
-        return out
 
     def gc(self) -> GcReport:
         """Remove what nothing references: blobs, layers (and the folders the store made),
@@ -1130,14 +1130,16 @@ class ImageStore:
         with self.locked():
             # What a damaged record or index names cannot be known: collecting now could destroy
             # the very folders a repair would give back their records.
-            for path, reason in self._unreadable():
-                if path.parent == self.layers_dir or path == self.root / "index.json":
-                    raise errors.DamagedRecord(path, reason, REPAIR_HINT + "; gc runs again after it")
+            damaged = self._unreadable(records_only=True)
+            if damaged:
+                path, reason = damaged[0]
+                raise errors.DamagedRecord(path, reason, REPAIR_HINT + "; gc runs again after it")
             blobs, chains, _problems = self._referenced()
-            held, stale = self._live_leases()
+            held, making, stale = self._live_leases()
             # What killed operations left first: their folders would otherwise keep parents alive.
-            for folder in self._orphan_folders(held):
-                if os.path.normcase(os.path.abspath(folder)) not in self._container_folders():
+            containers = self._container_folders()
+            for folder in self._orphan_folders(held, making, stale):
+                if os.path.normcase(os.path.abspath(folder)) not in containers:
                     self._destroy_folder(folder)
                     other.append(f"layer folder {folder}")
             other += [f"leftover {p.name}" for p in self.host.layers.cleanup()]

@@ -30,13 +30,15 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _HEREDOC_SPACE = frozenset(" \t\r")
 
 
+#: Go's ``unicode.IsSpace`` (Python's ``str.isspace`` also counts U+001C..U+001F)
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACES = frozenset(_GO_SPACE)
+_SPACE_RUN = re.compile(f"[{re.escape(_GO_SPACE)}]+")
+
+
 def go_is_space(ch: str) -> bool:
-    """Go's ``unicode.IsSpace`` (Python's ``str.isspace`` also counts U+001C..U+001F)."""
-    if ch in "\t\n\v\f\r \x85\xa0":
-        return True
-    if ord(ch) < 0x100:
-        return False
-    return ch in "\u1680\u2028\u2029\u202f\u205f\u3000" or "\u2000" <= ch <= "\u200a"
+    """Go's ``unicode.IsSpace`` for one character."""
+    return ch in _GO_SPACES
 
 
 class ShellLexError(errors.BadInput):
@@ -63,7 +65,6 @@ class _Scanner:
 #: (``${X#p}``, ``${X%p}``, ``${X/p/r}``) may search; past them a Dockerfile is refused
 MAX_WORD = 1 << 20
 MAX_PATTERN_SUBJECT = 1 << 16
-_SPACE_RUN = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 
 
 class _Words:
@@ -73,15 +74,12 @@ class _Words:
     def __init__(self) -> None:
         self.words: list[str] = []
         self.word: list[str] = []
-        self.in_word = False
 
     def _end_word(self) -> None:
-        if self.in_word and self.word:
-            text = "".join(self.word)
-            if text:
-                self.words.append(text)
+        text = "".join(self.word)
+        if text:
+            self.words.append(text)
         self.word = []
-        self.in_word = False
 
     def add_char(self, ch: str) -> None:
         if go_is_space(ch):
@@ -91,7 +89,6 @@ class _Words:
 
     def add_raw(self, text: str) -> None:
         self.word.append(text)
-        self.in_word = True
 
     def add_string(self, text: str) -> None:
         """An expanded value: it splits on its whitespace (a run at a time, not a character)."""

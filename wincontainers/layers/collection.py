@@ -656,9 +656,10 @@ def _opened(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> Iterator[tuple
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise errors.BadInput(f"layer file {path!r} does not exist (or is not a file)") from None
         with opened:
-            if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
+            st = os.fstat(opened.fileno())
+            if not stat.S_ISREG(st.st_mode):
                 raise errors.BadInput(f"layer file {path!r} is not a regular file")
-            yield opened, os.fstat(opened.fileno()).st_size
+            yield opened, st.st_size
         return
     handle, _ = open_source(source)
     try:

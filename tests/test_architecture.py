@@ -120,3 +120,28 @@ def test_the_checks_see_an_upward_import(tmp_path: Path) -> None:
     found = _imports("wincontainers.probe", source, modules)
     assert ("wincontainers.errors", True) in found and ("wincontainers.cli", False) in found
     assert not any(t == "wincontainers.host" for t, _ in found)
+
+
+def _private_imports(name: str, path: Path) -> list[str]:
+    """``from <another module of ours> import _private`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wincontainers"):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__") and node.module != name:
+                    found.append(f"{name}: from {node.module} import {alias.name}")
+    return found
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    """What modules share is public in the module that defines it (the CLI's helpers live in
+    ``cli._common`` under public names); a leading underscore stays inside its module."""
+    crossing = [line for name, path in _modules().items() for line in _private_imports(name, path)]
+    assert crossing == [], "private names imported across modules:\n" + "\n".join(crossing)
+
+
+def test_the_private_import_check_sees_one(tmp_path: Path) -> None:
+    source = tmp_path / "probe.py"
+    source.write_text("from wincontainers.cli._common import size\nfrom wincontainers.cli import _COMMANDS\n")
+    assert _private_imports("wincontainers.probe", source) == ["wincontainers.probe: from wincontainers.cli "
+                                                               "import _COMMANDS"]

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wincontainers.net")
 
 __all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports", "plan_container_network",
-           "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike"]
+           "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike", "DRIVERS"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 

@@ -26,7 +26,7 @@ from typing import Callable, Optional, Union
 import attrs
 
 from wincontainers import errors
-from wincontainers.build.lexer import ShellLex, ShellLexError, _go_quote, go_is_space
+from wincontainers.build.lexer import ShellLex, ShellLexError, go_quote, go_is_space
 
 __all__ = ["Dockerfile", "Instruction", "Heredoc", "DockerfileParseError", "parse_dockerfile", "parse_heredoc",
            "heredocs_from_line", "parse_directives", "detect_syntax", "Directive", "MAX_LINE_BYTES"]
@@ -100,9 +100,9 @@ class Instruction:
         """BuildKit's ``Node.Dump()`` of this instruction."""
         out = self.keyword.lower()
         if self.flags:
-            out += " [" + " ".join(_go_quote(f) for f in self.flags) + "]"
+            out += " [" + " ".join(go_quote(f) for f in self.flags) + "]"
         for arg in self.args:
-            out += " " + (f"({arg.dump()})" if isinstance(arg, Instruction) else _go_quote(arg))
+            out += " " + (f"({arg.dump()})" if isinstance(arg, Instruction) else go_quote(arg))
         return _go_strip(out)
 
 
@@ -326,7 +326,7 @@ def _name_values(keyword: str) -> Callable[[str, _Directives], tuple[list[Arg], 
         out: list[Arg] = []
         for word in words:
             if "=" not in word:
-                raise ValueError(f"Syntax error - can't find = in {_go_quote(word)}. Must be of the form: name=value")
+                raise ValueError(f"Syntax error - can't find = in {go_quote(word)}. Must be of the form: name=value")
             key, _, value = word.partition("=")
             out += [key, value, "="]
         return out, False

@@ -167,7 +167,7 @@ class _Run:
         try:
             return self.stop_on(None, self.lex.raw_escapes)
         except ShellLexError as exc:
-            raise ShellLexError(f"failed to process {_go_quote(self.source)}: {exc}") from None
+            raise ShellLexError(f"failed to process {go_quote(self.source)}: {exc}") from None
 
     # -- the main loop ---------------------------------------------------------------------------
 
@@ -477,7 +477,7 @@ _QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r
                   "\\": "\\\\", '"': '\\"'}
 
 
-def _go_quote(text: str) -> str:
+def go_quote(text: str) -> str:
     """Go's ``strconv.Quote``: printable characters as they are, the rest escaped.
 
     Bytes that were not UTF-8 (kept as surrogate escapes U+DC80..U+DCFF) come out as ``\\xNN``.

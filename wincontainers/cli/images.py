@@ -9,6 +9,7 @@ import sys
 from typing import Any, Callable
 
 from wincontainers import errors
+from wincontainers.cli._common import complain, duration, open_host, print_table, size
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -73,72 +74,56 @@ def add_parsers(sub: Any) -> None:
                            "record is damaged, rebuild the index and layer records")
 
 
-def _host(args: argparse.Namespace) -> Any:
-    from wincontainers.cli import _open_host
-
-    return _open_host(args)
-
-
 def _created(text: Any) -> str:
     from wincontainers.images.config import parse_time
 
     when = parse_time(text)
     if when is None:
         return str(text) if text else "-"
-    seconds = max(0, int((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()))
-    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
-                       ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{seconds} second{'s' if seconds != 1 else ''} ago"
+    return f"{duration((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds())} ago"
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from wincontainers.cli import _print_table, _size
-
-    store = _host(args).images
+    store = open_host(args).images
     rows = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
     for image in store.list():
         if args.quiet:
             print(image.short_id)
             continue
-        size = sum(r.size for r in (store.find_layer(c) for c in image.chain_ids) if r is not None)
+        total = sum(r.size for r in (store.find_layer(c) for c in image.chain_ids) if r is not None)
         for tag in image.tags or [None]:
             rows.append((tag.familiar_name if tag else "<none>", (tag.tag or "<none>") if tag else "<none>",
-                         image.short_id, _created(image.created), _size(size)))
+                         image.short_id, _created(image.created), size(total)))
     for base in store.unregistered_host_images():  # what FROM/run find by name, recorded on first use
         if args.quiet:
             continue
         rows.append((base.name.lower(), base.version, "<host image>", _created(getattr(base, "created", None) or ""),
                      "-"))
     if not args.quiet:
-        _print_table(rows)
+        print_table(rows)
     return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    store = _host(args).images
+    store = open_host(args).images
     status = 0
     for ref in args.images:
         try:
             for line in store.remove(ref, force=args.force):
                 print(line)
         except errors.WincontainersError as exc:
-            print(f"wincontainers: {' '.join(str(exc).split())}", file=sys.stderr)
+            complain(exc)
             status = 1
     return status
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    _host(args).images.tag(args.source, args.target)
+    open_host(args).images.tag(args.source, args.target)
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from wincontainers.cli import _print_table, _size
-
-    store = _host(args).images
+    store = open_host(args).images
     image = store.get(args.image)
     sizes = {r.diff_id: r.size for r in (store.find_layer(c) for c in image.chain_ids) if r is not None}
     rows = [("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT")]
@@ -146,17 +131,17 @@ def cmd_history(args: argparse.Namespace) -> int:
         created_by = str(step.get("created_by", ""))
         if not args.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        size = _size(sizes.get(step.get("diff_id", ""), 0)) if step.get("diff_id") else "0B"
-        rows.append((image.short_id if i == 0 else "<missing>", _created(step.get("created")), created_by, size,
+        shown = size(sizes.get(step.get("diff_id", ""), 0)) if step.get("diff_id") else "0B"
+        rows.append((image.short_id if i == 0 else "<missing>", _created(step.get("created")), created_by, shown,
                      str(step.get("comment", ""))))
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
     from wincontainers.build.commits import commit
 
-    host = _host(args)
+    host = open_host(args)
     container = host.containers.get(args.container)
     try:
         image = commit(container, args.tag, message=args.message, author=args.author, changes=args.change,
@@ -182,7 +167,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 continue
             value = os.environ[key]
         build_args[key] = value
-    host = _host(args)
+    host = open_host(args)
     def to_stdout(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -202,7 +187,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
     from wincontainers.images.archive import save
 
-    store = _host(args).images
+    store = open_host(args).images
     if args.output:
         save(store, args.images, args.output, format=args.format, overwrite=args.force)
         return 0
@@ -229,7 +214,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     from wincontainers.images.archive import load
 
-    store = _host(args).images
+    store = open_host(args).images
     source = args.input
     temp = None
     if source is None:
@@ -256,7 +241,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    store = _host(args).images
+    store = open_host(args).images
     if args.image_command == "gc":
         report = store.gc()
         for item in report.layers:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Callable
 
 from wincontainers import errors
-from wincontainers.driver.networking import DRIVERS
+from wincontainers.cli._common import complain, open_host, print_table
+from wincontainers.networks import DRIVERS
 
 __all__ = ["add_parsers", "add_publish_argument", "COMMANDS", "network_document"]
 
@@ -66,9 +66,7 @@ def network_document(network: Any) -> dict[str, Any]:
 
 
 def cmd_network(args: argparse.Namespace) -> int:
-    from wincontainers.cli import _one_line, _open_host, _print_table
-
-    host = _open_host(args)
+    host = open_host(args)
     networks = host.networks
     command = args.network_command
     if command == "create":
@@ -85,7 +83,7 @@ def cmd_network(args: argparse.Namespace) -> int:
         for network in found:
             rows.append((network.id.replace("-", "")[:12], network.name, network.driver, network.subnet or "-",
                          network.gateway or "-"))
-        _print_table(rows)
+        print_table(rows)
         return 0
     if command == "inspect":
         print(json.dumps([network_document(networks.get(ref)) for ref in args.networks], indent=4))
@@ -97,7 +95,7 @@ def cmd_network(args: argparse.Namespace) -> int:
                 networks.remove(ref, force=args.force)
                 print(ref)
             except errors.WincontainersError as exc:
-                print(f"wincontainers: {_one_line(exc)}", file=sys.stderr)
+                complain(exc)
                 status = 1
         return status
     if command == "prune":

@@ -1,0 +1,73 @@
+"""What every command family of the CLI shares: opening the host the global options name,
+printing tables, sizes and ages, and one-line error messages. Nothing here knows a command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional, Sequence
+
+from wincontainers import errors
+from wincontainers.host import Host
+
+__all__ = ["EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
+           "print_table", "size", "duration", "ago"]
+
+EXIT_ERROR = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+_UNITS = (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400), ("hour", 3600),
+          ("minute", 60))
+
+
+def open_host(args: argparse.Namespace) -> Host:
+    """The host ``--sim``/``--root``/``--generation`` name; off Windows only a simulated one."""
+    if not args.sim and sys.platform != "win32":
+        raise errors.HcsUnavailable(
+            "no Host Compute Service on this machine; use --sim PROFILE (tp3, 2016 or ws2019) for the simulated host"
+        )
+    return Host.open(sim=args.sim, root=args.root, generation=args.generation)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (HCS messages carry line breaks)."""
+    return " ".join(str(exc).split())
+
+
+def complain(exc: BaseException) -> None:
+    """``wincontainers: <message>`` on standard error, for a failure that does not end the command."""
+    print(f"wincontainers: {one_line(exc)}", file=sys.stderr)
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, three spaces apart (the Docker CLI's layout)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+
+
+def size(n: int) -> str:
+    """Bytes as Docker shows them: ``1.5kB``, ``12.3MB``."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.4g}{unit}"
+        value /= 1024
+    return f"{n}B"
+
+
+def duration(seconds: float) -> str:
+    """``3 days``, ``1 minute``, ``12 seconds``: the largest whole unit."""
+    whole = max(0, int(seconds))
+    for unit, length in _UNITS:
+        if whole >= length:
+            n = whole // length
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{whole} second{'s' if whole != 1 else ''}"
+
+
+def ago(t: Optional[float]) -> str:
+    """How long ago a timestamp was (empty for none)."""
+    return duration(time.time() - t) if t else ""

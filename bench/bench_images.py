@@ -34,7 +34,6 @@ from wincontainers import Host  # noqa: E402
 from wincontainers.build.builder import build  # noqa: E402
 from wincontainers.images.archive import load, save  # noqa: E402
 from wincontainers.images.config import derive_config  # noqa: E402
-from wincontainers.images.store import ImageStore  # noqa: E402
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerWriter  # noqa: E402
 from wincontainers.sim.control import SimulatedHost  # noqa: E402
 
@@ -106,7 +105,7 @@ def save_load(host: Host, work: Path, size: int, rounds: int) -> None:
         subprocess.run([skopeo, "copy", "-q", f"oci:{layout}:big", f"docker-archive:{ref}:bench:big"], check=True)
         best("skopeo save", time.perf_counter() - start)
 
-        other = ImageStore(host, root=work / "other")
+        other = host.image_store(work / "other")
         start = time.perf_counter()
         load(other, out)
         best("load", time.perf_counter() - start)

@@ -37,7 +37,7 @@ def built(host: Host) -> Iterator[Host]:
 @pytest.fixture
 def other_store(host: Host, tmp_path: Path) -> Iterator[ImageStore]:
     """A second, empty image store on the same host (what another machine would have)."""
-    store = ImageStore(host, root=tmp_path / "other-store")
+    store = host.image_store(tmp_path / "other-store")
     yield store
     for image in store.list():
         store.remove(image.id, force=True, prune=False)

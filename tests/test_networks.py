@@ -583,7 +583,7 @@ def test_every_network_call_fails_cleanly(net_host: Host, sim: SimulatedHost) ->
                 if kind == "remove":
                     step()  # a failed removal can be repeated, and then leaves nothing
         sim.clear_faults()
-        if state.get("container") is not None and host.records_exists(state["container"].id):
+        if state.get("container") is not None and host.records.exists(state["container"].id):
             state["container"].remove(force=True)
         if state.get("network") is not None and state["network"].name != "nat" and state["network"] in host.networks.list():
             state["network"].remove(force=True)

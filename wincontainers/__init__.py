@@ -31,7 +31,7 @@ _LAZY = {
     "HcsUnavailable": "wincontainers.errors",
     "NotSupported": "wincontainers.errors",
     "WincontainersError": "wincontainers.errors",
-    "BaseImage": "wincontainers.host",
+    "BaseImage": "wincontainers.images.model",
     "Host": "wincontainers.host",
     "CalledProcessError": "wincontainers.process",
     "CompletedProcess": "wincontainers.process",
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
         StopResult,
     )
     from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
-    from wincontainers.host import BaseImage, Host
+    from wincontainers.host import Host
+    from wincontainers.images.model import BaseImage
     from wincontainers.process import CalledProcessError, CompletedProcess, Process, TimeoutExpired
 
 __all__ = [

@@ -735,7 +735,7 @@ class Container:
             self.close()
             return
         try:
-            if self.host.records_exists(self.id):
+            if self.host.records.exists(self.id):
                 try:
                     self.stop(10)
                 except errors.HcsError:
@@ -827,8 +827,8 @@ class ContainerCollection:
         for m in mapped:
             if not os.path.isabs(m.host_path):
                 raise _bad(f"volume host path {m.host_path!r} is not absolute")
-        image_name, parents = self.host._resolve_image(image)
-        stored = self.host.store_image(image)
+        image_name, parents = self.host.images.layers_for(image)
+        stored = self.host.images.find(image)
         image_config = stored.container_config if stored is not None else {}
         environment = {**_config_env(image_config), **environment}
         workdir = workdir or image_config.get("WorkingDir") or None
@@ -879,6 +879,11 @@ class ContainerCollection:
         """A container by id, unique id prefix or name (:class:`~wincontainers.errors.DamagedRecord`
         when its record cannot be read: :meth:`remove_damaged` removes it)."""
         return Container(self.host, self.host.records.find(ref))
+
+    def status_of(self, container_id: str) -> str:
+        """The status of the container with this id (:attr:`Container.status`)."""
+        with self.get(container_id) as container:
+            return container.status
 
     def remove_damaged(self, ref: str, *, timeout: Optional[float] = 30.0) -> str:
         """Remove a container whose record cannot be read: its compute system (if it runs), its

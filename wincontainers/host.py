@@ -13,39 +13,24 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-import attrs
 
 from wincontainers import errors
 from wincontainers._native import library, oshandle
 from wincontainers.container import ContainerCollection
 from wincontainers.driver import Driver, open_driver
-from wincontainers.driver.base import LayerRef
+from wincontainers.images.model import BaseImage
+from wincontainers.images.sources import host_base_images
 from wincontainers.layers import LayerCollection
 from wincontainers.records import RecordStore
 from wincontainers.statefiles import StateFiles
 
 if TYPE_CHECKING:
-    from wincontainers.images.store import Image, ImageStore
+    from wincontainers.images.store import ImageStore
     from wincontainers.networks import NetworkCollection
 
-__all__ = ["Host", "BaseImage"]
-
-
-@attrs.frozen
-class BaseImage:
-    """A base OS image of the host (from GetBaseImages), usable as a container image name."""
-
-    name: str
-    version: str
-    path: str
-    size: int = 0
-    created: str = ""
-
-    @property
-    def tag(self) -> str:
-        return f"{self.name.lower()}:{self.version}"
+__all__ = ["Host", "BaseImage"]  # BaseImage lives in images.model; here for older imports
 
 
 class Host:
@@ -73,7 +58,8 @@ class Host:
         self.files.makedirs(self.layers_root)
         self.records = RecordStore(self.files, state_dir)
         self.containers = ContainerCollection(self)
-        self.layers = LayerCollection(self)
+        self.layers = LayerCollection(self.driver, self.win32, self.files, self.layers_root,
+                                      state_dir / "layer-info", self.records, self.containers.status_of)
         self._images: Optional["ImageStore"] = None
         self._networks: Optional["NetworkCollection"] = None
 
@@ -83,17 +69,23 @@ class Host:
         if self._networks is None:
             from wincontainers.networks import NetworkCollection
 
-            self._networks = NetworkCollection(self)
+            self._networks = NetworkCollection(self.binding, self.state_dir, self.files, self.records)
         return self._networks
 
     @property
     def images(self) -> "ImageStore":
         """The image store (created on first use under ``<state>/images``)."""
         if self._images is None:
-            from wincontainers.images.store import ImageStore
-
-            self._images = ImageStore(self)
+            self._images = self.image_store(self.state_dir / "images")
         return self._images
+
+    def image_store(self, root: Union[str, Path]) -> "ImageStore":
+        """An image store at ``root`` over this host's layers and containers (``images`` is the
+        one under the state folder; another serves as a second registry-like store)."""
+        from wincontainers.images.store import ImageStore
+
+        return ImageStore(Path(root), driver=self.driver, win32=self.win32, files=self.files, layers=self.layers,
+                          container_records=self.records, remove_damaged_container=self.containers.remove_damaged)
 
     @classmethod
     def open(
@@ -169,7 +161,7 @@ class Host:
 
     def base_images(self) -> list[BaseImage]:
         """The host's base OS images (GetBaseImages)."""
-        return [BaseImage(i.name, i.version, i.path, i.size, i.created) for i in self.driver.base_images()]
+        return host_base_images(self.driver)
 
     def info(self) -> dict[str, Any]:
         """A summary like ``docker info``."""
@@ -186,45 +178,3 @@ class Host:
             "base_images": [f"{i.name} {i.version}" for i in self.base_images()],
             "containers": len(list(self.records.all())),
         }
-
-    # -- helpers for the object layer -----------------------------------------------------
-
-    def records_exists(self, container_id: str) -> bool:
-        return self.records.exists(container_id)
-
-    def _resolve_image(self, image: Union[str, Sequence[str]]) -> tuple[str, list[LayerRef]]:
-        """An image name or a layer list -> (display name, parent layers nearest first)."""
-        if isinstance(image, (list, tuple)):
-            if not image:
-                raise errors.BadInput("the layer list is empty")
-            parents = []
-            for path in image:
-                p = Path(path)
-                if not p.is_absolute() or not p.is_dir():
-                    raise errors.BadInput(f"layer folder {path!r} does not exist (absolute paths, nearest parent first)")
-                parents.append(LayerRef(self.driver.name_to_guid(p.name), str(p)))
-            return Path(image[0]).name, parents
-        if not isinstance(image, str) or not image.strip():
-            raise errors.BadInput("the image name is empty")
-        wanted, _, version = image.strip().lower().partition(":")
-        images = self.driver.base_images()
-        for candidate in images:
-            if candidate.name.lower() == wanted and (not version or candidate.version == version or version == "latest"):
-                path = candidate.path
-                return f"{candidate.name.lower()}:{candidate.version}", [LayerRef(self.driver.name_to_guid(Path(path).name), path)]
-        stored = self.images.resolve(image.strip())  # ImageNotFound names the base images the host offers
-        folders = self.images.layer_folders(stored)
-        parents = [LayerRef(self.driver.name_to_guid(Path(f).name), f) for f in folders]
-        shown = next((t.familiar for t in stored.tags if image.strip() in (t.familiar, str(t), t.familiar_name)),
-                     stored.repo_tags[0] if stored.tags else stored.short_id)
-        return shown, parents
-
-    def store_image(self, image: Union[str, Sequence[str]]) -> Optional["Image"]:
-        """The image-store image ``image`` names (None for base names not yet recorded and
-        layer lists): containers take their defaults (Env, WorkingDir, User) from its config."""
-        if not isinstance(image, str):
-            return None
-        try:
-            return self.images.get(image.strip())
-        except (errors.NotFound, errors.BadInput):
-            return None

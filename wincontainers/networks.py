@@ -43,7 +43,9 @@ from wincontainers.driver.networking import (
 from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
-    from wincontainers.host import Host
+    from wincontainers._native.library import Binding
+    from wincontainers.records import RecordStore
+    from wincontainers.statefiles import StateFiles
 
 log = logging.getLogger("wincontainers.net")
 
@@ -180,11 +182,11 @@ def _check_dns(servers: Sequence[str]) -> None:
 class NetworkCollection:
     """``host.networks``."""
 
-    def __init__(self, host: "Host") -> None:
-        self.host = host
-        self.backend = open_networking(host.binding, host.state_dir)
-        self.files = host.files
-        self.records_dir = host.state_dir / "endpoints"
+    def __init__(self, binding: "Binding", state_dir: Path, files: "StateFiles", records: "RecordStore") -> None:
+        self.backend = open_networking(binding, state_dir)
+        self.files = files
+        self.records = records
+        self.records_dir = state_dir / "endpoints"
         self.files.makedirs(self.records_dir)
 
     # -- networks ------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ class NetworkCollection:
         if owner is None:
             return label
         try:
-            return f"{label} (container {self.host.records.load(owner).name})"
+            return f"{label} (container {self.records.load(owner).name})"
         except errors.NotFound:
             return f"{label} (container {owner[:12]}, removed)"
 
@@ -377,7 +379,7 @@ class NetworkCollection:
                 if endpoint_id.lower() not in existing:
                     self.files.remove(path)
                 continue
-            if self.host.records_exists(owner) or age < grace:
+            if self.records.exists(owner) or age < grace:
                 continue
             if endpoint_id.lower() in existing:
                 with contextlib.suppress(errors.NotFound):

@@ -62,7 +62,7 @@ def commit_layer(store: ImageStore, container: "Container", parent: Optional[Lay
     """Export the (stopped) container's changes and import them as a layer over ``parent``."""
     tar = store.new_temp_file(".tar")
     try:
-        store.host.layers.export_tar(container.id, tar, progress=progress)
+        store.layers.export_tar(container.id, tar, progress=progress)
         return store.add_layer(tar, parent, lease=lease, progress=progress)
     finally:
         with contextlib.suppress(OSError):

@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:  # the image's ENTRYPOINT + CMD
         from wincontainers.container import default_command
 
-        stored = host.store_image(args.image)
+        stored = host.images.find(args.image)
         found = default_command(stored.container_config) if stored is not None else None
         if found is None:
             raise errors.BadInput(f"{args.image} has no default command: give one after the image "

@@ -10,15 +10,17 @@ from wincontainers._lazy import exports
 _LAZY = {
     "Reference": "wincontainers.images.reference",
     "parse_reference": "wincontainers.images.reference",
-    **{name: "wincontainers.images.store" for name in ("FsckReport", "GcReport", "Image", "ImageNotFound",
-                                                         "ImageStore", "LayerRecord", "chain_id")},
+    "ImageStore": "wincontainers.images.store",
+    **{name: "wincontainers.images.model" for name in ("BaseImage", "FsckReport", "GcReport", "Image", "ImageNotFound",
+                                                         "LayerRecord", "chain_id")},
 }
 
 if TYPE_CHECKING:
     from wincontainers.images.reference import Reference, parse_reference
-    from wincontainers.images.store import FsckReport, GcReport, Image, ImageNotFound, ImageStore, LayerRecord, chain_id
+    from wincontainers.images.model import BaseImage, FsckReport, GcReport, Image, ImageNotFound, LayerRecord, chain_id
+    from wincontainers.images.store import ImageStore
 
-__all__ = ["Reference", "parse_reference", "Image", "ImageStore", "ImageNotFound", "LayerRecord", "FsckReport",
+__all__ = ["Reference", "parse_reference", "BaseImage", "Image", "ImageStore", "ImageNotFound", "LayerRecord", "FsckReport",
            "GcReport", "chain_id"]
 
 __getattr__, __dir__ = exports(__name__, _LAZY)

@@ -28,14 +28,14 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
 
 import attrs
 
 from wincontainers import errors
 from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
 from wincontainers.layerfile.codec import decompressed
-from wincontainers.images.store import (
+from wincontainers.images.model import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
     MEDIA_LAYER,
@@ -43,12 +43,14 @@ from wincontainers.images.store import (
     NAME_ANNOTATION,
     REF_ANNOTATION,
     Image,
-    ImageStore,
     LayerRecord,
     canonical_json,
     chain_id,
     digest_of,
 )
+
+if TYPE_CHECKING:
+    from wincontainers.images.store import ImageStore
 
 __all__ = ["save", "load", "LoadResult", "ArchiveError", "inspect_archive", "ArchiveImage"]
 
@@ -162,7 +164,7 @@ class _Writer:
                 shutil.copyfileobj(stream, out, _CHUNK)
 
 
-def _layer_file(store: ImageStore, record: LayerRecord, *, uncompressed: bool) -> Iterator[tuple[Path, str, str]]:
+def _layer_file(store: "ImageStore", record: LayerRecord, *, uncompressed: bool) -> Iterator[tuple[Path, str, str]]:
     """(file, digest, media type) of a layer's tar as it goes into an archive."""
     if record.blob is not None and store.has_blob(record.blob):
         path = store.blob_path(record.blob)
@@ -183,7 +185,7 @@ def _layer_file(store: ImageStore, record: LayerRecord, *, uncompressed: bool) -
     if record.folder is not None:  # a borrowed layer (host OS image): export it, same bytes every time
         tmp = store.new_temp_file(".tar")
         try:
-            result = store.host.layers.export_tar(record.folder, tmp)
+            result = store.layers.export_tar(record.folder, tmp)
             if result.diff_id != record.diff_id:
                 raise ArchiveError(f"layer {record.chain_id[:19]}: exporting {record.folder} gives "
                                    f"{result.diff_id}, not the recorded {record.diff_id}")
@@ -256,7 +258,7 @@ def _remove_ours(path: Path) -> None:
         path.unlink()
 
 
-def save(store: ImageStore, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
+def save(store: "ImageStore", images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
          progress: Progress = None, overwrite: bool = False) -> Path:
     """Write ``images`` (references or IDs) to ``path``. ``format``: ``docker`` (a docker-save
     tar) or ``oci`` (an OCI layout: a folder, or a tar when ``path`` ends in ``.tar``).
@@ -560,7 +562,7 @@ def _inspect(path: Path) -> list[ArchiveImage]:
         source.close()
 
 
-def load(store: ImageStore, path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
+def load(store: "ImageStore", path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
          progress: Progress = None) -> LoadResult:
     """Load every image of a docker-save archive or OCI layout (folder or tar) into the store.
 
@@ -572,7 +574,7 @@ def load(store: ImageStore, path: Union[str, "os.PathLike[str]"], *, repository:
         return _load(store, archive, repository, progress)
 
 
-def _load(store: ImageStore, archive: Path, repository: Optional[str], progress: Progress) -> LoadResult:
+def _load(store: "ImageStore", archive: Path, repository: Optional[str], progress: Progress) -> LoadResult:
     source = _Source(archive)
     path = archive
     imported = reused = foreign = 0
@@ -626,7 +628,7 @@ def _load(store: ImageStore, archive: Path, repository: Optional[str], progress:
     return LoadResult(tuple(loaded), imported, reused, foreign)
 
 
-def _reference(store: ImageStore, chain: str, diff_id: str, parent: Optional[LayerRecord],
+def _reference(store: "ImageStore", chain: str, diff_id: str, parent: Optional[LayerRecord],
                descriptor: Optional[dict[str, Any]], name: Optional[str], source: _Source, lease: Any) -> LayerRecord:
     """A layer we cannot (or need not) unpack: its descriptor, and its blob when the archive has it."""
     blob = None

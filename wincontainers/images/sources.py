@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Any, Optional
 import attrs
 
 from wincontainers import errors
+from wincontainers.images.model import BaseImage, LayerRecord, chain_id
 from wincontainers.images.reference import ReferenceError_, parse_reference
-from wincontainers.images.store import LayerRecord, chain_id
 from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
+    from wincontainers.driver import Driver
     from wincontainers.images.store import Image, ImageStore
 
-__all__ = ["register_host_image", "find_host_image", "DockerStore", "DockerImage", "register_docker_image"]
+__all__ = ["host_base_images", "register_host_image", "find_host_image", "DockerStore", "DockerImage",
+           "register_docker_image", "default_docker_root"]
 
 DEFAULT_CMD = ["c:\\windows\\system32\\cmd.exe"]
 
@@ -42,7 +44,20 @@ class _Discard:
         pass
 
 
-def find_host_image(store: "ImageStore", ref: str) -> Optional[Any]:
+def host_base_images(driver: "Driver") -> list[BaseImage]:
+    """The host's base OS images (GetBaseImages)."""
+    return [BaseImage(i.name, i.version, i.path, i.size, i.created) for i in driver.base_images()]
+
+
+def default_docker_root() -> Optional[Path]:
+    """Docker's data root on this machine (``C:\\ProgramData\\docker``), if there is one."""
+    if os.name == "nt":
+        root = Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "docker"
+        return root if root.is_dir() else None
+    return None
+
+
+def find_host_image(store: "ImageStore", ref: str) -> Optional[BaseImage]:
     """The host base image ``ref`` names (``windowsservercore``, ``nanoserver:10.0.17763.0``)."""
     try:
         wanted = parse_reference(ref)
@@ -51,13 +66,13 @@ def find_host_image(store: "ImageStore", ref: str) -> Optional[Any]:
     if wanted.domain != "docker.io" or not wanted.path.startswith("library/"):
         return None
     name = wanted.path[len("library/"):]
-    for image in store.host.base_images():
+    for image in store.base_images():
         if image.name.lower() == name and wanted.tag in ("latest", image.version):
             return image
     return None
 
 
-def register_host_image(store: "ImageStore", base: Any) -> "Image":
+def register_host_image(store: "ImageStore", base: BaseImage) -> "Image":
     """Record a host base image (once): its layer points at the host's folder."""
     name, version, folder = base.name.lower(), base.version, str(base.path)
     marker = store.root / "host-images" / f"{name}-{version}.json"
@@ -65,16 +80,16 @@ def register_host_image(store: "ImageStore", base: Any) -> "Image":
     doc = read_optional_json(store.files, marker)
     known = doc if isinstance(doc, dict) else None
     if known is None or known.get("folder") != folder:
-        result = store.host.layers.export_tar(folder, _Discard())  # type: ignore[arg-type]
+        result = store.layers.export_tar(folder, _Discard())  # type: ignore[arg-type]
         known = {"folder": folder, "diff_id": result.diff_id, "size": result.size}
         store.files.makedirs(marker.parent)
-        store._write_file(marker, json.dumps(known).encode())
+        store.files.write(marker, json.dumps(known).encode(), durable=True)
     diff_id = known["diff_id"]
     record = LayerRecord(chain_id=diff_id, diff_id=diff_id, folder=folder, size=int(known["size"]), owned=False,
                          created=time.time())
     if store.get_layer(record.chain_id) is None:
         store.put_layer(record)
-    created = getattr(base, "created", None) or "1970-01-01T00:00:00Z"
+    created = base.created or "1970-01-01T00:00:00Z"
     config = {
         "architecture": "amd64",
         "config": {"Cmd": DEFAULT_CMD},

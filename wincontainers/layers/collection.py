@@ -39,7 +39,9 @@ from wincontainers.layers.progress import ProgressArg, reporter
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
 if TYPE_CHECKING:
-    from wincontainers.host import Host
+    from wincontainers._native.win32 import Win32
+    from wincontainers.driver import Driver
+    from wincontainers.records import RecordStore
 
 __all__ = ["Layer", "LayerCollection", "LayerRejected", "ExportRefused", "ExportResult"]
 
@@ -96,13 +98,22 @@ def _read_chain(files: StateFiles, path: Path) -> tuple[Path, ...]:
 
 
 class LayerCollection:
-    """``host.layers``."""
+    """``host.layers``: every layer and sandbox operation, over the driver and the host's files.
 
-    def __init__(self, host: "Host") -> None:
-        self.host = host
-        self.root = host.layers_root
-        self.files = host.files
-        self.info_dir = host.state_dir / "layer-info"
+    What it needs of a container is asked through ``container_status`` (its id -> ``created``,
+    ``running``, ``paused``, ``exited``), which the host wires to its container collection: layers
+    sit below containers and never import them.
+    """
+
+    def __init__(self, driver: "Driver", win32: "Win32", files: StateFiles, root: Path, info_dir: Path,
+                 records: "RecordStore", container_status: Callable[[str], str]) -> None:
+        self.driver = driver
+        self.win32 = win32
+        self.root = root
+        self.files = files
+        self.info_dir = info_dir
+        self.records = records
+        self.container_status = container_status
         self.files.makedirs(self.info_dir)
 
     # -- lookup --------------------------------------------------------------------------------
@@ -163,7 +174,7 @@ class LayerCollection:
         if isinstance(layer, LayerRef):
             return layer
         found = self.get(layer)
-        return LayerRef(self.host.driver.name_to_guid(found.path.name), str(found.path))
+        return LayerRef(self.driver.name_to_guid(found.path.name), str(found.path))
 
     def _refs(self, parents: Sequence[Union[LayerLike, LayerRef]]) -> builtins.list[LayerRef]:
         return [self.ref(p) for p in parents]
@@ -196,7 +207,7 @@ class LayerCollection:
         ``owner`` is kept with the layer (:attr:`Layer.owner`): the image store marks its own.
         """
         shown = _source_name(source)
-        self.host.win32.require_privileges(*LAYER_PRIVILEGES, task=f"importing {shown} as a layer")
+        self.win32.require_privileges(*LAYER_PRIVILEGES, task=f"importing {shown} as a layer")
         with errors.during(f"importing {shown}"):
             parent_refs = self._refs(parents)
         is_base = (not parent_refs) if base is None else base
@@ -218,7 +229,7 @@ class LayerCollection:
                     else:
                         size = self._import_diff(entries, target, parent_refs)
                     diff_id = reader.diff_id
-                    LayerFolder(self.host.win32, target).write_bytes(
+                    LayerFolder(self.win32, target).write_bytes(
                         "layerchain.json", json.dumps([r.path for r in parent_refs] or None,
                                                       separators=(",", ":")).encode())
                 info = {"diff_id": diff_id, "size": size, "created": time.time(), "kind": "base" if is_base else "diff"}
@@ -233,7 +244,7 @@ class LayerCollection:
         return self.get(layer_id)
 
     def _import_base(self, entries: CheckedEntries, target: Path) -> int:
-        folder = LayerFolder(self.host.win32, target, create=True)
+        folder = LayerFolder(self.win32, target, create=True)
         writer = BaseLayerWriter(folder)
         size = 0
         try:
@@ -246,23 +257,23 @@ class LayerCollection:
             writer.abort()
             raise
         self._apply_pending(folder, pending, writer.added, [])
-        self.host.driver.process_base_image(str(target))
+        self.driver.process_base_image(str(target))
         if pending.has_utility_vm:
-            self.host.driver.process_utility_image(str(target / "UtilityVM"))
+            self.driver.process_utility_image(str(target / "UtilityVM"))
         return size
 
     def _staging(self, kind: str) -> Path:
         """A new staging folder of this process (``.import-<pid>-...``), made with CreateDirectoryW."""
         path = self.root / f".{kind}-{os.getpid()}-{secrets.token_hex(6)}"
-        self.host.win32.create_directory(win32.long_path(path))
+        self.win32.create_directory(win32.long_path(path))
         return path
 
     def _import_diff(self, entries: CheckedEntries, target: Path, parents: Sequence[LayerRef]) -> int:
         staging = self._staging("import")
         size = 0
-        parent_folders = [LayerFolder(self.host.win32, p.path) for p in parents]
+        parent_folders = [LayerFolder(self.win32, p.path) for p in parents]
         try:
-            writer = TransportWriter(LayerFolder(self.host.win32, staging))
+            writer = TransportWriter(LayerFolder(self.win32, staging))
             utility_vm = False
             try:
                 for entry, data in entries:
@@ -282,8 +293,8 @@ class LayerCollection:
             except BaseException:
                 writer.abort()
                 raise
-            self.host.driver.import_layer(str(target), str(staging), parents)
-            self._apply_pending(LayerFolder(self.host.win32, target), pending, writer.added, parent_folders)
+            self.driver.import_layer(str(target), str(staging), parents)
+            self._apply_pending(LayerFolder(self.win32, target), pending, writer.added, parent_folders)
         finally:
             self._remove_quietly(staging)
         return size
@@ -335,7 +346,7 @@ class LayerCollection:
         if compression not in ("none", "gzip", "zstd"):
             raise errors.BadInput("compression is 'none', 'gzip' or 'zstd'")
         found = self.get(layer)
-        self.host.win32.require_privileges("SeBackupPrivilege", "SeSecurityPrivilege",
+        self.win32.require_privileges("SeBackupPrivilege", "SeSecurityPrivilege",
                                            task=f"exporting layer {found.short_id}")
         callback, close_bar = reporter(progress, desc=f"export {found.short_id}")
         to_path = isinstance(dest, (str, os.PathLike))
@@ -369,17 +380,17 @@ class LayerCollection:
     @contextlib.contextmanager
     def _exported_tree(self, layer: Layer) -> Iterator[tuple[LayerFolder, bool]]:
         if layer.kind == "base":
-            yield LayerFolder(self.host.win32, layer.path), False
+            yield LayerFolder(self.win32, layer.path), False
             return
         staging = self._staging("export")
         try:
             export = staging / "export"
-            self.host.win32.create_directory(win32.long_path(export))  # ExportLayer writes into an existing folder
+            self.win32.create_directory(win32.long_path(export))  # ExportLayer writes into an existing folder
             parents = self._refs([str(p) for p in layer.parents])
             with self._unprepared(layer, parents):
-                self.host.driver.export_layer(str(layer.path), str(export), parents,
+                self.driver.export_layer(str(layer.path), str(export), parents,
                                               writable=layer.kind == "sandbox")
-            yield LayerFolder(self.host.win32, export), True
+            yield LayerFolder(self.win32, export), True
         finally:
             self._remove_quietly(staging)
 
@@ -395,12 +406,11 @@ class LayerCollection:
         if layer.kind != "sandbox":
             yield
             return
-        driver = self.host.driver
+        driver = self.driver
         path = str(layer.path)
-        owned = self.host.records_exists(layer.id)
+        owned = self.records.exists(layer.id)
         if owned:
-            with self.host.containers.get(layer.id) as container:
-                state = container.status
+            state = self.container_status(layer.id)
             if state in ("running", "paused"):
                 raise errors.InvalidState(
                     "export", subject=errors.subject_for("container", layer.id),
@@ -440,9 +450,9 @@ class LayerCollection:
             path = self.root / layer_id
             if on_folder is not None:
                 on_folder(path)
-            self.host.driver.create_sandbox(str(path), refs)
+            self.driver.create_sandbox(str(path), refs)
         try:
-            LayerFolder(self.host.win32, path).write_bytes(
+            LayerFolder(self.win32, path).write_bytes(
                 "layerchain.json", json.dumps([r.path for r in refs], separators=(",", ":")).encode())
         except BaseException:
             self._discard_quietly(path)
@@ -453,7 +463,7 @@ class LayerCollection:
     def activated(self, layer: LayerLike) -> Iterator[str]:
         """ActivateLayer for the block; yields the mount path (the folder for read-only layers)."""
         found = self.get(layer)
-        driver = self.host.driver
+        driver = self.driver
         driver.activate_layer(str(found.path))
         try:
             yield driver.layer_mount_path(str(found.path)) or str(found.path)
@@ -475,7 +485,7 @@ class LayerCollection:
         (a container's) until :meth:`unmount`."""
         found = self.get(layer)
         path = str(found.path)
-        driver = self.host.driver
+        driver = self.driver
         refs = list(parents) if parents is not None else self._refs([str(p) for p in found.parents])
         driver.activate_layer(path)
         prepared = False
@@ -498,8 +508,8 @@ class LayerCollection:
     def unmount(self, layer: LayerLike) -> None:
         """Unprepare and deactivate a sandbox :meth:`mount` mounted."""
         path = str(self.get(layer).path)
-        self.host.driver.unprepare_layer(path)
-        self.host.driver.deactivate_layer(path)
+        self.driver.unprepare_layer(path)
+        self.driver.deactivate_layer(path)
 
     # -- removal ---------------------------------------------------------------------------------
 
@@ -513,7 +523,7 @@ class LayerCollection:
                 raise errors.InvalidState("destroy", subject=errors.subject_for("layer", found.id),
                                           message=f"layers {', '.join(users)} are built on it",
                                           hint="remove them first, or use force=True")
-            if self.host.records_exists(found.id):
+            if self.records.exists(found.id):
                 raise errors.InvalidState("destroy", subject=errors.subject_for("layer", found.id),
                                           message="it is the sandbox of a container",
                                           hint="remove the container (wincontainers rm)")
@@ -530,7 +540,7 @@ class LayerCollection:
                 out.append(path)
             elif path.name.startswith((".import-", ".export-", ".spool-")):
                 pid = path.name.split("-")[1]
-                if not (pid.isdigit() and self.host.win32.process_alive(int(pid))):
+                if not (pid.isdigit() and self.win32.process_alive(int(pid))):
                     out.append(path)
         return sorted(out)
 
@@ -541,7 +551,7 @@ class LayerCollection:
             if path.name.endswith("-removing"):
                 self._discard(path)
             elif self.files.is_dir(path):
-                remove_tree(self.host.win32, path)
+                remove_tree(self.win32, path)
             else:
                 self.files.remove(path)
             if not self.files.exists(path):
@@ -554,18 +564,18 @@ class LayerCollection:
         exit). Done when the folder is gone; otherwise the first error is raised (the container
         record stays, so ``rm`` can be repeated)."""
         folder = Path(path)
-        if self.host.win32.attributes(win32.long_path(folder)) is None:
+        if self.win32.attributes(win32.long_path(folder)) is None:
             return
         failures: builtins.list[errors.HcsError] = []
-        _attempt(self.host.driver.unprepare_layer, str(folder), failures)
-        _attempt(self.host.driver.deactivate_layer, str(folder), failures)
+        _attempt(self.driver.unprepare_layer, str(folder), failures)
+        _attempt(self.driver.deactivate_layer, str(folder), failures)
         self._discard(folder, failures)
 
     def _discard(self, path: Path, failures: Optional[builtins.list[errors.HcsError]] = None) -> None:
         """Rename to ``<id>-removing``, then DestroyLayer (a crash leaves no half layer under the
         id; tried twice); what DestroyLayer left is removed through ``\\\\?\\`` paths. When the
         folder cannot be removed, the first HCS error met (in ``failures`` too) is raised."""
-        api = self.host.win32
+        api = self.win32
         if api.attributes(win32.long_path(path)) is None:
             return
         failures = [] if failures is None else failures
@@ -576,7 +586,7 @@ class LayerCollection:
             except win32.Win32Error as exc:
                 log.info("could not rename %s before removing it: %s", path.name, exc)
                 removing = path
-        _attempt(self.host.driver.destroy_layer, str(removing), failures)
+        _attempt(self.driver.destroy_layer, str(removing), failures)
         if api.attributes(win32.long_path(removing)) is not None:
             try:
                 remove_tree(api, removing)
@@ -594,7 +604,7 @@ class LayerCollection:
 
     def _remove_quietly(self, staging: Path) -> None:
         try:
-            remove_tree(self.host.win32, staging)
+            remove_tree(self.win32, staging)
         except errors.WincontainersError as exc:
             log.warning("could not remove the staging folder %s: %s", staging, exc)
 

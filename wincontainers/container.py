@@ -37,7 +37,6 @@ from wincontainers.process import (
     list2cmdline,
     stream_sink,
 )
-from wincontainers.driver.networking import ContainerNetwork
 from wincontainers.records import ContainerRecord, validate_name
 from wincontainers.rollback import Rollback
 
@@ -367,21 +366,13 @@ class Container:
             memory_mb=record.memory_mb, cpu_count=record.cpu_count, first_boot=False,
         )
         if record.network:
-            spec = self._network_again().apply(spec)
+            spec = self.host.networks.rejoin(self._record.network).apply(spec)
         system = driver.create_system(spec, timeout)
         self._system_ref = system
         self._refs.append(system)
         self._main_done.clear()
         self.process = None
         self._save(state="created")
-
-    def _network_again(self) -> Any:
-        """The container's network for a new compute system: its endpoints (and gen3 namespace)."""
-        backend = self.host.networks.backend
-        ids = tuple(self._record.network.get("endpoints") or ())
-        if self._record.network.get("namespace"):
-            return ContainerNetwork(endpoint_ids=ids, namespace=self._record.network["namespace"])
-        return backend.container_network([backend.get_endpoint(i) for i in ids])
 
     # -- networks -----------------------------------------------------------------------------
 
@@ -390,14 +381,10 @@ class Container:
 
         TP3 reports no addresses: there, a running container is asked (``ipconfig``) once.
         """
-        settings = nets.settings_of(self.host.networks, self._record.network)
-        backend = self.host.networks.backend
-        if not backend.reports_ip and settings and not settings[0]["IPAddress"] and self.status == "running":
-            address = self._ipconfig_address()
-            if address:
-                backend.remember_ip(settings[0]["EndpointID"], address)
-                settings[0]["IPAddress"] = address
-        return settings
+        def ask_ip() -> Optional[str]:
+            return self._ipconfig_address() if self.status == "running" else None
+
+        return self.host.networks.settings(self._record.network, ask_ip)
 
     def _ipconfig_address(self) -> Optional[str]:
         result = self.run("ipconfig", timeout=30)
@@ -409,58 +396,19 @@ class Container:
 
     def connect(self, network: nets.AttachLike, *, ports: nets.PortsLike = None) -> str:
         """Attach to another network while running (HNS/HCN hosts); returns the endpoint ID."""
-        collection = self.host.networks
         with self._lock:
-            record = dict(self._record.network)
-            current = self._network_again() if record else ContainerNetwork()
-            if isinstance(network, nets.Endpoint):
-                endpoint, created = network, None
-            else:
-                endpoint = collection.create_endpoint(network, port_mappings=nets.parse_ports(ports),
-                                                      name=f"{self.name}-eth{len(record.get('endpoints') or [])}",
-                                                      container=self.id)
-                created = endpoint.id
-            try:
-                with errors.during(f"attaching container {self.name} to network {endpoint.network_id}"):
-                    updated = collection.backend.attach(self._system(), current, endpoint.info)
-            except BaseException:
-                if created:
-                    collection.remove_endpoint(created)
-                raise
-            record["endpoints"] = list(updated.endpoint_ids)
-            record["namespace"] = updated.namespace
-            record["created"] = list(record.get("created") or []) + ([created] if created else [])
-            self._save(network=record)
-            return endpoint.id
+            endpoint_id, state = self.host.networks.connect(self._system(), self._record.network, network, ports=ports,
+                                                            container_name=self.name, container_id=self.id)
+            self._save(network=state)
+            return endpoint_id
 
     def disconnect(self, network: nets.AttachLike) -> None:
         """Detach from a network (a Network, its name or ID, an Endpoint or endpoint ID) while
         running; an endpoint made for the container is removed."""
-        collection = self.host.networks
         with self._lock:
-            record = dict(self._record.network)
-            attached = list(record.get("endpoints") or [])
-            if isinstance(network, nets.Endpoint):
-                endpoint_id = network.id
-            elif isinstance(network, str) and network in attached:
-                endpoint_id = network
-            else:
-                target = collection.get(network)
-                on_it = [e for e in attached if _endpoint_network(collection, e) == target.id.lower()]
-                if not on_it:
-                    raise errors.BadInput(f"container {self.name} is not attached to network {target.name}")
-                endpoint_id = on_it[0]
-            if endpoint_id not in attached:
-                raise errors.BadInput(f"endpoint {endpoint_id} is not attached to container {self.name}")
-            current = self._network_again()
-            info = collection.backend.get_endpoint(endpoint_id)
-            with errors.during(f"detaching container {self.name} from endpoint {endpoint_id}"):
-                updated = collection.backend.detach(self._system(), current, info)
-            record["endpoints"] = list(updated.endpoint_ids)
-            if endpoint_id in (record.get("created") or []):
-                collection.remove_endpoint(endpoint_id)
-                record["created"] = [e for e in record["created"] if e != endpoint_id]
-            self._save(network=record)
+            state = self.host.networks.disconnect(self._system(), self._record.network, network,
+                                                  container_name=self.name)
+            self._save(network=state)
 
     def inspect(self) -> dict[str, Any]:
         """The container as ``docker inspect`` shows one: state, config, mounts and network
@@ -715,7 +663,7 @@ class Container:
             self.close()
             self.host.layers.remove_sandbox(self._record.sandbox)
             if self._record.network:
-                nets.release_container_network(self.host.networks, self._record.network)
+                self.host.networks.release(self._record.network)
             self.host.records.delete(self._record)
 
     def close(self) -> None:
@@ -766,13 +714,6 @@ def _iso(seconds: Optional[float]) -> Optional[str]:
     if seconds is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
-
-
-def _endpoint_network(collection: "nets.NetworkCollection", endpoint_id: str) -> Optional[str]:
-    try:
-        return collection.backend.get_endpoint(endpoint_id).network_id.lower()
-    except errors.NotFound:
-        return None
 
 
 def _bad(message: str) -> errors.BadInput:
@@ -849,9 +790,9 @@ class ContainerCollection:
             driver = self.host.driver
             plan = None
             if network is not None or ports:
-                plan = nets.plan_container_network(self.host.networks, name, container_id, network, ports)
+                plan = self.host.networks.plan(name, container_id, network, ports)
                 undo.add("the container's network endpoints",
-                         lambda: nets.release_container_network(self.host.networks, plan.to_record()))
+                         lambda: self.host.networks.release(plan.to_record()))
             record = ContainerRecord(
                 id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
                 sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,

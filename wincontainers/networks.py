@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import attrs
 
@@ -44,12 +44,13 @@ from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers._native.library import Binding
+    from wincontainers.driver.base import SystemRef
     from wincontainers.records import RecordStore
     from wincontainers.statefiles import StateFiles
 
 log = logging.getLogger("wincontainers.net")
 
-__all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports", "plan_container_network",
+__all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports",
            "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike", "DRIVERS"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -177,6 +178,19 @@ def _check_dns(servers: Sequence[str]) -> None:
             ipaddress.ip_address(server)
         except ValueError:
             raise errors.BadInput(f"dns server {server!r} is not an IP address") from None
+
+
+@attrs.frozen
+class NetworkPlan:
+    """The endpoints a new container gets (``created``: made for it, removed with it)."""
+
+    endpoints: tuple[EndpointInfo, ...] = ()
+    created: tuple[str, ...] = ()
+    network: ContainerNetwork = ContainerNetwork()
+
+    def to_record(self) -> dict[str, Any]:
+        return {"endpoints": [e.id for e in self.endpoints], "created": list(self.created),
+                "namespace": self.network.namespace}
 
 
 class NetworkCollection:
@@ -392,83 +406,145 @@ class NetworkCollection:
 
 # -- containers ------------------------------------------------------------------------------------
 
+    # -- containers' endpoints (the container record's ``network``: endpoints, created, namespace) ---
 
-@attrs.frozen
-class NetworkPlan:
-    """The endpoints a new container gets (``created``: made for it, removed with it)."""
-
-    endpoints: tuple[EndpointInfo, ...] = ()
-    created: tuple[str, ...] = ()
-    network: ContainerNetwork = ContainerNetwork()
-
-    def to_record(self) -> dict[str, Any]:
-        return {"endpoints": [e.id for e in self.endpoints], "created": list(self.created),
-                "namespace": self.network.namespace}
-
-
-def plan_container_network(collection: NetworkCollection, container_name: str, container_id: str,
-                           network: Optional[AttachLike], ports: PortsLike) -> NetworkPlan:
-    """Make (or take) the container's endpoint and the per-container network object (a gen3
-    namespace); undone entirely when a step fails."""
-    mappings = parse_ports(ports)
-    if network is None and not mappings:
-        return NetworkPlan()
-    created: builtins.list[str] = []
-    try:
-        if isinstance(network, Endpoint):
-            if mappings:
-                raise errors.BadInput("ports go with a network, not with an existing endpoint "
-                                      "(give them when creating the endpoint)")
-            endpoint = network.info
-        else:
-            target = collection.get(network) if network is not None else collection.default()
-            made = collection.create_endpoint(target, port_mappings=mappings, name=f"{container_name}-eth0",
-                                              container=container_id)
-            created.append(made.id)
-            endpoint = made.info
-        with errors.during(f"attaching container {container_name} to its network"):
-            container_network = collection.backend.container_network([endpoint])
-        return NetworkPlan((endpoint,), tuple(created), container_network)
-    except BaseException as exc:
-        undo = Rollback(f"planning the network of container {container_name}", log)
-        for endpoint_id in created:
-            undo.add(f"endpoint {endpoint_id}", functools.partial(collection.remove_endpoint, endpoint_id))
-        undo.undo(exc)
-        raise
-
-
-def release_container_network(collection: NetworkCollection, record: Mapping[str, Any]) -> None:
-    """Undo what :func:`plan_container_network` made, from a container record's ``network``."""
-    if not record:
-        return
-    network = ContainerNetwork(endpoint_ids=tuple(record.get("endpoints") or ()), namespace=record.get("namespace"))
-    failures: builtins.list[errors.HcsError] = []
-    try:
-        collection.backend.release_container_network(network)
-    except errors.NotFound:
-        pass
-    except errors.HcsError as exc:
-        failures.append(exc)
-    for endpoint_id in record.get("created") or ():
+    def plan(self, container_name: str, container_id: str, network: Optional[AttachLike],
+             ports: PortsLike) -> NetworkPlan:
+        """Make (or take) a new container's endpoint and the per-container network object (a
+        gen3 namespace); undone entirely when a step fails."""
+        mappings = parse_ports(ports)
+        if network is None and not mappings:
+            return NetworkPlan()
+        created: builtins.list[str] = []
         try:
-            collection.remove_endpoint(endpoint_id)
+            if isinstance(network, Endpoint):
+                if mappings:
+                    raise errors.BadInput("ports go with a network, not with an existing endpoint "
+                                          "(give them when creating the endpoint)")
+                endpoint = network.info
+            else:
+                target = self.get(network) if network is not None else self.default()
+                made = self.create_endpoint(target, port_mappings=mappings, name=f"{container_name}-eth0",
+                                            container=container_id)
+                created.append(made.id)
+                endpoint = made.info
+            with errors.during(f"attaching container {container_name} to its network"):
+                container_network = self.backend.container_network([endpoint])
+            return NetworkPlan((endpoint,), tuple(created), container_network)
+        except BaseException as exc:
+            undo = Rollback(f"planning the network of container {container_name}", log)
+            for endpoint_id in created:
+                undo.add(f"endpoint {endpoint_id}", functools.partial(self.remove_endpoint, endpoint_id))
+            undo.undo(exc)
+            raise
+
+    def release(self, state: Mapping[str, Any]) -> None:
+        """Undo what :meth:`plan` (and :meth:`connect`) made, from a container record's ``network``."""
+        if not state:
+            return
+        network = ContainerNetwork(endpoint_ids=tuple(state.get("endpoints") or ()), namespace=state.get("namespace"))
+        failures: builtins.list[errors.HcsError] = []
+        try:
+            self.backend.release_container_network(network)
+        except errors.NotFound:
+            pass
         except errors.HcsError as exc:
             failures.append(exc)
-    if failures:  # every step was tried; the first failure says which call (removal can be repeated)
-        raise failures[0]
+        for endpoint_id in state.get("created") or ():
+            try:
+                self.remove_endpoint(endpoint_id)
+            except errors.HcsError as exc:
+                failures.append(exc)
+        if failures:  # every step was tried; the first failure says which call (removal can be repeated)
+            raise failures[0]
 
+    def rejoin(self, state: Mapping[str, Any]) -> ContainerNetwork:
+        """The network a new compute system of a container with this ``network`` state gets (a
+        restart): its endpoints, and its gen3 namespace."""
+        ids = tuple(state.get("endpoints") or ())
+        if state.get("namespace"):
+            return ContainerNetwork(endpoint_ids=ids, namespace=state["namespace"])
+        return self.backend.container_network([self.backend.get_endpoint(i) for i in ids])
 
-def settings_of(collection: NetworkCollection, record: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
-    """A container's network settings as ``inspect`` shows them."""
-    out = []
-    networks = {n.id.lower(): n.name for n in collection.list()}
-    for endpoint_id in record.get("endpoints") or ():
+    def connect(self, system: SystemRef, state: Mapping[str, Any], network: AttachLike, *, ports: PortsLike,
+                container_name: str, container_id: str) -> tuple[str, dict[str, Any]]:
+        """Attach a running container's compute system to another network (HNS/HCN hosts):
+        (the endpoint's ID, the container's new ``network`` state). An endpoint made here is
+        removed again when the attach fails."""
+        record = dict(state)
+        current = self.rejoin(record) if record else ContainerNetwork()
+        if isinstance(network, Endpoint):
+            endpoint, created = network, None
+        else:
+            endpoint = self.create_endpoint(network, port_mappings=parse_ports(ports),
+                                            name=f"{container_name}-eth{len(record.get('endpoints') or [])}",
+                                            container=container_id)
+            created = endpoint.id
         try:
-            info = collection.backend.get_endpoint(endpoint_id)
+            with errors.during(f"attaching container {container_name} to network {endpoint.network_id}"):
+                updated = self.backend.attach(system, current, endpoint.info)
+        except BaseException:
+            if created:
+                self.remove_endpoint(created)
+            raise
+        record["endpoints"] = list(updated.endpoint_ids)
+        record["namespace"] = updated.namespace
+        record["created"] = list(record.get("created") or []) + ([created] if created else [])
+        return endpoint.id, record
+
+    def disconnect(self, system: SystemRef, state: Mapping[str, Any], network: AttachLike, *,
+                   container_name: str) -> dict[str, Any]:
+        """Detach a running container from a network (a Network, its name or ID, an Endpoint or
+        endpoint ID); an endpoint made for the container is removed. The new ``network`` state."""
+        record = dict(state)
+        attached = list(record.get("endpoints") or [])
+        if isinstance(network, Endpoint):
+            endpoint_id = network.id
+        elif isinstance(network, str) and network in attached:
+            endpoint_id = network
+        else:
+            target = self.get(network)
+            on_it = [e for e in attached if self._network_of(e) == target.id.lower()]
+            if not on_it:
+                raise errors.BadInput(f"container {container_name} is not attached to network {target.name}")
+            endpoint_id = on_it[0]
+        if endpoint_id not in attached:
+            raise errors.BadInput(f"endpoint {endpoint_id} is not attached to container {container_name}")
+        current = self.rejoin(record)
+        info = self.backend.get_endpoint(endpoint_id)
+        with errors.during(f"detaching container {container_name} from endpoint {endpoint_id}"):
+            updated = self.backend.detach(system, current, info)
+        record["endpoints"] = list(updated.endpoint_ids)
+        if endpoint_id in (record.get("created") or []):
+            self.remove_endpoint(endpoint_id)
+            record["created"] = [e for e in record["created"] if e != endpoint_id]
+        return record
+
+    def _network_of(self, endpoint_id: str) -> Optional[str]:
+        try:
+            return self.backend.get_endpoint(endpoint_id).network_id.lower()
         except errors.NotFound:
-            continue
-        out.append({"NetworkID": info.network_id, "Network": networks.get(info.network_id.lower(), ""),
-                    "EndpointID": info.id, "IPAddress": info.ip, "IPPrefixLen": info.prefix_length,
-                    "Gateway": info.gateway, "MacAddress": info.mac,
-                    "Ports": {f"{m.container_port}/{m.protocol}": m.host_port for m in info.port_mappings}})
-    return out
+            return None
+
+    def settings(self, state: Mapping[str, Any],
+                 ask_ip: Optional[Callable[[], Optional[str]]] = None) -> builtins.list[dict[str, Any]]:
+        """A container's network settings as ``inspect`` shows them. Where the backend reports no
+        addresses (TP3), ``ask_ip`` (the container's ``ipconfig``, when it runs) is asked once
+        and its answer remembered."""
+        out = []
+        networks = {n.id.lower(): n.name for n in self.list()}
+        for endpoint_id in state.get("endpoints") or ():
+            try:
+                info = self.backend.get_endpoint(endpoint_id)
+            except errors.NotFound:
+                continue
+            out.append({"NetworkID": info.network_id, "Network": networks.get(info.network_id.lower(), ""),
+                        "EndpointID": info.id, "IPAddress": info.ip, "IPPrefixLen": info.prefix_length,
+                        "Gateway": info.gateway, "MacAddress": info.mac,
+                        "Ports": {f"{m.container_port}/{m.protocol}": m.host_port for m in info.port_mappings}})
+        if out and not out[0]["IPAddress"] and not self.backend.reports_ip and ask_ip is not None:
+            address = ask_ip()
+            if address:
+                self.backend.remember_ip(str(out[0]["EndpointID"]), address)
+                out[0]["IPAddress"] = address
+        return out

@@ -38,7 +38,8 @@ from wincontainers.sim import ntfs, wire
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.private import open_private, private_folder
 from wincontainers.sim.profiles import PROFILES
-from wincontainers.sim.service import HANDLERS, PENDING, Api, Call, Reply, Service
+from wincontainers.sim.calls import HANDLERS, PENDING, Api, Call, Reply, close_fd
+from wincontainers.sim.service import Service
 
 __all__ = ["Daemon", "main"]
 
@@ -178,7 +179,7 @@ class Connection:
                 self.send_event("C", [op_id, hr, result, procinfo, system, process], fds)
         finally:
             for fd in fds:
-                _close(fd)
+                close_fd(fd)
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class Connection:
                 return
             payload, fds = first
             for fd in fds:
-                _close(fd)
+                close_fd(fd)
             if payload[:1] == b"J":
                 self.serve_control(payload)
                 return
@@ -345,7 +346,7 @@ class Connection:
                 self.send(wire.encode_response(req.id, reply.hr, reply.outs), reply.fds)
         finally:
             for fd in reply.fds:
-                _close(fd)
+                close_fd(fd)
 
     def touch_leases(self, req: wire.Request) -> None:
         """A kernel32 call with paths: the leases it reaches are settled first (leases.py)."""
@@ -403,7 +404,7 @@ class Connection:
         if not req.oneway:
             self.reply(req, handler, reply, reply.fds)
         for fd in reply.fds:
-            _close(fd)
+            close_fd(fd)
         if reply.after is not None and not failed:
             try:
                 reply.after()
@@ -456,19 +457,12 @@ class Connection:
                 return
             payload, fds = msg
             for fd in fds:
-                _close(fd)
+                close_fd(fd)
 
 
 def _error_doc(hr: int, message: str) -> str:
     signed = hr - (1 << 32) if hr & 0x80000000 else hr
     return dumps({"Error": signed, "ErrorMessage": message, "ErrorEvents": [{"Message": message}]})
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 class Daemon:

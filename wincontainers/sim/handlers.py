@@ -17,14 +17,14 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from wincontainers.sim.wire import dumps
 from wincontainers.sim import layerio
 from wincontainers.sim import storage as st
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.model import ComputeSystem, SimProcess
-from wincontainers.sim.service import (
+from wincontainers.sim.calls import (
     E_INVALIDARG,
     E_NOTIMPL,
     ERROR_NOT_FOUND,
@@ -32,16 +32,19 @@ from wincontainers.sim.service import (
     HCS_E_PROCESS_ALREADY_STOPPED,
     PENDING,
     S_OK,
+    SIGNALS,
     WAIT_TIMEOUT,
     Call,
     Reply,
-    Service,
-    _SIGNALS,
-    _get,
-    _loads,
     api,
+    get_key,
+    loads_document,
+    signed32,
 )
 from wincontainers.sim.wire import Guid
+
+if TYPE_CHECKING:
+    from wincontainers.sim.service import Service
 
 ERROR_NOT_SUPPORTED = 0x80070032
 
@@ -354,7 +357,7 @@ def hcs2_terminate(svc: Service, call: Call, hid: int, options: Optional[str]) -
     with svc.lock:
         if system.state == "Stopped":
             raise call.fail("ALREADY_STOPPED", "the compute system is not running")
-    return Reply(PENDING, after=lambda: _thread(svc._kill_system, system, "ForcedExit"))
+    return Reply(PENDING, after=lambda: _thread(svc.kill_system, system, "ForcedExit"))
 
 
 @api("vmcompute", "HcsSaveComputeSystem", "hsS", doc=True)
@@ -371,16 +374,16 @@ def hcs2_properties(svc: Service, call: Call, hid: int, query: Optional[str]) ->
 @api("vmcompute", "HcsModifyComputeSystem", "hsS", doc=True)
 def hcs2_modify(svc: Service, call: Call, hid: int, configuration: Optional[str]) -> None:
     system = _system(svc, call, hid)
-    doc = _loads(configuration, call, "modify")
-    if str(_get(doc, "ResourceType", default="")).lower() == "network":
+    doc = loads_document(configuration, call, "modify")
+    if str(get_key(doc, "ResourceType", default="")).lower() == "network":
         svc.modify_network(call, system, doc)  # hot add/remove of an HNS endpoint (2017+)
         return
     _modify_unsupported(call, configuration)
 
 
 def _modify_unsupported(call: Call, configuration: Optional[str]) -> None:
-    doc = _loads(configuration, call, "modify")
-    kind = _get(doc, "ResourceType", "ResourcePath", default="")
+    doc = loads_document(configuration, call, "modify")
+    kind = get_key(doc, "ResourceType", "ResourcePath", default="")
     raise Fail(ERROR_NOT_SUPPORTED, f"modifying {kind or 'this resource'} is not supported by the simulated host yet")
 
 
@@ -413,11 +416,11 @@ def hcs2_unregister_process(svc: Service, call: Call, hid: int) -> None:
 
 
 def _pipes_from(params: Optional[str], call: Call) -> tuple[bool, bool, bool]:
-    doc = _loads(params, call, "process parameters")
+    doc = loads_document(params, call, "process parameters")
     return (
-        bool(_get(doc, "CreateStdInPipe", default=False)),
-        bool(_get(doc, "CreateStdOutPipe", default=False)),
-        bool(_get(doc, "CreateStdErrPipe", default=False)),
+        bool(get_key(doc, "CreateStdInPipe", default=False)),
+        bool(get_key(doc, "CreateStdOutPipe", default=False)),
+        bool(get_key(doc, "CreateStdErrPipe", default=False)),
     )
 
 
@@ -447,11 +450,11 @@ def hcs2_terminate_process(svc: Service, call: Call, hid: int) -> None:
 
 
 def _signal_from(call: Call, options: Optional[str]) -> int:
-    doc = _loads(options, call, "signal options")
-    name = str(_get(doc, "Signal", default="CtrlC")).lower()
-    if name not in _SIGNALS:
+    doc = loads_document(options, call, "signal options")
+    name = str(get_key(doc, "Signal", default="CtrlC")).lower()
+    if name not in SIGNALS:
         raise Fail(E_INVALIDARG, f"unknown signal {name!r}")
-    return int(_SIGNALS[name])
+    return int(SIGNALS[name])
 
 
 @api("vmcompute", "HcsSignalProcess", "hsS", doc=True)
@@ -483,7 +486,7 @@ def hcs2_service_properties(svc: Service, call: Call, query: Optional[str]) -> R
 
 @api("vmcompute", "HcsModifyServiceSettings", "sS", doc=True)
 def hcs2_modify_service(svc: Service, call: Call, settings: Optional[str]) -> None:
-    _loads(settings, call, "service settings")
+    loads_document(settings, call, "service settings")
 
 
 # HNSCall: see net_handlers.py
@@ -499,15 +502,11 @@ def _complete_later(call: Call, work: Any, result: Any = None) -> None:
         try:
             work()
         except Fail as f:
-            call.complete(f.hresult, dumps({"Error": _signed(f.hresult), "ErrorMessage": f.message}))
+            call.complete(f.hresult, dumps({"Error": signed32(f.hresult), "ErrorMessage": f.message}))
             return
         call.complete(S_OK, result() if callable(result) else result)
 
     _thread(run)
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 @api("computecore", "HcsCreateOperation", "u")
@@ -700,7 +699,7 @@ def hcs3_service_properties(svc: Service, call: Call, query: Optional[str]) -> R
 
 @api("computecore", "HcsModifyServiceSettings", "sS", doc=True)
 def hcs3_modify_service(svc: Service, call: Call, settings: Optional[str]) -> None:
-    _loads(settings, call, "service settings")
+    loads_document(settings, call, "service settings")
 
 
 for _name in ("HcsGrantVmAccess", "HcsRevokeVmAccess"):
@@ -725,15 +724,15 @@ def hcs3_destroy_layer(svc: Service, call: Call, layer_path: Optional[str]) -> N
 
 
 def _layer_data_parents(svc: Service, call: Call, text: Optional[str]) -> list[Path]:
-    doc = _loads(text, call, "LayerData")
-    layers = _get(doc, "Layers", default=[]) or []
+    doc = loads_document(text, call, "LayerData")
+    layers = get_key(doc, "Layers", default=[]) or []
     descriptors = []
     for layer in layers if isinstance(layers, list) else []:
-        path = _get(layer, "Path")
+        path = get_key(layer, "Path")
         try:
-            guid = Guid.parse(str(_get(layer, "Id", default="")))
+            guid = Guid.parse(str(get_key(layer, "Id", default="")))
         except ValueError:
-            raise Fail(E_INVALIDARG, f"LayerData has a bad layer Id {_get(layer, 'Id')!r}") from None
+            raise Fail(E_INVALIDARG, f"LayerData has a bad layer Id {get_key(layer, 'Id')!r}") from None
         descriptors.append((guid, 0, path))
     return _parents(svc, descriptors)
 
@@ -748,14 +747,14 @@ def hcs3_import_layer(svc: Service, call: Call, layer_path: Optional[str], folde
 def hcs3_export_layer(svc: Service, call: Call, layer_path: Optional[str], folder: Optional[str],
                       layer_data: Optional[str], options: Optional[str]) -> None:
     parents = _layer_data_parents(svc, call, layer_data)
-    _loads(options, call, "export options")
+    loads_document(options, call, "export options")
     _export(svc, svc.storage.layer_path([0, ""], layer_path), folder, parents)
 
 
 @api("computestorage", "HcsSetupBaseOSLayer", "sxs", blocking=True)
 def hcs3_setup_base_os_layer(svc: Service, call: Call, layer_path: Optional[str], vhd: int,
                              options: Optional[str]) -> None:
-    _loads(options, call, "OsLayerOptions")
+    loads_document(options, call, "OsLayerOptions")
     _process_base(layer_path)
 
 

@@ -16,13 +16,13 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
 
 import logging
 import struct
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.leases import Lease
-from wincontainers.sim.service import Call, Reply, Service, api
+from wincontainers.sim.calls import Call, Reply, api
 from wincontainers.sim import ntfs
 from wincontainers.sim.tokens import SID_ADMINISTRATORS
 from wincontainers.sim.winfs import describe
@@ -37,6 +37,9 @@ from wincontainers.sim.winerror import (
     TOKEN_ADJUST_PRIVILEGES,
     TOKEN_QUERY,
 )
+
+if TYPE_CHECKING:
+    from wincontainers.sim.service import Service
 
 __all__: list[str] = []
 

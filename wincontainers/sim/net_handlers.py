@@ -9,7 +9,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import json
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.network import (
@@ -23,8 +23,11 @@ from wincontainers.sim.network import (
     SimNamespace,
     SimNetwork,
 )
-from wincontainers.sim.service import Call, Reply, Service, api, guid_of
+from wincontainers.sim.calls import Call, Reply, api, guid_of
 from wincontainers.sim.wire import dumps
+
+if TYPE_CHECKING:
+    from wincontainers.sim.service import Service
 
 E_INVALIDARG = 0x80070057
 ERROR_NOT_SUPPORTED = 0x80070032

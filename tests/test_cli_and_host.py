@@ -44,6 +44,25 @@ def test_sim_start_status_stop_from_the_command_line(tmp_path: object) -> None:
         sim.stop()
 
 
+def test_starting_and_stopping_the_simulator_is_logged(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:
+    """The ``wincontainers.sim`` logger says which daemon runs where (and where it logs), and
+    when it stopped; the daemon's own records go to its log file."""
+    import logging
+
+    sim = SimulatedHost("ws2019", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="wincontainers.sim"):
+        try:
+            sim.start()
+            pid = (sim.status() or {}).get("pid")
+        finally:
+            assert sim.stop() is True
+    lines = [r.getMessage() for r in caplog.records if r.name == "wincontainers.sim"]
+    started = [line for line in lines if line.startswith("started the simulated host")]
+    assert len(started) == 1 and f"daemon pid {pid}," in started[0] and "daemon.log" in started[0], lines
+    assert lines[-1] == f"stopped the simulated host {sim.root}", lines
+    assert "listening on" in (sim.root / "daemon" / "daemon.log").read_text()
+
+
 def test_info(host: Host, sim: SimulatedHost) -> None:
     info = host.info()
     assert info["generation"] == host.generation and info["simulated"] is True

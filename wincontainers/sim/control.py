@@ -21,6 +21,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -35,6 +36,10 @@ from wincontainers.sim.private import open_private, private_folder
 from wincontainers.sim.profiles import Profile, get_profile
 
 __all__ = ["SimulatedHost", "default_root"]
+
+#: the daemon logs to ``<root>/daemon/daemon.log`` (``wincontainers.sim.*`` loggers in its
+#: process); this side logs starting and stopping it, and what it had to end by force
+log = logging.getLogger("wincontainers.sim")
 
 
 USERS = ("admin", "standard")
@@ -140,16 +145,18 @@ class SimulatedHost:
         env = dict(os.environ)
         package_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open_private(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        with open_private(log_path, "ab") as log_file, open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "wincontainers.sim.daemon", "--root", str(self.root),
                  "--socket", str(self.socket_path), "--profile", self.profile.name, "--user", self.user],
-                stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True, env=env,
+                stdin=devnull, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True, env=env,
                 cwd="/",
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.status() is not None:
+                log.info("started the simulated host %s (profile %s, user %s): daemon pid %d, log %s",
+                         self.root, self.profile.name, self.user, proc.pid, log_path)
                 return
             if proc.poll() is not None:
                 break
@@ -157,6 +164,7 @@ class SimulatedHost:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         if proc.poll() is None:
             proc.kill()
+        log.error("the simulated host's daemon for %s did not start (log %s)", self.root, log_path)
         raise HcsUnavailable(f"the simulator daemon for {self.root} did not start:\n{tail}")
 
     def stop(self, timeout: float = 30.0) -> bool:
@@ -178,11 +186,13 @@ class SimulatedHost:
                 break
             time.sleep(0.02)
         else:
+            log.warning("the simulated host's daemon (pid %d) did not stop within %.0f s: killed", pid, timeout)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self._end_container_processes()
+        log.info("stopped the simulated host %s", self.root)
         return True
 
     def container_processes(self) -> list[int]:
@@ -204,6 +214,9 @@ class SimulatedHost:
 
     def _end_container_processes(self, timeout: float = 10.0) -> None:
         pids = self.container_processes()
+        if pids:
+            log.warning("ending %d container process(es) the simulated host %s left: %s", len(pids), self.root,
+                        ", ".join(map(str, pids)))
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

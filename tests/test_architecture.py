@@ -148,3 +148,63 @@ def test_the_private_import_check_sees_one(tmp_path: Path) -> None:
     source.write_text("from wincontainers.cli._common import size\nfrom wincontainers.cli import _COMMANDS\n")
     assert _private_imports("wincontainers.probe", source) == ["wincontainers.probe: from wincontainers.cli "
                                                                "import _COMMANDS"]
+
+
+def _oversized(path: Path, limit: int = 600) -> bool:
+    """A module longer than ``limit`` lines whose docstring does not say why it is one file."""
+    text = path.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(text)) or ""
+    return len(text.splitlines()) > limit and "Why one file:" not in docstring
+
+
+def test_a_long_module_says_why_it_is_one_file() -> None:
+    """A module above about 600 lines is split by job, or its docstring says why it is not."""
+    long = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if _oversized(p))
+    assert long == [], f"modules above 600 lines without a 'Why one file:' in their docstring: {long}"
+
+
+def test_the_size_check_sees_a_long_module(tmp_path: Path) -> None:
+    source = tmp_path / "long.py"
+    source.write_text('"""A module."""\n' + "x = 1\n" * 601)
+    assert _oversized(source)
+    source.write_text('"""A module.\n\nWhy one file: a table."""\n' + "x = 1\n" * 601)
+    assert not _oversized(source)
+
+
+def _listed(marker: str) -> list[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    return text.split(f"<!-- {marker} -->", 1)[1].split("```text", 1)[1].split("```", 1)[0].split()
+
+
+def _classify(module: str, public: list[str], internal: list[str]) -> str:
+    """What is wrong with ``module``'s place on the lists ('' when it is on exactly one;
+    ``sim.control`` is public and inside the internal ``sim.*``, as the document says)."""
+    import fnmatch
+
+    underscore = any(p.startswith("_") and not p.startswith("__") for p in module.split("."))
+    is_internal = underscore or any(fnmatch.fnmatchcase(module, pattern) for pattern in internal)
+    is_public = module in public
+    if is_public and is_internal and module != "wincontainers.sim.control":
+        return f"{module}: both public and internal"
+    if not is_public and not is_internal:
+        return f"{module}: neither public nor internal"
+    return ""
+
+
+def test_every_module_is_public_or_internal_not_both() -> None:
+    public, internal = _listed("public"), _listed("internal")
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.with_suffix("").relative_to(ROOT).parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        wrong.append(_classify(module, public, internal))
+    wrong = sorted(w for w in wrong if w)
+    assert wrong == [], "docs/architecture.md's public/internal lists:\n" + "\n".join(wrong)
+
+
+def test_the_visibility_check_sees_an_unlisted_module() -> None:
+    public, internal = ["wincontainers.host"], ["wincontainers.driver.*"]
+    assert _classify("wincontainers.newthing", public, internal) == "wincontainers.newthing: neither public nor internal"
+    assert _classify("wincontainers.driver.gen9", ["wincontainers.driver.gen9"], internal).endswith("both public and internal")
+    assert _classify("wincontainers._secret", public, internal) == ""
+    assert _classify("wincontainers.host", public, internal) == ""

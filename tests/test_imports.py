@@ -94,7 +94,8 @@ def test_public_parameters_have_types_not_any() -> None:
     """The public API says what it takes (the aliases), not Any."""
     import typing
 
-    from wincontainers.container import Container, ContainerCollection
+    from wincontainers.container import Container
+    from wincontainers.containers import ContainerCollection
     from wincontainers.images.store import ImageStore
 
     checks = [(ContainerCollection.create, ("network", "ports")), (Container.connect, ("network", "ports")),

@@ -21,11 +21,11 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _LAZY = {
     "Container": "wincontainers.container",
-    "ContainerExit": "wincontainers.container",
-    "ContainerInfo": "wincontainers.container",
-    "ContainerProcess": "wincontainers.container",
-    "ContainerStats": "wincontainers.container",
-    "StopResult": "wincontainers.container",
+    "ContainerExit": "wincontainers.container_types",
+    "ContainerInfo": "wincontainers.container_types",
+    "ContainerProcess": "wincontainers.container_types",
+    "ContainerStats": "wincontainers.container_types",
+    "StopResult": "wincontainers.container_types",
     "BadInput": "wincontainers.errors",
     "HcsError": "wincontainers.errors",
     "HcsUnavailable": "wincontainers.errors",
@@ -40,14 +40,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from wincontainers.container import (
-        Container,
-        ContainerExit,
-        ContainerInfo,
-        ContainerProcess,
-        ContainerStats,
-        StopResult,
-    )
+    from wincontainers.container import Container
+    from wincontainers.container_types import ContainerExit, ContainerInfo, ContainerProcess, ContainerStats, StopResult
     from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
     from wincontainers.host import Host
     from wincontainers.images.model import BaseImage

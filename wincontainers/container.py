@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
-import subprocess
 import sys
 import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-import attrs
 
 from wincontainers import errors
+from wincontainers.errors import BadInput
 from wincontainers import networks as nets
 from wincontainers.driver.base import DEFAULT_TIMEOUT, LayerRef, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
 from wincontainers.process import (
@@ -34,204 +31,30 @@ from wincontainers.process import (
     CompletedProcess,
     Process,
     TimeoutExpired,
-    list2cmdline,
     stream_sink,
 )
-from wincontainers.records import ContainerRecord, validate_name
-from wincontainers.rollback import Rollback
+from wincontainers.records import ContainerRecord
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
+from wincontainers.container_types import (
+    STATES,
+    ContainerExit,
+    ContainerInfo,
+    ContainerProcess,
+    ContainerStats,
+    StopResult,
+    check_command,
+    check_env,
+    check_timeout,
+    default_command,
+    parse_env_list,
+)
 
 log = logging.getLogger("wincontainers.containers")
 
-__all__ = [
-    "Container",
-    "ContainerCollection",
-    "ContainerInfo",
-    "ContainerProcess",
-    "ContainerStats",
-    "ContainerExit",
-    "StopResult",
-]
-
-_STATES = {"Created": "created", "Running": "running", "Paused": "paused", "Stopped": "exited"}
-
-
-@attrs.frozen
-class StopResult:
-    """How :meth:`Container.stop` ended: ``"graceful"``, ``"forced"`` or ``"already-stopped"``."""
-
-    outcome: str
-    elapsed: float
-    exit_code: Optional[int] = None
-
-    @property
-    def forced(self) -> bool:
-        return self.outcome == "forced"
-
-
-@attrs.frozen
-class ContainerExit:
-    """What :meth:`Container.wait` returns."""
-
-    exit_code: Optional[int]
-    exit_type: str
-
-
-@attrs.frozen
-class ContainerProcess:
-    """One row of :meth:`Container.top` (HCS ProcessList; on TP3 from tasklist)."""
-
-    pid: int
-    image: str
-    memory_private_bytes: int = 0
-    memory_shared_bytes: int = 0
-    memory_commit_bytes: int = 0
-    cpu_user_100ns: int = 0
-    cpu_kernel_100ns: int = 0
-    created: Optional[str] = None
-
-    @classmethod
-    def from_hcs(cls, entry: Mapping[str, Any]) -> "ContainerProcess":
-        return cls(
-            pid=int(entry.get("ProcessId") or 0),
-            image=str(entry.get("ImageName") or ""),
-            memory_private_bytes=int(entry.get("MemoryWorkingSetPrivateBytes") or 0),
-            memory_shared_bytes=int(entry.get("MemoryWorkingSetSharedBytes") or 0),
-            memory_commit_bytes=int(entry.get("MemoryCommitBytes") or 0),
-            cpu_user_100ns=int(entry.get("UserTime100ns") or 0),
-            cpu_kernel_100ns=int(entry.get("KernelTime100ns") or 0),
-            created=entry.get("CreateTimestamp"),
-        )
-
-
-@attrs.frozen
-class ContainerStats:
-    """Resource usage from HCS's Statistics property."""
-
-    timestamp: str
-    uptime_seconds: float
-    memory_commit_bytes: int
-    memory_commit_peak_bytes: int
-    memory_private_working_set_bytes: int
-    cpu_total_100ns: int
-    cpu_user_100ns: int
-    cpu_kernel_100ns: int
-    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
-
-    @classmethod
-    def from_hcs(cls, stats: Mapping[str, Any]) -> "ContainerStats":
-        mem = stats.get("Memory") or {}
-        cpu = stats.get("Processor") or {}
-        return cls(
-            timestamp=str(stats.get("Timestamp") or ""),
-            uptime_seconds=int(stats.get("Uptime100ns") or 0) / 10_000_000,
-            memory_commit_bytes=int(mem.get("MemoryUsageCommitBytes") or 0),
-            memory_commit_peak_bytes=int(mem.get("MemoryUsageCommitPeakBytes") or 0),
-            memory_private_working_set_bytes=int(mem.get("MemoryUsagePrivateWorkingSetBytes") or 0),
-            cpu_total_100ns=int(cpu.get("TotalRuntime100ns") or 0),
-            cpu_user_100ns=int(cpu.get("RuntimeUser100ns") or 0),
-            cpu_kernel_100ns=int(cpu.get("RuntimeKernel100ns") or 0),
-            raw=dict(stats),
-        )
-
-
-@attrs.frozen
-class ContainerInfo:
-    """One row of :meth:`ContainerCollection.list` (``ps``)."""
-
-    id: str
-    name: str
-    image: str
-    command: Optional[str]
-    state: str
-    created: float
-    exit_code: Optional[int] = None
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-
-# -- input checks (before any side effect) -----------------------------------------------------
-
-
-def _check_timeout(timeout: Optional[float], what: str = "timeout") -> None:
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-        raise errors.BadInput(f"{what} must be a non-negative number of seconds (or None), not {timeout!r}")
-
-
-def _check_command(cmd: Optional[Command], *, required: bool) -> Optional[str]:
-    if cmd is None:
-        if required:
-            raise errors.BadInput("no command given")
-        return None
-    if isinstance(cmd, str):
-        if not cmd.strip():
-            raise errors.BadInput("the command is empty")
-        if "\0" in cmd:
-            raise errors.BadInput("the command contains a NUL character")
-        return cmd
-    if isinstance(cmd, (list, tuple)):
-        if not cmd or not all(isinstance(a, str) for a in cmd):
-            raise errors.BadInput("the command must be a non-empty list of strings")
-        if not cmd[0].strip():
-            raise errors.BadInput("the command's program name is empty")
-        if any("\0" in a for a in cmd):
-            raise errors.BadInput("the command contains a NUL character")
-        return list2cmdline(cmd)
-    raise errors.BadInput(f"the command must be a string or a list of strings, not {type(cmd).__name__}")
-
-
-def _check_env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
-    if env is None:
-        return {}
-    if not isinstance(env, Mapping):
-        raise errors.BadInput("env must be a mapping of names to values")
-    out = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise errors.BadInput(f"invalid environment variable name {key!r}")
-        if not isinstance(value, str) or "\0" in value:
-            raise errors.BadInput(f"the value of environment variable {key!r} must be a string without NUL")
-        out[key] = value
-    return out
-
-
-def parse_env_list(items: Sequence[str]) -> dict[str, str]:
-    """``["K=V", ...]`` (the CLI's ``-e``) -> dict; a malformed item is a BadInput."""
-    env = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.BadInput(f"malformed environment variable {item!r}: expected NAME=VALUE")
-        env[key] = value
-    return _check_env(env)
-
-
-def _config_env(config: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in config.get("Env") or []:
-        if isinstance(item, str):
-            key, _, value = item.partition("=")
-            if key:
-                out[key] = value
-    return out
-
-
-def default_command(config: Mapping[str, Any]) -> Optional[str]:
-    """An image's Entrypoint + Cmd as one Windows command line (None when it has neither).
-
-    With ``ArgsEscaped`` (Docker on Windows) the last element is already a command line.
-    """
-    parts = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
-    if not parts:
-        return None
-    if config.get("ArgsEscaped") and len(parts) >= 1:
-        head = subprocess.list2cmdline(parts[:-1])
-        return f"{head} {parts[-1]}" if head else parts[-1]
-    return subprocess.list2cmdline(parts)
+__all__ = ["Container", "ContainerInfo", "ContainerProcess", "ContainerStats", "ContainerExit", "StopResult",
+           "default_command", "parse_env_list"]
 
 
 class Container:
@@ -306,7 +129,7 @@ class Container:
             if self._record.state != "exited":
                 self._save(state="exited", finished=self._record.finished or time.time())
             return "exited"
-        state = _STATES.get(str(props.get("State")), self._record.state)
+        state = STATES.get(str(props.get("State")), self._record.state)
         if state != self._record.state and state == "exited":
             self._save(state="exited", finished=self._record.finished or time.time())
         return state
@@ -334,7 +157,7 @@ class Container:
         An exited container starts again on a new compute system over the same sandbox
         (its files are kept), as ``docker start`` does.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._lock:
             if self._record.state == "exited":
                 self._recreate(timeout)
@@ -474,7 +297,7 @@ class Container:
 
     def wait(self, timeout: Optional[float] = None) -> ContainerExit:
         """Wait until the container exits; with a main process, until it exits and the container stops."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.process is not None:
             try:
@@ -494,8 +317,8 @@ class Container:
 
     def stop(self, timeout: Optional[float] = 10.0, *, kill_timeout: float = 30.0) -> StopResult:
         """Graceful shutdown, then terminate once ``timeout`` expires. Already stopped is success."""
-        _check_timeout(timeout)
-        _check_timeout(kill_timeout, "kill_timeout")
+        check_timeout(timeout)
+        check_timeout(kill_timeout, "kill_timeout")
         started = time.monotonic()
         with self._lock:
             if self._record.state == "exited" and not self.host.driver.capabilities.reports_state:
@@ -525,18 +348,18 @@ class Container:
 
     def kill(self, timeout: Optional[float] = 30.0) -> None:
         """Terminate the container at once."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._lock:
             self._system().terminate(timeout)
             self._save(state="exited", finished=time.time(), exit_code=self._main_exit_code(5.0))
 
     def pause(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
-        _check_timeout(timeout)
+        check_timeout(timeout)
         self._system().pause(timeout)
         self._save(state="paused")
 
     def resume(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
-        _check_timeout(timeout)
+        check_timeout(timeout)
         self._system().resume(timeout)
         self._save(state="running")
 
@@ -567,14 +390,14 @@ class Container:
         ``stdin=False`` closes the process's stdin at once (it always exists). ``stdout_sink`` /
         ``stderr_sink`` receive the output as it comes instead of buffering it.
         """
-        command_line = _check_command(cmd, required=True)
-        environment = {**self._record.env, **_check_env(env)}
+        command_line = check_command(cmd, required=True)
+        environment = {**self._record.env, **check_env(env)}
         if workdir is not None and (not isinstance(workdir, str) or not workdir):
-            raise _bad("workdir must be a non-empty string")
+            raise BadInput("workdir must be a non-empty string")  # ``errors`` is a parameter here
         if console_size is not None and (
             len(console_size) != 2 or not all(isinstance(v, int) and 0 < v <= 0xFFFF for v in console_size)
         ):
-            raise _bad("console_size is (height, width), each between 1 and 65535")
+            raise BadInput("console_size is (height, width), each between 1 and 65535")
         spec = ProcessSpec(
             command_line=command_line or "",
             working_directory=workdir or self._record.workdir,
@@ -609,7 +432,7 @@ class Container:
 
         With ``capture_output=False`` the output goes to this process's stdout and stderr.
         """
-        _check_timeout(timeout)
+        check_timeout(timeout)
         sinks: dict[str, Any] = {}
         if not capture_output:
             sinks = {"stdout_sink": stream_sink(sys.stdout), "stderr_sink": stream_sink(sys.stderr)}
@@ -646,7 +469,7 @@ class Container:
 
     def remove(self, force: bool = False, *, timeout: Optional[float] = 30.0) -> None:
         """Remove the container and its sandbox. A running container needs ``force=True``."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._lock:
             state = self.status
             if state in ("running", "paused") and not force:
@@ -693,13 +516,6 @@ class Container:
             self.close()
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 def _close_refs(refs: list[Any]) -> None:
     for ref in refs:
         if ref is not None:
@@ -714,219 +530,3 @@ def _iso(seconds: Optional[float]) -> Optional[str]:
     if seconds is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
-
-
-def _bad(message: str) -> errors.BadInput:
-    return errors.BadInput(message)
-
-
-class ContainerCollection:
-    """``host.containers``: create, get and list containers (docker-py's ``client.containers``)."""
-
-    def __init__(self, host: "Host") -> None:
-        self.host = host
-
-    def create(
-        self,
-        image: Union[str, Sequence[str]],
-        command: Optional[Command] = None,
-        *,
-        name: Optional[str] = None,
-        env: Optional[Mapping[str, str]] = None,
-        workdir: Optional[str] = None,
-        hostname: Optional[str] = None,
-        tty: bool = False,
-        volumes: Optional[Mapping[str, str]] = None,
-        memory_mb: Optional[int] = None,
-        cpu_count: Optional[int] = None,
-        labels: Optional[Mapping[str, str]] = None,
-        network: Optional[nets.AttachLike] = None,
-        ports: nets.PortsLike = None,
-        timeout: Optional[float] = DEFAULT_TIMEOUT,
-    ) -> Container:
-        """Create a container from an image (``"windowsservercore"``, a store image, or a list of
-        layer folders, nearest parent first). Nothing is left behind when this fails.
-
-        ``network``: a Network (or its name/ID: an endpoint is made for the container and removed
-        with it) or an Endpoint (used as is). ``ports``: ``{"80/tcp": 8080}``, ``["8080:80"]`` or
-        PortMappings; ports without a network use the host's NAT network.
-        """
-        _check_timeout(timeout)
-        command_line = _check_command(command, required=False)
-        environment = _check_env(env)
-        if name is not None:
-            validate_name(name)
-        if hostname is not None and (not isinstance(hostname, str) or not 0 < len(hostname) <= 63):
-            raise _bad("hostname must be 1-63 characters")
-        if workdir is not None and (not isinstance(workdir, str) or not workdir):
-            raise _bad("workdir must be a non-empty string")
-        for value, what in ((memory_mb, "memory_mb"), (cpu_count, "cpu_count")):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise _bad(f"{what} must be a positive integer")
-        mapped = tuple(MappedDirectory(host_path=str(h), container_path=str(c), read_only=False)
-                       for h, c in (volumes or {}).items())
-        for m in mapped:
-            if not os.path.isabs(m.host_path):
-                raise _bad(f"volume host path {m.host_path!r} is not absolute")
-        image_name, parents = self.host.images.layers_for(image)
-        stored = self.host.images.find(image)
-        image_config = stored.container_config if stored is not None else {}
-        environment = {**_config_env(image_config), **environment}
-        workdir = workdir or image_config.get("WorkingDir") or None
-        user = image_config.get("User") or None
-
-        container_id = secrets.token_hex(32)
-        name = name or f"wc-{container_id[:12]}"
-        records = self.host.records
-        undo = Rollback(f"creating container {name}", log)
-        try:
-            records.reserve_name(name, container_id)
-            undo.add(f"the name {name!r}", lambda: records.release_name(name, container_id))
-            layers = self.host.layers
-            sandbox = layers.create_sandbox(parents, layer_id=container_id).path
-            undo.add(f"the sandbox {sandbox}", lambda: layers.remove_sandbox(sandbox))
-            mount = layers.mount(sandbox, parents)
-            undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: layers.unmount(sandbox))
-            driver = self.host.driver
-            plan = None
-            if network is not None or ports:
-                plan = self.host.networks.plan(name, container_id, network, ports)
-                undo.add("the container's network endpoints",
-                         lambda: self.host.networks.release(plan.to_record()))
-            record = ContainerRecord(
-                id=container_id, name=name, image=image_name, layers=[p.path for p in parents],
-                sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
-                command=command_line, env=environment, workdir=workdir, tty=tty, labels=dict(labels or {}),
-                user=user, volumes={m.host_path: m.container_path for m in mapped}, memory_mb=memory_mb,
-                cpu_count=cpu_count, image_id=stored.id if stored is not None else None,
-                network=plan.to_record() if plan is not None else {},
-            )
-            records.save(record)
-            undo.add(f"the container record {container_id[:12]}", lambda: records.delete(record))
-            spec = SystemSpec(
-                id=container_id, name=name, hostname=record.hostname, volume_path=mount,
-                layer_folder=str(sandbox), layers=tuple(parents), mapped_directories=mapped,
-                memory_mb=memory_mb, cpu_count=cpu_count,
-            )
-            if plan is not None:
-                spec = plan.network.apply(spec)
-            system = driver.create_system(spec, timeout)
-        except BaseException as exc:
-            undo.undo(exc)
-            raise
-        return Container(self.host, record, system, owned=True)
-
-    def get(self, ref: str) -> Container:
-        """A container by id, unique id prefix or name (:class:`~wincontainers.errors.DamagedRecord`
-        when its record cannot be read: :meth:`remove_damaged` removes it)."""
-        return Container(self.host, self.host.records.find(ref))
-
-    def status_of(self, container_id: str) -> str:
-        """The status of the container with this id (:attr:`Container.status`)."""
-        with self.get(container_id) as container:
-            return container.status
-
-    def remove_damaged(self, ref: str, *, timeout: Optional[float] = 30.0) -> str:
-        """Remove a container whose record cannot be read: its compute system (if it runs), its
-        sandbox (``<layers>/<id>``, where every container's is), its names and the record. What
-        only the record knew (network endpoints it was given) is left to ``network prune``.
-        Returns the container's id."""
-        _check_timeout(timeout)
-        records = self.host.records
-        container_id = records.find_id(ref)
-        try:
-            records.load(container_id)
-        except errors.DamagedRecord:
-            pass
-        else:
-            raise errors.InvalidState("remove", subject=f"container {container_id[:12]}",
-                                      message="its record is readable", hint="remove it with remove()/rm")
-        system: Optional[SystemRef] = None
-        try:
-            system = self.host.driver.open_system(container_id)
-            system.terminate(timeout)
-        except (errors.NotFound, errors.AlreadyStopped):
-            pass
-        finally:
-            if system is not None:
-                system.close()
-        self.host.layers.remove_sandbox(self.host.layers_root / container_id)  # where every sandbox is
-        records.forget(container_id)
-        log.info("removed container %s, whose record was damaged", container_id[:12])
-        return container_id
-
-    def list(self, all: bool = False) -> list[ContainerInfo]:
-        """Containers created by wincontainers; running ones only unless ``all=True`` (``ps -a``)."""
-        live: Optional[dict[str, str]] = None
-        if self.host.driver.capabilities.lists_systems:
-            try:
-                live = {
-                    str(p.get("Id", "")).lower(): _STATES.get(str(p.get("State")), "created")
-                    for p in self.host.driver.list_systems(owner=None)
-                }
-            except errors.HcsError:
-                live = None
-        out = []
-        for record in self.host.records.all():
-            state = record.state
-            if live is not None:
-                state = live.get(record.id.lower(), "exited" if record.state != "created" else "exited")
-                if state != record.state and state == "exited":
-                    record.state = "exited"
-                    record.finished = record.finished or time.time()
-                    self.host.records.save(record)
-            if not all and state not in ("running", "paused"):
-                continue
-            out.append(ContainerInfo(record.id, record.name, record.image, record.command, state, record.created,
-                                     record.exit_code))
-        if all:  # shown, so they can be removed (rm -f)
-            for damaged in self.host.records.damaged():
-                out.append(ContainerInfo(damaged.id, damaged.names[0] if damaged.names else "", "?", None, "damaged",
-                                         _mtime(damaged.path)))
-        out.sort(key=lambda c: c.created, reverse=True)
-        return out
-
-    def run(
-        self,
-        image: Union[str, Sequence[str]],
-        command: Command,
-        *,
-        remove: bool = True,
-        capture_output: bool = True,
-        timeout: Optional[float] = None,
-        check: bool = False,
-        text: bool = False,
-        **create_options: Any,
-    ) -> CompletedProcess:
-        """Create, start, run ``command`` as the main process, wait, and (by default) remove."""
-        _check_timeout(timeout)
-        container = self.create(image, command, **create_options)
-        try:
-            container.start()
-            proc = container.process
-            assert proc is not None
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except TimeoutExpired:
-                container.kill()
-                raise
-            container.wait(60)
-            if not capture_output:
-                stream_sink(sys.stdout)(out or b"")
-                stream_sink(sys.stderr)(err or b"")
-                out = err = None
-            elif text:
-                out = out.decode("utf-8", "replace") if out is not None else None
-                err = err.decode("utf-8", "replace") if err is not None else None
-            result = CompletedProcess(command, proc.returncode if proc.returncode is not None else -1, out, err)
-        finally:
-            if remove:
-                try:
-                    container.remove(force=True)
-                finally:
-                    container.close()
-            else:
-                container.close()
-        if check and result.returncode:
-            raise CalledProcessError(result.returncode, command, result.stdout, result.stderr)
-        return result

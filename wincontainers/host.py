@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from wincontainers import errors
 from wincontainers._native import library, oshandle
-from wincontainers.container import ContainerCollection
+from wincontainers.containers import ContainerCollection
 from wincontainers.driver import Driver, open_driver
 from wincontainers.images.model import BaseImage
 from wincontainers.images.sources import host_base_images

@@ -72,7 +72,7 @@ class _NetworkObject:
         return self.info.name
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.id.lower() == self.id.lower()
+        return isinstance(other, _NetworkObject) and type(other) is type(self) and other.id.lower() == self.id.lower()
 
     def __hash__(self) -> int:
         return hash(self.id.lower())

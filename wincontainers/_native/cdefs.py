@@ -7,6 +7,9 @@ prototype with the SDK headers (gen3) and the export list (gen1/gen2).
 Types are declared once (:data:`TYPES`) and shared by every DLL's FFI through ``ffi.include``,
 so a struct allocated for one DLL can be passed to another. Prototypes are grouped per DLL;
 :data:`GENERATION_EXPORTS` says which of them a generation uses.
+
+Why one file: it is one declaration table that check-cdefs verifies as a whole; the prototypes of a
+function that several DLLs export differently must be read side by side.
 """
 
 from __future__ import annotations

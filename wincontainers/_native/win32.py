@@ -9,6 +9,9 @@ implement the same functions with Windows' rules. Every prototype is declared in
 A failed call raises :class:`Win32Error` (or a subclass a caller can branch on) naming the call,
 the path and the Win32 error; the code comes from ``GetLastError`` right after the call (cffi keeps
 each thread's last error from one call to the next, on Windows and on the simulator alike).
+
+Why one file: it is the library's one Win32 binding; every call goes through the same last-error
+capture and error classes, which is what makes failures name the call and the path.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ is cached under a key made of the previous step's key, the instruction, the buil
 scope and, for ``COPY``/``ADD``, a digest of the files, so an unchanged rebuild runs no
 container. A step that fails removes its container and sandbox and raises
 :class:`BuildStepFailed` with the step, the command, its exit code and its last output lines.
+
+Why one file: a build is one sequence (stages, the cache key chain, the lease held from the first
+step to the image); the parts that stand alone already live beside it (context, volume,
+instructions, commits).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ It follows BuildKit's parser rule for rule, so the same file gives the same tree
 
 Nothing is expanded here: ``$VAR`` and quotes stay as written (see :mod:`.lexer` and
 :mod:`.instructions`).
+
+Why one file: it follows BuildKit's parser (parser.go, line_parsers.go, directives) rule for rule,
+and is easiest to hold against it as one module.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ fixed, so saving twice gives the same bytes.
 ``load(store, path)`` reads both (``manifest.json`` first, as ``docker load`` does), checks each
 layer against the config's diff IDs while importing it, and keeps a foreign layer whose blob is
 absent as a reference (its descriptor and URLs), as Docker does for old Windows base layers.
+
+Why one file: save and load share the two layouts' names, the determinism rules and the error
+translation (whatever a damaged archive raises below becomes an ArchiveError); split, each half
+would restate them.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def open_source(source: Source) -> tuple[IO[bytes], bool]:
 
 def decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
     """``raw`` read through gzip or zstd when it starts with their magic; and which it was."""
-    buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    buffered: Any = raw if hasattr(raw, "peek") else io.BufferedReader(cast(Any, raw))
     head = buffered.peek(4)[:4]
     if head.startswith(_GZIP_MAGIC):
         return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb")), "gzip"

@@ -6,6 +6,9 @@ before it writes it: a base layer in place (then ProcessBaseImage), or a diff la
 vmcompute's import folder and ImportLayer (HcsImportLayer on 1809+), then hard links, deletions
 and directory times as hcsshim does. A rejected tar, or any failure, removes the partial layer
 (renamed first, so an interrupted removal never leaves a half layer under its real id).
+
+Why one file: every layer and sandbox lifecycle step (import, export, create, mount, remove, clean-
+up) shares one retry policy and one rename-before-destroy rule; this module is their single owner.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import base64
 import io
 import shutil
 import struct
-from typing import IO, Any, Iterator, Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence, cast
 
 import attrs
 
@@ -93,7 +93,7 @@ class TransportWriter:
         self.staging = staging
         self.pending = PendingWork()
         self.added: set[str] = set()
-        self._open: Optional[tuple[str, win32.Win32File, "io.BufferedWriter[Any]", BackupWriter, Times]] = None
+        self._open: Optional[tuple[str, win32.Win32File, IO[bytes], BackupWriter, Times]] = None
 
     def _finish_open(self) -> None:
         if self._open is not None:
@@ -146,7 +146,7 @@ class TransportWriter:
             self.staging.mkdir(name)
             self.pending.directory_times.append((name, _times(entry)))
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
-        buffered: "io.BufferedWriter[Any]" = io.BufferedWriter(raw, 1 << 16)
+        buffered = cast(IO[bytes], io.BufferedWriter(raw, 1 << 16))
         buffered.write(struct.pack("<I", _attributes(entry)))
         writer = BackupWriter(buffered)
         _metadata_streams(writer, entry)

@@ -8,6 +8,9 @@ notifications and operation completions. Control connections (JSON) drive the te
 
 Like the real service it outlives its clients: containers keep running when the client process
 exits, and the handles of a vanished client are closed for it.
+
+Why one file: the wire protocol (hello, calls, replies with descriptors, events, completions) and
+the dispatch that orders them on a connection are one state machine.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Format strings are those of the C client (native/*.c); ``tests/test_native.py`` 
 both sides agree. Groups: ``vmcompute`` (gen1 string ids on the tp3 profile, gen2 handles on
 later ones, and the layer API), ``computecore`` (gen3 operations), ``computestorage``,
 ``computenetwork`` and ``any`` (bookkeeping messages of the client library).
+
+Why one file: it is a table, one short handler per exported HCS function of three generations,
+registered by the same decorator; networking and kernel32 have their own modules.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ simulator therefore demands.
 - :func:`export_layer`: ExportLayer: a layer (or a sandbox's changes) into an existing folder,
   its deletions as ``tombstones.txt``.
 - :func:`overlay`: PrepareLayer's merge of one layer into a sandbox's volume.
+
+Why one file: ImportLayer, ExportLayer and PrepareLayer share the placeholder and tombstone rules
+of diff layers; split, the rules would be stated twice.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Where Windows refuses, this refuses, with the same Win32 error:
   semantics by enabled SeBackupPrivilege/SeRestorePrivilege);
 - deleting: read-only files and non-empty directories are refused; ``DeleteFileW`` does not
   delete directories; a file open without FILE_SHARE_DELETE cannot be deleted or replaced.
+
+Why one file: kernel32's file rules (share modes, delete-pending, reparse points, privileges, long
+paths) all meet on one handle table; split, every part would need the others' locks.
 """
 
 from __future__ import annotations

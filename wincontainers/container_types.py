@@ -1,0 +1,205 @@
+"""What containers hand out (StopResult, ContainerExit, ContainerProcess, ContainerStats,
+ContainerInfo) and the checks of what a caller gives them (command, environment, timeouts), shared
+by :class:`~wincontainers.container.Container` and ``host.containers``. Every check raises
+:class:`~wincontainers.errors.BadInput` before anything is made."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import attrs
+
+from wincontainers import errors
+from wincontainers.process import (
+    Command,
+    list2cmdline,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ContainerStats", "ContainerInfo", "STATES",
+           "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command"]
+
+
+#: HCS's system states -> Docker's container states
+STATES = {"Created": "created", "Running": "running", "Paused": "paused", "Stopped": "exited"}
+
+
+@attrs.frozen
+class StopResult:
+    """How :meth:`Container.stop` ended: ``"graceful"``, ``"forced"`` or ``"already-stopped"``."""
+
+    outcome: str
+    elapsed: float
+    exit_code: Optional[int] = None
+
+    @property
+    def forced(self) -> bool:
+        return self.outcome == "forced"
+
+
+@attrs.frozen
+class ContainerExit:
+    """What :meth:`Container.wait` returns."""
+
+    exit_code: Optional[int]
+    exit_type: str
+
+
+@attrs.frozen
+class ContainerProcess:
+    """One row of :meth:`Container.top` (HCS ProcessList; on TP3 from tasklist)."""
+
+    pid: int
+    image: str
+    memory_private_bytes: int = 0
+    memory_shared_bytes: int = 0
+    memory_commit_bytes: int = 0
+    cpu_user_100ns: int = 0
+    cpu_kernel_100ns: int = 0
+    created: Optional[str] = None
+
+    @classmethod
+    def from_hcs(cls, entry: Mapping[str, Any]) -> "ContainerProcess":
+        return cls(
+            pid=int(entry.get("ProcessId") or 0),
+            image=str(entry.get("ImageName") or ""),
+            memory_private_bytes=int(entry.get("MemoryWorkingSetPrivateBytes") or 0),
+            memory_shared_bytes=int(entry.get("MemoryWorkingSetSharedBytes") or 0),
+            memory_commit_bytes=int(entry.get("MemoryCommitBytes") or 0),
+            cpu_user_100ns=int(entry.get("UserTime100ns") or 0),
+            cpu_kernel_100ns=int(entry.get("KernelTime100ns") or 0),
+            created=entry.get("CreateTimestamp"),
+        )
+
+
+@attrs.frozen
+class ContainerStats:
+    """Resource usage from HCS's Statistics property."""
+
+    timestamp: str
+    uptime_seconds: float
+    memory_commit_bytes: int
+    memory_commit_peak_bytes: int
+    memory_private_working_set_bytes: int
+    cpu_total_100ns: int
+    cpu_user_100ns: int
+    cpu_kernel_100ns: int
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def from_hcs(cls, stats: Mapping[str, Any]) -> "ContainerStats":
+        mem = stats.get("Memory") or {}
+        cpu = stats.get("Processor") or {}
+        return cls(
+            timestamp=str(stats.get("Timestamp") or ""),
+            uptime_seconds=int(stats.get("Uptime100ns") or 0) / 10_000_000,
+            memory_commit_bytes=int(mem.get("MemoryUsageCommitBytes") or 0),
+            memory_commit_peak_bytes=int(mem.get("MemoryUsageCommitPeakBytes") or 0),
+            memory_private_working_set_bytes=int(mem.get("MemoryUsagePrivateWorkingSetBytes") or 0),
+            cpu_total_100ns=int(cpu.get("TotalRuntime100ns") or 0),
+            cpu_user_100ns=int(cpu.get("RuntimeUser100ns") or 0),
+            cpu_kernel_100ns=int(cpu.get("RuntimeKernel100ns") or 0),
+            raw=dict(stats),
+        )
+
+
+@attrs.frozen
+class ContainerInfo:
+    """One row of :meth:`ContainerCollection.list` (``ps``)."""
+
+    id: str
+    name: str
+    image: str
+    command: Optional[str]
+    state: str
+    created: float
+    exit_code: Optional[int] = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+# -- input checks (before any side effect) -----------------------------------------------------
+
+
+def check_timeout(timeout: Optional[float], what: str = "timeout") -> None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise errors.BadInput(f"{what} must be a non-negative number of seconds (or None), not {timeout!r}")
+
+
+def check_command(cmd: Optional[Command], *, required: bool) -> Optional[str]:
+    if cmd is None:
+        if required:
+            raise errors.BadInput("no command given")
+        return None
+    if isinstance(cmd, str):
+        if not cmd.strip():
+            raise errors.BadInput("the command is empty")
+        if "\0" in cmd:
+            raise errors.BadInput("the command contains a NUL character")
+        return cmd
+    if isinstance(cmd, (list, tuple)):
+        if not cmd or not all(isinstance(a, str) for a in cmd):
+            raise errors.BadInput("the command must be a non-empty list of strings")
+        if not cmd[0].strip():
+            raise errors.BadInput("the command's program name is empty")
+        if any("\0" in a for a in cmd):
+            raise errors.BadInput("the command contains a NUL character")
+        return list2cmdline(cmd)
+    raise errors.BadInput(f"the command must be a string or a list of strings, not {type(cmd).__name__}")
+
+
+def check_env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise errors.BadInput("env must be a mapping of names to values")
+    out = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise errors.BadInput(f"invalid environment variable name {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise errors.BadInput(f"the value of environment variable {key!r} must be a string without NUL")
+        out[key] = value
+    return out
+
+
+def parse_env_list(items: Sequence[str]) -> dict[str, str]:
+    """``["K=V", ...]`` (the CLI's ``-e``) -> dict; a malformed item is a BadInput."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.BadInput(f"malformed environment variable {item!r}: expected NAME=VALUE")
+        env[key] = value
+    return check_env(env)
+
+
+def config_env(config: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            if key:
+                out[key] = value
+    return out
+
+
+def default_command(config: Mapping[str, Any]) -> Optional[str]:
+    """An image's Entrypoint + Cmd as one Windows command line (None when it has neither).
+
+    With ``ArgsEscaped`` (Docker on Windows) the last element is already a command line.
+    """
+    parts = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    if not parts:
+        return None
+    if config.get("ArgsEscaped") and len(parts) >= 1:
+        head = subprocess.list2cmdline(parts[:-1])
+        return f"{head} {parts[-1]}" if head else parts[-1]
+    return subprocess.list2cmdline(parts)
+
+

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from wincontainers import errors
 from wincontainers.host import Host
 
 __all__ = ["EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
-           "print_table", "size", "duration", "ago"]
+           "print_table", "size", "duration", "ago", "for_each"]
 
 EXIT_ERROR = 125
 EXIT_CANNOT_INVOKE = 126
@@ -71,3 +71,19 @@ def duration(seconds: float) -> str:
 def ago(t: Optional[float]) -> str:
     """How long ago a timestamp was (empty for none)."""
     return duration(time.time() - t) if t else ""
+
+
+def for_each(refs: Iterable[str], action: Callable[[str], Union[str, Sequence[str]]]) -> int:
+    """``docker rm a b c``: ``action`` on each name, printing what it returns (a line or lines);
+    a failure is said and the others still run. The exit status: 1 when one failed."""
+    status = 0
+    for ref in refs:
+        try:
+            done = action(ref)
+        except errors.WincontainersError as exc:
+            complain(exc)
+            status = 1
+            continue
+        for line in [done] if isinstance(done, str) else done:
+            print(line)
+    return status

@@ -16,6 +16,7 @@ from wincontainers.cli._common import (
     EXIT_NOT_FOUND,
     ago,
     complain,
+    for_each,
     open_host,
     print_table,
     size,
@@ -207,24 +208,20 @@ def _each(args: argparse.Namespace, action: Callable[[Container], str],
           damaged: Optional[Callable[[Host, str], str]] = None) -> int:
     """``action`` on each container named; ``damaged`` (if given) on one whose record is damaged."""
     host = open_host(args)
-    status = 0
-    for ref in args.containers:
+
+    def one(ref: str) -> str:
         try:
-            try:
-                container = host.containers.get(ref)
-            except errors.DamagedRecord:
-                if damaged is None:
-                    raise
-                print(damaged(host, ref))
-                continue
-            try:
-                print(action(container))
-            finally:
-                container.close()
-        except errors.WincontainersError as exc:
-            complain(exc)
-            status = 1
-    return status
+            container = host.containers.get(ref)
+        except errors.DamagedRecord:
+            if damaged is None:
+                raise
+            return damaged(host, ref)
+        try:
+            return action(container)
+        finally:
+            container.close()
+
+    return for_each(args.containers, one)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

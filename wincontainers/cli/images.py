@@ -9,7 +9,7 @@ import sys
 from typing import Any, Callable
 
 from wincontainers import errors
-from wincontainers.cli._common import complain, duration, open_host, print_table, size
+from wincontainers.cli._common import duration, for_each, open_host, print_table, size
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -106,15 +106,7 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 def cmd_rmi(args: argparse.Namespace) -> int:
     store = open_host(args).images
-    status = 0
-    for ref in args.images:
-        try:
-            for line in store.remove(ref, force=args.force):
-                print(line)
-        except errors.WincontainersError as exc:
-            complain(exc)
-            status = 1
-    return status
+    return for_each(args.images, lambda ref: store.remove(ref, force=args.force))
 
 
 def cmd_tag(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from wincontainers import errors
-from wincontainers.cli._common import complain, open_host, print_table, size
+from wincontainers.cli._common import for_each, open_host, print_table, size
 
 if TYPE_CHECKING:
     from wincontainers.layerfile import TarLimits
@@ -104,15 +104,11 @@ def cmd_layer(args: argparse.Namespace) -> int:
                           size(layer.size) if layer.size is not None else "-", (layer.diff_id or "-")[:19]))
         print_table(table)
         return 0
-    status = 0
-    for ref in args.layers:
-        try:
-            host.layers.destroy(ref, force=args.force)
-            print(ref)
-        except errors.WincontainersError as exc:
-            complain(exc)
-            status = 1
-    return status
+    def destroy(ref: str) -> str:
+        host.layers.destroy(ref, force=args.force)
+        return ref
+
+    return for_each(args.layers, destroy)
 
 
 def _layer_check(args: argparse.Namespace) -> int:

@@ -7,8 +7,7 @@ import argparse
 import json
 from typing import Any, Callable
 
-from wincontainers import errors
-from wincontainers.cli._common import complain, open_host, print_table
+from wincontainers.cli._common import for_each, open_host, print_table
 from wincontainers.networks import DRIVERS
 
 __all__ = ["add_parsers", "add_publish_argument", "COMMANDS", "network_document"]
@@ -89,15 +88,11 @@ def cmd_network(args: argparse.Namespace) -> int:
         print(json.dumps([network_document(networks.get(ref)) for ref in args.networks], indent=4))
         return 0
     if command == "rm":
-        status = 0
-        for ref in args.networks:
-            try:
-                networks.remove(ref, force=args.force)
-                print(ref)
-            except errors.WincontainersError as exc:
-                complain(exc)
-                status = 1
-        return status
+        def remove(ref: str) -> str:
+            networks.remove(ref, force=args.force)
+            return ref
+
+        return for_each(args.networks, remove)
     if command == "prune":
         removed = networks.prune(grace=args.grace)
         for endpoint_id in removed:

@@ -107,3 +107,19 @@ def test_public_parameters_have_types_not_any() -> None:
         hints = typing.get_type_hints(function, localns={"LoadResult": LoadResult})
         for name in names:
             assert hints[name] is not typing.Any, (function.__qualname__, name)
+
+
+def test_the_parameter_types_are_public_names() -> None:
+    """``from wincontainers import PortsLike`` etc.: the aliases the public signatures use."""
+    import typing
+
+    import wincontainers
+    from wincontainers.containers import ContainerCollection
+    from wincontainers.layers import LayerCollection
+
+    for name in ("ImageLike", "NetworkLike", "AttachLike", "PortsLike", "ProgressLike"):
+        assert name in wincontainers.__all__ and getattr(wincontainers, name) is not None, name
+    create = typing.get_type_hints(ContainerCollection.create)
+    assert create["ports"] == wincontainers.PortsLike
+    assert create["network"] == typing.Optional[wincontainers.AttachLike]
+    assert typing.get_type_hints(LayerCollection.import_tar)["progress"] == wincontainers.ProgressLike

@@ -37,6 +37,12 @@ _LAZY = {
     "CompletedProcess": "wincontainers.process",
     "Process": "wincontainers.process",
     "TimeoutExpired": "wincontainers.process",
+    # the types of what public parameters take
+    "ImageLike": "wincontainers.images.model",
+    "NetworkLike": "wincontainers.networks",
+    "AttachLike": "wincontainers.networks",
+    "PortsLike": "wincontainers.networks",
+    "ProgressLike": "wincontainers.layers.progress",
 }
 
 if TYPE_CHECKING:
@@ -44,7 +50,9 @@ if TYPE_CHECKING:
     from wincontainers.container_types import ContainerExit, ContainerInfo, ContainerProcess, ContainerStats, StopResult
     from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
     from wincontainers.host import Host
-    from wincontainers.images.model import BaseImage
+    from wincontainers.images.model import BaseImage, ImageLike
+    from wincontainers.layers.progress import ProgressLike
+    from wincontainers.networks import AttachLike, NetworkLike, PortsLike
     from wincontainers.process import CalledProcessError, CompletedProcess, Process, TimeoutExpired
 
 __all__ = [
@@ -65,6 +73,11 @@ __all__ = [
     "HcsUnavailable",
     "BadInput",
     "NotSupported",
+    "ImageLike",
+    "NetworkLike",
+    "AttachLike",
+    "PortsLike",
+    "ProgressLike",
 ]
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Se
 
 import attrs
 
-from wincontainers.layers.progress import ProgressArg
+from wincontainers.layers.progress import ProgressLike
 from wincontainers import errors
 from wincontainers.build.commits import commit_layer
 from wincontainers.build.context import BuildContext, DockerIgnore, open_no_follow
@@ -133,7 +133,7 @@ def _key(*parts: str) -> str:
 
 class _Builder:
     def __init__(self, host: "Host", context: BuildContext, dockerfile: Dockerfile, *, build_args: Mapping[str, str],
-                 no_cache: bool, output: Callable[[str], None], progress: ProgressArg) -> None:
+                 no_cache: bool, output: Callable[[str], None], progress: ProgressLike) -> None:
         self.host = host
         self.store: ImageStore = host.images
         self.context = context
@@ -644,7 +644,7 @@ def build(
     no_cache: bool = False,
     target: Optional[str] = None,
     output: Optional[Callable[[str], None]] = None,
-    progress: ProgressArg = None,
+    progress: ProgressLike = None,
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
 

@@ -67,7 +67,7 @@ from wincontainers.images.model import (
 from wincontainers.images.reference import Reference, parse_reference
 from wincontainers.layerfile import check_layer
 from wincontainers.layers.checked import LayerRejected
-from wincontainers.layers.progress import ProgressArg
+from wincontainers.layers.progress import ProgressLike
 
 if TYPE_CHECKING:
     from wincontainers._native.win32 import Win32
@@ -189,7 +189,7 @@ class ImageStore:
         return self.chains.all()
 
     def add_layer(self, source: Union[str, "os.PathLike[str]"], parent: Optional[LayerRecord], *,
-                  lease: "Lease", keep_blob: bool = True, progress: ProgressArg = None) -> LayerRecord:
+                  lease: "Lease", keep_blob: bool = True, progress: ProgressLike = None) -> LayerRecord:
         """A layer tar (plain, gzip or zstd) on top of ``parent``: checked, imported into a new
         layer folder, its blob kept (so the image can be saved byte for byte). A layer already
         in the store (same chain) is reused. ``source`` is consumed (moved into the blobs)."""

@@ -38,7 +38,7 @@ from wincontainers.layerfile.entry import EntryKind
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.rollback import Rollback
-from wincontainers.layers.progress import ProgressArg, reporter
+from wincontainers.layers.progress import ProgressLike, reporter
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class LayerCollection:
         *,
         base: Optional[bool] = None,
         check: bool = True,
-        progress: ProgressArg = None,
+        progress: ProgressLike = None,
         on_folder: Optional[Callable[[Path], None]] = None,
         limits: TarLimits = DEFAULT_LIMITS,
         owner: Optional[str] = None,
@@ -336,7 +336,7 @@ class LayerCollection:
         *,
         compression: str = "none",
         unsupported_reparse: str = "error",
-        progress: ProgressArg = None,
+        progress: ProgressLike = None,
     ) -> ExportResult:
         """Write ``layer`` as a Windows layer tar (a sandbox: the container's changes).
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
-__all__ = ["ProgressArg", "reporter"]
+__all__ = ["ProgressLike", "reporter"]
 
-ProgressArg = Union[None, bool, Callable[[int, int], None]]
+ProgressLike = Union[None, bool, Callable[[int, int], None]]
 
 
-def reporter(progress: ProgressArg, *, total: Optional[int] = None,
+def reporter(progress: ProgressLike, *, total: Optional[int] = None,
              desc: str = "") -> tuple[Optional[Callable[[int, int], None]], Callable[[], None]]:
     """``(callback, close)`` for ``progress``."""
     if progress is None or progress is False:

@@ -675,8 +675,11 @@ def build(
             stage = builder.run(target)
             final = host.images.add(stage.config, stage.layers, tags=list(tags))
     except BaseException:
-        with contextlib.suppress(Exception):
+        try:  # what the failed build made and nothing references
             host.images.gc()
+        except Exception as exc:  # noqa: BLE001 - the build's own error is the one to raise
+            log.warning("after the failed build, collecting what it left failed (wincontainers image gc "
+                        "removes it later): %s", exc)
         raise
     builder.output(f"Successfully built {final.short_id}\n")
     for tag in tags:

@@ -281,3 +281,15 @@ def test_any_entries_round_trip(files: list[tuple[str, bytes, int | None, int, b
         assert got.security == want.security and got.xattrs == want.xattrs
         if want.last_write_time is not None:
             assert got.times == want.times
+
+
+def test_block_sum_is_the_plain_byte_sum() -> None:
+    """The header checksum's fast sum (Adler-32 halves) equals summing the bytes, up to the
+    largest a block can hold."""
+    import random
+
+    from wincontainers.layerfile.tarstream import block_sum
+
+    rng = random.Random(7)
+    blocks = [bytes(512), b"\xff" * 512, bytes(range(256)) * 2] + [rng.randbytes(512) for _ in range(200)]
+    assert [block_sum(b) for b in blocks] == [sum(b) for b in blocks]

@@ -524,3 +524,18 @@ def test_share_modes_case_and_long_paths(host: Host, tmp_path: Path) -> None:
         api.create_file(deep, w32.GENERIC_WRITE, w32.CREATE_ALWAYS)
     assert caught.value.code == 206
     api.delete_file(path)
+
+
+def test_a_forgotten_file_is_closed_when_collected(host: Host, tmp_path: Path) -> None:
+    """No finalizer of ours: IOBase's calls close(), which closes the HANDLE (a second writer is
+    refused while it lives, and welcome after)."""
+    import gc
+
+    api = host.win32
+    path = w32.long_path(tmp_path / "forgotten.txt")
+    forgotten = api.create_file(path, w32.GENERIC_WRITE, w32.CREATE_NEW, share=0)
+    with pytest.raises(w32.SharingViolation):
+        api.create_file(path, w32.GENERIC_WRITE, w32.OPEN_EXISTING, share=w32.FILE_SHARE_ALL)
+    del forgotten
+    gc.collect()
+    api.create_file(path, w32.GENERIC_WRITE, w32.OPEN_EXISTING, share=w32.FILE_SHARE_ALL).close()

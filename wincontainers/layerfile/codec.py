@@ -284,6 +284,10 @@ class LayerReader:
         return self._hashing.count
 
 
+#: entries up to this size are written with one call (the rest in 1 MiB chunks)
+_ONE_WRITE = 1 << 16
+
+
 class _HashingWriter:
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -394,12 +398,28 @@ class LayerWriter:
         if kind is EntryKind.OTHER:
             raise ValueError(f"{entry.name}: {entry.typeflag!r} entries cannot be written into a Windows layer")
         out = self._out
+        head = header_block(name=entry.name, typeflag=typeflag, size=size if size < _MAX_OCTAL_11 else 0,
+                            mode=mode, mtime=mtime_field, linkname=link, prefix=prefix, raw_name=ustar_name)
         if records:
-            out.write(pax_block(entry.name, records))
-        out.write(header_block(name=entry.name, typeflag=typeflag, size=size if size < _MAX_OCTAL_11 else 0,
-                               mode=mode, mtime=mtime_field, linkname=link, prefix=prefix, raw_name=ustar_name))
-        if size:
+            head = pax_block(entry.name, records) + head
+        pad = b"\0" * ((-size) % BLOCK)
+        if not size:
+            out.write(head)
+        elif size <= _ONE_WRITE:  # most files: headers, data and padding hashed and written at once
             assert data is not None
+            parts = [head]
+            remaining = size
+            while remaining:  # a raw stream may give less than asked
+                chunk = data.read(remaining)
+                if not chunk:
+                    raise ValueError(f"{entry.name}: data ended {remaining} bytes early")
+                parts.append(chunk)
+                remaining -= len(chunk)
+            parts.append(pad)
+            out.write(b"".join(parts))
+        else:
+            assert data is not None
+            out.write(head)
             remaining = size
             while remaining:
                 chunk = data.read(min(1 << 20, remaining))
@@ -407,9 +427,7 @@ class LayerWriter:
                     raise ValueError(f"{entry.name}: data ended {remaining} bytes early")
                 out.write(chunk)
                 remaining -= len(chunk)
-            pad = (-size) % BLOCK
-            if pad:
-                out.write(b"\0" * pad)
+            out.write(pad)
         self.files += 1
         if self._progress is not None:
             self._progress(out.count, self.files)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import functools
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -101,6 +102,8 @@ _NAMESPACES = ("Files", "Hives", "UtilityVM")
 _LEGACY_MAX_PATH = 259  # C:\ + path + NUL = 260
 _MAX_PATH = 32767
 _MAX_COMPONENT = 255
+_DRIVE = re.compile(r"[A-Za-z]:")
+_SD_MEMO_BYTES = 1 << 22  # security descriptor bytes remembered per check, at most
 _MAX_SD = 65536
 _WSL_EAS = ("$LXUID", "$LXGID", "$LXMOD", "$LXDEV", "LXATTRB", "LXXATTR")
 #: PAX record (ours) carrying a raw reparse buffer that is neither a symlink nor a junction, so
@@ -196,9 +199,9 @@ def validate_name(name: str) -> list[tuple[str, str]]:
         problems.append(("unc-path", "the name is a UNC path"))
     elif name.startswith("/"):
         problems.append(("absolute-path", "the name is absolute"))
-    if re.match(r"^[A-Za-z]:", name):
+    if _DRIVE.match(name):
         problems.append(("drive-path", "the name starts with a drive letter"))
-    parts = [p for p in name.replace("\\", "/").split("/")]
+    parts = name.replace("\\", "/").split("/")
     if any(":" in part for part in parts[:-1]):
         problems.append(("colon", "a folder name contains ':'"))
     for i, part in enumerate(parts):
@@ -206,24 +209,34 @@ def validate_name(name: str) -> list[tuple[str, str]]:
             problems.append(("path-traversal", "a path component is '..'"))
         elif part == "." or (part == "" and 0 < i < len(parts) - 1):
             problems.append(("dot-component", "a path component is '.' or empty"))
-    units = len(name.encode("utf-16-le", "surrogatepass")) // 2
+    units = len(name) if name.isascii() else len(name.encode("utf-16-le", "surrogatepass")) // 2
     if units + 3 > _MAX_PATH:
         problems.append(("path-too-long", f"the path is {units} UTF-16 units long"))
     elif name.startswith("Files/") and units - len("Files/") + 3 > _LEGACY_MAX_PATH:
         windows = name[6:].replace("/", "\\")
         problems.append(("long-path", f"C:\\{windows} is {units - 3} characters long"))
     for part in parts:
-        base = part.split(":", 1)[0] if ":" in part else part
-        if len(part.encode("utf-16-le", "surrogatepass")) // 2 > _MAX_COMPONENT:
-            problems.append(("path-too-long", f"the component {shown(part[:30])}... is longer than 255 characters"))
-        stem = base.split(".", 1)[0].rstrip(" ")
-        if _RESERVED.match(stem):
-            problems.append(("reserved-name", f"{shown(part)} is a DOS device name"))
-        if base.endswith((".", " ")) and base not in (".", ".."):
-            problems.append(("trailing-dot-space", f"{shown(base)} ends with '.' or ' '"))
-        if _INVALID_CHARS.search(part):
-            problems.append(("invalid-character", f"{shown(part)} contains a character Windows forbids"))
+        problems.extend(_component_problems(part))
     return problems
+
+
+@functools.lru_cache(maxsize=4096)
+def _component_problems(part: str) -> tuple[tuple[str, str], ...]:
+    """What one path component breaks by itself (the names of a layer share most of theirs:
+    remembered)."""
+    problems = []
+    base = part.split(":", 1)[0] if ":" in part else part
+    units = len(part) if part.isascii() else len(part.encode("utf-16-le", "surrogatepass")) // 2
+    if units > _MAX_COMPONENT:
+        problems.append(("path-too-long", f"the component {shown(part[:30])}... is longer than 255 characters"))
+    stem = base.split(".", 1)[0].rstrip(" ")
+    if _RESERVED.match(stem):
+        problems.append(("reserved-name", f"{shown(part)} is a DOS device name"))
+    if base.endswith((".", " ")) and base not in (".", ".."):
+        problems.append(("trailing-dot-space", f"{shown(base)} ends with '.' or ' '"))
+    if _INVALID_CHARS.search(part):
+        problems.append(("invalid-character", f"{shown(part)} contains a character Windows forbids"))
+    return tuple(problems)
 
 
 def _namespace_problems(name: str) -> list[tuple[str, str]]:
@@ -259,6 +272,10 @@ class LayerChecker:
         self._has_system_hive = False
         self._reported: set[tuple[str, str]] = set()
         self._last_name: Optional[str] = None
+        #: security descriptor bytes -> what is wrong with them ("" nothing): a layer's files
+        #: share a handful, and parsing one for every entry was half the rules' time
+        self._sd_verdicts: dict[bytes, str] = {}
+        self._sd_memo_bytes = 0
 
     def add(self, path: str, rule: str, message: str) -> None:
         if (path, rule) in self._reported:
@@ -454,10 +471,18 @@ class LayerChecker:
             if len(entry.security) > _MAX_SD:
                 self.add(name, "oversized-metadata", f"security descriptor of {len(entry.security)} bytes")
             else:
-                try:
-                    SecurityDescriptor.from_bytes(entry.security)
-                except SecurityError as exc:
-                    self.add(name, "bad-security-descriptor", str(exc))
+                verdict = self._sd_verdicts.get(entry.security)
+                if verdict is None:
+                    try:
+                        SecurityDescriptor.from_bytes(entry.security)
+                        verdict = ""
+                    except SecurityError as exc:
+                        verdict = str(exc)
+                    if self._sd_memo_bytes + len(entry.security) <= _SD_MEMO_BYTES:
+                        self._sd_verdicts[entry.security] = verdict
+                        self._sd_memo_bytes += len(entry.security)
+                if verdict:
+                    self.add(name, "bad-security-descriptor", verdict)
         if sum(len(k) + len(v) + 9 for k, v in entry.xattrs.items()) > _MAX_SD:
             self.add(name, "oversized-metadata", "extended attributes over 64 KiB")
         if any(k.upper() in _WSL_EAS for k in entry.xattrs):

@@ -146,7 +146,8 @@ class TransportWriter:
             self.staging.mkdir(name)
             self.pending.directory_times.append((name, _times(entry)))
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
-        buffered = cast(IO[bytes], io.BufferedWriter(raw, 1 << 16))
+        # Sized to the entry, as the reader is: most are small, and 64 KiB each costs more.
+        buffered = cast(IO[bytes], io.BufferedWriter(raw, max(1 << 12, min(1 << 16, entry.size + 1024))))
         buffered.write(struct.pack("<I", _attributes(entry)))
         writer = BackupWriter(buffered)
         _metadata_streams(writer, entry)
@@ -390,13 +391,35 @@ def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: d
     with f:
         times = f.basic_info().times
         size, links, _directory = f.standard_info()
-        file_id = (0, 0) if is_dir else f.file_id()
         links = 1 if is_dir else links
-        # Sized to the file: most are small, and a 1 MiB buffer each costs more than reading them.
-        stream = io.BufferedReader(f, max(1 << 12, min(1 << 20, size)))
+        # The id matters for a file of several names, and for every file once one was seen (a
+        # consumed first name leaves its twin with one link): most layers never ask.
+        file_id = f.file_id() if not is_dir and (links > 1 or first_names) else (0, 0)
+        stream: IO[bytes]
+        if size <= _READ_WHOLE:  # most are small: one read, no buffer (nor its seeks) of its own
+            stream = io.BytesIO(_read_exactly(f, size))
+        else:
+            stream = cast(IO[bytes], io.BufferedReader(f, 1 << 20))
         (attributes,) = struct.unpack("<I", stream.read(4).ljust(4, b"\0"))
         yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,
                                    _entries_from_backup(rel, attributes, times, stream, is_dir))
+
+
+#: transport files up to this size are read whole (larger ones are streamed)
+_READ_WHOLE = 1 << 20
+
+
+def _read_exactly(f: "io.RawIOBase", size: int) -> bytes:
+    """``size`` bytes of ``f`` (fewer when it ends first), read into one buffer."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    done = 0
+    while done < size:
+        n = f.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return bytes(view[:done]) if done < size else bytes(buf)
 
 
 def _with_hardlinks(

@@ -1379,8 +1379,7 @@ WC_API BOOL GetFileInformationByHandleEx(HANDLE hFile, int FileInformationClass,
     k32_obj *o = file_of(hFile);
     if (!o) return fail(ERROR_INVALID_HANDLE);
     if (!lpFileInformation) return fail(ERROR_INVALID_PARAMETER);
-    struct stat st;
-    if (fstat(o->fd, &st)) return fail(errno_code(errno));
+    struct stat st; /* asked only by the classes that need the backing file's size or links */
     switch (FileInformationClass) {
     case FileBasicInfo: {
         if (dwBufferSize < sizeof(FILE_BASIC_INFO)) return fail(ERROR_BAD_LENGTH);
@@ -1397,6 +1396,7 @@ WC_API BOOL GetFileInformationByHandleEx(HANDLE hFile, int FileInformationClass,
     }
     case FileStandardInfo: {
         if (dwBufferSize < sizeof(FILE_STANDARD_INFO)) return fail(ERROR_BAD_LENGTH);
+        if (fstat(o->fd, &st)) return fail(errno_code(errno));
         FILE_STANDARD_INFO *s = lpFileInformation;
         memset(s, 0, sizeof *s);
         s->EndOfFile = o->directory ? 0 : (int64_t)st.st_size;

@@ -115,8 +115,14 @@ class _Stream:
         self.offset = 0
 
     def read(self, n: int) -> bytes:
-        chunks = []
-        while n:
+        data = self.src.read(n)
+        if len(data) == n:  # nearly always: the source is buffered
+            self.offset += n
+            return data
+        chunks = [data]
+        self.offset += len(data)
+        n -= len(data)
+        while n and data:
             data = self.src.read(n)
             if not data:
                 break

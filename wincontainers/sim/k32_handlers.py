@@ -25,7 +25,7 @@ from wincontainers.sim.leases import Lease
 from wincontainers.sim.calls import Call, Reply, api
 from wincontainers.sim import ntfs
 from wincontainers.sim.tokens import SID_ADMINISTRATORS
-from wincontainers.sim.winfs import describe
+from wincontainers.sim.winfs import describe, describe_stored
 from wincontainers.sim.winerror import (
     ERROR_ACCESS_DENIED,
     ERROR_INVALID_HANDLE,
@@ -202,7 +202,7 @@ def lease_listing(svc: Service, call: Call, lease_id: int) -> Reply:
     """What a leased folder holds, after an HCS call filled it: (generation, entries); a
     generation of 0 says the lease is over."""
     lease = svc.leases.get(lease_id, call.pid)
-    listed = svc.leases.listing(lease, describe, _stored) if lease is not None else None
+    listed = svc.leases.listing(lease, describe, _stored, describe_stored) if lease is not None else None
     if listed is None:
         return Reply(outs=[0, b""])
     return Reply(outs=list(listed))

@@ -266,26 +266,34 @@ class Leases:
             return False
 
     def listing(self, lease: Lease, describe: Callable[[bytes, os.stat_result, Any], tuple[int, Any, Any]],
-                metadata: Callable[[bytes], dict[str, Any]]) -> Optional[tuple[int, bytes]]:
+                metadata: Callable[[bytes], dict[str, Any]],
+                stored_only: Callable[[bool, Any], Optional[tuple[int, Any, Any]]]) -> Optional[tuple[int, bytes]]:
         """What the leased folder holds, for kernel32 to know it again after a call held the
         lease: (generation, packed entries), or None (the lease ended: a name kernel32 cannot
-        handle, or the folder is gone)."""
+        handle, or the folder is gone). ``describe`` gives what Windows shows of an entry from
+        its lstat and stored metadata; ``stored_only`` the same without a stat, where the store
+        holds all it needs (what an export wrote: a stat each was most of a listing's time)."""
         if not self.settle(lease, keep=True, hold=True):
             return None
         try:
             out = bytearray()
             stored = metadata(lease.host)
             skip = len(lease.host) + 1
-            for host, st in _walk(lease.host):
+            for host, directory, link in _walk(lease.host):
                 try:
                     text = host[skip:].decode("ascii").replace("/", "\\")
                 except UnicodeDecodeError:  # kernel32 keeps ASCII names only
                     self._abandon(lease)
                     return None
                 meta = stored.get(text.lower())
-                attributes, times, reparse = describe(host, st, meta)
+                shown = None if link else stored_only(directory, meta)
+                if shown is None:
+                    st = os.lstat(host)
+                    directory = stat.S_ISDIR(st.st_mode)
+                    shown = describe(host, st, meta)
+                attributes, times, reparse = shown
                 out += struct.pack("<H", len(text)) + text.encode("ascii")
-                out += _ENTRY.pack(int(stat.S_ISDIR(st.st_mode)), attributes, *times,
+                out += _ENTRY.pack(int(directory), attributes, *times,
                                    int(bool(meta is not None and meta.security)), int(reparse is not None))
         except OSError:
             self._abandon(lease)
@@ -356,32 +364,33 @@ def _paths_in(value: Any) -> Iterable[bytes]:
             yield from _paths_in(item)
 
 
-def _walk(root: bytes) -> Iterable[tuple[bytes, os.stat_result]]:
-    """Every entry below ``root`` (host path, lstat) in ``os.walk``'s order, top down: a
-    folder's subfolders (sorted; links to folders among them, not entered), then its files
-    (sorted), then each subfolder's in turn. One scandir per folder and no path arithmetic:
-    a listing of an export of many small files is the daemon's share of its time."""
+def _walk(root: bytes) -> Iterable[tuple[bytes, bool, bool]]:
+    """Every entry below ``root`` (host path, a folder?, a host link?) in ``os.walk``'s order,
+    top down: a folder's subfolders (sorted; links to folders among them, not entered), then
+    its files (sorted), then each subfolder's in turn. One scandir per folder and no stat: the
+    kinds come with the names."""
     pending = [root]
     while pending:
         top = pending.pop()
-        dirs: list[tuple[bytes, bytes, bool]] = []
-        files: list[tuple[bytes, bytes]] = []
+        dirs: list[tuple[bytes, bytes, bool, bool]] = []
+        files: list[tuple[bytes, bytes, bool]] = []
         with os.scandir(top) as it:
             for entry in it:
                 if entry.name.startswith(b".wcsim-"):
                     continue
+                link = entry.is_symlink()
                 try:
-                    is_dir = entry.is_dir()
+                    grouped_as_dir = entry.is_dir()  # as os.walk groups them: through links
                 except OSError:
-                    is_dir = False
-                if is_dir:
-                    dirs.append((entry.name, entry.path, not entry.is_symlink()))
+                    grouped_as_dir = False
+                if grouped_as_dir:
+                    dirs.append((entry.name, entry.path, not link, link))
                 else:
-                    files.append((entry.name, entry.path))
+                    files.append((entry.name, entry.path, link))
         dirs.sort()
         files.sort()
-        for _name, path, _enter in dirs:
-            yield path, os.lstat(path)
-        for _name, path in files:
-            yield path, os.lstat(path)
-        pending.extend(path for _name, path, enter in reversed(dirs) if enter)
+        for _name, path, real, link in dirs:
+            yield path, real, link
+        for _name, path, link in files:
+            yield path, False, link
+        pending.extend(path for _name, path, real, _link in reversed(dirs) if real)

@@ -163,6 +163,25 @@ def describe(host: Any, st: os.stat_result, meta: Optional[FileMeta]) -> tuple[i
     reparse = meta.reparse if meta is not None else None
     if stat.S_ISLNK(st.st_mode):
         reparse = lx_symlink(os.readlink(host))
+    # Reading does not move times here, as on NTFS since Vista: unset times are the last write.
+    write = unix_ns_to_filetime(st.st_mtime_ns)
+    fallback = (write, write, write, unix_ns_to_filetime(st.st_ctime_ns))
+    times = fallback if meta is None else tuple(
+        t if t is not None else f for t, f in zip((meta.creation, meta.access, meta.write, meta.change), fallback))
+    return _attributes_of(directory, meta, reparse), times, reparse  # type: ignore[return-value]
+
+
+def describe_stored(directory: bool, meta: Optional[FileMeta]) -> Optional[tuple[int, tuple[int, int, int, int],
+                                                                                  Optional[bytes]]]:
+    """:func:`describe` of an entry (not a host link) whose store holds all four times: what
+    Windows shows needs no stat then. None when it does."""
+    if meta is None or meta.creation is None or meta.access is None or meta.write is None or meta.change is None:
+        return None
+    times = (meta.creation, meta.access, meta.write, meta.change)
+    return _attributes_of(directory, meta, meta.reparse), times, meta.reparse
+
+
+def _attributes_of(directory: bool, meta: Optional[FileMeta], reparse: Optional[bytes]) -> int:
     attributes = meta.attributes if meta is not None and meta.attributes is not None else (
         FILE_ATTRIBUTE_DIRECTORY if directory else FILE_ATTRIBUTE_ARCHIVE)
     attributes = attributes or FILE_ATTRIBUTE_NORMAL
@@ -170,12 +189,7 @@ def describe(host: Any, st: os.stat_result, meta: Optional[FileMeta]) -> tuple[i
         attributes = (attributes | FILE_ATTRIBUTE_DIRECTORY) & ~FILE_ATTRIBUTE_NORMAL
     if reparse is not None:
         attributes = (attributes | FILE_ATTRIBUTE_REPARSE_POINT) & ~FILE_ATTRIBUTE_NORMAL
-    # Reading does not move times here, as on NTFS since Vista: unset times are the last write.
-    write = unix_ns_to_filetime(st.st_mtime_ns)
-    fallback = (write, write, write, unix_ns_to_filetime(st.st_ctime_ns))
-    times = fallback if meta is None else tuple(
-        t if t is not None else f for t, f in zip((meta.creation, meta.access, meta.write, meta.change), fallback))
-    return attributes, times, reparse  # type: ignore[return-value]
+    return attributes
 
 
 def privilege_bits(token: Token) -> int:

@@ -334,3 +334,24 @@ def test_threads_working_in_a_lease_while_another_process_settles_it(host: Host,
         assert sorted(names) == sorted(f"f{i}.bin" for i in range(150) if i % 3), n
         assert all(names[f"f{i}.bin"][4] == i for i in range(150) if i % 3)  # sizes
     remove_tree(api, top)
+
+
+def test_deleting_what_was_just_written_keeps_the_lease(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    """A file written without times (the daemon keeps its times) is deleted in the lease: a
+    DELETE-only handle reads no times, so the daemon need not be asked, and the lease goes on
+    (asking it once ended the lease, and every later call in the folder was a round trip)."""
+    api = host.win32
+    top = tmp_path / "written"
+    api.create_directory(w32.long_path(top))
+    for i in range(20):
+        with api.create_file(w32.long_path(top / f"f{i}.bin"), w32.GENERIC_WRITE, w32.CREATE_NEW) as f:
+            f.write(b"x" * i)
+    before = leases.leases()
+    for i in range(0, 20, 2):
+        api.delete_for_backup(w32.long_path(top / f"f{i}.bin"))
+    after = leases.leases()
+    assert after["settled"] == before["settled"], "a delete of a written file went to the daemon"
+    assert any(lease["folder"] == str(top) for lease in after["active"])
+    seen = snapshot(leases, top)  # another process: settles, and sees the deletions
+    assert sorted(seen) == sorted(f"f{i}.bin" for i in range(1, 20, 2))
+    remove_tree(api, top)

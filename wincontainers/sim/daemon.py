@@ -355,8 +355,13 @@ class Connection:
         """A kernel32 call with paths: the leases it reaches are settled first (leases.py)."""
         hosts = []
         for index in _PATH_ARGS.get(req.function, ()):
+            path = req.args[index] if index < len(req.args) else None
+            if req.function == "FindFirstFileExW" and isinstance(path, str):
+                # the folder listed: a pattern (``*``) is no name, and would touch nothing
+                cut = max(path.rfind("\\"), path.rfind("/"))
+                path = path[:cut] if cut > 0 else path
             try:
-                base, comps, _stream = self.service.files.parse(req.args[index], allow_stream=True)
+                base, comps, _stream = self.service.files.parse(path, allow_stream=True)
             except (Fail, IndexError, TypeError):
                 continue
             hosts.append(base.rstrip(b"/") + b"/" + "/".join(comps).encode("utf-8", "surrogatepass"))

@@ -682,7 +682,9 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
                 fd = -1;
             }
             created = fd >= 0;
-        } else if (n && !n->opens && !n->reparse && n->times != TIMES_UNKNOWN &&
+        } else if (n && !n->opens && !n->reparse &&
+                   /* times only the daemon knows matter to a handle that may read them */
+                   (n->times != TIMES_UNKNOWN || !(granted & FILE_READ_ATTRIBUTES)) &&
                    (disposition == OPEN_EXISTING || disposition == OPEN_ALWAYS) &&
                    (n->dir ? flags & FILE_FLAG_BACKUP_SEMANTICS && !delete_on_close
                            : !(n->has_attributes && n->attributes & FILE_ATTRIBUTE_READONLY &&

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers.cli import containers, host, images, layers, networks, sim
-from wincontainers.cli._common import EXIT_ERROR, one_line
+from wincontainers.cli._common import EXIT_ERROR, complain, one_line
 
 __all__ = ["main", "build_parser"]
 
@@ -105,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except errors.WincontainersError as exc:
-        print(f"wincontainers: {one_line(exc)}", file=sys.stderr)
+        complain(exc)
         return failed
     except KeyboardInterrupt:
         return 130

@@ -199,7 +199,8 @@ def fsck(store: "ImageStore", *, deep: bool = False, repair: bool = False) -> Fs
         return FsckReport(tuple(damaged or [str(exc)]), (), tuple(quarantined), tuple(repaired))
     found_errors = damaged + list(problems)
     garbage: list[str] = []
-    records = [r for r in map(store.chains.find, chains) if r]
+    found = {chain: store.chains.find(chain) for chain in chains}  # each record read once
+    records = [r for r in found.values() if r]
     for digest in sorted(blobs):
         path = store.blobs.path(digest)
         if not path.is_file():
@@ -210,7 +211,7 @@ def fsck(store: "ImageStore", *, deep: bool = False, repair: bool = False) -> Fs
         elif deep and file_digest(path) != digest:
             found_errors.append(f"blob {digest[:19]} does not hash to its name")
     for chain in sorted(chains):
-        record = store.chains.find(chain)
+        record = found[chain]
         if record is None:
             continue
         if record.folder is not None and not Path(record.folder).is_dir():
@@ -233,18 +234,17 @@ def fsck(store: "ImageStore", *, deep: bool = False, repair: bool = False) -> Fs
     garbage += [f"temporary file {p.name}" for p in sorted(store.tmp_dir.iterdir())
                 if not owned_by_live(p.name, store.process_alive)]
     garbage += [f"layer folder {name}: no layer record names it (an interrupted or lost import)"
-                for name in _orphan_folders(store, live)]
+                for name in _orphan_folders(store, live, _container_folders(store))]
     garbage += [f"leftover {p.name} in the layers folder" for p in store.layers.leftovers()]
     return FsckReport(tuple(found_errors), tuple(garbage), tuple(quarantined), tuple(repaired))
 
 
-def _orphan_folders(store: "ImageStore", live: LiveLeases) -> list[str]:
+def _orphan_folders(store: "ImageStore", live: LiveLeases, containers: set[str]) -> list[str]:
     """Layer folders no record points at: those a dead operation named in its lease, and
     those the store made whose record another process wrote first (unless a live operation
-    is still making them or a container runs on them); gc leaves alone the first kind too
-    while a container runs on one."""
+    is still making them or a container runs on them: ``containers``, the folders of
+    :func:`_container_folders`); gc leaves alone the first kind too while a container runs on one."""
     known = {_norm(r.folder) for r in store.chains.all() if r.folder}
-    containers = _container_folders(store)
     orphans = []
     for folders in live.stale.values():
         for folder in folders:
@@ -275,7 +275,7 @@ def gc(store: "ImageStore") -> GcReport:
         live = store.leases.live()
         # What killed operations left first: their folders would otherwise keep parents alive.
         containers = _container_folders(store)
-        for folder in _orphan_folders(store, live):
+        for folder in _orphan_folders(store, live, containers):
             if _norm(folder) not in containers:
                 store.destroy_folder(folder)
                 other.append(f"layer folder {folder}")

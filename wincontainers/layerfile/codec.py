@@ -288,6 +288,19 @@ class LayerReader:
 _ONE_WRITE = 1 << 16
 
 
+def _data_chunks(data: Optional[IO[bytes]], size: int, name: str) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of an entry's data, in pieces of up to 1 MiB (a raw stream may
+    give less than asked); a short source is an error naming the entry."""
+    remaining = size
+    while remaining:
+        assert data is not None
+        chunk = data.read(min(1 << 20, remaining))
+        if not chunk:
+            raise ValueError(f"{name}: data ended {remaining} bytes early")
+        yield chunk
+        remaining -= len(chunk)
+
+
 class _HashingWriter:
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -403,30 +416,12 @@ class LayerWriter:
         if records:
             head = pax_block(entry.name, records) + head
         pad = b"\0" * ((-size) % BLOCK)
-        if not size:
-            out.write(head)
-        elif size <= _ONE_WRITE:  # most files: headers, data and padding hashed and written at once
-            assert data is not None
-            parts = [head]
-            remaining = size
-            while remaining:  # a raw stream may give less than asked
-                chunk = data.read(remaining)
-                if not chunk:
-                    raise ValueError(f"{entry.name}: data ended {remaining} bytes early")
-                parts.append(chunk)
-                remaining -= len(chunk)
-            parts.append(pad)
-            out.write(b"".join(parts))
+        if size <= _ONE_WRITE:  # most entries: headers, data and padding hashed and written at once
+            out.write(b"".join([head, *_data_chunks(data, size, entry.name), pad]))
         else:
-            assert data is not None
             out.write(head)
-            remaining = size
-            while remaining:
-                chunk = data.read(min(1 << 20, remaining))
-                if not chunk:
-                    raise ValueError(f"{entry.name}: data ended {remaining} bytes early")
+            for chunk in _data_chunks(data, size, entry.name):
                 out.write(chunk)
-                remaining -= len(chunk)
             out.write(pad)
         self.files += 1
         if self._progress is not None:

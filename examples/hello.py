@@ -27,7 +27,7 @@ def main() -> int:
         result = container.run('cmd /S /C "echo hello"')
         print(f"output: {result.stdout.decode().strip()!r} (exit code {result.returncode})")
 
-        background = container.exec('cmd /S /C "sleep 30"')
+        background = container.exec("ping -n 30 localhost")
         print(f"{'PID':>8}  {'IMAGE':<14} PRIVATE WORKING SET")
         for process in container.top():
             print(f"{process.pid:>8}  {process.image:<14} {process.memory_private_bytes // 1024} kB")

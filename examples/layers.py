@@ -34,21 +34,19 @@ def cygwin_like_layer() -> bytes:
     return out.getvalue()
 
 
-# The simulated host runs a container's `cmd /c` lines with /bin/sh: the same job, said twice.
-WRITE = {"windows": 'cmd /S /C "mkdir app && echo hello from a layer> app\\hello.txt"',
-         "sim": 'cmd /S /C "mkdir -p app && echo hello from a layer> app/hello.txt"'}
-READ = {"windows": 'cmd /S /C "type C:\\app\\hello.txt"', "sim": 'cmd /S /C "cat app/hello.txt"'}
+# cmd lines, the same on Windows and on the simulated host (whose containers run its cmd).
+WRITE = 'cmd /S /C "mkdir app && echo hello from a layer> app\\hello.txt"'
+READ = 'cmd /S /C "type C:\\app\\hello.txt"'
 
 
 def main() -> int:
     host = Host.open() if "--real" in sys.argv else Host.open(sim=os.environ.get("WINCONTAINERS_SIM", "ws2019"))
     base = next(image for image in host.base_images() if image.name.lower() == "windowsservercore")
     work = Path(tempfile.mkdtemp(prefix="wincontainers-layers-"))
-    shell = "sim" if host.simulator is not None else "windows"
 
     with host.containers.create("windowsservercore", name=f"layers-{os.getpid()}") as container:
         container.start()
-        container.run(WRITE[shell], check=True)
+        container.run(WRITE, check=True)
         container.stop()
         changes = host.layers.export_tar(container.id, work / "changes.tar")
         print(f"exported the container's changes: {changes.entries} entries, {changes.size} bytes, {changes.diff_id}")
@@ -58,7 +56,7 @@ def main() -> int:
     try:
         with host.containers.create([str(layer.path), base.path], name=f"from-layer-{os.getpid()}") as container:
             container.start()
-            print(f"a container from it reads: {container.run(READ[shell]).stdout.decode().strip()!r}")
+            print(f"a container from it reads: {container.run(READ).stdout.decode().strip()!r}")
             container.stop()
     finally:
         host.layers.destroy(layer)

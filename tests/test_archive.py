@@ -93,7 +93,7 @@ def test_save_is_deterministic_and_survives_load_and_save(built: Host, other_sto
     assert again.read_bytes() == first.read_bytes()  # same layer digests, same bytes
     with built.containers.create(other_store.layer_folders(loaded)) as c:
         c.start()
-        assert c.run('cmd /S /C "cat app/app.exe"').stdout == b"compiled\n"
+        assert c.run('cmd /S /C "type app\\app.exe"').stdout == b"compiled\r\n"
         c.stop()
 
 

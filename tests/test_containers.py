@@ -20,7 +20,7 @@ def test_hello_world(host: Host, clean: SimulatedHost) -> None:
         c.start()
         result = c.run(HELLO)
         assert result.returncode == 0
-        assert result.stdout == b"hello\n"
+        assert result.stdout == b"hello\r\n"
         assert result.stderr == b""
         assert c.run(["cmd", "/S", "/C", "exit 3"]).returncode == 3
         assert c.stop().outcome == "graceful"
@@ -41,34 +41,34 @@ def test_main_process_and_wait(host: Host, clean: SimulatedHost) -> None:
 def test_stdin_stdout_stderr_and_text(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec("cmd /c \"read line; echo got:$line; echo err >&2\"", text=True)
+        p = c.exec('cmd /v:on /c "set /p line=& echo got:!line!& echo err>&2"', text=True)
         out, err = p.communicate("ping\n", timeout=30)
-        assert out == "got:ping\n"
+        assert out == "got:ping\n"  # text mode reads CRLF as a new line, as subprocess does
         assert err == "err\n"
         assert p.returncode == 0
-        r = c.run(["cmd", "/c", "cat"], input=b"x" * 300000)
-        assert r.stdout == b"x" * 300000
+        r = c.run('cmd /c findstr "^"', input=b"x" * 300000)
+        assert r.stdout == b"x" * 300000 + b"\r\n"
 
 
 def test_stdin_is_always_created_and_closing_it_ends_input(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec(["cmd", "/c", "wc -c"])
+        p = c.exec(["cmd", "/c", 'find /c /v ""'])
         assert p.stdin is not None
         p.stdin.write(b"12345")
         p.stdin.close()  # HCS CloseHandle(StdIn) + our handle: the process sees end of input
         assert p.wait(30) == 0
-        assert p.stdout is not None and p.stdout.read().strip() == b"5"
+        assert p.stdout is not None and p.stdout.read() == b"1\r\n"  # one line read, then the end
         p.close()
 
 
 def test_environment_and_workdir(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore", env={"GREETING": "hi"}) as c:
         c.start()
-        r = c.run('cmd /c "echo $GREETING $EXTRA; pwd"', env={"EXTRA": "there"}, workdir="C:\\Windows\\System32")
+        r = c.run('cmd /c "echo %GREETING% %EXTRA%& cd"', env={"EXTRA": "there"}, workdir="C:\\windows\\system32")
         first, second = r.stdout.decode().splitlines()
         assert first == "hi there"
-        assert second.endswith("/Windows/System32")
+        assert second == "C:\\windows\\system32"  # the working directory as the caller spelt it
 
 
 def test_workdir_missing_is_a_typed_error(host: Host, clean: SimulatedHost) -> None:
@@ -85,23 +85,24 @@ def test_workdir_missing_is_a_typed_error(host: Host, clean: SimulatedHost) -> N
 def test_console_mode(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec('cmd /c "test -t 1 && echo tty; stty size"', tty=True, console_size=(30, 100))
+        p = c.exec('cmd /c "echo out& echo err>&2& mode con"', tty=True, console_size=(30, 100))
         assert p.stderr is None  # a console merges stderr into stdout
         out, _ = p.communicate(timeout=30)
-        lines = out.replace(b"\r\n", b"\n").split(b"\n")
-        assert lines[0] == b"tty"
-        assert lines[1] == b"30 100"
+        lines = out.split(b"\r\n")
+        assert lines[:2] == [b"out", b"err"]  # CRLF as written, once each, in order
+        assert b"\n" not in out.replace(b"\r\n", b"")
+        assert b"    Lines:          30" in lines and b"    Columns:        100" in lines
 
 
 def test_console_resize(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec('cmd /c "read x; stty size"', tty=True, console_size=(24, 80))
+        p = c.exec('cmd /c "set /p x=& mode con"', tty=True, console_size=(24, 80))
         p.resize(50, 132)
         assert p.stdin is not None
         p.stdin.write(b"go\n")
         out, _ = p.communicate(timeout=30)
-        assert out.replace(b"\r\n", b"\n").splitlines()[-1] == b"50 132"
+        assert b"    Lines:          50\r\n    Columns:        132\r\n" in out
         with pytest.raises(BadInput):
             c.exec(HELLO).resize(10, 10)
 
@@ -109,32 +110,32 @@ def test_console_resize(host: Host, clean: SimulatedHost) -> None:
 def test_top_lists_processes_with_host_pids_images_and_memory(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec('cmd /c "sleep 30"')
+        p = c.exec('cmd /c "ping -n 30 localhost > nul"')
         deadline = time.monotonic() + 10
         while True:
             rows = c.top()
             images = {r.image for r in rows}
-            if "sleep.exe" in images or time.monotonic() > deadline:
+            if "PING.EXE" in images or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert "cmd.exe" in images and "sleep.exe" in images
+        assert "cmd.exe" in images and "PING.EXE" in images
         by_image = {r.image: r for r in rows}
         assert by_image["cmd.exe"].pid == p.pid
         for r in rows:
             if r.image != "tasklist.exe":  # TP3's top runs tasklist, which lists itself and ends
                 assert os.path.exists(f"/proc/{r.pid}"), "top reports host PIDs"
-        assert by_image["sleep.exe"].memory_private_bytes > 0
+        assert by_image["PING.EXE"].memory_private_bytes > 0
         p.kill()
         assert p.wait(30) == 1
 
 
 def test_stop_graceful_and_forced(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
-    with host.containers.create("windowsservercore", 'cmd /c "sleep 60"') as c:
+    with host.containers.create("windowsservercore", "ping -t localhost") as c:
         c.start()
         result = c.stop(timeout=10)
         assert result.outcome == "graceful"
         assert result.elapsed < 5
-    with host.containers.create("windowsservercore", 'cmd /c "sleep 60"') as c:
+    with host.containers.create("windowsservercore", "ping -t localhost") as c:
         c.start()
         sim.ignore_shutdown(c.id)
         started = time.monotonic()
@@ -158,8 +159,8 @@ def test_dropped_notifications_do_not_hang_waits(host: Host, sim: SimulatedHost,
         started = time.monotonic()
         c.start(timeout=10)
         # The process outlives its registration, so its exit notification is sent (and dropped).
-        r = c.run('cmd /S /C "sleep 0.3 && echo hello"', timeout=10)
-        assert r.stdout == b"hello\n"
+        r = c.run('cmd /S /C "ping -n 2 localhost > nul && echo hello"', timeout=10)
+        assert r.stdout == b"hello\r\n"
         result = c.stop(timeout=10)
         assert result.outcome == "graceful"
         assert time.monotonic() - started < 10
@@ -179,18 +180,19 @@ def test_pause_resume(host: Host, clean: SimulatedHost) -> None:
         assert c.status == "paused"
         c.resume()
         assert c.status == "running"
-        assert c.run(HELLO).stdout == b"hello\n"
+        assert c.run(HELLO).stdout == b"hello\r\n"
 
 
 def test_signals(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec('cmd /c "trap \'echo caught; exit 5\' INT; echo ready; while :; do sleep 0.05; done"')
-        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        p = c.exec("ping -t localhost")
+        assert p.stdout is not None and p.stdout.readline() == b"\r\n"
+        assert p.stdout.readline().startswith(b"Pinging localhost")
         if host.generation == 3:
             p.send_signal("CtrlC")
-            assert p.wait(30) == 5
-            assert p.stdout.read() == b"caught\n"
+            assert p.wait(30) == 0xC000013A  # STATUS_CONTROL_C_EXIT, after ping's own summary
+            assert p.stdout.read().endswith(b"Control-C\r\n")
         else:
             with pytest.raises(NotSupported) as info:
                 p.send_signal("CtrlC")
@@ -206,7 +208,7 @@ def test_stats(host: Host, clean: SimulatedHost) -> None:
             with pytest.raises(NotSupported):
                 c.stats()
             return
-        p = c.exec('cmd /c "sleep 5"')
+        p = c.exec("ping -n 5 localhost")
         stats = c.stats()
         assert stats.memory_commit_bytes > 0
         assert stats.uptime_seconds >= 0
@@ -260,24 +262,25 @@ def test_name_is_unique_and_get_finds_by_name_and_prefix(host: Host, clean: Simu
 def test_cli_run_prints_hello_and_propagates_exit_code(sim: SimulatedHost, clean: SimulatedHost) -> None:
     r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "echo hello", sim=sim)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == b"hello\n"
+    assert r.stdout == b"hello\r\n"
     r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "exit 3", sim=sim)
     assert r.returncode == 3
-    r = cli("run", "--rm", "-i", "-e", "A=1", "windowsservercore", "cmd", "/c", "cat; echo $A", sim=sim, input=b"in\n")
-    assert r.stdout == b"in\n1\n", r.stderr
+    r = cli("run", "--rm", "-i", "-e", "A=1", "windowsservercore", "cmd", "/c", "findstr .* & echo %A%", sim=sim,
+            input=b"in\n")
+    assert r.stdout == b"in\r\n1\r\n", r.stderr
     r = cli("run", "--rm", "-e", "BROKEN", "windowsservercore", "cmd", sim=sim)
     assert r.returncode == 125 and b"malformed environment variable" in r.stderr
 
 
 def test_container_from_another_process_is_listed_and_stopped(host: Host, sim: SimulatedHost) -> None:
-    c = host.containers.create("windowsservercore", 'cmd /c "sleep 100"', name="shared-one")
+    c = host.containers.create("windowsservercore", 'cmd /c "ping -n 100 localhost > nul"', name="shared-one")
     c.start()
     try:
         r = cli("ps", sim=sim)
         assert r.returncode == 0
         assert b"shared-one" in r.stdout
         r = cli("top", "shared-one", sim=sim)
-        assert b"sleep.exe" in r.stdout and str(c.process.pid).encode() in r.stdout  # type: ignore[union-attr]
+        assert b"PING.EXE" in r.stdout and str(c.process.pid).encode() in r.stdout  # type: ignore[union-attr]
         r = cli("stop", "-t", "5", "shared-one", sim=sim)
         assert r.returncode == 0 and b"graceful" in r.stdout, r.stderr
         assert c.process is not None and c.process.wait(30) is not None
@@ -300,7 +303,7 @@ def test_many_short_processes_keep_output_and_leak_nothing(host: Host, sim: Simu
         fds_before = len(os.listdir(fd_dir))
         for i in range(1000):
             r = c.run(f'cmd /S /C "echo line-{i}"')
-            assert r.stdout == f"line-{i}\n".encode(), (i, r)
+            assert r.stdout == f"line-{i}\r\n".encode(), (i, r)
             assert r.returncode == 0
         assert len(os.listdir(fd_dir)) <= fds_before + 2
         system_handles = 1 if host.generation != 1 else 0
@@ -331,14 +334,14 @@ def test_concurrent_containers(host: Host, sim: SimulatedHost, clean: SimulatedH
         t.join(120)
     assert not any(t.is_alive() for t in threads), "deadlock"
     assert not errors_seen, errors_seen
-    assert outputs == {i: f"{i}\n".encode() for i in range(20)}
+    assert outputs == {i: f"{i}\r\n".encode() for i in range(20)}
     assert not list(host.records.all())
 
 
 def test_wait_timeout_and_kill(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
-        p = c.exec('cmd /c "sleep 30"')
+        p = c.exec("ping -n 30 localhost")
         with pytest.raises(TimeoutExpired):
             p.wait(0.2)
         assert p.poll() is None

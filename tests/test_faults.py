@@ -27,7 +27,7 @@ def scenario(host: Host) -> None:
     with host.containers.create("windowsservercore", name="faulty") as c:
         c.start(timeout=20)
         result = c.run('cmd /S /C "echo hello"', timeout=20)
-        assert result.stdout == b"hello\n"
+        assert result.stdout == b"hello\r\n"
         assert result.returncode == 0
         c.stop(timeout=5)
 
@@ -102,7 +102,7 @@ def test_create_failure_names_the_step_and_leaves_nothing(host: Host, sim: Simul
 
 
 def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> None:
-    c = host.containers.create("windowsservercore", 'cmd /c "sleep 60"')
+    c = host.containers.create("windowsservercore", "ping -t localhost")
     c.start()
     try:
         sim.stop()

@@ -73,8 +73,9 @@ def _image_files(host: Host, image: str) -> tuple[list[str], bytes]:
     """The names under ``C:\\x`` that are not folders (links included), and all their data."""
     with host.containers.create(image) as c:
         c.start()
-        names = c.run('cmd /S /C "find x ! -type d | sort"').stdout.decode().split()
-        data = c.run('cmd /S /C "find x -type f -exec cat {} +"').stdout
+        listing = c.run('cmd /S /C "dir /s /b /a-d x"').stdout.decode().split("\r\n")
+        names = sorted(line[3:].replace("\\", "/") for line in listing if line)
+        data = c.run('cmd /S /C "for /r x %f in (*) do @type "%f""').stdout
         c.stop()
     return names, data
 

@@ -130,14 +130,14 @@ def test_fsck_finds_what_is_broken(store_host: Host) -> None:
 def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -> None:
     with store_host.containers.create("windowsservercore", name="committed") as c:
         c.start()
-        assert c.run('cmd /S /C "mkdir -p app && echo v1> app/v.txt && rm -rf Users"').returncode == 0
+        assert c.run('cmd /S /C "mkdir app && echo v1> app\\v.txt && rd /s /q Users"').returncode == 0
         before = list(store_host.images.list())
         with pytest.raises(errors.InvalidState) as refused:
             commit(c, "app:1")
         assert "stop=True" in str(refused.value) and c.status == "running"
         assert store_host.images.list() == before
         image = commit(c, "app:1", stop=True, restart=True, message="first", author="me",
-                       changes=['CMD ["cmd", "/S", "/C", "cat v.txt"]', "ENV GREETING=hi", "WORKDIR /app",
+                       changes=['CMD ["cmd", "/S", "/C", "type v.txt"]', "ENV GREETING=hi", "WORKDIR /app",
                                 "EXPOSE 80"])
         assert c.status == "running"
         assert image.container_config["WorkingDir"] == "C:\\app"
@@ -150,7 +150,7 @@ def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -
             commit(c, "x", changes=["RUN echo no"])
     with store_host.containers.create("app:1") as child:
         child.start()
-        out = child.run('cmd /S /C "cat v.txt; echo $GREETING; ls C:/ | grep -c Users || true"').stdout
+        out = child.run('cmd /S /C "type v.txt & echo %GREETING% & dir /b C:\\ | find /c "Users""').stdout
         assert out.split() == [b"v1", b"hi", b"0"]
         child.stop()
 
@@ -256,7 +256,7 @@ def test_docker_store_images_are_used_in_place(store_host: Host, tmp_path: Path)
         assert all(f.startswith(str(tmp_path / "docker" / "windowsfilter")) for f in folders)
         with store_host.containers.create("dockerapp:1.0") as c:
             c.start()
-            assert c.run("cmd /S /C \"echo $FROM_DOCKER; cat 'Program Files/App/app.txt'\"").stdout.split() == [
+            assert c.run('cmd /S /C "echo %FROM_DOCKER% & type "Program Files\\App\\app.txt""').stdout.split() == [
                 b"1", b"hello"]
             c.stop()
         context = tmp_path / "ctx"
@@ -282,7 +282,7 @@ def test_image_commands(store_host: Host, sim: SimulatedHost) -> None:
 
     assert cli("run", "--name", "cli-commit", "windowsservercore", "cmd", "/S", "/C", "echo hi> hi.txt",
                sim=sim).returncode == 0
-    committed = cli("commit", "-m", "say hi", "-c", 'CMD ["cmd", "/S", "/C", "cat hi.txt"]', "cli-commit", "hi:1",
+    committed = cli("commit", "-m", "say hi", "-c", 'CMD ["cmd", "/S", "/C", "type hi.txt"]', "cli-commit", "hi:1",
                     sim=sim)
     assert committed.returncode == 0, committed.stderr
     image_id = committed.stdout.decode().strip()
@@ -292,8 +292,8 @@ def test_image_commands(store_host: Host, sim: SimulatedHost) -> None:
     history = cli("history", "hi:1", sim=sim).stdout.decode()
     assert "say hi" in history and "Apply image" in history
     inspected = json.loads(cli("inspect", "hi:1", sim=sim).stdout)
-    assert inspected[0]["Id"] == image_id and inspected[0]["Config"]["Cmd"] == ["cmd", "/S", "/C", "cat hi.txt"]
-    assert cli("run", "--rm", "hi:1", sim=sim).stdout == b"hi\n"
+    assert inspected[0]["Id"] == image_id and inspected[0]["Config"]["Cmd"] == ["cmd", "/S", "/C", "type hi.txt"]
+    assert cli("run", "--rm", "hi:1", sim=sim).stdout == b"hi\r\n"
     assert cli("tag", "hi:1", "hello:latest", sim=sim).returncode == 0
     assert cli("rmi", "hi:1", sim=sim).stdout == b"Untagged: hi:1\n"
     assert cli("rm", "cli-commit", sim=sim).returncode == 0

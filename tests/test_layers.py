@@ -485,8 +485,8 @@ def _entries(tar: bytes) -> dict[str, tuple[LayerEntry, bytes]]:
 def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     with host.containers.create("windowsservercore", name="changes") as c:
         c.start()
-        result = c.run('cmd /S /C "mkdir -p data && echo hello> data/new.txt && rm -rf Users && '
-                       'echo changed> Windows/win.ini"')
+        result = c.run('cmd /S /C "mkdir data && echo hello> data\\new.txt && rd /s /q Users && '
+                       'echo changed> Windows\\win.ini"')
         assert result.returncode == 0, result
         with pytest.raises(errors.InvalidState) as running:
             host.layers.export_tar(c.id, tmp_path / "running.tar")
@@ -495,8 +495,8 @@ def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: Sim
         out = tmp_path / "changes.tar"
         first = host.layers.export_tar(c.id, out)
         entries = _entries(out.read_bytes())
-        assert entries["Files/data/new.txt"][1] == b"hello\n"
-        assert entries["Files/Windows/win.ini"][1] == b"changed\n"
+        assert entries["Files/data/new.txt"][1] == b"hello \r\n"  # the space before && is echoed
+        assert entries["Files/Windows/win.ini"][1] == b"changed\r\n"
         assert entries["Files/.wh.Users"][0].kind is EntryKind.WHITEOUT
         assert "Files/Program Files" not in entries  # unchanged content is not part of the diff
         assert {n for n in entries if n.startswith("Hives/")} >= {"Hives/Software_Delta", "Hives/System_Delta"}
@@ -508,10 +508,13 @@ def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: Sim
         assert [v["prepared"] for v in volumes] == [True]
 
 
-def test_a_wsl_symlink_in_a_container_is_refused_by_name(host: Host, tmp_path: Path) -> None:
+def test_a_wsl_symlink_in_a_container_is_refused_by_name(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     with host.containers.create("windowsservercore", name="lx") as c:
         c.start()
-        assert c.run('cmd /S /C "mkdir -p bin && ln -s /usr/bin/vim bin/vi && echo x> bin/ok.txt"').returncode == 0
+        assert c.run('cmd /S /C "mkdir bin && echo x> bin\\ok.txt"').returncode == 0
+        # What WSL leaves in a container's file system: a POSIX symlink (an LX reparse point).
+        root = Path(next(s["root"] for s in sim.objects()["systems"] if s["id"] == c.id))
+        os.symlink("/usr/bin/vim", root / "bin" / "vi")
         c.stop()
         dest = tmp_path / "lx.tar"
         with pytest.raises(ExportRefused) as info:

@@ -66,7 +66,7 @@ def test_forced_generation_on_ws2019_uses_vmcompute(sim_roots: dict[str, Simulat
     assert host.generation == 2
     with host.containers.create("windowsservercore") as c:
         c.start()
-        assert c.run('cmd /S /C "echo via-vmcompute"').stdout == b"via-vmcompute\n"
+        assert c.run('cmd /S /C "echo via-vmcompute"').stdout == b"via-vmcompute\r\n"
     assert "HcsCreateComputeSystem" in sim.calls(clear=True)
 
 
@@ -153,7 +153,7 @@ def test_gen3_operations(sim_roots: dict[str, SimulatedHost]) -> None:
         again = cc.call("HcsSetComputeSystemCallback", handle, 0, library.Binding.context(1),
                         system.driver.callback)[0]  # type: ignore[attr-defined]
         assert again == 0x80370119  # one callback per handle
-        c.exec('cmd /c "sleep 30"')
+        c.exec("ping -n 30 localhost")
         sim.ignore_shutdown(c.id)
         op = cc.call("HcsCreateOperation", None, None)[0]
         try:

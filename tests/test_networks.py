@@ -266,7 +266,7 @@ def test_cli_network_commands_run_publish_and_inspect(net_host: Host, sim: Simul
     assert re.search(rf"^\S+\s+{net}\s+nat\s", listed, re.M), listed
     run = cli("run", "--name", "clirun", "-p", "18082:80", "--network", net, "windowsservercore",
               "cmd", "/S", "/C", "echo up", sim=sim)
-    assert run.returncode == 0 and run.stdout == b"up\n", run.stderr
+    assert run.returncode == 0 and run.stdout == b"up\r\n", run.stderr
     inspected = json.loads(cli("inspect", "clirun", sim=sim).stdout)
     settings = inspected[0]["NetworkSettings"]
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18082"}]}

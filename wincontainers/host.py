@@ -177,4 +177,6 @@ class Host:
             "schema_versions": [f"{v.get('Major')}.{v.get('Minor')}" for v in props.get("SupportedSchemaVersions", [])],
             "base_images": [f"{i.name} {i.version}" for i in self.base_images()],
             "containers": len(list(self.records.all())),
+            # The simulated host confines its containers' processes with bubblewrap when it can.
+            "confinement": (self.simulator.status() or {}).get("confinement") if self.simulator else None,
         }

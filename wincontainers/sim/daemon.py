@@ -40,6 +40,7 @@ from wincontainers.sim.wire import dumps
 from wincontainers.sim import ntfs, wire
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.private import open_private, private_folder
+from wincontainers.sim import sandbox
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.calls import HANDLERS, PENDING, Api, Call, Reply, close_fd
 from wincontainers.sim.service import Service
@@ -481,6 +482,8 @@ class Daemon:
         self.socket_path = socket_path
         self.profile = profile
         self.service = Service(root, socket_path, elevated=elevated)
+        if profile in PROFILES:
+            self.service.version = PROFILES[profile].version
         self.connections: set[Connection] = set()
         self.refused = 0  # connections refused at the limit (MAX_CONNECTIONS)
         self.win32_connections: set[Connection] = set()
@@ -619,6 +622,7 @@ class Daemon:
         if op == "ping":
             return {"pid": os.getpid(), "root": str(self.root), "started": self.started,
                     "clients": len(self.connections), "profile": self.profile,
+                    "confinement": sandbox.confinement(),
                     "user": "admin" if svc.tokens.default_elevated else "standard"}
         if op == "shutdown":
             return {"pid": os.getpid()}

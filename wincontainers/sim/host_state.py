@@ -23,11 +23,7 @@ from wincontainers.sim.network import Networks
 from wincontainers.sim.tokens import Tokens
 from wincontainers.sim.winfs import WinFs, privilege_bits
 
-__all__ = ["HostState", "TOOLS"]
-
-
-#: Windows tools the simulated containers get (wincontainers.sim.commands).
-TOOLS = ("tasklist", "ver", "hostname", "ipconfig", "ping")
+__all__ = ["HostState"]
 
 
 class HostState:
@@ -53,23 +49,11 @@ class HostState:
         self.document_log: dict[int, list[dict[str, Any]]] = {}
         self.misuse: dict[int, list[str]] = {}
         self.host_networks: dict[str, Networks] = {}
-        self.bin_dir = root / "daemon" / "bin"
-        self._write_tools()
+        self.version = "10.0"  # the profile's build, as `ver` shows it (set by the daemon)
+        self.zygote_log = root / "daemon" / "processes.log"
 
     def _volume_content(self, guid: str) -> Optional[Path]:
         """``\\\\?\\Volume{guid}\\`` -> the folder that plays that mounted sandbox volume."""
         with self.lock:
             vol = self.storage.volumes.get(guid.lower())
             return vol.content if vol is not None else None
-
-    def _write_tools(self) -> None:
-        """Shell shims so `cmd /c tasklist` finds the simulated Windows tools on PATH."""
-        self.bin_dir.mkdir(parents=True, exist_ok=True)
-        package_parent = Path(__file__).resolve().parents[2]
-        for tool in TOOLS:
-            shim = self.bin_dir / tool
-            text = (f'#!/bin/sh\nPYTHONPATH="{package_parent}${{PYTHONPATH:+:$PYTHONPATH}}" '
-                    f'exec "{sys.executable}" -m wincontainers.sim.commands {tool} "$@"\n')
-            if not shim.exists() or shim.read_text() != text:
-                shim.write_text(text)
-                shim.chmod(0o755)

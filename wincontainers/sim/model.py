@@ -15,7 +15,6 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from wincontainers.sim.wire import dumps
 from wincontainers.sim import winproc
 
 if TYPE_CHECKING:
+    from wincontainers.sim.sandbox import ChildProcess, Zygote
     from wincontainers.sim.daemon import Connection
 
 __all__ = ["Handle", "ComputeSystem", "SimProcess", "NOTIFICATIONS", "EVENTS"]
@@ -63,7 +63,7 @@ class Handle:
 @attrs.define(eq=False)
 class SimProcess:
     system: "ComputeSystem"
-    popen: "subprocess.Popen[bytes]"
+    child: "ChildProcess"
     pid: int
     image_name: str
     command_line: str
@@ -126,6 +126,8 @@ class ComputeSystem:
     shutting_down: bool = False
     exited_cpu_100ns: int = 0
     peak_commit: int = 0
+    mounts: dict[str, str] = attrs.field(factory=dict)  # mapped folders: inside (``a/b``) -> host
+    zygote: Optional["Zygote"] = None  # its process starter (wincontainers.sim.sandbox)
 
     def sessions(self) -> list[int]:
         return [p.pid for p in self.processes.values() if not p.exited.is_set()]

@@ -18,7 +18,11 @@ import termios
 import threading
 from typing import Any, Optional
 
-from wincontainers.sim import winproc
+from wincontainers.sim.sandbox import Zygote
+from wincontainers.sim.shell import entry, tools
+from wincontainers.sim.shell.environment import Environment, windows_environment
+from wincontainers.sim.shell.textio import CommandError
+from wincontainers.sim.shell.winpaths import ContainerFs
 from wincontainers.sim.calls import (
     E_INVALIDARG,
     ERROR_BROKEN_PIPE,
@@ -62,27 +66,32 @@ class Processes(Systems):
                 raise call.fail("INVALID_STATE", f"cannot create a process in a compute system that is {system.state}")
         console = bool(get_key(params, "EmulateConsole", default=False))
         cwd_text = get_key(params, "WorkingDirectory") or "C:\\"
-        cwd = winproc.resolve_container_path(system.root, str(cwd_text))
-        if not cwd.is_dir():
-            raise Fail(ERROR_DIRECTORY, f"working directory {cwd_text!r} does not exist in the container")
-        env = self._environment(system, get_key(params, "Environment", default={}) or {}, console)
         try:
-            argv, image = winproc.translate_command(str(command_line), system.root, env["PATH"])
-        except winproc.CommandNotFound as exc:
+            fs = ContainerFs(system.root, str(cwd_text), system.mounts)
+            cwd_windows = fs.cwd
+            if not fs.is_dir(cwd_windows):
+                raise CommandError("not a folder")
+        except CommandError:
+            raise Fail(ERROR_DIRECTORY, f"working directory {cwd_text!r} does not exist in the container") from None
+        user = str(get_key(params, "User", default="") or "")
+        env = self._environment(system, get_key(params, "Environment", default={}) or {}, user)
+        try:
+            image = entry.image_for(str(command_line), system.root, env)
+        except entry.ProgramNotFound as exc:
             raise Fail(ERROR_FILE_NOT_FOUND, f"cannot find {str(exc) or command_line!r} in the container") from None
 
         want_in, want_out, want_err = pipes
         parent_fds: list[Optional[int]] = [None, None, None]
         child_fds: list[Optional[int]] = [None, None, None]
         master = slave = None
-        tty_path = None
+        null_fd = None
         try:
             if console:
                 master, slave = pty.openpty()
+                _raw_output(slave)
                 size = get_key(params, "ConsoleSize")
                 if isinstance(size, list) and len(size) == 2 and all(size):
                     set_winsize(master, int(size[0]), int(size[1]))
-                tty_path = os.ttyname(slave)
                 child_fds = [slave, slave, slave]
                 if want_in:
                     parent_fds[0] = os.dup(master)
@@ -99,21 +108,26 @@ class Processes(Systems):
                 if want_err:
                     r, w = os.pipe()
                     parent_fds[2], child_fds[2] = r, w
-            popen = winproc.spawn(
-                argv, cwd=cwd, env=env, stdin=child_fds[0], stdout=child_fds[1], stderr=child_fds[2],
-                tty_path=tty_path,
-            )
+            null_fd = os.open(os.devnull, os.O_RDWR)
+            stdio = tuple(fd if fd is not None else null_fd for fd in child_fds)
+            request = {
+                "command_line": str(command_line), "root": str(system.root), "cwd": cwd_windows,
+                "env": env, "console": console, "socket": str(self.socket_path), "system": system.id,
+                "hostname": system.hostname.upper(), "version": self.version, "mounts": system.mounts,
+                "image": image,
+            }
+            child = self.zygote_of(system).spawn(request, stdio)  # type: ignore[arg-type]
         except OSError as exc:
             for fd in (*parent_fds, master):
                 if fd is not None:
                     close_fd(fd)
             raise Fail(0x80004005, f"starting {command_line!r} failed: {exc}") from None
         finally:
-            for fd in set(child_fds):
+            for fd in {*child_fds, null_fd}:
                 if fd is not None:
                     close_fd(fd)
         proc = SimProcess(
-            system=system, popen=popen, pid=popen.pid, image_name=image, command_line=str(command_line),
+            system=system, child=child, pid=child.pid, image_name=image, command_line=str(command_line),
             console=console,
         )
         if master is not None:
@@ -128,34 +142,29 @@ class Processes(Systems):
         mask = sum(1 << i for i, fd in enumerate(parent_fds) if fd is not None)
         return proc, [fd for fd in parent_fds if fd is not None], mask
 
-    def _environment(self, system: ComputeSystem, requested: Any, console: bool) -> dict[str, str]:
-        host_path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env = {
-            "PATH": f"{self.bin_dir}:{host_path}",
-            "COMPUTERNAME": system.hostname.upper(),
-            "USERNAME": "ContainerAdministrator",
-            "USERPROFILE": "C:\\Users\\ContainerAdministrator",
-            "SystemRoot": "C:\\Windows",
-            "HOME": str(system.root),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "WCSIM_SOCKET": str(self.socket_path),
-            "WCSIM_CONTAINER": system.id,
-        }
-        if console:
-            env["TERM"] = "xterm"
+    def _environment(self, system: ComputeSystem, requested: Any, user: str) -> dict[str, str]:
+        """A Windows container's environment: the system's variables, what ``setx`` saved in the
+        container, then the ones the caller asked for."""
+        merged = Environment(windows_environment(system.hostname, user))
+        for key, value in tools.persisted_environment(system.root).items():
+            merged.set(key, value)
         if isinstance(requested, dict):
-            for key, value in requested.items():
-                value = "" if value is None else str(value)
-                if key.upper() == "PATH" and (";" in value or "\\" in value):
-                    env["WCSIM_WINDOWS_PATH"] = value  # a Windows PATH cannot find host programs
-                    continue
-                env[str(key)] = value
-        return env
+            for key, value in list(requested.items())[:4096]:
+                merged.set(str(key), "" if value is None else str(value))
+        return merged.as_dict()
+
+    def zygote_of(self, system: ComputeSystem) -> Zygote:
+        """The container's process starter (made on its first process)."""
+        with self.lock:
+            if system.zygote is None:
+                system.zygote = Zygote(system.root, self.socket_path, system.hostname, self.zygote_log,
+                                       mounts=list(system.mounts.values()))
+            return system.zygote  # type: ignore[no-any-return]
 
     def _reap(self, proc: SimProcess) -> None:
-        code = proc.popen.wait()
+        code = proc.child.wait()
         with self.lock:
-            proc.exit_code = winproc.exit_code_from_status(code)
+            proc.exit_code = code
             proc.exited.set()
             proc.close_kept()
             system = proc.system
@@ -238,6 +247,16 @@ class Processes(Systems):
         if proc.killed_by_terminate and system.exit_type == "ForcedExit":
             raise Fail(ERROR_BROKEN_PIPE, "the compute system was terminated")
         return proc.exit_code or 0
+
+
+def _raw_output(fd: int) -> None:
+    """The console's output as written: the programs write CRLF themselves, as Windows ones do."""
+    try:
+        attrs_ = termios.tcgetattr(fd)
+        attrs_[1] &= ~termios.ONLCR
+        termios.tcsetattr(fd, termios.TCSANOW, attrs_)
+    except termios.error:
+        pass
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from wincontainers.sim import storage as st
-from wincontainers.sim import winproc
 from wincontainers.sim.calls import E_INVALIDARG, Call, get_key, loads_document
 from wincontainers.sim.faults import Fail
 from wincontainers.sim.model import ComputeSystem
 from wincontainers.sim.profiles import PROFILES
+from wincontainers.sim.shell.textio import CommandError
+from wincontainers.sim.shell.winpaths import ContainerFs
 from wincontainers.sim.system_networks import SystemNetworks
 from wincontainers.sim.wire import dumps
 
@@ -154,7 +155,12 @@ class Systems(SystemNetworks):
             inside = get_key(entry, "ContainerPath")
             if not host or not inside:
                 continue
-            target = winproc.resolve_container_path(system.root, inside)
+            try:
+                fs = ContainerFs(system.root)
+                target = fs.host(str(inside), follow_last=False)
+            except CommandError:
+                continue
+            system.mounts[os.path.relpath(target, system.root).replace(os.sep, "/")] = str(host)
             if target.exists() or target.is_symlink():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -243,9 +249,12 @@ class Systems(SystemNetworks):
                 net.system_stopped(system.id)
             for proc in system.processes.values():
                 proc.close_kept()
+            zygote, system.zygote = system.zygote, None
             handles = list(system.handles)
             if not handles:
                 self.systems.pop(system.id.lower(), None)
             system.stopped.set()
+        if zygote is not None:
+            zygote.close()
         status = dumps({"Status": 0, "ExitType": exit_type})
         self.notify(handles, "SystemExited", 0, status)

@@ -249,6 +249,10 @@ CASES: list[tuple[str, Expected, Expected, int]] = [
     ("e.bat", "\nC:\\t>echo hi\nhi\n", "", 0),
     ("> g.cmd echo @goto nowhere", "", "", 0),
     ("g.cmd", "", "The system cannot find the batch label specified - nowhere\n", 1),
+    # a Windows program in the container that the simulator cannot run
+    ("echo MZ> fake.exe", "", "", 0),
+    ("fake.exe", "", NOT_RECOGNIZED.format("fake.exe") + "not simulated: C:\\t\\fake.exe is a Windows program; "
+     "the simulated host runs cmd, powershell (a subset) and the tools listed in docs/simulator.md\n", 9009),
     # setx: later processes of the container see what it saved
     ("setx GREETING hi", "\nSUCCESS: Specified value was saved.\n", "", 0),
     ("echo %GREETING%", "hi\n", "", 0),
@@ -371,4 +375,87 @@ def test_a_container_cannot_see_the_hosts_files(host: Host, sim: SimulatedHost, 
             # Even code that escapes the interpreter's paths finds no host file system there.
             probe = c.run('powershell -c "Test-Path C:\\Windows"')
             assert probe.stdout == b"True\r\n"
+        c.stop()
+
+
+def test_output_appears_once_and_in_order_in_pipe_and_console_mode(host: Host, clean: SimulatedHost) -> None:
+    script = "for /l %i in (1,1,200) do @(echo out %i& echo err %i>&2)"
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        piped = c.run(f'cmd /c "{script}"')
+        assert piped.stdout == b"".join(b"out %d\r\n" % i for i in range(1, 201))
+        assert piped.stderr == b"".join(b"err %d\r\n" % i for i in range(1, 201))
+        console = c.exec(f'cmd /c "{script}"', tty=True)
+        out, _ = console.communicate(timeout=60)
+        assert out == b"".join(b"out %d\r\nerr %d\r\n" % (i, i) for i in range(1, 201))
+        c.stop()
+
+
+def test_a_program_the_simulator_cannot_run_exits_9009_saying_so(host: Host, clean: SimulatedHost) -> None:
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        assert c.run('cmd /c "md C:\\app & echo MZ> C:\\app\\server.exe"').returncode == 0
+        r = c.run("C:\\app\\server.exe --port 80")
+        assert r.returncode == 9009 and b"not simulated: C:\\app\\server.exe" in r.stderr
+        c.stop()
+
+
+def test_confinement_is_probed_and_can_be_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wincontainers.sim import sandbox
+
+    monkeypatch.setenv("WCSIM_NO_BWRAP", "1")
+    assert sandbox._probe() == "none: WCSIM_NO_BWRAP is set"  # noqa: SLF001 - the probe itself
+    monkeypatch.delenv("WCSIM_NO_BWRAP")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sandbox._probe() == "none: bubblewrap (bwrap) is not installed"  # noqa: SLF001
+
+
+def test_a_confined_process_has_no_host_files_in_its_namespace(host: Host, sim: SimulatedHost, clean: SimulatedHost,
+                                                                 tmp_path: Path) -> None:
+    info = host.info()
+    assert info["confinement"] == "bubblewrap" or str(info["confinement"]).startswith("none: ")
+    if info["confinement"] != "bubblewrap":
+        pytest.skip(f"bubblewrap cannot confine here ({info['confinement']}); .ci/run installs it")
+    canary = tmp_path / "canary.txt"
+    canary.write_text("host secret")
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        p = c.exec("ping -t localhost")
+        root = Path(next(s["root"] for s in sim.objects()["systems"] if s["id"] == c.id))
+        seen = Path(f"/proc/{p.pid}/root")  # the process's own view of the file system
+        assert (seen / str(root).lstrip("/") / "Windows").is_dir()
+        assert not (seen / str(canary).lstrip("/")).exists()
+        assert not (seen / "etc" / "passwd").exists() and not (seen / "home").exists()
+        p.kill()
+        c.stop()
+
+
+def test_a_build_step_cannot_read_the_hosts_files(host: Host, clean: SimulatedHost, tmp_path: Path) -> None:
+    from wincontainers.build import BuildStepFailed, build
+
+    canary = tmp_path / "canary.txt"
+    canary.write_text("host secret")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    windows = str(canary).replace("/", "\\")
+    (context / "Dockerfile").write_text(f"FROM windowsservercore\nRUN type C:{windows} & type ..\\..\\..{windows}\n")
+    with pytest.raises(BuildStepFailed) as failed:
+        build(host, context, tags=["canary:1"], output=lambda _t: None)
+    message = str(failed.value)
+    assert "host secret" not in message
+    assert message.count("The system cannot find the path specified.") == 2, message
+
+
+def test_cmd_without_c_is_an_interactive_shell(host: Host, clean: SimulatedHost) -> None:
+    with host.containers.create("windowsservercore") as c:
+        c.start()
+        piped = c.run("cmd", input=b"cd Windows\r\necho %CD%\r\nexit 4\r\n")
+        assert piped.stdout.startswith(f"Microsoft Windows [Version {host.simulator.profile.version}]".encode())
+        assert b"\r\nC:\\>cd Windows\r\n" in piped.stdout and b"\r\nC:\\Windows>echo %CD%\r\nC:\\Windows\r\n" in piped.stdout
+        assert piped.returncode == 4
+        console = c.exec("cmd", tty=True)
+        assert console.stdin is not None
+        console.stdin.write(b"echo typed\nexit\n")
+        out, _ = console.communicate(timeout=30)
+        assert b"typed\r\n" in out and console.returncode == 0
         c.stop()

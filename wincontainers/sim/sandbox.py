@@ -105,37 +105,41 @@ def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[s
 class ChildProcess:
     """A container process started by a zygote: its host pid and how it ends."""
 
-    def __init__(self, pid: int, status: socket.socket) -> None:
+    def __init__(self, pid: int, ns_pid: int, status: socket.socket, zygote: "Zygote") -> None:
         self.pid = pid
+        self._ns_pid = ns_pid
         self._status = status
+        self._zygote = zygote
 
     def wait(self) -> int:
         """Block until the process ends; its Windows exit code."""
         code: Optional[int] = None
-        wait_status: Optional[int] = None
         try:
             while True:
                 msg = self._status.recv(64)
                 if not msg:
                     break
                 if msg[:1] == b"E" and len(msg) >= 5:
+                    # The process has written its last and is ending: its code is final.
                     code = struct.unpack("<I", msg[1:5])[0]
-                elif msg[:1] == b"X" and len(msg) >= 5:
-                    wait_status = struct.unpack("<i", msg[1:5])[0]
                     break
+        except OSError:
+            pass
         finally:
             self._status.close()
-        if wait_status is not None and os.WIFSIGNALED(wait_status):
-            return winproc.exit_code_from_status(-os.WTERMSIG(wait_status))
         if code is not None:
             return code
-        if wait_status is not None and os.WIFEXITED(wait_status):
-            return os.WEXITSTATUS(wait_status)
+        status = self._zygote.wait_status(self._ns_pid, 10.0)  # it died without a last word
+        if status is not None and os.WIFSIGNALED(status):
+            return winproc.exit_code_from_status(-os.WTERMSIG(status))
+        if status is not None and os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
         return 1
 
 
 class Zygote:
-    """The process starter of one container (started on its first process)."""
+    """The process starter of one container (started on its first process), as the daemon sees it:
+    spares it announced, and the wait statuses it reported."""
 
     def __init__(self, root: Path, socket_path: Path, hostname: str, log_path: Path, *,
                  mounts: Sequence[str] = ()) -> None:
@@ -145,11 +149,15 @@ class Zygote:
         self.hostname = hostname
         self.log_path = log_path
         self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._sock: Optional[socket.socket] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._spares: list[tuple[int, int, socket.socket]] = []  # host pid, its own pid, socket
+        self._statuses: dict[int, int] = {}
+        self._ended = False
         self.confined = False
 
-    def _start(self) -> socket.socket:
+    def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         python = [sys.executable, "-I", "-S", "-c",
                   "import sys; sys.path[:0] = sys.argv[1].split(':'); "
@@ -166,44 +174,97 @@ class Zygote:
                                           cwd=str(self.root), start_new_session=True, close_fds=True)
         theirs.close()
         self._sock = ours
-        return ours
+        with self._cond:
+            self._ended = False
+        threading.Thread(target=self._read, args=(ours,), name="wcsim-zygote", daemon=True).start()
+
+    def _read(self, sock: socket.socket) -> None:
+        """The zygote's reports: a spare's socket (``S``), a child's wait status (``X``)."""
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(sock, 64, 1)
+            except OSError:
+                msg, fds = b"", []
+            if not msg:
+                break
+            if msg[:1] == b"S" and fds:
+                spare = socket.socket(fileno=fds[0])
+                introduced = _introduction(spare)
+                with self._cond:
+                    if introduced is None:
+                        spare.close()
+                    else:
+                        self._spares.append((introduced[0], introduced[1], spare))
+                    self._cond.notify_all()
+            elif msg[:1] == b"X" and len(msg) >= 9:
+                pid, status = struct.unpack("<ii", msg[1:9])
+                with self._cond:
+                    if len(self._statuses) > 4096:
+                        self._statuses.clear()
+                    self._statuses[pid] = status
+                    self._cond.notify_all()
+            for fd in fds[1:]:
+                os.close(fd)
+        with self._cond:
+            if self._sock is sock:
+                self._ended = True
+            self._cond.notify_all()
 
     def spawn(self, request: dict[str, Any], stdio: tuple[int, int, int]) -> ChildProcess:
         """Start one process (``stdio`` are the child's ends; the caller closes its copies)."""
         data = json.dumps(request).encode()
         for attempt in (1, 2):
             with self._lock:
-                sock = self._sock if self._sock is not None and self._alive() else self._start()
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-                try:
-                    socket.send_fds(sock, [data], [*stdio, theirs.fileno()])
-                except OSError as exc:
-                    ours.close()
+                if self._sock is None or not self._alive():
                     self._forget()
-                    if attempt == 2:
-                        raise SpawnFailed(f"the container's process starter is gone: {exc}") from None
-                    continue
-                finally:
-                    theirs.close()
-            pid = _first_message_pid(ours)
-            if pid is None:
-                ours.close()
+                    self._start()
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._spares) or self._ended, timeout=30)
+                spare = self._spares.pop(0) if self._spares else None
+            if spare is None:
                 with self._lock:
                     self._forget()
                 if attempt == 2:
-                    raise SpawnFailed("the container's process starter ended before the process started")
+                    raise SpawnFailed("the container's process starter has no process to give")
                 continue
-            return ChildProcess(pid, ours)
+            pid, ns_pid, sock = spare
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                socket.send_fds(sock, [data], [*stdio, theirs.fileno()])
+            except OSError:
+                ours.close()
+                if attempt == 2:
+                    raise SpawnFailed("the container's spare process is gone") from None
+                continue
+            finally:
+                theirs.close()
+                sock.close()
+            return ChildProcess(pid, ns_pid, ours, self)
         raise SpawnFailed("unreachable")
+
+    def wait_status(self, ns_pid: int, timeout: float) -> Optional[int]:
+        """The wait status the zygote reported for its child ``ns_pid``."""
+        with self._cond:
+            self._cond.wait_for(lambda: ns_pid in self._statuses or self._ended, timeout=timeout)
+            return self._statuses.pop(ns_pid, None)
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def _forget(self) -> None:
         if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
+        with self._cond:
+            spares, self._spares = self._spares, []
+            self._ended = True
+            self._cond.notify_all()
+        for _, _, sock in spares:
+            sock.close()
 
     def close(self) -> None:
         """End the zygote (the container stopped): its own processes are gone by now."""
@@ -221,16 +282,20 @@ class Zygote:
                 pass
 
 
-def _first_message_pid(sock: socket.socket) -> Optional[int]:
+def _introduction(spare: socket.socket) -> Optional[tuple[int, int]]:
+    """A spare's first message: its host pid (from the credentials) and its own pid."""
     try:
-        msg, ancillary, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(12))
+        spare.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        spare.settimeout(30)
+        msg, ancillary, _, _ = spare.recvmsg(16, socket.CMSG_SPACE(12))
+        spare.settimeout(None)
     except OSError:
         return None
-    if msg[:1] != b"P":
+    if msg[:1] != b"R" or len(msg) < 5:
         return None
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
-            return int(struct.unpack("3i", data[:12])[0])
+    for level, kind, cred in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(cred) >= 12:
+            return int(struct.unpack("3i", cred[:12])[0]), int(struct.unpack("<i", msg[1:5])[0])
     return None
 
 

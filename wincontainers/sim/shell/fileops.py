@@ -23,6 +23,7 @@ __all__ = ["COMMANDS", "confirm", "switches_and_names", "has_wildcard", "copy_tr
 
 NOT_FOUND = "The system cannot find the file specified."
 PATH_NOT_FOUND = "The system cannot find the path specified."
+SYNTAX = "The syntax of the command is incorrect."
 
 
 def switches_and_names(rest: str) -> tuple[set[str], list[str]]:
@@ -35,6 +36,14 @@ def switches_and_names(rest: str) -> tuple[set[str], list[str]]:
                 switches.add(part.lower().replace(":", ""))
         else:
             names.append(arg.replace('"', ""))
+    return switches, names
+
+
+def names_required(rest: str) -> tuple[set[str], list[str]]:
+    """The switches and names of a command that needs at least one name."""
+    switches, names = switches_and_names(rest)
+    if not names:
+        raise CommandError(SYNTAX)
     return switches, names
 
 
@@ -56,14 +65,13 @@ def _matches(shell: Shell, name: str, *, dirs: bool = False) -> list[str]:
 
 
 def type_command(shell: Shell, rest: str, io: Io) -> int:
-    _, names = switches_and_names(rest)
-    if not names:
-        raise CommandError("The syntax of the command is incorrect.")
+    _, names = names_required(rest)
     code = 0
     for name in names:
         found = _matches(shell, name)
         if not found:
-            io.error_line(NOT_FOUND if not has_wildcard(name) else NOT_FOUND)
+            folder_exists = shell.fs.is_dir(split_name(shell.fs.full(name))[0])
+            io.error_line(NOT_FOUND if folder_exists else PATH_NOT_FOUND)
             if len(names) > 1:
                 io.error_line(f"Error occurred while processing: {name}.")
             code = 1
@@ -214,9 +222,7 @@ def copy_tree_file(src: Path, dst: Path) -> None:
 
 
 def copy_command(shell: Shell, rest: str, io: Io) -> int:
-    _, names = switches_and_names(rest)
-    if not names:
-        raise CommandError("The syntax of the command is incorrect.")
+    _, names = names_required(rest)
     source, dest = names[0], (names[1] if len(names) > 1 else None)
     sources = [s for s in _matches(shell, source) if not shell.fs.is_dir(s)]
     if shell.fs.is_dir(source) and not has_wildcard(source):
@@ -248,7 +254,7 @@ def copy_command(shell: Shell, rest: str, io: Io) -> int:
 def move_command(shell: Shell, rest: str, io: Io) -> int:
     _, names = switches_and_names(rest)
     if len(names) < 1:
-        raise CommandError("The syntax of the command is incorrect.")
+        raise CommandError(SYNTAX)
     sources = _matches(shell, names[0], dirs=True)
     if not sources:
         io.error_line(NOT_FOUND)
@@ -277,9 +283,7 @@ def move_command(shell: Shell, rest: str, io: Io) -> int:
 
 
 def del_command(shell: Shell, rest: str, io: Io) -> int:
-    switches, names = switches_and_names(rest)
-    if not names:
-        raise CommandError("The syntax of the command is incorrect.")
+    switches, names = names_required(rest)
     quiet = "q" in switches
     for name in names:
         full = shell.fs.full(name)
@@ -306,9 +310,7 @@ def del_command(shell: Shell, rest: str, io: Io) -> int:
 
 
 def mkdir_command(shell: Shell, rest: str, io: Io) -> int:
-    _, names = switches_and_names(rest)
-    if not names:
-        raise CommandError("The syntax of the command is incorrect.")
+    _, names = names_required(rest)
     code = 0
     for name in names:
         host = shell.fs.host(name)
@@ -325,9 +327,7 @@ def mkdir_command(shell: Shell, rest: str, io: Io) -> int:
 
 
 def rmdir_command(shell: Shell, rest: str, io: Io) -> int:
-    switches, names = switches_and_names(rest)
-    if not names:
-        raise CommandError("The syntax of the command is incorrect.")
+    switches, names = names_required(rest)
     code = 0
     for name in names:
         host = shell.fs.host(name, follow_last=False)
@@ -358,7 +358,7 @@ def rmdir_command(shell: Shell, rest: str, io: Io) -> int:
 def ren_command(shell: Shell, rest: str, io: Io) -> int:
     _, names = switches_and_names(rest)
     if len(names) != 2 or "\\" in names[1] or ":" in names[1]:
-        raise CommandError("The syntax of the command is incorrect.")
+        raise CommandError(SYNTAX)
     sources = _matches(shell, names[0], dirs=True)
     if not sources:
         io.error_line(NOT_FOUND)

@@ -391,6 +391,11 @@ class _Parser:
 
     def word(self, stop: str, delimiters: str = _SPACE) -> str:
         """One token: quotes kept, carets applied outside them."""
+        return self.scan(lambda c: c in delimiters or c in stop)
+
+    def scan(self, breaks: Callable[[str], bool]) -> str:
+        """Characters up to one that ``breaks`` (outside quotes) or the line's end; quotes kept,
+        carets applied outside them."""
         buf: list[str] = []
         quoted = False
         while self.i < self.n:
@@ -404,7 +409,7 @@ class _Parser:
                     buf.append(self.s[self.i + 1])
                     self.i += 2
                     continue
-                if c in delimiters or c in stop:
+                if breaks(c):
                     break
             buf.append(c)
             self.i += 1
@@ -421,28 +426,11 @@ class _Parser:
         return node
 
     def cond_token(self) -> str:
+        """An operand of ``if``: it ends at a delimiter, ``==`` or an operator."""
         self.skip(DELIMITERS.replace("=", ""))
-        buf: list[str] = []
-        quoted = False
-        while self.i < self.n:
-            c = self.s[self.i]
-            if c == "\n":
-                break
-            if c == '"':
-                quoted = not quoted
-            elif not quoted:
-                if c == "^" and self.i + 1 < self.n:
-                    buf.append(self.s[self.i + 1])
-                    self.i += 2
-                    continue
-                if c in " \t,;" or self.at("==") or c in "&|<>(" or (c == ")" and self.depth):
-                    break
-                if c == "=" and not buf:
-                    self.i += 1
-                    continue
-            buf.append(c)
+        while self.at("=") and not self.at("=="):
             self.i += 1
-        return "".join(buf)
+        return self.scan(lambda c: c in " \t,;&|<>(" or self.at("==") or (c == ")" and self.depth > 0))
 
     def if_command(self) -> IfNode:
         insensitive = negate = False

@@ -75,8 +75,9 @@ def _probe() -> str:
 
 def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[str]) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
+    # A fresh /tmp first: the binds below may lie under /tmp and must come after it.
     argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--hostname", hostname[:63] or "container", "--new-session"]
+            "--hostname", hostname[:63] or "container", "--new-session", "--tmpfs", "/tmp"]
     for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             argv += ["--symlink", os.readlink(top), top]
@@ -93,7 +94,7 @@ def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[s
             argv += ["--ro-bind", extra, extra]
     package = _PACKAGE_PARENT / "wincontainers"
     argv += ["--ro-bind", str(package), str(package)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    argv += ["--proc", "/proc", "--dev", "/dev",
              "--bind", str(root), str(root), "--bind", str(socket_path), str(socket_path),
              "--chdir", str(root)]
     for folder in mounts:  # mapped folders (volumes), seen at their host path and through C:
@@ -225,7 +226,7 @@ class Zygote:
                 with self._lock:
                     self._forget()
                 if attempt == 2:
-                    raise SpawnFailed("the container's process starter has no process to give")
+                    raise SpawnFailed(f"the container's process starter did not start (see {self.log_path})")
                 continue
             pid, ns_pid, sock = spare
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

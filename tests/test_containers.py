@@ -233,7 +233,9 @@ def test_bad_input_fails_before_side_effects(host: Host, sim: SimulatedHost, cle
     from wincontainers.container import parse_env_list
 
     with pytest.raises(BadInput, match="malformed"):
-        parse_env_list(["NOVALUE"])
+        parse_env_list(["=value"])
+    # NAME alone takes the caller's value, and is left out when the caller has none (Docker's -e NAME).
+    assert parse_env_list(["FROM_CALLER", "UNSET_HERE", "A=1"], {"FROM_CALLER": "x y"}) == {"FROM_CALLER": "x y", "A": "1"}
     calls = sim.calls()
     # Only lookups happened: no layer, no compute system, no process.
     assert set(calls) <= {"GetBaseImages", "NameToGuid"}, calls
@@ -268,8 +270,17 @@ def test_cli_run_prints_hello_and_propagates_exit_code(sim: SimulatedHost, clean
     r = cli("run", "--rm", "-i", "-e", "A=1", "windowsservercore", "cmd", "/c", "findstr .* & echo %A%", sim=sim,
             input=b"in\n")
     assert r.stdout == b"in\r\n1\r\n", r.stderr
-    r = cli("run", "--rm", "-e", "BROKEN", "windowsservercore", "cmd", sim=sim)
+    r = cli("run", "--rm", "-e", "=broken", "windowsservercore", "cmd", sim=sim)
     assert r.returncode == 125 and b"malformed environment variable" in r.stderr
+    os.environ["WC_TEST_FROM_CALLER"] = "caller's value"
+    try:
+        r = cli("run", "--rm", "-e", "WC_TEST_FROM_CALLER", "-e", "WC_TEST_UNSET", "windowsservercore",
+                "cmd", "/c", "echo [%WC_TEST_FROM_CALLER%] [%WC_TEST_UNSET%]", sim=sim)
+    finally:
+        del os.environ["WC_TEST_FROM_CALLER"]
+    assert r.stdout == b"[caller's value] [%WC_TEST_UNSET%]\r\n", r.stderr
+    r = cli("run", "--rm", "windowsservercore", sim=sim)
+    assert r.returncode == 125 and b"has no ENTRYPOINT or CMD" in r.stderr
 
 
 def test_container_from_another_process_is_listed_and_stopped(host: Host, sim: SimulatedHost) -> None:

@@ -148,11 +148,22 @@ def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -
         assert c.status == "exited" and second.diff_ids[:-1] == store_host.images.resolve("windowsservercore").diff_ids
         with pytest.raises(errors.BadInput):
             commit(c, "x", changes=["RUN echo no"])
-    with store_host.containers.create("app:1") as child:
+    # The image's own command (its CMD, in its WORKDIR), as Docker runs it when none is given.
+    assert store_host.containers.run("app:1").stdout == b"v1 \r\n"  # echo v1> f && ... wrote the space
+    assert store_host.containers.run("app:1", "echo replaced", entrypoint="cmd /c").stdout == b"replaced\r\n"
+    records_before = list(store_host.records.all())
+    with pytest.raises(errors.BadInput, match="no ENTRYPOINT or CMD"):  # bare layers have no config
+        store_host.containers.run([store_host.base_images()[0].path])
+    assert list(store_host.records.all()) == records_before  # refused before anything was made
+    with store_host.containers.create("app:1", "ping -t localhost") as child:
         child.start()
         out = child.run('cmd /S /C "type v.txt & echo %GREETING% & dir /b C:\\ | find /c "Users""').stdout
         assert out.split() == [b"v1", b"hi", b"0"]
         child.stop()
+    with store_host.containers.create("app:1") as default:
+        assert default.record.command == 'cmd /S /C "type v.txt"'
+        default.start()
+        assert default.wait(30).exit_code == 0
 
 
 def test_commit_fault_injection_leaves_a_clean_store(store_host: Host, sim: SimulatedHost) -> None:

@@ -5,6 +5,7 @@ by :class:`~wincontainers.container.Container` and ``host.containers``. Every ch
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     pass
 
 __all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ContainerStats", "ContainerInfo", "STATES",
-           "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command"]
+           "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command",
+           "image_command"]
 
 
 #: HCS's system states -> Docker's container states
@@ -168,13 +170,20 @@ def check_env(env: Optional[Mapping[str, str]]) -> dict[str, str]:
     return out
 
 
-def parse_env_list(items: Sequence[str]) -> dict[str, str]:
-    """``["K=V", ...]`` (the CLI's ``-e``) -> dict; a malformed item is a BadInput."""
+def parse_env_list(items: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """``["K=V", "NAME", ...]`` (the CLI's ``-e``) -> dict. ``NAME`` alone takes its value from
+    ``environ`` (the caller's environment) and is left out when it is not set there, as Docker
+    does; an item with no name is a BadInput."""
+    source = os.environ if environ is None else environ
     env = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.BadInput(f"malformed environment variable {item!r}: expected NAME=VALUE")
+        if not key:
+            raise errors.BadInput(f"malformed environment variable {item!r}: expected NAME=VALUE or NAME")
+        if not sep:
+            if key not in source:
+                continue
+            value = source[key]
         env[key] = value
     return check_env(env)
 
@@ -187,6 +196,22 @@ def config_env(config: Mapping[str, Any]) -> dict[str, str]:
             if key:
                 out[key] = value
     return out
+
+
+def image_command(config: Mapping[str, Any], command: Optional[Command],
+                  entrypoint: Optional[Command] = None) -> Optional[str]:
+    """The main process's command line as Docker makes it: the ENTRYPOINT (``entrypoint``
+    replaces the image's, and then the image's CMD is dropped) followed by the command
+    (``command``, else the image's CMD). None when there is neither."""
+    tail = check_command(command, required=False)
+    if entrypoint is not None:
+        head = check_command(entrypoint, required=True) or ""
+    else:
+        head = list2cmdline(list(config.get("Entrypoint") or []))
+        if tail is None:
+            tail = default_command({"Cmd": config.get("Cmd"), "ArgsEscaped": config.get("ArgsEscaped")})
+    line = f"{head} {tail}" if head and tail else (head or tail or "")
+    return line or None
 
 
 def default_command(config: Mapping[str, Any]) -> Optional[str]:

@@ -37,6 +37,7 @@ from wincontainers.container_types import (
     STATES,
     ContainerInfo,
     check_command,
+    image_command,
     check_env,
     check_timeout,
     config_env,
@@ -58,6 +59,7 @@ class ContainerCollection:
         image: Union[str, Sequence[str]],
         command: Optional[Command] = None,
         *,
+        entrypoint: Optional[Command] = None,
         name: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         workdir: Optional[str] = None,
@@ -77,9 +79,15 @@ class ContainerCollection:
         ``network``: a Network (or its name/ID: an endpoint is made for the container and removed
         with it) or an Endpoint (used as is). ``ports``: ``{"80/tcp": 8080}``, ``["8080:80"]`` or
         PortMappings; ports without a network use the host's NAT network.
+
+        The main process is the image's ENTRYPOINT followed by ``command`` (else the image's
+        CMD), as in Docker; ``entrypoint`` replaces the image's and drops its CMD. A container
+        whose image has neither and that is given no command has no main process: it runs
+        until stopped, for ``exec`` and ``run`` on it.
         """
         check_timeout(timeout)
-        command_line = check_command(command, required=False)
+        check_command(command, required=False)
+        check_command(entrypoint, required=False)
         environment = check_env(env)
         if name is not None:
             validate_name(name)
@@ -98,6 +106,7 @@ class ContainerCollection:
         image_name, parents = self.host.images.layers_for(image)
         stored = self.host.images.find(image)
         image_config = stored.container_config if stored is not None else {}
+        command_line = image_command(image_config, command, entrypoint)
         environment = {**config_env(image_config), **environment}
         workdir = workdir or image_config.get("WorkingDir") or None
         user = image_config.get("User") or None
@@ -213,10 +222,16 @@ class ContainerCollection:
         out.sort(key=lambda c: c.created, reverse=True)
         return out
 
+    def command_for(self, image: Union[str, Sequence[str]], command: Optional[Command] = None,
+                    entrypoint: Optional[Command] = None) -> Optional[str]:
+        """The main process a container of ``image`` would run (see ``create``), or None."""
+        stored = self.host.images.find(image)
+        return image_command(stored.container_config if stored is not None else {}, command, entrypoint)
+
     def run(
         self,
         image: Union[str, Sequence[str]],
-        command: Command,
+        command: Optional[Command] = None,
         *,
         remove: bool = True,
         capture_output: bool = True,
@@ -225,13 +240,20 @@ class ContainerCollection:
         text: bool = False,
         **create_options: Any,
     ) -> CompletedProcess:
-        """Create, start, run ``command`` as the main process, wait, and (by default) remove."""
+        """Create, start, run ``command`` as the main process, wait, and (by default) remove.
+
+        Without ``command`` the image's ENTRYPOINT and CMD run (BadInput if it has neither)."""
         check_timeout(timeout)
+        if self.command_for(image, command, create_options.get("entrypoint")) is None:
+            raise errors.BadInput(no_command_message(image))
         container = self.create(image, command, **create_options)
         try:
             container.start()
             proc = container.process
-            assert proc is not None
+            if proc is None:
+                raise errors.InvalidState("run", subject=f"container {container.name}",
+                                          message="it started without its main process",
+                                          hint="the container record names no command")
             try:
                 out, err = proc.communicate(timeout=timeout)
             except TimeoutExpired:
@@ -245,7 +267,7 @@ class ContainerCollection:
             elif text:
                 out = out.decode("utf-8", "replace") if out is not None else None
                 err = err.decode("utf-8", "replace") if err is not None else None
-            result = CompletedProcess(command, proc.returncode if proc.returncode is not None else -1, out, err)
+            result = CompletedProcess(container.record.command or "", proc.returncode if proc.returncode is not None else -1, out, err)
         finally:
             if remove:
                 try:
@@ -255,8 +277,13 @@ class ContainerCollection:
             else:
                 container.close()
         if check and result.returncode:
-            raise CalledProcessError(result.returncode, command, result.stdout, result.stderr)
+            raise CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
         return result
+
+
+def no_command_message(image: Union[str, Sequence[str]]) -> str:
+    name = image if isinstance(image, str) else "the layers given"
+    return (f"{name} has no ENTRYPOINT or CMD: give the command to run (e.g. cmd /S /C \"echo hello\")")
 
 
 def _mtime(path: Path) -> float:

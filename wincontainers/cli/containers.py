@@ -23,6 +23,7 @@ from wincontainers.cli._common import (
 )
 from wincontainers.cli.networks import add_publish_argument, network_document
 from wincontainers.container import Container, parse_env_list
+from wincontainers.containers import no_command_message
 from wincontainers.host import Host
 from wincontainers.process import list2cmdline, stream_sink
 
@@ -34,8 +35,11 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--rm", action="store_true", help="remove the container when the command exits")
     run.add_argument("-t", "--tty", action="store_true", help="give the command a console")
     run.add_argument("-i", "--interactive", action="store_true", help="forward standard input")
-    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
+                     help="set an environment variable (NAME alone: its value here, if set)")
     run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    run.add_argument("--entrypoint", metavar="CMD",
+                     help="run CMD instead of the image's ENTRYPOINT (its CMD is then dropped)")
     run.add_argument("--name", help="container name")
     run.add_argument("--hostname", help="container host name")
     add_publish_argument(run)
@@ -70,18 +74,11 @@ def add_parsers(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     env = parse_env_list(args.env)
     host = open_host(args)
-    if args.cmd:
-        command = list2cmdline(args.cmd)
-    else:  # the image's ENTRYPOINT + CMD
-        from wincontainers.container import default_command
-
-        stored = host.images.find(args.image)
-        found = default_command(stored.container_config) if stored is not None else None
-        if found is None:
-            raise errors.BadInput(f"{args.image} has no default command: give one after the image "
-                                  "(e.g. cmd /S /C \"echo hello\")")
-        command = found
-    container = host.containers.create(args.image, command, name=args.name, env=env, workdir=args.workdir,
+    command = list2cmdline(args.cmd) if args.cmd else None  # else the image's ENTRYPOINT + CMD
+    if host.containers.command_for(args.image, command, args.entrypoint) is None:
+        raise errors.BadInput(no_command_message(args.image))
+    container = host.containers.create(args.image, command, entrypoint=args.entrypoint, name=args.name, env=env,
+                                       workdir=args.workdir,
                                        hostname=args.hostname, tty=args.tty, network=args.network,
                                        ports=args.publish or None)
     try:

@@ -16,7 +16,7 @@ from wincontainers.sim.shell import fileops, internal, launch, tools
 from wincontainers.sim.shell.argv import command_line_to_argv, program_of
 from wincontainers.sim.shell.environment import Environment
 from wincontainers.sim.shell.interpreter import NOT_RECOGNIZED, HostInfo, Shell
-from wincontainers.sim.shell.programs import STATUS_CONTROL_C_EXIT
+from wincontainers.sim.shell.programs import STATUS_CONTROL_C_EXIT, image_name
 from wincontainers.sim.shell.parser import split_arguments
 from wincontainers.sim.shell.textio import CommandError, Io, ShellExit
 from wincontainers.sim.shell.winpaths import ContainerFs
@@ -48,8 +48,7 @@ def image_for(command_line: str, root: Path, env: Mapping[str, str]) -> str:
         raise ProgramNotFound("")
     name = launch.program_name(program)
     if name in Shell.external and ("\\" not in program or "system32" in program.lower()):
-        return {"cmd": "cmd.exe", "pwsh": "pwsh.exe"}.get(name, _image_name(program) if name != "powershell"
-                                                         else "powershell.exe")
+        return image_name(name)
     shell = new_shell(root, "C:\\", env, HostInfo())
     try:
         found = shell.find_program(program)

@@ -24,7 +24,7 @@ from wincontainers.sim.shell.argv import command_line_to_argv
 from wincontainers.sim.shell.environment import Environment
 from wincontainers.sim.shell.forf import for_f_rows
 from wincontainers.sim.shell.matching import compare, integer, wildcard_match
-from wincontainers.sim.shell.programs import has_fds, run_forked
+from wincontainers.sim.shell.programs import has_fds, image_name, run_forked
 from wincontainers.sim.shell.textio import (
     BatchExit, CommandError, GotoLabel, Io, ShellExit, ShellSyntaxError,
 )
@@ -339,9 +339,7 @@ class Shell:
         if tool is not None and in_system:
             argv = command_line_to_argv(f'"{bare}"{rest}')
             if self.fork_programs and has_fds(io) and threading.current_thread() is threading.main_thread():
-                image = {"cmd": "cmd.exe", "powershell": "powershell.exe", "pwsh": "pwsh.exe"}.get(
-                    tool_name, tool_name.upper() + ".EXE")
-                return run_forked(image, lambda: tool(self, argv[1:], io))
+                return run_forked(image_name(tool_name), lambda: tool(self, argv[1:], io))
             return tool(self, argv[1:], io)
         found = self.find_program(bare)
         if found is None:

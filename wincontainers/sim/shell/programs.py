@@ -18,9 +18,20 @@ from typing import Callable
 
 from wincontainers.sim.shell.textio import Io, ShellExit
 
-__all__ = ["run_forked", "set_process_name", "has_fds", "STATUS_CONTROL_C_EXIT"]
+__all__ = ["run_forked", "set_process_name", "has_fds", "image_name", "STATUS_CONTROL_C_EXIT"]
 
 STATUS_CONTROL_C_EXIT = 0xC000013A
+
+#: The simulated programs' file names as System32 spells them (what tasklist and top show).
+_IMAGES = {
+    "cmd": "cmd.exe", "powershell": "powershell.exe", "pwsh": "pwsh.exe", "ping": "PING.EXE",
+    "hostname": "HOSTNAME.EXE", "mode": "mode.com",
+}
+
+
+def image_name(program: str) -> str:
+    """``ping`` -> ``PING.EXE``, ``whoami`` -> ``whoami.exe``."""
+    return _IMAGES.get(program, program + ".exe")
 
 
 def has_fds(io: Io) -> bool:

@@ -160,10 +160,12 @@ def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -
         out = child.run('cmd /S /C "type v.txt & echo %GREETING% & dir /b C:\\ | find /c "Users""').stdout
         assert out.split() == [b"v1", b"hi", b"0"]
         child.stop()
-    with store_host.containers.create("app:1") as default:
+    with store_host.containers.create("app:1", image_command=True) as default:
         assert default.record.command == 'cmd /S /C "type v.txt"'
         default.start()
         assert default.wait(30).exit_code == 0
+    with store_host.containers.create("app:1") as idle:  # no command, no main process
+        assert idle.record.command is None
 
 
 def test_commit_fault_injection_leaves_a_clean_store(store_host: Host, sim: SimulatedHost) -> None:

@@ -37,7 +37,7 @@ from wincontainers.container_types import (
     STATES,
     ContainerInfo,
     check_command,
-    image_command,
+    image_command as main_command,
     check_env,
     check_timeout,
     config_env,
@@ -60,6 +60,7 @@ class ContainerCollection:
         command: Optional[Command] = None,
         *,
         entrypoint: Optional[Command] = None,
+        image_command: bool = False,
         name: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         workdir: Optional[str] = None,
@@ -80,10 +81,12 @@ class ContainerCollection:
         with it) or an Endpoint (used as is). ``ports``: ``{"80/tcp": 8080}``, ``["8080:80"]`` or
         PortMappings; ports without a network use the host's NAT network.
 
-        The main process is the image's ENTRYPOINT followed by ``command`` (else the image's
-        CMD), as in Docker; ``entrypoint`` replaces the image's and drops its CMD. A container
-        whose image has neither and that is given no command has no main process: it runs
-        until stopped, for ``exec`` and ``run`` on it.
+        The main process is the image's ENTRYPOINT followed by ``command``, as in Docker;
+        ``entrypoint`` replaces the image's ENTRYPOINT and drops its CMD. Without ``command`` the
+        image's CMD is used only with ``image_command=True`` (what ``run`` does). Otherwise the
+        container has no main process: it runs until stopped, for ``exec`` and ``run`` on it.
+        (The store gives base images Docker's CMD, ``cmd.exe``, so defaulting to it here would
+        make every such container an idle shell.)
         """
         check_timeout(timeout)
         check_command(command, required=False)
@@ -106,7 +109,8 @@ class ContainerCollection:
         image_name, parents = self.host.images.layers_for(image)
         stored = self.host.images.find(image)
         image_config = stored.container_config if stored is not None else {}
-        command_line = image_command(image_config, command, entrypoint)
+        command_line = (main_command(image_config, command, entrypoint)
+                        if command is not None or entrypoint is not None or image_command else None)
         environment = {**config_env(image_config), **environment}
         workdir = workdir or image_config.get("WorkingDir") or None
         user = image_config.get("User") or None
@@ -226,7 +230,7 @@ class ContainerCollection:
                     entrypoint: Optional[Command] = None) -> Optional[str]:
         """The main process a container of ``image`` would run (see ``create``), or None."""
         stored = self.host.images.find(image)
-        return image_command(stored.container_config if stored is not None else {}, command, entrypoint)
+        return main_command(stored.container_config if stored is not None else {}, command, entrypoint)
 
     def run(
         self,
@@ -246,7 +250,7 @@ class ContainerCollection:
         check_timeout(timeout)
         if self.command_for(image, command, create_options.get("entrypoint")) is None:
             raise errors.BadInput(no_command_message(image))
-        container = self.create(image, command, **create_options)
+        container = self.create(image, command, image_command=True, **create_options)
         try:
             container.start()
             proc = container.process

@@ -427,6 +427,7 @@ class _Builder:
         container = self.host.containers.create(folders, name=f"build-{secrets.token_hex(6)}")  # type: ignore[arg-type]
         self.containers_run += 1
         self.output(f" ---> Running in {container.short_id}\n")
+        proc = None
         try:
             # the step's container and layer are held by the build's lease
             lease = self._lease()
@@ -455,6 +456,8 @@ class _Builder:
             stage.layers.append(layer)
             stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=cmdline)
         finally:
+            if proc is not None:  # its handle now, not when a traceback that holds it is collected
+                proc.close()
             with contextlib.suppress(errors.WincontainersError):
                 container.remove(force=True)
             container.close()

@@ -77,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = list2cmdline(args.cmd) if args.cmd else None  # else the image's ENTRYPOINT + CMD
     if host.containers.command_for(args.image, command, args.entrypoint) is None:
         raise errors.BadInput(no_command_message(args.image))
-    container = host.containers.create(args.image, command, entrypoint=args.entrypoint, name=args.name, env=env,
+    container = host.containers.create(args.image, command, entrypoint=args.entrypoint, image_command=True,
+                                       name=args.name, env=env,
                                        workdir=args.workdir,
                                        hostname=args.hostname, tty=args.tty, network=args.network,
                                        ports=args.publish or None)

@@ -76,7 +76,7 @@ class Processes(Systems):
         user = str(get_key(params, "User", default="") or "")
         env = self._environment(system, get_key(params, "Environment", default={}) or {}, user)
         try:
-            image = entry.image_for(str(command_line), system.root, env)
+            image = entry.image_for(str(command_line), fs, env)
         except entry.ProgramNotFound as exc:
             raise Fail(ERROR_FILE_NOT_FOUND, f"cannot find {str(exc) or command_line!r} in the container") from None
 

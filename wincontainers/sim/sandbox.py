@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from wincontainers.sim import winproc
+from wincontainers.sim.shell.programs import windows_exit_code
 
 __all__ = ["Zygote", "ChildProcess", "confinement", "SpawnFailed"]
 
@@ -130,12 +130,7 @@ class ChildProcess:
             self._status.close()
         if code is not None:
             return code
-        status = self._zygote.wait_status(self._ns_pid, 10.0)  # it died without a last word
-        if status is not None and os.WIFSIGNALED(status):
-            return winproc.exit_code_from_status(-os.WTERMSIG(status))
-        if status is not None and os.WIFEXITED(status):
-            return os.WEXITSTATUS(status)
-        return 1
+        return windows_exit_code(None, self._zygote.wait_status(self._ns_pid, 10.0))  # no last word
 
 
 class Zygote:

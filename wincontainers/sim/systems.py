@@ -150,13 +150,13 @@ class Systems(SystemNetworks):
                                    f"(image build {build}, host build {profile.build})")
 
     def _map_directories(self, system: ComputeSystem, mapped: Any) -> None:
+        fs = ContainerFs(system.root)
         for entry in mapped if isinstance(mapped, list) else []:
             host = get_key(entry, "HostPath")
             inside = get_key(entry, "ContainerPath")
             if not host or not inside:
                 continue
             try:
-                fs = ContainerFs(system.root)
                 target = fs.host(str(inside), follow_last=False)
             except CommandError:
                 continue

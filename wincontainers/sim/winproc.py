@@ -1,4 +1,4 @@
-"""Container processes as the host sees them: exit codes from wait statuses, the process list.
+"""Container processes as the host sees them: the process list (exit codes: ``shell.programs``).
 
 The processes themselves run :mod:`wincontainers.sim.shell`, started by the container's zygote
 (:mod:`wincontainers.sim.sandbox`). Every one runs in a session of its own, so its descendants
@@ -13,13 +13,13 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
 import os
-import signal
 import time
 from typing import Mapping, Optional, Sequence
 
 import attrs
 
 from wincontainers.sim.shell.argv import command_line_to_argv
+from wincontainers.sim.shell.programs import STATUS_CONTROL_C_EXIT, exit_code_from_status
 
 __all__ = [
     "command_line_to_argv",
@@ -29,24 +29,6 @@ __all__ = [
     "session_members",
     "STATUS_CONTROL_C_EXIT",
 ]
-
-STATUS_CONTROL_C_EXIT = 0xC000013A
-STATUS_ACCESS_VIOLATION = 0xC0000005
-
-
-def exit_code_from_status(returncode: int) -> int:
-    """A Windows-looking exit code for a host process status (signals become NTSTATUS codes)."""
-    if returncode >= 0:
-        return returncode & 0xFFFFFFFF
-    sig = -returncode
-    if sig == signal.SIGKILL:
-        return 1  # what TerminateProcess through HCS reports
-    if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        return STATUS_CONTROL_C_EXIT
-    if sig == signal.SIGABRT:
-        return 3
-    return STATUS_ACCESS_VIOLATION
-
 
 # -- the process list --------------------------------------------------------------------------
 

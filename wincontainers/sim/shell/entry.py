@@ -12,13 +12,13 @@ import signal
 from pathlib import Path
 from typing import Mapping, Optional
 
-from wincontainers.sim.shell import fileops, internal, launch, tools
-from wincontainers.sim.shell.argv import command_line_to_argv, program_of
+from wincontainers.sim.shell import fileops, internal, tools
+from wincontainers.sim.shell.argv import program_of
 from wincontainers.sim.shell.environment import Environment
-from wincontainers.sim.shell.interpreter import NOT_RECOGNIZED, HostInfo, Shell
+from wincontainers.sim.shell.interpreter import NOT_RECOGNIZED, HostInfo, Shell, not_simulated
 from wincontainers.sim.shell.programs import STATUS_CONTROL_C_EXIT, image_name
 from wincontainers.sim.shell.parser import split_arguments
-from wincontainers.sim.shell.textio import CommandError, Io, ShellExit
+from wincontainers.sim.shell.textio import Io, ShellExit
 from wincontainers.sim.shell.winpaths import ContainerFs
 
 __all__ = ["run_command_line", "image_for", "new_shell", "STATUS_CONTROL_C_EXIT", "ProgramNotFound"]
@@ -41,19 +41,15 @@ def _image_name(program: str) -> str:
     return base if "." in base else base + ".exe"
 
 
-def image_for(command_line: str, root: Path, env: Mapping[str, str]) -> str:
-    """The image name the process list shows for ``command_line``; ProgramNotFound if none."""
+def image_for(command_line: str, fs: ContainerFs, env: Mapping[str, str]) -> str:
+    """The image name the process list shows for ``command_line``, started in ``fs``'s current
+    directory; ProgramNotFound if it names no program."""
     program, _ = program_of(command_line)
     if not program:
         raise ProgramNotFound("")
-    name = launch.program_name(program)
-    if name in Shell.external and ("\\" not in program or "system32" in program.lower()):
-        return image_name(name)
-    shell = new_shell(root, "C:\\", env, HostInfo())
-    try:
-        found = shell.find_program(program)
-    except CommandError:
-        found = None
+    tool_name, found = Shell(fs, Environment(env), HostInfo()).program_for(program)
+    if tool_name is not None:
+        return image_name(tool_name)
     if found is None:
         raise ProgramNotFound(program)
     return "cmd.exe" if found.lower().endswith((".bat", ".cmd")) else _image_name(found)
@@ -71,17 +67,11 @@ def run_command_line(command_line: str, shell: Shell, io: Io) -> int:
 
 
 def _run(command_line: str, shell: Shell, io: Io) -> int:
-    program, _ = program_of(command_line)
-    name = launch.program_name(program or "")
-    if name == "cmd":
-        return tools.run_cmd(shell, command_line, io)
-    tool = Shell.external.get(name)
-    if tool is not None and ("\\" not in (program or "") or "system32" in (program or "").lower()):
-        return tool(shell, command_line_to_argv(command_line)[1:], io)
-    found: Optional[str] = shell.find_program(program or "")
+    program, rest_at = program_of(command_line)
+    tool_name, found = shell.program_for(program or "")
+    if tool_name is not None:  # the process is the program itself: no cmd, no fork
+        return Shell.external[tool_name](shell, command_line, io)
     if found is not None and found.lower().endswith((".bat", ".cmd")):
-        _, rest_at = program_of(command_line)
         return shell.run_batch(found, program or found, split_arguments(command_line[rest_at:]), io, called=True)
-    io.error_line(f"not simulated: {found or program} is a Windows program; the simulated host runs cmd, "
-                  "powershell (a subset) and the tools listed in docs/simulator.md")
+    io.error_line(not_simulated(found or program or ""))
     return NOT_RECOGNIZED

@@ -19,7 +19,7 @@ from wincontainers.sim.shell.matching import wildcard_match
 from wincontainers.sim.shell.textio import CommandError, Io
 from wincontainers.sim.shell.winpaths import split_name
 
-__all__ = ["COMMANDS", "confirm", "switches_and_names", "has_wildcard", "copy_tree_file"]
+__all__ = ["COMMANDS", "confirm", "switches_and_names", "has_wildcard"]
 
 NOT_FOUND = "The system cannot find the file specified."
 PATH_NOT_FOUND = "The system cannot find the path specified."
@@ -216,11 +216,6 @@ def _destination(shell: Shell, source: str, dest: Optional[str]) -> str:
     return full
 
 
-def copy_tree_file(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst, follow_symlinks=False)
-    shutil.copystat(src, dst, follow_symlinks=False)
-
-
 def copy_command(shell: Shell, rest: str, io: Io) -> int:
     _, names = names_required(rest)
     source, dest = names[0], (names[1] if len(names) > 1 else None)
@@ -245,7 +240,7 @@ def copy_command(shell: Shell, rest: str, io: Io) -> int:
             io.error_line(PATH_NOT_FOUND)
             io.line(f"        {copied} file(s) copied.")
             return 1
-        copy_tree_file(shell.fs.host(src), host_target)
+        shutil.copy2(shell.fs.host(src), host_target, follow_symlinks=False)
         copied += 1
     io.line(f"        {copied} file(s) copied.")
     return 0

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator, Optional, cast
 
 import attrs
 
-from wincontainers.sim.shell.textio import CommandError, Io, NullReader
+from wincontainers.sim.shell.textio import CommandError, Io
 
 if TYPE_CHECKING:
     from wincontainers.sim.shell.interpreter import Shell
@@ -94,7 +94,7 @@ def _source_lines(shell: "Shell", opts: ForOptions, items: str, io: Io) -> list[
     if len(text) >= 2 and text[0] == command_quote and text[-1] == command_quote:
         out = _io.BytesIO()
         child = shell.child()
-        child.run_isolated_line(text[1:-1], Io(cast(BinaryIO, NullReader()), cast(BinaryIO, out), io.stderr))
+        child.run_isolated_line(text[1:-1], Io(cast(BinaryIO, _io.BytesIO()), cast(BinaryIO, out), io.stderr))
         data = out.getvalue()
     elif len(text) >= 2 and text[0] == string_quote and text[-1] == string_quote:
         return [text[1:-1]]

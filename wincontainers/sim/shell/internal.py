@@ -160,15 +160,11 @@ def call(shell: Shell, rest: str, io: Io) -> int:
     if node is None:
         return 0
     if isinstance(node, ps.Simple):
-        name, args_text = _program_and_args(shell, node.text)
+        name, args_text = split_command(node.text, shell.internal)
         found = shell.find_program(name.strip('"')) if name else None
         if found and found.lower().endswith((".bat", ".cmd")) and not node.redirects:
             return shell.run_batch(found, name.strip('"'), ps.split_arguments(args_text), io, called=True)
     return shell.execute(node, io, {})
-
-
-def _program_and_args(shell: Shell, text: str) -> tuple[str, str]:
-    return split_command(text, shell.internal)
 
 
 def shift(shell: Shell, rest: str, io: Io) -> int:

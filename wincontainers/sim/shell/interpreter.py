@@ -20,7 +20,6 @@ from typing import BinaryIO, Callable, Iterator, Optional, Sequence, cast
 import attrs
 
 from wincontainers.sim.shell import parser as ps
-from wincontainers.sim.shell.argv import command_line_to_argv
 from wincontainers.sim.shell.environment import Environment
 from wincontainers.sim.shell.forf import for_f_rows
 from wincontainers.sim.shell.matching import compare, integer, wildcard_match
@@ -77,7 +76,8 @@ class Shell:
     #: Run external programs in a process of their own, as cmd does (set in container processes;
     #: off where the shell runs inside another program, such as the unit tests).
     fork_programs = False
-    external: dict[str, Callable[["Shell", list[str], Io], int]] = {}  # filled by tools
+    #: Simulated programs by name: (shell, command line as typed, stdio) -> exit code (filled by tools).
+    external: dict[str, Callable[["Shell", str, Io], int]] = {}
 
     def __init__(self, fs: ContainerFs, env: Environment, host: HostInfo, *,
                  delayed: bool = False, echo: bool = True) -> None:
@@ -328,30 +328,36 @@ class Shell:
 
     # -- programs -------------------------------------------------------------------------------
 
-    def run_program(self, name: str, rest: str, io: Io) -> int:
-        """An external command: a simulated Windows tool, a batch file, or cmd's 9009."""
+    def program_for(self, name: str) -> tuple[Optional[str], Optional[str]]:
+        """What a program name names: (a simulated tool's name, None) for a tool reached by its
+        name or in System32; else (None, the Windows path the name finds, or None)."""
         bare = name.strip('"')
         base = bare.replace("/", "\\").rsplit("\\", 1)[-1].lower()
         tool_name = base[:-4] if base.endswith((".exe", ".com")) else base
-        tool = self.external.get(tool_name)
         in_system = "\\" not in bare or bare.lower().replace("/", "\\").startswith(
             ("c:\\windows\\system32\\", "\\windows\\system32\\", "%systemroot%"))
-        if tool is not None and in_system:
-            argv = command_line_to_argv(f'"{bare}"{rest}')
+        if tool_name in self.external and in_system:
+            return tool_name, None
+        try:
+            return None, self.find_program(bare)
+        except CommandError:
+            return None, None
+
+    def run_program(self, name: str, rest: str, io: Io) -> int:
+        """An external command: a simulated Windows tool, a batch file, or cmd's 9009."""
+        bare = name.strip('"')
+        tool_name, found = self.program_for(bare)
+        if tool_name is not None:
+            tool, line = self.external[tool_name], name + rest
             if self.fork_programs and has_fds(io) and threading.current_thread() is threading.main_thread():
-                return run_forked(image_name(tool_name), lambda: tool(self, argv[1:], io))
-            return tool(self, argv[1:], io)
-        found = self.find_program(bare)
-        if found is None:
-            io.error_line(f"'{bare}' is not recognized as an internal or external command,\n"
-                          "operable program or batch file.")
-            return NOT_RECOGNIZED
-        if found.lower().endswith((".bat", ".cmd")):
+                return run_forked(image_name(tool_name), lambda: tool(self, line, io))
+            return tool(self, line, io)
+        if found is not None and found.lower().endswith((".bat", ".cmd")):
             return self.run_batch(found, bare, ps.split_arguments(rest), io, called=False)
         io.error_line(f"'{bare}' is not recognized as an internal or external command,\n"
                       "operable program or batch file.")
-        io.error_line(f"not simulated: {found} is a Windows program; the simulated host runs cmd, "
-                      "powershell (a subset) and the tools listed in docs/simulator.md")
+        if found is not None:
+            io.error_line(not_simulated(found))
         return NOT_RECOGNIZED
 
     def find_program(self, name: str) -> Optional[str]:
@@ -554,6 +560,12 @@ class Shell:
 
     def restore(self, saved: _Saved) -> None:
         self.env, self.delayed, self.fs.cwd = saved.env, saved.delayed, saved.cwd
+
+
+def not_simulated(path: str) -> str:
+    """What a container says of a Windows program it cannot run."""
+    return (f"not simulated: {path} is a Windows program; the simulated host runs cmd, "
+            "powershell (a subset) and the tools listed in docs/simulator.md")
 
 
 def split_command(text: str, internal: dict[str, Command]) -> tuple[str, str]:

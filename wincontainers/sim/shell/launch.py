@@ -13,7 +13,7 @@ import attrs
 
 from wincontainers.sim.shell.argv import program_of
 
-__all__ = ["CmdSwitches", "cmd_switches", "program_name"]
+__all__ = ["CmdSwitches", "cmd_switches"]
 
 _SPECIAL = set('&<>()@^|')
 
@@ -24,12 +24,6 @@ class CmdSwitches:
     keep: bool = False  # /K: stay after running it
     echo: bool = True  # /Q turns it off
     delayed: bool = False  # /V:ON
-
-
-def program_name(argv0: str) -> str:
-    """``C:\\Windows\\System32\\PING.EXE`` -> ``ping``."""
-    base = argv0.replace("/", "\\").rsplit("\\", 1)[-1].lower()
-    return base[:-4] if base.endswith((".exe", ".com")) else base
 
 
 def cmd_switches(command_line: str, is_program: Optional[Callable[[str], bool]] = None) -> CmdSwitches:

@@ -14,13 +14,15 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
 import os
 import signal
 import struct
-from typing import Callable
+from typing import Callable, Optional
 
 from wincontainers.sim.shell.textio import Io, ShellExit
 
-__all__ = ["run_forked", "set_process_name", "has_fds", "image_name", "STATUS_CONTROL_C_EXIT"]
+__all__ = ["run_forked", "set_process_name", "has_fds", "image_name", "exit_code_from_status", "windows_exit_code",
+           "STATUS_CONTROL_C_EXIT"]
 
 STATUS_CONTROL_C_EXIT = 0xC000013A
+STATUS_ACCESS_VIOLATION = 0xC0000005
 
 #: The simulated programs' file names as System32 spells them (what tasklist and top show).
 _IMAGES = {
@@ -85,10 +87,32 @@ def run_forked(image: str, program: Callable[[], int]) -> int:
         signal.signal(signal.SIGINT, previous)
     with os.fdopen(read_fd, "rb") as report:
         data = report.read(4)
-    if len(data) == 4:
-        return int(struct.unpack("<I", data)[0])
-    if os.WIFSIGNALED(status):
-        return STATUS_CONTROL_C_EXIT if os.WTERMSIG(status) in (signal.SIGINT, signal.SIGTERM) else 1
-    return os.WEXITSTATUS(status)
+    return windows_exit_code(int(struct.unpack("<I", data)[0]) if len(data) == 4 else None, status)
+
+
+def exit_code_from_status(returncode: int) -> int:
+    """A Windows-looking exit code for a host process status (signals become NTSTATUS codes)."""
+    if returncode >= 0:
+        return returncode & 0xFFFFFFFF
+    sig = -returncode
+    if sig == signal.SIGKILL:
+        return 1  # what TerminateProcess through HCS reports
+    if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        return STATUS_CONTROL_C_EXIT
+    if sig == signal.SIGABRT:
+        return 3
+    return STATUS_ACCESS_VIOLATION
+
+
+def windows_exit_code(reported: Optional[int], status: Optional[int]) -> int:
+    """A process's exit code: the 32 bits it reported before ending, else what its wait status
+    says (a signal becomes an NTSTATUS code); 1 when neither is known."""
+    if reported is not None:
+        return reported
+    if status is not None and os.WIFSIGNALED(status):
+        return exit_code_from_status(-os.WTERMSIG(status))
+    if status is not None and os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 1
 
 

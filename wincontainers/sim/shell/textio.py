@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from typing import BinaryIO, Optional
 
 import attrs
 
-__all__ = ["Io", "NullReader", "ShellExit", "BatchExit", "GotoLabel", "ShellSyntaxError", "CommandError"]
-
-
-class NullReader(io.RawIOBase):
-    """``NUL`` as input: always at its end."""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
-        return 0
+__all__ = ["Io", "ShellExit", "BatchExit", "GotoLabel", "ShellSyntaxError", "CommandError"]
 
 
 @attrs.define

@@ -16,6 +16,7 @@ if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows
 import fcntl
 import json
 import os
+import shutil
 import struct
 import termios
 import re
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from wincontainers.sim.shell import fileops, launch, powershell
+from wincontainers.sim.shell.argv import command_line_to_argv
 from wincontainers.sim.shell.interpreter import Shell
 from wincontainers.sim.shell.textio import CommandError, Io, ShellExit
 
 __all__ = ["TOOLS", "run_cmd", "SETX_FILE", "persisted_environment"]
 
-Tool = Callable[[Shell, list[str], Io], int]
+#: A program: (shell, its command line as typed, program name included, stdio) -> exit code.
+Tool = Callable[[Shell, str, Io], int]
 
 #: Where ``setx`` keeps variables inside the container (a registry stand-in that layers carry).
 SETX_FILE = "Windows/System32/config/wcsim-environment.json"
@@ -69,14 +72,15 @@ def _interactive(shell: Shell, io: Io, banner: bool) -> int:
             return exc.code
 
 
-def cmd_tool(shell: Shell, argv: list[str], io: Io) -> int:
-    child = shell.child()
-    line = "cmd " + " ".join(_quote(a) for a in argv)
-    return run_cmd(child, line, io)
+def cmd_tool(shell: Shell, command_line: str, io: Io) -> int:
+    """A nested ``cmd``: a new cmd.exe with this one's variables, reading its own command line
+    (cmd parses the text itself, so it gets the text, spacing and all)."""
+    return run_cmd(shell.child(), command_line, io)
 
 
-def _quote(arg: str) -> str:
-    return f'"{arg}"' if (" " in arg or not arg) and not arg.startswith('"') else arg
+def _with_argv(program: Callable[[Shell, list[str], Io], int]) -> Tool:
+    """A program that reads its arguments as the C runtime splits them (``CommandLineToArgvW``)."""
+    return lambda shell, command_line, io: program(shell, command_line_to_argv(command_line)[1:], io)
 
 
 def ping(shell: Shell, argv: list[str], io: Io) -> int:
@@ -398,7 +402,7 @@ def xcopy(shell: Shell, argv: list[str], io: Io) -> int:
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        fileops.copy_tree_file(src, target)
+        shutil.copy2(src, target, follow_symlinks=False)
         if "q" not in switches:
             io.line(shell.fs.to_windows(src) if src_host.is_dir() else names[0])
         copied += 1
@@ -453,7 +457,9 @@ def setx(shell: Shell, argv: list[str], io: Io) -> int:
 
 
 TOOLS: dict[str, Tool] = {
-    "cmd": cmd_tool, "ping": ping, "timeout": timeout, "hostname": hostname, "whoami": whoami,
-    "ipconfig": ipconfig, "tasklist": tasklist, "find": find, "findstr": findstr, "xcopy": xcopy,
-    "setx": setx, "mode": mode, "sort": sort, "powershell": powershell.run, "pwsh": powershell.run,
+    "cmd": cmd_tool,
+    **{name: _with_argv(program) for name, program in (
+        ("ping", ping), ("timeout", timeout), ("hostname", hostname), ("whoami", whoami), ("ipconfig", ipconfig),
+        ("tasklist", tasklist), ("find", find), ("findstr", findstr), ("xcopy", xcopy), ("setx", setx),
+        ("mode", mode), ("sort", sort), ("powershell", powershell.run), ("pwsh", powershell.run))},
 }

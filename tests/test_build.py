@@ -39,7 +39,7 @@ def _quiet(_text: str) -> None:
 def _files(host: Host, image: str, command: str = "dir /s /b /a-d") -> list[str]:
     """What ``command`` prints in a container of ``image``: for a ``dir /b``, the paths relative
     to C:\\ with ``/``, sorted; otherwise its words."""
-    with host.containers.create(image, "ping -t localhost") as c:  # not the image's CMD: it would end
+    with host.containers.create(image, entrypoint="ping -t localhost") as c:  # not the image's: it would end
         c.start()
         out = c.run(f'cmd /S /C "{command}"').stdout.decode().split("\r\n" if command.startswith("dir") else None)
         c.stop()

@@ -80,7 +80,7 @@ def test_fsck_repair_gives_back_a_working_store(damaged: tuple[Host, SimulatedHo
 
 def test_rm_f_removes_a_container_whose_record_is_damaged(host: Host, sim: SimulatedHost) -> None:
     build(host, EXAMPLE, tags=["dmg:2"], output=lambda _t: None)
-    container = host.containers.create("dmg:2", name="broken")
+    container = host.containers.create("dmg:2", "ping -t localhost", name="broken")  # not its CMD: it ends
     container.start()
     sandbox = Path(container.record.sandbox)
     container.close()

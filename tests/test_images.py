@@ -160,12 +160,14 @@ def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -
         out = child.run('cmd /S /C "type v.txt & echo %GREETING% & dir /b C:\\ | find /c "Users""').stdout
         assert out.split() == [b"v1", b"hi", b"0"]
         child.stop()
-    with store_host.containers.create("app:1", image_command=True) as default:
+    with store_host.containers.create("app:1") as default:  # its CMD is no bare shell: it runs, as in Docker
         assert default.record.command == 'cmd /S /C "type v.txt"'
         default.start()
         assert default.wait(30).exit_code == 0
-    with store_host.containers.create("app:1") as idle:  # no command, no main process
+    with store_host.containers.create("app:1", image_command=False) as idle:  # asked: no main process
         assert idle.record.command is None
+    with store_host.containers.create("windowsservercore") as shell:  # only an interactive shell: not run
+        assert shell.record.command is None
 
 
 def test_commit_fault_injection_leaves_a_clean_store(store_host: Host, sim: SimulatedHost) -> None:

@@ -11,45 +11,29 @@ process and the container stops when it exits (Docker's rule, and the only exit 
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import sys
 import threading
 import time
 import weakref
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
-
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
 from wincontainers import errors
-from wincontainers.errors import BadInput
 from wincontainers import networks as nets
-from wincontainers.driver.base import DEFAULT_TIMEOUT, LayerRef, MappedDirectory, ProcessSpec, SystemRef, SystemSpec
-from wincontainers.process import (
-    CalledProcessError,
-    Command,
-    CompletedProcess,
-    Process,
-    TimeoutExpired,
-    stream_sink,
-)
+from wincontainers.container_files import Change, ContainerFiles, CopyResult
+from wincontainers.container_types import (STATES, ContainerExit, ContainerInfo, ContainerProcess, ContainerStats,
+                                           StopResult, check_command, check_env, check_timeout, default_command,
+                                           inspect_document, parse_env_list)
+from wincontainers.driver.base import DEFAULT_TIMEOUT, ProcessSpec, SystemRef
+from wincontainers.errors import BadInput
+from wincontainers.jsonlog import LogOptions, LogRecord
+from wincontainers.monitors import AttachSession, MonitorFiles, spawn
+from wincontainers.process import CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, stream_sink
 from wincontainers.records import ContainerRecord
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
-from wincontainers.container_types import (
-    STATES,
-    ContainerExit,
-    ContainerInfo,
-    ContainerProcess,
-    ContainerStats,
-    StopResult,
-    check_command,
-    check_env,
-    check_timeout,
-    default_command,
-    parse_env_list,
-)
 
 log = logging.getLogger("wincontainers.containers")
 
@@ -109,12 +93,23 @@ class Container:
                 self._refs.append(self._system_ref)
             return self._system_ref
 
-    def _save(self, **changes: Any) -> None:
+    def update(self, **changes: Any) -> None:
+        """Change fields of the container's record. The record on disk is read first, so what
+        another process changed meanwhile (its monitor's exit code, a rename) is kept; a record
+        removed meanwhile is not brought back."""
         with self._lock:
+            if self._removed:
+                return
+            try:
+                self._record = self.host.records.load(self.id)
+            except (errors.NotFound, errors.DamagedRecord):  # removed, or damaged: rm -f's to repair
+                self._removed = True
+                return
             for k, v in changes.items():
                 setattr(self._record, k, v)
-            if not self._removed:  # a late main-process exit must not resurrect a removed record
-                self.host.records.save(self._record)
+            self.host.records.save(self._record)
+
+    _save = update
 
     # -- state -------------------------------------------------------------------------------
 
@@ -151,46 +146,55 @@ class Container:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> "Container":
+    def start(self, timeout: Optional[float] = DEFAULT_TIMEOUT, *, detach: bool = False,
+              output: Optional[Callable[[str, bytes], None]] = None, stdin: bool = True) -> "Container":
         """Start the compute system, and the main process when the container has a command.
+        An exited container starts again on a new compute system over the same sandbox (its
+        files are kept), as ``docker start`` does.
 
-        An exited container starts again on a new compute system over the same sandbox
-        (its files are kept), as ``docker start`` does.
-        """
+        ``detach=True`` hands the container to a monitor process that holds the main process's
+        stdio, keeps its log, records its exit and applies the restart policy; this process may
+        then exit, and :meth:`logs`, :meth:`attach` and :meth:`wait` reach it from any process.
+        It returns once the main process runs (a failure to start comes back typed). Without
+        it, the main process's output is buffered on :attr:`process`, or given to
+        ``output(stream, data)`` as it comes; ``stdin=False`` closes its stdin at once."""
         check_timeout(timeout)
+        if detach and self._record.command:
+            return self._start_detached()
         with self._lock:
-            if self._record.state == "exited":
+            if self._record.state in ("exited", "restarting"):
                 self._recreate(timeout)
             self._system().start(timeout)
-            self._save(state="running", started=time.time(), finished=None, exit_code=None)
+            self._save(state="running", started=time.time(), finished=None, exit_code=None,
+                       detached=self._record.detached and output is not None)
             if self._record.command:
-                self.process = self._exec_main()
+                self.process = self._exec_main(output, stdin)
         return self
+
+    def _monitor_files(self) -> MonitorFiles:
+        return MonitorFiles(self.host.files, self.host.state_dir, self.id)
+
+    def _start_detached(self) -> "Container":
+        files = self._monitor_files()
+        with self._lock:
+            if files.status() in ("running", "starting") and self.status in ("running", "paused"):
+                raise errors.InvalidState("start", subject=self.subject, message="it is already running",
+                                          hint="attach to it (attach()) or stop it first")
+            self._save(detached=True)
+            self.close()  # the monitor opens the compute system itself
+            spawn(files, self.host.open_arguments)
+            self.reload()
+        return self
+
+    def monitor_status(self) -> str:
+        """``none`` (never started detached), ``running``, ``ended`` or ``dead``: a monitor that
+        was killed leaves its container running but unmonitored (no more output is kept)."""
+        return self._monitor_files().status()
 
     def _recreate(self, timeout: Optional[float]) -> None:
         """A new compute system for an exited container (HCS cannot start a stopped one)."""
-        record = self._record
         self.close()
-        driver = self.host.driver
-        with contextlib.suppress(errors.HcsError):
-            old = driver.open_system(record.id)
-            try:
-                old.terminate(5)
-            except errors.HcsError:
-                pass
-            old.close()
-        parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
-        mount = driver.layer_mount_path(record.sandbox) or self.host.layers.mount(record.sandbox, list(parents))
-        spec = SystemSpec(
-            id=record.id, name=record.name, hostname=record.hostname, volume_path=mount,
-            layer_folder=record.sandbox, layers=parents,
-            mapped_directories=tuple(MappedDirectory(host_path=h, container_path=c, read_only=False)
-                                     for h, c in record.volumes.items()),
-            memory_mb=record.memory_mb, cpu_count=record.cpu_count, first_boot=False,
-        )
-        if record.network:
-            spec = self.host.networks.rejoin(self._record.network).apply(spec)
-        system = driver.create_system(spec, timeout)
+        system = self.host.containers.new_system(self._record, timeout)
         self._system_ref = system
         self._refs.append(system)
         self._main_done.clear()
@@ -210,12 +214,7 @@ class Container:
         return self.host.networks.settings(self._record.network, ask_ip)
 
     def _ipconfig_address(self) -> Optional[str]:
-        result = self.run("ipconfig", timeout=30)
-        for line in result.stdout.decode("utf-8", "replace").splitlines():
-            label, _, value = line.partition(":")
-            if label.strip().startswith("IPv4 Address") and value.strip():
-                return str(value).strip().split("(")[0].strip()
-        return None
+        return nets.ipconfig_address(self.run("ipconfig", timeout=30).stdout.decode("utf-8", "replace"))
 
     def connect(self, network: nets.AttachLike, *, ports: nets.PortsLike = None) -> str:
         """Attach to another network while running (HNS/HCN hosts); returns the endpoint ID."""
@@ -236,41 +235,17 @@ class Container:
     def inspect(self) -> dict[str, Any]:
         """The container as ``docker inspect`` shows one: state, config, mounts and network
         settings (each network's IP, prefix, gateway and MAC; the port mappings)."""
-        record = self._record
-        status = self.status
-        networks: dict[str, Any] = {}
-        ports: dict[str, list[dict[str, str]]] = {}
-        for entry in self.network_settings():
-            networks[entry["Network"] or entry["NetworkID"]] = {
-                key: entry[key] for key in ("NetworkID", "EndpointID", "IPAddress", "IPPrefixLen", "Gateway",
-                                            "MacAddress")
-            }
-            for port, host_port in entry["Ports"].items():
-                ports.setdefault(port, []).append({"HostIp": "0.0.0.0", "HostPort": str(host_port)})
-        first: dict[str, Any] = next(iter(networks.values()), {})
-        return {
-            "Id": record.id,
-            "Name": "/" + record.name,
-            "Created": _iso(record.created),
-            "Image": record.image_id or record.image,
-            "State": {"Status": status, "Running": status == "running", "Paused": status == "paused",
-                      "ExitCode": record.exit_code, "StartedAt": _iso(record.started),
-                      "FinishedAt": _iso(record.finished)},
-            "Config": {"Image": record.image, "Cmd": record.command, "Env": [f"{k}={v}" for k, v in record.env.items()],
-                       "WorkingDir": record.workdir or "", "Hostname": record.hostname, "User": record.user or "",
-                       "Tty": record.tty, "Labels": dict(record.labels)},
-            "HostConfig": {"Memory": (record.memory_mb or 0) * 1024 * 1024, "CpuCount": record.cpu_count or 0,
-                           "Isolation": "process"},
-            "Mounts": [{"Type": "bind", "Source": h, "Destination": c, "RW": True} for h, c in record.volumes.items()],
-            "GraphDriver": {"Name": "windowsfilter", "Data": {"dir": record.sandbox}},
-            "NetworkSettings": {"IPAddress": first.get("IPAddress") or "", "Ports": ports, "Networks": networks},
-            "Generation": record.generation,
-        }
+        return inspect_document(self._record, self.status, self.network_settings())
 
-    def _exec_main(self) -> Process:
+    def _exec_main(self, output: Optional[Callable[[str, bytes], None]], stdin: bool) -> Process:
         assert self._record.command is not None
+        sinks: dict[str, Any] = {}
+        if output is not None:
+            sinks = {"stdout_sink": lambda data: output("stdout", data),
+                     "stderr_sink": lambda data: output("stderr", data)}
         try:
-            proc = self.exec(self._record.command, tty=self._record.tty, _on_exit=self._main_exited)
+            proc = self.exec(self._record.command, tty=self._record.tty, stdin=stdin, _on_exit=self._main_exited,
+                             **sinks)
         except BaseException:
             self.kill()
             raise
@@ -299,6 +274,10 @@ class Container:
         """Wait until the container exits; with a main process, until it exits and the container stops."""
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.process is None and self._record.detached and self.monitor_status() == "running":
+            return ContainerExit(self._wait_monitored(timeout), "GracefulExit")
+        if self.process is None and self.status == "exited":  # its system may be gone: the record knows
+            return ContainerExit(self._record.exit_code, "GracefulExit")
         if self.process is not None:
             try:
                 self.process.wait(timeout)
@@ -315,11 +294,28 @@ class Container:
             self._save(state="exited", finished=time.time())
         return ContainerExit(self._record.exit_code, status.exit_type)
 
-    def stop(self, timeout: Optional[float] = 10.0, *, kill_timeout: float = 30.0) -> StopResult:
-        """Graceful shutdown, then terminate once ``timeout`` expires. Already stopped is success."""
+    def _wait_monitored(self, timeout: Optional[float]) -> Optional[int]:
+        """Wait, through its monitor, for a detached container's main process to exit (the next
+        exit: a container that restarts has exited once); its exit code."""
+        try:
+            with AttachSession(self._monitor_files()) as session:
+                code = session.wait(timeout)
+        except errors.MonitorError:
+            code = None
+        except TimeoutError:
+            raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+        self.reload()
+        return code if code is not None else self._record.exit_code
+
+    def stop(self, timeout: Optional[float] = None, *, kill_timeout: float = 30.0) -> StopResult:
+        """Graceful shutdown, then terminate once ``timeout`` expires (default: the container's
+        ``stop_timeout``, else 10 s). Already stopped is success. A stop also ends the restarting
+        of a container with a restart policy."""
+        timeout = timeout if timeout is not None else (self._record.stop_timeout or 10.0)
         check_timeout(timeout)
         check_timeout(kill_timeout, "kill_timeout")
         started = time.monotonic()
+        self._monitor_files().request_stop()
         with self._lock:
             if self._record.state == "exited" and not self.host.driver.capabilities.reports_state:
                 return StopResult("already-stopped", 0.0, self._record.exit_code)
@@ -339,6 +335,11 @@ class Container:
             return StopResult(outcome, time.monotonic() - started, code)
 
     def _main_exit_code(self, timeout: float) -> Optional[int]:
+        if self.process is None and self._record.detached and self.monitor_status() == "running":
+            try:
+                return self._wait_monitored(timeout)
+            except TimeoutExpired:
+                return None
         if self.process is None:
             return self._record.exit_code
         try:
@@ -349,9 +350,16 @@ class Container:
     def kill(self, timeout: Optional[float] = 30.0) -> None:
         """Terminate the container at once."""
         check_timeout(timeout)
+        self._monitor_files().request_stop()
         with self._lock:
             self._system().terminate(timeout)
             self._save(state="exited", finished=time.time(), exit_code=self._main_exit_code(5.0))
+
+    def rename(self, name: str) -> None:
+        """Give the container another name (running or not); the old name is free at once."""
+        with self._lock:
+            self.host.records.rename(self.id, name)
+            self.reload()
 
     def pause(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         check_timeout(timeout)
@@ -477,6 +485,8 @@ class Container:
                     "remove", subject=self.subject, message="the container is running",
                     hint="stop it first (stop()) or remove it with force=True",
                 )
+            monitor = self._monitor_files()
+            monitor.request_stop()
             if state != "exited":
                 try:
                     self._system().terminate(timeout)
@@ -484,10 +494,63 @@ class Container:
                     pass
             self._removed = True
             self.close()
+            monitor.finish(self.host.win32)
             self.host.layers.remove_sandbox(self._record.sandbox)
             if self._record.network:
                 self.host.networks.release(self._record.network)
             self.host.records.delete(self._record)
+
+    # -- files -------------------------------------------------------------------------------
+
+    @property
+    def files(self) -> ContainerFiles:
+        """Its file system from the host: ``copy_to``, ``copy_from``, ``diff``, ``export``."""
+        return ContainerFiles(self.host, self._record, self.status)
+
+    def copy_to(self, src: Union[str, "os.PathLike[str]", IO[bytes]], dest: str) -> CopyResult:
+        """Copy a host file or folder (or a tar stream) into the container: :meth:`ContainerFiles.copy_to`."""
+        return self.files.copy_to(src, dest)
+
+    def copy_from(self, src: str, dest: Union[str, "os.PathLike[str]", IO[bytes]]) -> CopyResult:
+        """Copy a container file or folder to the host (or a tar stream): :meth:`ContainerFiles.copy_from`."""
+        return self.files.copy_from(src, dest)
+
+    def diff(self) -> list[Change]:
+        """What changed since it was created (stopped only): :meth:`ContainerFiles.diff`."""
+        return self.files.diff()
+
+    def export(self, dest: Union[str, "os.PathLike[str]", IO[bytes]]) -> CopyResult:
+        """Its whole file system as one tar: :meth:`ContainerFiles.export`."""
+        return self.files.export(dest)
+
+    # -- logs and attach ----------------------------------------------------------------------
+
+    def log_records(self, *, stdout: bool = True, stderr: bool = True, tail: Optional[int] = None,
+                    since: Union[float, str, None] = None, follow: bool = False) -> Iterator[LogRecord]:
+        """The records of a detached container's log (:class:`~wincontainers.jsonlog.LogRecord`:
+        stream, data, time), oldest first: the last ``tail`` only, those at or after ``since``
+        (epoch seconds, an RFC 3339 time or a duration such as ``"10m"``); with ``follow``, then
+        those written from now on until the container's monitor ends (it stops, or is stopped)."""
+        return self._monitor_files().log_records(LogOptions.from_json(self._record.log_options), stdout=stdout, stderr=stderr,
+                                   tail=tail, since=since, follow=follow)
+
+    def logs(self, stdout: bool = True, stderr: bool = True, timestamps: bool = False, tail: Optional[int] = None,
+             since: Union[float, str, None] = None, follow: bool = False) -> Union[bytes, Iterator[bytes]]:
+        """The output of a detached container, as docker-py's ``logs``: bytes, or with
+        ``follow=True`` an iterator of chunks that ends when the container stops. ``timestamps``
+        puts each line's RFC 3339 time before it. A killed monitor keeps what it wrote;
+        :meth:`monitor_status` then says ``dead``."""
+        records = self.log_records(stdout=stdout, stderr=stderr, tail=tail, since=since, follow=follow)
+        chunks = ((r.timestamp.encode() + b" " + r.data) if timestamps else r.data for r in records)
+        return chunks if follow else b"".join(chunks)
+
+    def attach(self, *, stdin: bool = False, replay: bool = False) -> AttachSession:
+        """Attach to a detached container's main process: iterate the session for its output
+        (``(stream, data)``) until it exits; with ``stdin=True`` write to it (``write``,
+        ``close_stdin``). :class:`~wincontainers.errors.MonitorError` when nothing is attachable
+        (not running, never detached, or its monitor was killed). ``replay``: the output since
+        the start first (up to 1 MiB)."""
+        return AttachSession(self._monitor_files(), stdin=stdin, replay=replay)
 
     def close(self) -> None:
         """Release the HCS handles held for this container (it keeps running)."""
@@ -523,10 +586,3 @@ def _close_refs(refs: list[Any]) -> None:
                 ref.close()
             except Exception as exc:  # noqa: BLE001 - a finalizer must not raise; it says so instead
                 log.warning("closing a container handle failed (it may stay open until exit): %s", exc)
-
-
-def _iso(seconds: Optional[float]) -> Optional[str]:
-    """Epoch seconds as RFC 3339 UTC (``inspect``'s times), None stays None."""
-    if seconds is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"

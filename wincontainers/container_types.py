@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import attrs
 
 from wincontainers import errors
+from wincontainers.driver.base import LayerRef, MappedDirectory, SystemSpec
 from wincontainers.process import (
     Command,
     list2cmdline,
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ContainerStats", "ContainerInfo", "STATES",
            "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command",
-           "image_command"]
+           "image_command", "only_a_shell", "inspect_document", "system_spec",
+           "mapped_directories"]
 
 
 #: HCS's system states -> Docker's container states
@@ -214,6 +217,22 @@ def image_command(config: Mapping[str, Any], command: Optional[Command],
     return line or None
 
 
+#: The interactive shells the OS images name as their CMD (Docker's servercore and nanoserver).
+_SHELLS = {"cmd", "cmd.exe", "powershell", "powershell.exe", "pwsh", "pwsh.exe"}
+
+
+def only_a_shell(config: Mapping[str, Any]) -> bool:
+    """Whether an image's ENTRYPOINT + CMD is no more than an interactive shell (the OS images'
+    ``cmd.exe``): meant for ``run -it``, and with no stdin it would end at once."""
+    if config.get("Entrypoint"):
+        return False
+    cmd = list(config.get("Cmd") or [])
+    if len(cmd) != 1 or not isinstance(cmd[0], str):
+        return not cmd
+    name = cmd[0].strip().strip('"').replace("/", "\\").rsplit("\\", 1)[-1].lower()
+    return name in _SHELLS
+
+
 def default_command(config: Mapping[str, Any]) -> Optional[str]:
     """An image's Entrypoint + Cmd as one Windows command line (None when it has neither).
 
@@ -228,3 +247,74 @@ def default_command(config: Mapping[str, Any]) -> Optional[str]:
     return subprocess.list2cmdline(parts)
 
 
+
+
+def inspect_document(record: Any, status: str, settings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A container as ``docker inspect`` shows one, from its record, status and network
+    settings (each network's IP, prefix, gateway and MAC; the port mappings)."""
+    networks: dict[str, Any] = {}
+    ports: dict[str, list[dict[str, str]]] = {}
+    for entry in settings:
+        networks[entry["Network"] or entry["NetworkID"]] = {
+            key: entry[key] for key in ("NetworkID", "EndpointID", "IPAddress", "IPPrefixLen", "Gateway",
+                                        "MacAddress")
+        }
+        for port, host_port in entry["Ports"].items():
+            ports.setdefault(port, []).append({"HostIp": "0.0.0.0", "HostPort": str(host_port)})
+    first: dict[str, Any] = next(iter(networks.values()), {})
+    return {
+        "Id": record.id,
+        "Name": "/" + record.name,
+        "Created": _iso(record.created),
+        "Image": record.image_id or record.image,
+        "State": {"Status": status, "Running": status == "running", "Paused": status == "paused",
+                  "ExitCode": record.exit_code, "StartedAt": _iso(record.started),
+                  "FinishedAt": _iso(record.finished)},
+        "Config": {"Image": record.image, "Cmd": record.command, "Env": [f"{k}={v}" for k, v in record.env.items()],
+                   "WorkingDir": record.workdir or "", "Hostname": record.hostname, "User": record.user or "",
+                   "Tty": record.tty, "Labels": dict(record.labels)},
+        "HostConfig": {"Memory": (record.memory_mb or 0) * 1024 * 1024, "CpuCount": record.cpu_count or 0,
+                       "Isolation": "process"},
+        "Mounts": [{"Type": "bind", "Source": h, "Destination": c, "RW": h not in record.read_only_volumes}
+                   for h, c in record.volumes.items()],
+        "GraphDriver": {"Name": "windowsfilter", "Data": {"dir": record.sandbox}},
+        "NetworkSettings": {"IPAddress": first.get("IPAddress") or "", "Ports": ports, "Networks": networks},
+        "Generation": record.generation,
+    }
+
+
+def _iso(seconds: Optional[float]) -> Optional[str]:
+    """Epoch seconds as RFC 3339 UTC (``inspect``'s times), None stays None."""
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+def system_spec(record: Any, volume_path: str, parents: Sequence[LayerRef], *, first_boot: bool = True) -> SystemSpec:
+    """The compute system of a container record (its network is applied by the caller): at
+    create, and again for each restart on a new compute system."""
+    return SystemSpec(
+        id=record.id, name=record.name, hostname=record.hostname, volume_path=volume_path,
+        layer_folder=str(record.sandbox), layers=tuple(parents),
+        mapped_directories=tuple(MappedDirectory(host_path=h, container_path=c,
+                                                 read_only=h in record.read_only_volumes)
+                                 for h, c in record.volumes.items()),
+        memory_mb=record.memory_mb, cpu_count=record.cpu_count, first_boot=first_boot,
+    )
+
+
+def mapped_directories(volumes: Optional[Mapping[str, Any]]) -> tuple[MappedDirectory, ...]:
+    """``volumes`` as ``create`` takes them: ``{host: container}`` or docker-py's
+    ``{host: {"bind": container, "mode": "ro" | "rw"}}``; BadInput for anything else."""
+    out = []
+    for host_path, target in (volumes or {}).items():
+        mode = "rw"
+        if isinstance(target, Mapping):
+            mode = str(target.get("mode", "rw"))
+            target = target.get("bind")
+        if not isinstance(host_path, str) or not isinstance(target, str) or not host_path or not target:
+            raise errors.BadInput(f"volume {host_path!r}: a host path and a container path, both strings")
+        if mode not in ("ro", "rw"):
+            raise errors.BadInput(f"volume {host_path!r}: mode is ro or rw, not {mode!r}")
+        out.append(MappedDirectory(host_path=host_path, container_path=target, read_only=mode == "ro"))
+    return tuple(out)

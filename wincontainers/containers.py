@@ -4,21 +4,21 @@ is damaged."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence, Union, overload
 
 from wincontainers import errors
 from wincontainers import networks as nets
 from wincontainers.driver.base import (
     DEFAULT_TIMEOUT,
-    MappedDirectory,
+    LayerRef,
     SystemRef,
-    SystemSpec,
 )
 from wincontainers.process import (
     CalledProcessError,
@@ -41,7 +41,12 @@ from wincontainers.container_types import (
     check_env,
     check_timeout,
     config_env,
+    mapped_directories,
+    only_a_shell,
+    system_spec,
 )
+from wincontainers.jsonlog import LogOptions
+from wincontainers.monitors import RestartPolicy
 
 log = logging.getLogger("wincontainers.containers")
 
@@ -60,35 +65,56 @@ class ContainerCollection:
         command: Optional[Command] = None,
         *,
         entrypoint: Optional[Command] = None,
-        image_command: bool = False,
+        image_command: Optional[bool] = None,
         name: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         workdir: Optional[str] = None,
         hostname: Optional[str] = None,
         tty: bool = False,
-        volumes: Optional[Mapping[str, str]] = None,
+        volumes: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
         memory_mb: Optional[int] = None,
         cpu_count: Optional[int] = None,
         labels: Optional[Mapping[str, str]] = None,
         network: Optional[nets.AttachLike] = None,
         ports: nets.PortsLike = None,
+        restart_policy: Optional[str] = None,
+        log_options: Optional[Sequence[str]] = None,
+        stdin_open: bool = False,
+        stop_timeout: Optional[float] = None,
+        auto_remove: bool = False,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> Container:
         """Create a container from an image (``"windowsservercore"``, a store image, or a list of
         layer folders, nearest parent first). Nothing is left behind when this fails.
 
+        ``volumes``: ``{host_path: container_path}``, or docker-py's ``{host_path: {"bind":
+        container_path, "mode": "ro"}}`` for a read-only one. ``user``: the account the main
+        process and ``exec`` run as (else the image's USER).
+
         ``network``: a Network (or its name/ID: an endpoint is made for the container and removed
         with it) or an Endpoint (used as is). ``ports``: ``{"80/tcp": 8080}``, ``["8080:80"]`` or
         PortMappings; ports without a network use the host's NAT network.
 
-        The main process is the image's ENTRYPOINT followed by ``command``, as in Docker;
-        ``entrypoint`` replaces the image's ENTRYPOINT and drops its CMD. Without ``command`` the
-        image's CMD is used only with ``image_command=True`` (what ``run`` does). Otherwise the
-        container has no main process: it runs until stopped, for ``exec`` and ``run`` on it.
-        (The store gives base images Docker's CMD, ``cmd.exe``, so defaulting to it here would
-        make every such container an idle shell.)
+        The main process is the image's ENTRYPOINT followed by ``command`` (else the image's
+        CMD), as in Docker; ``entrypoint`` replaces the image's ENTRYPOINT and drops its CMD.
+        One exception: when all the image would run is an interactive shell (the OS images' CMD,
+        ``cmd.exe``), the container gets no main process unless ``image_command=True``: it runs
+        until stopped, for ``exec`` and ``run`` on it (in Docker such a shell, given no stdin,
+        would end at once and the container with it). ``image_command=False`` never uses the
+        image's command.
+
+        For a container started detached (``start(detach=True)``): ``restart_policy``
+        (``"no"``, ``"on-failure[:N]"``, ``"always"``, ``"unless-stopped"``), ``log_options``
+        (``["max-size=10m", "max-file=3"]``) and ``stdin_open`` (its main process keeps stdin
+        for attach clients; else stdin is closed, as without ``docker run -i``).
+        ``stop_timeout`` is :meth:`Container.stop`'s default grace; ``auto_remove``: its
+        monitor removes it when it has ended for good (``run -d --rm``).
         """
         check_timeout(timeout)
+        check_timeout(stop_timeout, "stop_timeout")
+        policy = RestartPolicy.parse(restart_policy)
+        logging_options = LogOptions.parse(list(log_options or ()))
         check_command(command, required=False)
         check_command(entrypoint, required=False)
         environment = check_env(env)
@@ -101,19 +127,22 @@ class ContainerCollection:
         for value, what in ((memory_mb, "memory_mb"), (cpu_count, "cpu_count")):
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise errors.BadInput(f"{what} must be a positive integer")
-        mapped = tuple(MappedDirectory(host_path=str(h), container_path=str(c), read_only=False)
-                       for h, c in (volumes or {}).items())
+        mapped = mapped_directories(volumes)
         for m in mapped:
             if not os.path.isabs(m.host_path):
                 raise errors.BadInput(f"volume host path {m.host_path!r} is not absolute")
         image_name, parents = self.host.images.layers_for(image)
         stored = self.host.images.find(image)
         image_config = stored.container_config if stored is not None else {}
+        if image_command is None:
+            image_command = not only_a_shell(image_config)
         command_line = (main_command(image_config, command, entrypoint)
                         if command is not None or entrypoint is not None or image_command else None)
         environment = {**config_env(image_config), **environment}
         workdir = workdir or image_config.get("WorkingDir") or None
-        user = image_config.get("User") or None
+        if user is not None and (not isinstance(user, str) or not user.strip()):
+            raise errors.BadInput("user must be a non-empty user name")
+        user = user or image_config.get("User") or None
 
         container_id = secrets.token_hex(32)
         name = name or f"wc-{container_id[:12]}"
@@ -138,16 +167,15 @@ class ContainerCollection:
                 sandbox=str(sandbox), hostname=hostname or container_id[:12], generation=self.host.generation,
                 command=command_line, env=environment, workdir=workdir, tty=tty, labels=dict(labels or {}),
                 user=user, volumes={m.host_path: m.container_path for m in mapped}, memory_mb=memory_mb,
+                read_only_volumes=[m.host_path for m in mapped if m.read_only],
                 cpu_count=cpu_count, image_id=stored.id if stored is not None else None,
                 network=plan.to_record() if plan is not None else {},
+                restart_policy=str(policy), log_options=logging_options.to_json(), open_stdin=bool(stdin_open),
+                stop_timeout=stop_timeout, auto_remove=bool(auto_remove),
             )
             records.save(record)
             undo.add(f"the container record {container_id[:12]}", lambda: records.delete(record))
-            spec = SystemSpec(
-                id=container_id, name=name, hostname=record.hostname, volume_path=mount,
-                layer_folder=str(sandbox), layers=tuple(parents), mapped_directories=mapped,
-                memory_mb=memory_mb, cpu_count=cpu_count,
-            )
+            spec = system_spec(record, mount, tuple(parents))
             if plan is not None:
                 spec = plan.network.apply(spec)
             system = driver.create_system(spec, timeout)
@@ -155,6 +183,24 @@ class ContainerCollection:
             undo.undo(exc)
             raise
         return Container(self.host, record, system, owned=True)
+
+    def new_system(self, record: ContainerRecord, timeout: Optional[float]) -> SystemRef:
+        """A new compute system for an exited container (HCS cannot start a stopped one) over
+        the same sandbox, with the same networks; what is left of the old one is terminated."""
+        driver = self.host.driver
+        with contextlib.suppress(errors.HcsError):
+            old = driver.open_system(record.id)
+            try:
+                old.terminate(5)
+            except errors.HcsError:
+                pass
+            old.close()
+        parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
+        mount = driver.layer_mount_path(record.sandbox) or self.host.layers.mount(record.sandbox, list(parents))
+        spec = system_spec(record, mount, parents, first_boot=False)
+        if record.network:
+            spec = self.host.networks.rejoin(record.network).apply(spec)
+        return driver.create_system(spec, timeout)
 
     def get(self, ref: str) -> Container:
         """A container by id, unique id prefix or name (:class:`~wincontainers.errors.DamagedRecord`
@@ -211,11 +257,13 @@ class ContainerCollection:
             state = record.state
             if live is not None:
                 state = live.get(record.id.lower(), "exited" if record.state != "created" else "exited")
-                if state != record.state and state == "exited":
+                if record.state == "restarting" and state == "exited":
+                    state = "restarting"  # between two runs: its monitor waits out the back-off
+                elif state != record.state and state == "exited":
                     record.state = "exited"
                     record.finished = record.finished or time.time()
                     self.host.records.save(record)
-            if not all and state not in ("running", "paused"):
+            if not all and state not in ("running", "paused", "restarting"):
                 continue
             out.append(ContainerInfo(record.id, record.name, record.image, record.command, state, record.created,
                                      record.exit_code))
@@ -232,6 +280,16 @@ class ContainerCollection:
         stored = self.host.images.find(image)
         return main_command(stored.container_config if stored is not None else {}, command, entrypoint)
 
+    @overload
+    def run(self, image: Union[str, Sequence[str]], command: Optional[Command] = None, *, remove: bool = True,
+            capture_output: bool = True, timeout: Optional[float] = None, check: bool = False, text: bool = False,
+            detach: Literal[False] = False, **create_options: Any) -> CompletedProcess: ...
+
+    @overload
+    def run(self, image: Union[str, Sequence[str]], command: Optional[Command] = None, *, remove: bool = True,
+            capture_output: bool = True, timeout: Optional[float] = None, check: bool = False, text: bool = False,
+            detach: Literal[True], **create_options: Any) -> Container: ...
+
     def run(
         self,
         image: Union[str, Sequence[str]],
@@ -242,15 +300,27 @@ class ContainerCollection:
         timeout: Optional[float] = None,
         check: bool = False,
         text: bool = False,
+        detach: bool = False,
         **create_options: Any,
-    ) -> CompletedProcess:
-        """Create, start, run ``command`` as the main process, wait, and (by default) remove.
+    ) -> Union[CompletedProcess, Container]:
+        """Create, start, run ``command`` as the main process, wait, and (by default) remove;
+        a :class:`~wincontainers.process.CompletedProcess`.
 
-        Without ``command`` the image's ENTRYPOINT and CMD run (BadInput if it has neither)."""
+        Without ``command`` the image's ENTRYPOINT and CMD run (BadInput if it has neither).
+        ``detach=True`` (docker-py's ``run(detach=True)``) returns the started
+        :class:`Container` at once, its main process held by a monitor (``remove`` is ignored:
+        remove it when done)."""
         check_timeout(timeout)
         if self.command_for(image, command, create_options.get("entrypoint")) is None:
             raise errors.BadInput(no_command_message(image))
         container = self.create(image, command, image_command=True, **create_options)
+        if detach:
+            try:
+                return container.start(detach=True)
+            except BaseException:
+                container.remove(force=True)
+                container.close()
+                raise
         try:
             container.start()
             proc = container.process

@@ -23,6 +23,9 @@ __all__ = [
     "HcsUnavailable",
     "DamagedRecord",
     "StorageFull",
+    "MonitorError",
+    "to_document",
+    "from_document",
     "HcsError",
     "NotFound",
     "AlreadyStopped",
@@ -90,6 +93,11 @@ class DamagedRecord(WincontainersError):
         self.reason = reason
         self.hint = hint
         super().__init__(f"{self.path} is damaged ({reason}). Hint: {hint}")
+
+
+class MonitorError(WincontainersError):
+    """The monitor of a detached container could not start it, or is gone (``ps`` shows such a
+    container as unmonitored; its log ends where the monitor stopped writing)."""
 
 
 def normalize_hresult(hr: int) -> int:
@@ -528,3 +536,35 @@ def raise_for_hresult(
 def subject_for(kind: str, identifier: str) -> str:
     """``subject_for("layer", "27dc...full")`` -> ``"layer 27dc..."`` as used in messages."""
     return f"{kind} {_short(identifier)}"
+
+
+def to_document(exc: BaseException) -> dict[str, Any]:
+    """An error as JSON-safe fields, to cross a process boundary (the monitor reports why it
+    could not start a container this way); :func:`from_document` rebuilds it."""
+    if isinstance(exc, HcsError):
+        return {"class": type(exc).__name__, "operation": exc.operation, "hresult": exc.hresult,
+                "subject": exc.subject, "ids": list(exc.ids), "result": exc.result,
+                "message": exc.system_message, "hint": exc.hint, "context": exc.context}
+    if isinstance(exc, BadInput):
+        return {"class": "BadInput", "message": str(exc)}
+    return {"class": "MonitorError", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def from_document(doc: Mapping[str, Any]) -> WincontainersError:
+    """The typed error :func:`to_document` described; an unknown class becomes a MonitorError."""
+    name = str(doc.get("class", ""))
+    message = str(doc.get("message") or "")
+    found = globals().get(name) if name in __all__ else None
+    if isinstance(found, type) and issubclass(found, HcsError):
+        hresult = doc.get("hresult")
+        err = found(str(doc.get("operation") or "monitor"), hresult if isinstance(hresult, int) else None,
+                    subject=doc.get("subject") if isinstance(doc.get("subject"), str) else None,
+                    ids=[str(i) for i in doc.get("ids") or () if isinstance(i, str)], result=doc.get("result"),
+                    message=message, hint=doc.get("hint") if isinstance(doc.get("hint"), str) else None)
+        if isinstance(doc.get("context"), str):
+            err.context = doc["context"]
+            err.args = (str(err),)
+        return err
+    if name == "BadInput":
+        return BadInput(message)
+    return MonitorError(message or "the monitor failed")

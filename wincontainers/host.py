@@ -60,6 +60,8 @@ class Host:
         self.containers = ContainerCollection(self)
         self.layers = LayerCollection(self.driver, self.win32, self.files, self.layers_root,
                                       state_dir / "layer-info", self.records, self.containers.status_of)
+        #: how to open this host again in another process (the monitor of a detached container)
+        self.open_arguments: list[str] = []
         self._images: Optional["ImageStore"] = None
         self._networks: Optional["NetworkCollection"] = None
 
@@ -116,7 +118,9 @@ class Host:
         state = Path(root) if root is not None else program_data / "wincontainers"
         version = getattr(sys, "getwindowsversion", None)
         build = int(version().build) if version is not None else 0
-        return cls(binding, state_dir=state, build=build)
+        host = cls(binding, state_dir=state, build=build)
+        host.open_arguments = ["--root", str(state)] + (["--generation", str(generation)] if generation else [])
+        return host
 
     @classmethod
     def simulated(
@@ -133,8 +137,11 @@ class Host:
 
         simulator = SimulatedHost(profile, root).start()
         binding = library.load(simulator.system_directory, generation)
-        return cls(binding, state_dir=simulator.root / "wincontainers", build=simulator.profile.build,
+        host = cls(binding, state_dir=simulator.root / "wincontainers", build=simulator.profile.build,
                    simulator=simulator)
+        host.open_arguments = (["--sim", simulator.profile.name, "--root", str(simulator.root)]
+                               + (["--generation", str(generation)] if generation else []))
+        return host
 
     def __repr__(self) -> str:
         where = f"simulated {self.simulator.profile.name}" if self.simulator else "local"

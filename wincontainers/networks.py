@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wincontainers.net")
 
 __all__ = ["Network", "Endpoint", "NetworkCollection", "PortMapping", "parse_ports",
-           "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike", "DRIVERS"]
+           "NetworkPlan", "NetworkLike", "AttachLike", "PortsLike", "DRIVERS", "ipconfig_address"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
@@ -548,3 +548,12 @@ class NetworkCollection:
                 self.backend.remember_ip(str(out[0]["EndpointID"]), address)
                 out[0]["IPAddress"] = address
         return out
+
+
+def ipconfig_address(text: str) -> Optional[str]:
+    """The first IPv4 address in ``ipconfig``'s output (how a TP3 container's address is learnt)."""
+    for line in text.splitlines():
+        label, _, value = line.partition(":")
+        if label.strip().startswith("IPv4 Address") and value.strip():
+            return str(value).strip().split("(")[0].strip()
+    return None

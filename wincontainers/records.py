@@ -68,10 +68,18 @@ class ContainerRecord:
     labels: dict[str, str] = attrs.field(factory=dict)
     user: Optional[str] = None
     volumes: dict[str, str] = attrs.field(factory=dict)
+    read_only_volumes: list[str] = attrs.field(factory=list)  # host paths of volumes mapped read-only
     memory_mb: Optional[int] = None
     cpu_count: Optional[int] = None
     image_id: Optional[str] = None  # the store image it was created from, if any
     network: dict[str, Any] = attrs.field(factory=dict)  # endpoints (made for it or given), gen3 namespace
+    restart_policy: str = "no"  # --restart, applied by the monitor of a detached container
+    restart_count: int = 0
+    log_options: dict[str, Any] = attrs.field(factory=dict)  # --log-opt (jsonlog.LogOptions)
+    open_stdin: bool = False  # -i: a detached main process keeps its stdin for attach clients
+    stop_timeout: Optional[float] = None  # --stop-timeout: stop()'s default grace
+    detached: bool = False  # last started through a monitor (logs, attach)
+    auto_remove: bool = False  # run -d --rm: the monitor removes the container when it ends
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -125,6 +133,23 @@ class RecordStore:
         path = self.names_dir / name.lower()
         if self._owner(path) == container_id:
             self.files.remove(path)
+
+    def rename(self, container_id: str, name: str) -> None:
+        """Move a container to another name: the new one reserved first (AlreadyExists if taken),
+        then the record, then the old name released."""
+        validate_name(name)
+        record = self.load(container_id)
+        old = record.name
+        if name == old:
+            return
+        self.reserve_name(name, container_id)
+        try:
+            record.name = name
+            self.save(record)
+        except BaseException:
+            self.release_name(name, container_id)
+            raise
+        self.release_name(old, container_id)
 
     def save(self, record: ContainerRecord) -> None:
         self.files.write_json(self._path(record.id), record.to_json(), durable=True, indent=1, sort_keys=True)

@@ -4,7 +4,8 @@ The container's sandbox is exported (its changes since it was created, deletions
 kept as a blob, imported as a read-only layer, and an image config derived from the parent's
 (plus ``changes`` such as ``CMD [...]``) is recorded with its tag. A running container is refused
 and left untouched, unless ``stop=True``: then it is stopped (graceful, then forced), committed,
-and with ``restart=True`` started again. When a step fails nothing new is left in the store
+and with ``restart=True`` started again, detached (its monitor keeps the main process's output
+for ``logs``). When a step fails nothing new is left in the store
 (``fsck`` stays clean) and :class:`CommitFailed` says which step failed and what state the
 container is in.
 """
@@ -137,14 +138,14 @@ def commit(
             image = store.add(doc, chain + [layer], tags=[tag] if tag else [])
         if was_running and restart:
             step = "restarting the container"
-            target.start()
+            target.start(detach=True)  # its monitor holds the main process: `logs` shows its output
         return image
     except BaseException as exc:
         # Undone newest first: the tag goes back to what it was (all or nothing), then whatever
         # this commit made and nothing references, then the container runs again.
         undo = Rollback(f"committing container {target.name}", log)
         if was_running and restart and step != "restarting the container":
-            undo.add(f"container {target.name} stopped (it was running)", target.start)
+            undo.add(f"container {target.name} stopped (it was running)", lambda: target.start(detach=True))
         undo.add("unreferenced objects of this commit (gc)", store.gc)
         if image is not None and (previous is None or previous.manifest_digest != image.manifest_digest):
             made = image

@@ -307,16 +307,16 @@ class LayerCollection:
         """What ImportLayer does not do, in hcsshim's order: deletions, then hard links (each
         replacing what ImportLayer left at its name), then the folders' times again."""
         for deleted in pending.tombstones:
-            _no_link_on_the_way(folder, deleted, "a deletion")
+            _nolink_on_the_way(folder, deleted, "a deletion")
             folder.remove(deleted)
         for name, link_target in pending.hardlinks:
-            _no_link_on_the_way(folder, name, "a hard link")
+            _nolink_on_the_way(folder, name, "a hard link")
             if link_target.lower() in added:
                 owner = folder
-                _no_link_on_the_way(folder, link_target, "a hard link's target")
+                _nolink_on_the_way(folder, link_target, "a hard link's target")
             else:
                 owner = next((p for p in parent_folders
-                              if _link_on_the_way(p, link_target) is None and p.is_file(link_target)),
+                              if link_on_the_way(p, link_target) is None and p.is_file(link_target)),
                              None)  # type: ignore[assignment]
             if owner is None:
                 raise errors.NotFound("import", subject=errors.subject_for("layer", Path(folder.root).name),
@@ -637,7 +637,7 @@ def _attempt(step: Callable[[str], None], target: str, failures: "builtins.list[
             time.sleep(0.05 * (tries + 1))
 
 
-def _link_on_the_way(folder: LayerFolder, rel: str) -> Optional[str]:
+def link_on_the_way(folder: LayerFolder, rel: str) -> Optional[str]:
     """The first folder on the way to ``rel`` that is a link (symlink, junction), if any: Windows
     follows a link in the middle of a path whatever the flags say. The walk stops at a name that
     is missing (nothing is below it)."""
@@ -652,8 +652,8 @@ def _link_on_the_way(folder: LayerFolder, rel: str) -> Optional[str]:
     return None
 
 
-def _no_link_on_the_way(folder: LayerFolder, rel: str, what: str) -> None:
-    link = _link_on_the_way(folder, rel)
+def _nolink_on_the_way(folder: LayerFolder, rel: str, what: str) -> None:
+    link = link_on_the_way(folder, rel)
     if link is not None:
         raise errors.BadInput(f"{what} at {rel} goes through the link {link} in layer "
                               f"{Path(folder.root).name[:12]}: it could land outside the layer")

@@ -302,7 +302,7 @@ def _entries_from_backup(
         yield entry, io.BytesIO(b"") if entry.kind is EntryKind.FILE else None
 
 
-def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False,
+def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False, start: str = "Files",
               ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
     """Entries of an export folder (``transport=True``) or of a base layer folder, in tar order:
     Files (whiteouts after their directory), then Hives (transport) or UtilityVM (base).
@@ -310,6 +310,8 @@ def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False,
 
     A folder that is a reparse point (a junction such as ``Documents and Settings``) is one
     entry: the walk never goes through it. ``Files/$Recycle.Bin`` is left out, as hcsshim does.
+    ``start``: another folder (or file) of a tree that is no layer (a container's volume, for
+    ``docker cp``): only it and what is below it.
     """
     tombstones = _tombstones(folder) if transport else []
     by_parent: dict[str, list[str]] = {}
@@ -350,7 +352,9 @@ def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False,
                     continue
                 yield from walk(path, child)
 
-    yield from walk("Files", None)
+    yield from walk(start, None)
+    if start != "Files":
+        return
     for path in sorted(set(tombstones) - emitted):  # deletions whose directory did not change
         head, _, base = path.rpartition("/")
         yield LayerEntry(f"{head}/.wh.{base}", EntryKind.WHITEOUT), None

@@ -127,6 +127,7 @@ class ComputeSystem:
     exited_cpu_100ns: int = 0
     peak_commit: int = 0
     mounts: dict[str, str] = attrs.field(factory=dict)  # mapped folders: inside (``a/b``) -> host
+    read_only_mounts: set[str] = attrs.field(factory=set)  # host folders mapped ReadOnly
     zygote: Optional["Zygote"] = None  # its process starter (wincontainers.sim.sandbox)
 
     def sessions(self) -> list[int]:

@@ -158,7 +158,8 @@ class Processes(Systems):
         with self.lock:
             if system.zygote is None:
                 system.zygote = Zygote(system.root, self.socket_path, system.hostname, self.zygote_log,
-                                       mounts=list(system.mounts.values()))
+                                       mounts=list(system.mounts.values()),
+                                       read_only=sorted(system.read_only_mounts))
             return system.zygote  # type: ignore[no-any-return]
 
     def _reap(self, proc: SimProcess) -> None:

@@ -73,7 +73,8 @@ def _probe() -> str:
     return "bubblewrap"
 
 
-def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[str]) -> list[str]:
+def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[str],
+                read_only: Sequence[str] = ()) -> list[str]:
     bwrap = shutil.which("bwrap") or "bwrap"
     # A fresh /tmp first: the binds below may lie under /tmp and must come after it.
     argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -98,8 +99,8 @@ def _bwrap_argv(root: Path, socket_path: Path, hostname: str, mounts: Sequence[s
              "--bind", str(root), str(root), "--bind", str(socket_path), str(socket_path),
              "--chdir", str(root)]
     for folder in mounts:  # mapped folders (volumes), seen at their host path and through C:
-        if os.path.isdir(folder):
-            argv += ["--bind", folder, folder]
+        if os.path.isdir(folder):  # a ReadOnly mapping refuses writes, as Windows does
+            argv += ["--ro-bind" if folder in read_only else "--bind", folder, folder]
     return argv
 
 
@@ -138,9 +139,10 @@ class Zygote:
     spares it announced, and the wait statuses it reported."""
 
     def __init__(self, root: Path, socket_path: Path, hostname: str, log_path: Path, *,
-                 mounts: Sequence[str] = ()) -> None:
+                 mounts: Sequence[str] = (), read_only: Sequence[str] = ()) -> None:
         self.root = root
         self.mounts = list(mounts)
+        self.read_only = list(read_only)
         self.socket_path = socket_path
         self.hostname = hostname
         self.log_path = log_path
@@ -160,7 +162,7 @@ class Zygote:
                   "from wincontainers.sim.zygote import main; sys.exit(main(sys.argv[2:]))",
                   _python_path(), str(theirs.fileno())]
         self.confined = confinement() == "bubblewrap"
-        argv = (_bwrap_argv(self.root, self.socket_path, self.hostname, self.mounts) if self.confined else []) + python
+        argv = (_bwrap_argv(self.root, self.socket_path, self.hostname, self.mounts, self.read_only) if self.confined else []) + python
         # WCSIM_SOCKET marks the container's processes (``SimulatedHost.container_processes``).
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "WCSIM_SOCKET": str(self.socket_path)}

@@ -161,6 +161,8 @@ class Systems(SystemNetworks):
             except CommandError:
                 continue
             system.mounts[os.path.relpath(target, system.root).replace(os.sep, "/")] = str(host)
+            if get_key(entry, "ReadOnly", default=False):
+                system.read_only_mounts.add(str(host))
             if target.exists() or target.is_symlink():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)

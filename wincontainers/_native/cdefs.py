@@ -594,6 +594,9 @@ KERNEL32: Mapping[str, str] = {
     "GetCurrentProcessId": "DWORD GetCurrentProcessId(void);",
     "OpenProcess": "HANDLE OpenProcess(DWORD dwDesiredAccess, BOOL bInheritHandle, DWORD dwProcessId);",
     "GetExitCodeProcess": "BOOL GetExitCodeProcess(HANDLE hProcess, DWORD *lpExitCode);",
+    "GetStdHandle": "HANDLE GetStdHandle(DWORD nStdHandle);",
+    "GetConsoleMode": "BOOL GetConsoleMode(HANDLE hConsoleHandle, DWORD *lpMode);",
+    "SetConsoleMode": "BOOL SetConsoleMode(HANDLE hConsoleHandle, DWORD dwMode);",
 }
 
 ADVAPI32: Mapping[str, str] = {

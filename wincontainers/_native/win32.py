@@ -57,6 +57,10 @@ FILE_ATTRIBUTE_TAG_INFO_CLASS, FILE_ID_INFO_CLASS = 9, 0x12
 PROCESS_QUERY_LIMITED_INFORMATION, STILL_ACTIVE = 0x1000, 259
 TOKEN_QUERY, TOKEN_ADJUST_PRIVILEGES = 0x8, 0x20
 SE_PRIVILEGE_ENABLED = 0x2
+#: GetStdHandle's DWORD(-10), DWORD(-11); console modes of wincon.h
+STD_INPUT_HANDLE, STD_OUTPUT_HANDLE = 0xFFFFFFF6, 0xFFFFFFF5
+ENABLE_PROCESSED_INPUT, ENABLE_LINE_INPUT, ENABLE_ECHO_INPUT = 0x1, 0x2, 0x4
+ENABLE_VIRTUAL_TERMINAL_INPUT, ENABLE_VIRTUAL_TERMINAL_PROCESSING = 0x200, 0x4
 TOKEN_ELEVATION = 20
 
 ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, ERROR_ACCESS_DENIED = 2, 3, 5
@@ -654,6 +658,24 @@ class Win32:
 
     def current_process_id(self) -> int:
         return int(self.k32.GetCurrentProcessId())
+
+    # -- the console --------------------------------------------------------------------------------
+
+    def console_mode(self, which: int) -> Optional[int]:
+        """The console mode of a standard handle (``STD_INPUT_HANDLE``...); None when it is not
+        a console (redirected to a file or a pipe)."""
+        h = self.k32.GetStdHandle(which)
+        if h == _INVALID or h == _FFI.NULL:
+            return None
+        mode = _new("DWORD *")
+        if not self.k32.GetConsoleMode(h, mode):
+            return None
+        return int(mode[0])
+
+    def set_console_mode(self, which: int, mode: int) -> None:
+        h = self.k32.GetStdHandle(which)
+        if h == _INVALID or not self.k32.SetConsoleMode(h, mode):
+            raise self.error("SetConsoleMode")
 
     # -- the token ----------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ its exit code (125 when wincontainers itself failed, 126 when the command could 
 127 when it was not found); ``ps``, ``top``, ``stop``, ``kill``, ``rm`` take names or id prefixes.
 ``--sim PROFILE`` (or ``WINCONTAINERS_SIM``) selects the simulated host.
 
-One module per command family (``containers``, ``images``, ``layers``, ``networks``, ``host``,
+One module per command family (``running``, ``containers``, ``images``, ``layers``, ``networks``, ``host``,
 ``sim``), each with ``add_parsers(sub)`` and a ``COMMANDS`` table; ``_common`` holds what they
 share. This module builds the parser, sets up ``--debug`` logging and turns errors into exit codes:
 the CLI is the one part of the package that prints.
@@ -21,12 +21,12 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from wincontainers import errors
-from wincontainers.cli import containers, host, images, layers, networks, sim
+from wincontainers.cli import containers, host, images, layers, networks, running, sim
 from wincontainers.cli._common import EXIT_ERROR, complain, one_line
 
 __all__ = ["main", "build_parser"]
 
-_FAMILIES = (host, containers, layers, images, networks, sim)
+_FAMILIES = (host, running, containers, layers, images, networks, sim)
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: handler for family in _FAMILIES for name, handler in family.COMMANDS.items()
 }
@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.debug:
         _log_to_stderr()
-    failed = EXIT_ERROR if args.command == "run" else 1
+    failed = EXIT_ERROR if args.command in ("run", "create", "exec") else 1
     try:
         return _COMMANDS[args.command](args)
     except errors.WincontainersError as exc:

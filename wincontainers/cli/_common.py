@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 from wincontainers import errors
 from wincontainers.host import Host
 
-__all__ = ["EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
+__all__ = ["exit_status", "EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
            "print_table", "size", "duration", "ago", "for_each"]
 
 EXIT_ERROR = 125
@@ -20,6 +20,22 @@ EXIT_NOT_FOUND = 127
 
 _UNITS = (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400), ("hour", 3600),
           ("minute", 60))
+
+
+#: STATUS_CONTROL_C_EXIT: what a Windows process that ended on Ctrl+C (or a stop's console
+#: event) exits with.
+STATUS_CONTROL_C_EXIT = 0xC000013A
+
+
+def exit_status(code: int) -> int:
+    """A container process's exit code as this process's exit status. Windows keeps all 32 bits;
+    a POSIX status has 8, so there (as Docker's CLI on Linux reports a signal) STATUS_CONTROL_C_EXIT
+    is 130 (128 + SIGINT) and any other code above 255 (a Windows NTSTATUS) is 255, rather than
+    its low byte, which could read as success or as an unrelated code."""
+    code &= 0xFFFFFFFF
+    if sys.platform == "win32" or code <= 255:
+        return code
+    return 130 if code == STATUS_CONTROL_C_EXIT else 255
 
 
 def open_host(args: argparse.Namespace) -> Host:

@@ -1,55 +1,46 @@
-"""Container commands of the ``wincontainers`` CLI: ``run``, ``ps``, ``top``, ``stop``, ``kill``,
-``rm`` and ``inspect`` (which also finds images and networks, as ``docker inspect`` does)."""
+"""Container commands of the ``wincontainers`` CLI that list and control containers: ``ps``,
+``top``, ``stop``, ``kill``, ``rm``, ``pause``, ``unpause``, ``rename`` and ``inspect`` (which
+also finds images and networks, as ``docker inspect`` does). Starting containers and their
+streams are in :mod:`wincontainers.cli.running`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import threading
-from typing import IO, Any, Callable, Optional
+import time
+from typing import Any, Callable, Optional
 
 from wincontainers import errors
 from wincontainers.cli._common import (
-    EXIT_CANNOT_INVOKE,
-    EXIT_NOT_FOUND,
     ago,
-    complain,
+    duration,
     for_each,
     open_host,
     print_table,
     size,
 )
-from wincontainers.cli.networks import add_publish_argument, network_document
-from wincontainers.container import Container, parse_env_list
-from wincontainers.containers import no_command_message
+from wincontainers.cli.networks import network_document
+from wincontainers.container import Container
 from wincontainers.host import Host
-from wincontainers.process import list2cmdline, stream_sink
+from wincontainers.records import NAME_PATTERN
+from wincontainers.container_types import ContainerInfo
+from wincontainers.monitors import MonitorFiles
+from wincontainers.cli.templates import render, render_rows
 
 __all__ = ["add_parsers", "COMMANDS"]
 
 
 def add_parsers(sub: Any) -> None:
-    run = sub.add_parser("run", help="create a container, run a command in it, stream its output")
-    run.add_argument("--rm", action="store_true", help="remove the container when the command exits")
-    run.add_argument("-t", "--tty", action="store_true", help="give the command a console")
-    run.add_argument("-i", "--interactive", action="store_true", help="forward standard input")
-    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V",
-                     help="set an environment variable (NAME alone: its value here, if set)")
-    run.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
-    run.add_argument("--entrypoint", metavar="CMD",
-                     help="run CMD instead of the image's ENTRYPOINT (its CMD is then dropped)")
-    run.add_argument("--name", help="container name")
-    run.add_argument("--hostname", help="container host name")
-    add_publish_argument(run)
-    run.add_argument("--network", metavar="NETWORK", help="attach to this network (name or ID; with -p alone: nat)")
-    run.add_argument("image", help="image (windowsservercore, nanoserver, or one from `images`)")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
-
     ps = sub.add_parser("ps", help="list containers")
     ps.add_argument("-a", "--all", action="store_true", help="include stopped containers")
     ps.add_argument("-q", "--quiet", action="store_true", help="print ids only")
+    ps.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="name=, status=, label=KEY[=VALUE], ancestor=, id= (repeatable)")
+    ps.add_argument("--format", metavar="TEMPLATE", help="Go-template subset: {{.ID}}, {{.Names}}, {{json .}}, table")
+    ps.add_argument("--no-trunc", action="store_true", help="full IDs and commands")
+    ps.add_argument("-n", "--last", type=int, metavar="N", help="the N last created containers (any state)")
+    ps.add_argument("-l", "--latest", action="store_true", help="the last created container (any state)")
 
     top = sub.add_parser("top", help="list a container's processes")
     top.add_argument("container")
@@ -65,124 +56,126 @@ def add_parsers(sub: Any) -> None:
     rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     rm.add_argument("containers", nargs="+")
 
+    pause = sub.add_parser("pause", help="pause containers")
+    pause.add_argument("containers", nargs="+")
+    unpause = sub.add_parser("unpause", help="resume paused containers")
+    unpause.add_argument("containers", nargs="+")
+    rename = sub.add_parser("rename", help="rename a container")
+    rename.add_argument("container")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+
+    stats = sub.add_parser("stats", help="memory and CPU of running containers")
+    stats.add_argument("--no-stream", action="store_true", help="print once instead of every second")
+    stats.add_argument("containers", nargs="*", help="default: every running container")
+    port = sub.add_parser("port", help="a container's port mappings")
+    port.add_argument("container")
+    port.add_argument("private_port", nargs="?", metavar="PORT[/PROTO]")
+
+    cp = sub.add_parser("cp", help="copy files between a container and the host (keeps Windows metadata)")
+    cp.add_argument("source", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)")
+    cp.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")
+    diff = sub.add_parser("diff", help="what changed in a stopped container's file system")
+    diff.add_argument("container")
+    export = sub.add_parser("export", help="a container's whole file system as a tar")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    export.add_argument("container")
+
     inspect = sub.add_parser("inspect", help="show containers (IPs, port mappings), images or networks as JSON")
+    inspect.add_argument("-f", "--format", metavar="TEMPLATE", help="Go-template subset: {{.State.Status}}, "
+                         "{{json .Config}}")
     inspect.add_argument("--type", choices=("container", "image", "network"),
                          help="look only for this kind of object (default: a container, else an image, else a network)")
     inspect.add_argument("objects", nargs="+", metavar="NAME")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    env = parse_env_list(args.env)
-    host = open_host(args)
-    command = list2cmdline(args.cmd) if args.cmd else None  # else the image's ENTRYPOINT + CMD
-    if host.containers.command_for(args.image, command, args.entrypoint) is None:
-        raise errors.BadInput(no_command_message(args.image))
-    container = host.containers.create(args.image, command, entrypoint=args.entrypoint, image_command=True,
-                                       name=args.name, env=env,
-                                       workdir=args.workdir,
-                                       hostname=args.hostname, tty=args.tty, network=args.network,
-                                       ports=args.publish or None)
-    try:
-        try:
-            container.start()
-        except errors.NotFound as exc:
-            complain(exc)
-            return EXIT_NOT_FOUND
-        except errors.HcsError as exc:
-            if exc.operation.endswith("Process") or "CreateProcess" in exc.operation:
-                complain(exc)
-                return EXIT_CANNOT_INVOKE
-            raise
-        proc = container.process
-        assert proc is not None
-        if args.tty and sys.stdout.isatty():
-            terminal = shutil.get_terminal_size()
-            try:
-                proc.resize(terminal.lines, terminal.columns)
-            except errors.HcsError:
-                pass
-        pumps = [_stream(proc.stdout, sys.stdout), _stream(proc.stderr, sys.stderr)]
-        if args.interactive and proc.stdin is not None:
-            threading.Thread(target=_forward_stdin, args=(proc.stdin,), daemon=True).start()
-        elif proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            container.stop(10)
-            return 130
-        for t in pumps:
-            if t is not None:
-                t.join()
-        container.wait(60)
-        return code
-    finally:
-        if args.rm:
-            container.remove(force=True)
-        container.close()
+def _status_text(host: Host, row: ContainerInfo, record: Any) -> str:
+    code = "" if row.exit_code is None else f" ({row.exit_code})"
+    if row.state == "damaged":
+        return "Damaged record (rm -f)"
+    if row.state == "running":
+        status = f"Up {ago(record.started)}"
+        if record.detached and MonitorFiles(host.files, host.state_dir, row.id).status() == "dead":
+            status += " (unmonitored)"
+    elif row.state == "paused":
+        status = f"Up {ago(record.started)} (Paused)"
+    elif row.state == "exited":
+        status = f"Exited{code} {ago(record.finished)} ago".rstrip()
+    elif row.state == "restarting":
+        status = f"Restarting{code} {ago(record.finished)} ago".rstrip()
+    else:
+        status = "Created"
+    if record is not None and record.restart_count:
+        status += f", {record.restart_count} restart{'s' if record.restart_count != 1 else ''}"
+    return status
 
 
-def _stream(source: Optional[IO[bytes]], target: IO[str]) -> Optional[threading.Thread]:
-    """Copy a process's output to our stdout/stderr as it comes."""
-    if source is None:
-        return None
-    sink = stream_sink(target)
-
-    def pump() -> None:
-        while True:
-            data = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
-            if not data:
-                return
-            sink(data)
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    return t
+def _ps_row(host: Host, row: ContainerInfo, no_trunc: bool) -> dict[str, Any]:
+    """One container as ``docker ps --format`` names its fields."""
+    record = None if row.state == "damaged" else host.records.load(row.id)
+    command = row.command or ""
+    if not no_trunc and len(command) > 20:
+        command = command[:20] + "…"
+    return {
+        "ID": row.id if no_trunc else row.short_id, "Image": row.image, "Command": f'"{command}"',
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(row.created)),
+        "RunningFor": f"{ago(row.created)} ago", "State": row.state, "Status": _status_text(host, row, record),
+        "Names": row.name, "Labels": ",".join(f"{k}={v}" for k, v in (record.labels if record else {}).items()),
+        "Mounts": ",".join((record.volumes if record else {}).values()),
+        "RestartCount": record.restart_count if record else 0,
+    }
 
 
-def _forward_stdin(dest: IO[bytes]) -> None:
-    src = sys.stdin.buffer
-    try:
-        while True:
-            data = src.read1(65536) if hasattr(src, "read1") else src.read(65536)
-            if not data:
-                break
-            dest.write(data)
-    except (BrokenPipeError, ValueError, OSError):
-        pass
-    finally:
-        try:
-            dest.close()
-        except OSError:
-            pass
+_FILTERS = ("name", "status", "label", "ancestor", "id")
+
+
+def _matches(host: Host, row: ContainerInfo, filters: list[tuple[str, str]]) -> bool:
+    """Docker's rule: values of one key are alternatives, different keys must all match."""
+    record = None if row.state == "damaged" else host.records.load(row.id)
+    by_key: dict[str, list[str]] = {}
+    for key, value in filters:
+        by_key.setdefault(key, []).append(value)
+
+    def one(key: str, value: str) -> bool:
+        if key == "name":
+            return value.lstrip("/") in row.name
+        if key == "id":
+            return row.id.startswith(value.lower())
+        if key == "status":
+            return row.state == value
+        if key == "ancestor":
+            return record is not None and value in (record.image, record.image.split(":")[0], record.image_id or "")
+        name, sep, wanted = value.partition("=")
+        labels = record.labels if record else {}
+        return name in labels and (not sep or labels[name] == wanted)
+
+    return all(any(one(key, v) for v in values) for key, values in by_key.items())
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    filters = []
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep or key not in _FILTERS:
+            raise errors.BadInput(f"--filter {item!r}: KEY=VALUE with KEY one of {', '.join(_FILTERS)}")
+        filters.append((key, value))
+    if args.last is not None and args.last < 0:
+        raise errors.BadInput("--last must not be negative")
     host = open_host(args)
-    rows = host.containers.list(all=args.all)
+    everything = args.all or bool(filters) or args.last is not None or args.latest
+    rows = [r for r in host.containers.list(all=everything) if _matches(host, r, filters)]
+    if args.latest:
+        rows = rows[:1]
+    elif args.last is not None:
+        rows = rows[:args.last]
     if args.quiet:
         for row in rows:
-            print(row.short_id)
+            print(row.id if args.no_trunc else row.short_id)
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
-    for row in rows:
-        if row.state == "damaged":
-            table.append((row.short_id, row.image, "", f"{ago(row.created)} ago", "Damaged record (rm -f)", row.name))
-            continue
-        record = host.records.load(row.id)
-        if row.state == "running":
-            status = f"Up {ago(record.started)}"
-        elif row.state == "paused":
-            status = f"Up {ago(record.started)} (Paused)"
-        elif row.state == "exited":
-            code = "" if row.exit_code is None else f" ({row.exit_code})"
-            status = f"Exited{code} {ago(record.finished)} ago".rstrip()
-        else:
-            status = "Created"
-        command = row.command or ""
-        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
-        table.append((row.short_id, row.image, command, f"{ago(row.created)} ago", status, row.name))
-    print_table(table)
+    template = args.format or "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+    lines = render_rows(template, [_ps_row(host, row, args.no_trunc) for row in rows],
+                        {"ID": "CONTAINER ID", "RunningFor": "CREATED"})
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -252,6 +245,141 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return _each(args, rm, rm_damaged if args.force else None)
 
 
+def cmd_pause(args: argparse.Namespace) -> int:
+    def pause(c: Container) -> str:
+        c.pause()
+        return c.name
+
+    return _each(args, pause)
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    def unpause(c: Container) -> str:
+        c.unpause()
+        return c.name
+
+    return _each(args, unpause)
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    host = open_host(args)
+    container = host.containers.get(args.container)
+    try:
+        container.rename(args.new_name)
+    finally:
+        container.close()
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    host = open_host(args)
+    refs = args.containers or [row.id for row in host.containers.list()]
+    containers = [host.containers.get(ref) for ref in refs]
+    previous: dict[str, tuple[float, int]] = {}
+    try:
+        while True:
+            table = [("CONTAINER ID", "NAME", "CPU %", "MEM USAGE", "PEAK", "UPTIME")]
+            for c in containers:
+                stats = c.stats()
+                now, cpu = time.monotonic(), stats.cpu_total_100ns
+                before = previous.get(c.id)
+                percent = "--" if before is None or now <= before[0] else (
+                    f"{(cpu - before[1]) / 1e7 / (now - before[0]) * 100:.2f}%")
+                previous[c.id] = (now, cpu)
+                table.append((c.short_id, c.name, percent, size(stats.memory_commit_bytes),
+                               size(stats.memory_commit_peak_bytes), duration(stats.uptime_seconds)))
+            if not args.no_stream and sys.stdout.isatty():
+                print("\x1b[2J\x1b[H", end="")
+            print_table(table)
+            if args.no_stream:
+                return 0
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for c in containers:
+            c.close()
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    host = open_host(args)
+    container = host.containers.get(args.container)
+    try:
+        settings = container.network_settings()
+    finally:
+        container.close()
+    wanted = args.private_port
+    if wanted and "/" not in wanted:
+        wanted += "/tcp"
+    lines = [f"{port} -> 0.0.0.0:{host_port}" for entry in settings for port, host_port in sorted(entry["Ports"].items())
+             if wanted is None or port == wanted]
+    if wanted and not lines:
+        print(f"wincontainers: no public port '{wanted}' published for {args.container}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line if wanted is None else line.split(" -> ", 1)[1])
+    return 0
+
+
+def _container_path(text: str) -> Optional[tuple[str, str]]:
+    """``web:C:\\app`` -> ("web", "C:\\app"); a host path (``C:\\x``, ``./x``, ``-``) -> None."""
+    name, sep, path = text.partition(":")
+    if not sep or (len(name) == 1 and name.isalpha() and path[:1] in ("\\", "/")):
+        return None
+    if not NAME_PATTERN.match(name) or not path:
+        raise errors.BadInput(f"{text!r}: CONTAINER:PATH, with a container name or ID before the colon")
+    return name, path
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    source, dest = _container_path(args.source), _container_path(args.dest)
+    if (source is None) == (dest is None):
+        raise errors.BadInput("cp copies between a container and the host: exactly one of SRC and DEST is "
+                              "CONTAINER:PATH")
+    host = open_host(args)
+    container = host.containers.get((source or dest)[0])  # type: ignore[index]
+    try:
+        if source is not None:
+            if args.dest == "-":
+                container.copy_from(source[1], sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            else:
+                done = container.copy_from(source[1], args.dest)
+                print(f"Successfully copied {size(done.bytes)} ({done.entries} entries) to {args.dest}",
+                      file=sys.stderr)
+        else:
+            assert dest is not None
+            done = container.copy_to(sys.stdin.buffer if args.source == "-" else args.source, dest[1])
+            print(f"Successfully copied {size(done.bytes)} ({done.entries} entries) to {args.dest}", file=sys.stderr)
+    finally:
+        container.close()
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    host = open_host(args)
+    container = host.containers.get(args.container)
+    try:
+        for change in container.diff():
+            print(change)
+    finally:
+        container.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.output is None and sys.stdout.isatty():
+        raise errors.BadInput("cowardly refusing to write a tar to a terminal: use -o FILE or redirect the output")
+    host = open_host(args)
+    container = host.containers.get(args.container)
+    try:
+        container.export(args.output if args.output is not None else sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    finally:
+        container.close()
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Like ``docker inspect``: each name is looked up as a container, an image, then a network."""
     host = open_host(args)
@@ -279,11 +407,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         else:
             print(f"wincontainers: no such object: {ref}", file=sys.stderr)
             status = 1
-    print(json.dumps(docs, indent=4))
+    if args.format:
+        for doc in docs:
+            print(render(args.format, doc))
+    else:
+        print(json.dumps(docs, indent=4))
     return status
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "ps": cmd_ps, "top": cmd_top, "stop": cmd_stop, "kill": cmd_kill, "rm": cmd_rm,
+    "ps": cmd_ps, "cp": cmd_cp, "diff": cmd_diff, "export": cmd_export, "stats": cmd_stats, "port": cmd_port, "pause": cmd_pause, "unpause": cmd_unpause, "rename": cmd_rename, "top": cmd_top, "stop": cmd_stop, "kill": cmd_kill, "rm": cmd_rm,
     "inspect": cmd_inspect,
 }

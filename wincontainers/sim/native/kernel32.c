@@ -29,6 +29,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2066,6 +2067,78 @@ WC_API BOOL FindClose(HANDLE hFindFile) {
     k32_obj *o = find_obj(hFindFile, OBJ_FIND, 1);
     if (!o) return fail(ERROR_INVALID_HANDLE);
     free_obj(o);
+    t_last_error = 0;
+    return TRUE_;
+}
+
+/* ---- the console ------------------------------------------------------------------------------------
+ * GetStdHandle gives this process's standard handles; on a terminal they have a console mode, kept
+ * in the terminal's settings: ENABLE_PROCESSED_INPUT (1) is ISIG, ENABLE_LINE_INPUT (2) ICANON,
+ * ENABLE_ECHO_INPUT (4) ECHO, ENABLE_VIRTUAL_TERMINAL_INPUT (0x200) input passed as typed (no
+ * ICRNL, IXON); on output ENABLE_PROCESSED_OUTPUT (1) is OPOST and virtual terminal processing (4)
+ * is always on. Setting back the mode first reported restores the settings first seen byte for
+ * byte, as a Windows console keeps whatever else it had. Anything not a terminal has no console
+ * mode: ERROR_INVALID_HANDLE, as Windows says for a redirected handle. */
+
+#define STD_TAG 0xCu
+static struct termios console_first[3];
+static DWORD console_first_mode[3];
+static int console_seen[3];
+static pthread_mutex_t console_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int console_fd(HANDLE h) {
+    uintptr_t v = (uintptr_t)h;
+    if ((v & 0xF) != STD_TAG || (v >> 4) > 2) return -1;
+    return (int)(v >> 4);
+}
+
+static DWORD mode_of(int fd, const struct termios *t) {
+    if (fd == 0)
+        return ((t->c_lflag & ISIG) ? 0x1u : 0) | ((t->c_lflag & ICANON) ? 0x2u : 0) | ((t->c_lflag & ECHO) ? 0x4u : 0)
+               | (!(t->c_iflag & (ICRNL | IXON)) ? 0x200u : 0);
+    return ((t->c_oflag & OPOST) ? 0x1u : 0) | 0x4u;
+}
+
+WC_API HANDLE GetStdHandle(DWORD nStdHandle) {
+    int fd = nStdHandle == (DWORD)-10 ? 0 : nStdHandle == (DWORD)-11 ? 1 : nStdHandle == (DWORD)-12 ? 2 : -1;
+    if (fd < 0) { t_last_error = ERROR_INVALID_HANDLE; return INVALID_HANDLE; }
+    t_last_error = 0;
+    return (HANDLE)(uintptr_t)(((uintptr_t)fd << 4) | STD_TAG);
+}
+
+WC_API BOOL GetConsoleMode(HANDLE hConsoleHandle, DWORD *lpMode) {
+    int fd = console_fd(hConsoleHandle);
+    struct termios t;
+    if (fd < 0 || !lpMode) return fail(ERROR_INVALID_HANDLE);
+    if (tcgetattr(fd, &t) != 0) return fail(ERROR_INVALID_HANDLE);
+    *lpMode = mode_of(fd, &t);
+    pthread_mutex_lock(&console_lock);
+    if (!console_seen[fd]) { console_first[fd] = t; console_first_mode[fd] = *lpMode; console_seen[fd] = 1; }
+    pthread_mutex_unlock(&console_lock);
+    t_last_error = 0;
+    return TRUE_;
+}
+
+WC_API BOOL SetConsoleMode(HANDLE hConsoleHandle, DWORD dwMode) {
+    int fd = console_fd(hConsoleHandle);
+    struct termios t;
+    if (fd < 0 || tcgetattr(fd, &t) != 0) return fail(ERROR_INVALID_HANDLE);
+    pthread_mutex_lock(&console_lock);
+    int first = console_seen[fd] && console_first_mode[fd] == dwMode;
+    if (first) t = console_first[fd];
+    pthread_mutex_unlock(&console_lock);
+    if (!first && fd == 0) {
+        t.c_lflag = (dwMode & 0x1u) ? (t.c_lflag | ISIG) : (t.c_lflag & ~(tcflag_t)ISIG);
+        t.c_lflag = (dwMode & 0x2u) ? (t.c_lflag | ICANON) : (t.c_lflag & ~(tcflag_t)ICANON);
+        t.c_lflag = (dwMode & 0x4u) ? (t.c_lflag | ECHO) : (t.c_lflag & ~(tcflag_t)ECHO);
+        if (dwMode & 0x200u) t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
+        else t.c_iflag |= ICRNL | IXON;
+        t.c_cc[VMIN] = 1;
+        t.c_cc[VTIME] = 0;
+    } else if (!first) {
+        t.c_oflag = (dwMode & 0x1u) ? (t.c_oflag | OPOST) : (t.c_oflag & ~(tcflag_t)OPOST);
+    }
+    if (tcsetattr(fd, TCSADRAIN, &t) != 0) return fail(ERROR_INVALID_HANDLE);
     t_last_error = 0;
     return TRUE_;
 }

@@ -72,6 +72,19 @@ def test_run_d_output_is_seen_by_logs_follow_and_attach_from_three_other_process
     assert not (sim.root / "wincontainers" / "monitors" / container_id).exists()
 
 
+def test_logs_follow_ends_when_the_container_is_stopped(sim: SimulatedHost) -> None:
+    assert cli("run", "-d", "--name", "pinger", "windowsservercore", "cmd", "/S", "/C",
+               "echo up & ping -t 127.0.0.1", sim=sim).returncode == 0
+    follower = _spawn_cli("logs", "-f", "pinger", sim=sim)
+    time.sleep(1.5)
+    assert follower.poll() is None  # still following
+    stopped = cli("stop", "pinger", sim=sim)
+    assert stopped.returncode == 0, stopped.stderr
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert out.startswith(b"up \r\n") and b"Reply from 127.0.0.1" in out
+
+
 def test_the_log_is_docker_json_file_and_tail_and_since_filter_it(host: Host) -> None:
     with host.containers.create("windowsservercore", 'cmd /S /C "echo one & echo two 1>&2 & echo three"') as c:
         c.start(detach=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli
 from wincontainers import errors
 from wincontainers._native import win32 as w32
 from wincontainers.cli.terminal import forward_input, parse_detach_keys
@@ -44,15 +44,30 @@ def _read_until(fd: int, out: bytearray, token: bytes, timeout: float = 60.0) ->
     return token in out
 
 
-def test_run_it_in_a_pty_is_raw_echoes_once_restores_the_terminal_and_exits_with_the_code(
-        sim: SimulatedHost, tmp_path: Path) -> None:
+@pytest.mark.parametrize("verb", ["run", "exec"])
+def test_it_in_a_pty_is_raw_echoes_once_restores_the_terminal_and_exits_with_the_code(
+        sim: SimulatedHost, tmp_path: Path, verb: str) -> None:
     child = tmp_path / "child.py"
     child.write_text(CHILD, encoding="utf-8")
+    if verb == "exec":
+        assert cli("run", "-d", "--name", "tty-target", "windowsservercore", "ping", "-t", "127.0.0.1",
+                   sim=sim).returncode == 0
+        argv = ["exec", "-it", "tty-target", "cmd"]
+    else:
+        argv = ["run", "-it", "--rm", "windowsservercore", "cmd"]
+    try:
+        _drive(sim, child, argv)
+    finally:
+        if verb == "exec":
+            cli("rm", "-f", "tty-target", sim=sim)
+
+
+def _drive(sim: SimulatedHost, child: Path, argv: list[str]) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on the pty's other end
         os.environ["PYTHONPATH"] = str(ROOT)
         os.execv(sys.executable, [sys.executable, str(child), "--sim", sim.profile.name, "--root", str(sim.root),
-                                  "run", "-it", "--rm", "windowsservercore", "cmd"])
+                                  *argv])
     out = bytearray()
     try:
         assert _read_until(fd, out, b"C:\\>"), bytes(out)

@@ -235,20 +235,23 @@ def cmd_exec(args: argparse.Namespace) -> int:
         if container.status != "running":
             raise errors.InvalidState("exec", subject=container.subject, message=f"it is {container.status}",
                                       hint="start it first (wincontainers start)")
-        proc = container.exec(list2cmdline(args.cmd), env=parse_env_list(args.env), workdir=args.workdir,
-                              user=args.user, tty=args.tty, stdin=args.interactive,
-                              stdout_sink=None if args.detach else stream_sink(sys.stdout),
-                              stderr_sink=None if args.detach else stream_sink(sys.stderr))
+        command = list2cmdline(args.cmd)
         if args.detach:
-            proc.close()
+            container.exec(command, env=parse_env_list(args.env), workdir=args.workdir, user=args.user,
+                           tty=args.tty, stdin=False).close()
             return 0
-        with raw_terminal(host.win32, args.tty and args.interactive), follow_window_size(proc.resize, args.tty):
-            if args.interactive and proc.stdin is not None:
-                forward_input(proc.stdin.write, proc.stdin.close)
-            try:
-                return exit_status(proc.wait())
-            finally:
-                proc.close()
+        # raw before the process exists: its first output (a prompt) must not meet a cooked terminal
+        with raw_terminal(host.win32, args.tty and args.interactive):
+            proc = container.exec(command, env=parse_env_list(args.env), workdir=args.workdir, user=args.user,
+                                  tty=args.tty, stdin=args.interactive, stdout_sink=stream_sink(sys.stdout),
+                                  stderr_sink=stream_sink(sys.stderr))
+            with follow_window_size(proc.resize, args.tty):
+                if args.interactive and proc.stdin is not None:
+                    forward_input(proc.stdin.write, proc.stdin.close)
+                try:
+                    return exit_status(proc.wait())
+                finally:
+                    proc.close()
     finally:
         container.close()
 

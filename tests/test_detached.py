@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import ROOT, cli
+from tests.conftest import ROOT, cli, run_example
 from wincontainers import Host, errors
 from wincontainers.monitors import MonitorFiles
 from wincontainers.sim.control import SimulatedHost
@@ -241,3 +241,13 @@ def test_rename_moves_the_name(host: Host) -> None:
             with pytest.raises(errors.AlreadyExists):
                 c.rename("taken")
         assert c.name == "after"
+
+
+def test_the_detached_example_runs(sim: SimulatedHost) -> None:
+    done = run_example("detached.py", sim)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "runs detached: running, its monitor running" in lines[0]
+    assert lines[1].startswith("its log so far: Reply from 127.0.0.1") and lines[2].startswith("followed: Reply")
+    assert lines[3].endswith("stopped: graceful") or lines[3].endswith("stopped: forced")
+    assert lines[4].endswith("exited 1 after 2 restarts; its log: ['trying', 'trying', 'trying']")

@@ -274,6 +274,8 @@ class Container:
         """Wait until the container exits; with a main process, until it exits and the container stops."""
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.process is None:
+            self.reload()  # its monitor, or another process, may have ended it meanwhile
         if self.process is None and self._record.detached and self.monitor_status() == "running":
             return ContainerExit(self._wait_monitored(timeout), "GracefulExit")
         if self.process is None and self.status == "exited":  # its system may be gone: the record knows

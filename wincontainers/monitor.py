@@ -258,17 +258,18 @@ class Monitor:
         while True:
             with self.lock:
                 self.history, self.history_size = [], 0
+            self.running = True  # from here a client waits for this run's exit, not the last one's
             try:
                 self.container.reload()
                 self.container.start(output=self.output, stdin=self.container.record.open_stdin)
             except BaseException as exc:
+                self.running = False
                 if first:
                     self.say({"error": errors.to_document(exc)})
                     return 1
                 log.error("restarting container %s failed: %s", self.files.container_id[:12], exc)
                 return 1
             self.process = self.container.process
-            self.running = True
             started = time.monotonic()
             if first:
                 self.say({"ready": True, "pid": os.getpid(),

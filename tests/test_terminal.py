@@ -4,12 +4,14 @@ detach keys."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -107,9 +109,9 @@ def test_detach_keys_parse_as_docker_reads_them() -> None:
             parse_detach_keys(bad)
 
 
-@pytest.mark.parametrize("chunks", [[b"ab\x10\x11cd"], [b"ab\x10", b"\x11cd"], [b"a", b"b\x10", b"\x11"]])
-def test_the_detach_keys_end_the_forwarding_even_split_across_reads(chunks: list[bytes],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def stdin_pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """Our standard input from a pipe; yields its write end."""
     read_end, write_end = os.pipe()
 
     class Stdin:
@@ -117,6 +119,15 @@ def test_the_detach_keys_end_the_forwarding_even_split_across_reads(chunks: list
             return read_end
 
     monkeypatch.setattr(sys, "stdin", Stdin())
+    yield write_end
+    for fd in (read_end, write_end):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("chunks", [[b"ab\x10\x11cd"], [b"ab\x10", b"\x11cd"], [b"a", b"b\x10", b"\x11"]])
+def test_the_detach_keys_end_the_forwarding_even_split_across_reads(chunks: list[bytes], stdin_pipe: int) -> None:
+    write_end = stdin_pipe
     written: list[bytes] = []
     events: list[str] = []
     thread = forward_input(written.append, lambda: events.append("closed"), detach_keys=b"\x10\x11",
@@ -125,24 +136,15 @@ def test_the_detach_keys_end_the_forwarding_even_split_across_reads(chunks: list
         os.write(write_end, chunk)
         time.sleep(0.05)
     thread.join(5)
-    os.close(write_end)
-    os.close(read_end)
     assert b"".join(written) == b"ab" and events == ["detached"]
 
 
-def test_without_detach_keys_input_is_copied_and_its_end_closes(monkeypatch: pytest.MonkeyPatch) -> None:
-    read_end, write_end = os.pipe()
-
-    class Stdin:
-        def fileno(self) -> int:
-            return read_end
-
-    monkeypatch.setattr(sys, "stdin", Stdin())
+def test_without_detach_keys_input_is_copied_and_its_end_closes(stdin_pipe: int) -> None:
+    write_end = stdin_pipe
     written: list[bytes] = []
     closed = threading.Event()
     thread = forward_input(written.append, closed.set)
     os.write(write_end, b"\x10\x11 plain")
     os.close(write_end)
     thread.join(5)
-    os.close(read_end)
     assert b"".join(written) == b"\x10\x11 plain" and closed.is_set()

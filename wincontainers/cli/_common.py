@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence, Union
 
 from wincontainers import errors
 from wincontainers.host import Host
 
-__all__ = ["exit_status", "EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
+if TYPE_CHECKING:
+    from wincontainers.container import Container
+
+__all__ = ["exit_status", "each_container", "EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
            "print_table", "size", "duration", "ago", "for_each"]
 
 EXIT_ERROR = 125
@@ -103,3 +106,23 @@ def for_each(refs: Iterable[str], action: Callable[[str], Union[str, Sequence[st
         for line in [done] if isinstance(done, str) else done:
             print(line)
     return status
+
+
+def each_container(args: argparse.Namespace, action: Callable[["Container"], str],
+                   damaged: Optional[Callable[[Host, str], str]] = None) -> int:
+    """``action`` on each container named; ``damaged`` (if given) on one whose record is damaged."""
+    host = open_host(args)
+
+    def one(ref: str) -> str:
+        try:
+            container = host.containers.get(ref)
+        except errors.DamagedRecord:
+            if damaged is None:
+                raise
+            return damaged(host, ref)
+        try:
+            return action(container)
+        finally:
+            container.close()
+
+    return for_each(args.containers, one)

@@ -15,7 +15,7 @@ from wincontainers import errors
 from wincontainers.cli._common import (
     ago,
     duration,
-    for_each,
+    each_container,
     open_host,
     print_table,
     size,
@@ -195,26 +195,6 @@ def cmd_top(args: argparse.Namespace) -> int:
     return 0
 
 
-def _each(args: argparse.Namespace, action: Callable[[Container], str],
-          damaged: Optional[Callable[[Host, str], str]] = None) -> int:
-    """``action`` on each container named; ``damaged`` (if given) on one whose record is damaged."""
-    host = open_host(args)
-
-    def one(ref: str) -> str:
-        try:
-            container = host.containers.get(ref)
-        except errors.DamagedRecord:
-            if damaged is None:
-                raise
-            return damaged(host, ref)
-        try:
-            return action(container)
-        finally:
-            container.close()
-
-    return for_each(args.containers, one)
-
-
 def cmd_stop(args: argparse.Namespace) -> int:
     if args.time < 0:
         raise errors.BadInput("the stop timeout must not be negative")
@@ -223,15 +203,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
         result = c.stop(args.time)
         return f"{c.name} ({result.outcome}, {result.elapsed:.2f} s)"
 
-    return _each(args, stop)
+    return each_container(args, stop)
 
 
-def cmd_kill(args: argparse.Namespace) -> int:
-    def kill(c: Container) -> str:
-        c.kill()
-        return c.name
+def _on_each(method: str) -> Callable[[argparse.Namespace], int]:
+    """A verb that calls one method of each container named, printing its name (kill, pause...)."""
+    def command(args: argparse.Namespace) -> int:
+        def act(c: Container) -> str:
+            getattr(c, method)()
+            return c.name
 
-    return _each(args, kill)
+        return each_container(args, act)
+
+    return command
+
+
+cmd_kill, cmd_pause, cmd_unpause = _on_each("kill"), _on_each("pause"), _on_each("unpause")
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -242,23 +229,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     def rm_damaged(host: Host, ref: str) -> str:  # -f also removes a container whose record is damaged
         return host.containers.remove_damaged(ref)[:12]
 
-    return _each(args, rm, rm_damaged if args.force else None)
-
-
-def cmd_pause(args: argparse.Namespace) -> int:
-    def pause(c: Container) -> str:
-        c.pause()
-        return c.name
-
-    return _each(args, pause)
-
-
-def cmd_unpause(args: argparse.Namespace) -> int:
-    def unpause(c: Container) -> str:
-        c.unpause()
-        return c.name
-
-    return _each(args, unpause)
+    return each_container(args, rm, rm_damaged if args.force else None)
 
 
 def cmd_rename(args: argparse.Namespace) -> int:

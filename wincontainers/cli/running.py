@@ -20,7 +20,7 @@ from wincontainers.cli._common import (
     EXIT_NOT_FOUND,
     complain,
     exit_status,
-    for_each,
+    each_container,
     open_host,
 )
 from wincontainers.cli.options import add_create_arguments, create_options
@@ -164,19 +164,6 @@ def _stream(source: Optional[IO[bytes]], target: IO[str]) -> Optional[threading.
     return t
 
 
-def _each(args: argparse.Namespace, action: Callable[[Container], str]) -> int:
-    host = open_host(args)
-
-    def one(ref: str) -> str:
-        container = host.containers.get(ref)
-        try:
-            return action(container)
-        finally:
-            container.close()
-
-    return for_each(args.containers, one)
-
-
 def _stream_session(host: Host, session: AttachSession, *, stdin: bool, tty: bool,
                     detach_keys: bytes = b"") -> Optional[int]:
     """Output to our stdout/stderr until the main process exits (its exit code) or the detach
@@ -200,7 +187,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.attach and len(args.containers) > 1:
         raise errors.BadInput("you cannot start and attach multiple containers at once")
     if not args.attach:
-        return _each(args, lambda c: c.start(detach=True).name)
+        return each_container(args, lambda c: c.start(detach=True).name)
     host = open_host(args)
     container = host.containers.get(args.containers[0])
     try:
@@ -223,7 +210,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         c.start(detach=True)
         return c.name
 
-    return _each(args, restart)
+    return each_container(args, restart)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -295,7 +282,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         code = c.wait().exit_code
         return str(code if code is not None else -1)
 
-    return _each(args, wait)
+    return each_container(args, wait)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -4,9 +4,10 @@ printing tables, sizes and ages, and one-line error messages. Nothing here knows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from wincontainers import errors
 from wincontainers.host import Host
@@ -14,7 +15,7 @@ from wincontainers.host import Host
 if TYPE_CHECKING:
     from wincontainers.container import Container
 
-__all__ = ["exit_status", "each_container", "EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
+__all__ = ["exit_status", "each_container", "opened_container", "EXIT_ERROR", "EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "open_host", "one_line", "complain",
            "print_table", "size", "duration", "ago", "for_each"]
 
 EXIT_ERROR = 125
@@ -126,3 +127,13 @@ def each_container(args: argparse.Namespace, action: Callable[["Container"], str
             container.close()
 
     return for_each(args.containers, one)
+
+
+@contextlib.contextmanager
+def opened_container(args: argparse.Namespace, ref: Optional[str] = None) -> Iterator["Container"]:
+    """The container ``ref`` (else ``args.container``) on the host the options name, closed after."""
+    container = open_host(args).containers.get(ref if ref is not None else args.container)
+    try:
+        yield container
+    finally:
+        container.close()

@@ -16,6 +16,7 @@ from wincontainers.cli._common import (
     ago,
     duration,
     each_container,
+    opened_container,
     open_host,
     print_table,
     size,
@@ -180,12 +181,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         rows = container.top()
-    finally:
-        container.close()
     table = [("PID", "NAME", "CPU", "PRIVATE WORKING SET")]
     for p in rows:
         cpu = (p.cpu_user_100ns + p.cpu_kernel_100ns) / 10_000_000
@@ -233,12 +230,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         container.rename(args.new_name)
-    finally:
-        container.close()
     return 0
 
 
@@ -273,12 +266,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_port(args: argparse.Namespace) -> int:
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         settings = container.network_settings()
-    finally:
-        container.close()
     wanted = args.private_port
     if wanted and "/" not in wanted:
         wanted += "/tcp"
@@ -328,26 +317,18 @@ def cmd_cp(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         for change in container.diff():
             print(change)
-    finally:
-        container.close()
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.output is None and sys.stdout.isatty():
         raise errors.BadInput("cowardly refusing to write a tar to a terminal: use -o FILE or redirect the output")
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         container.export(args.output if args.output is not None else sys.stdout.buffer)
         sys.stdout.buffer.flush()
-    finally:
-        container.close()
     return 0
 
 

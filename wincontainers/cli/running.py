@@ -21,6 +21,7 @@ from wincontainers.cli._common import (
     complain,
     exit_status,
     each_container,
+    opened_container,
     open_host,
 )
 from wincontainers.cli.options import add_create_arguments, create_options
@@ -216,9 +217,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise errors.BadInput("exec needs a command: wincontainers exec CONTAINER COMMAND [ARG...]")
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         if container.status != "running":
             raise errors.InvalidState("exec", subject=container.subject, message=f"it is {container.status}",
                                       hint="start it first (wincontainers start)")
@@ -228,7 +227,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
                            tty=args.tty, stdin=False).close()
             return 0
         # raw before the process exists: its first output (a prompt) must not meet a cooked terminal
-        with raw_terminal(host.win32, args.tty and args.interactive):
+        with raw_terminal(container.host.win32, args.tty and args.interactive):
             proc = container.exec(command, env=parse_env_list(args.env), workdir=args.workdir, user=args.user,
                                   tty=args.tty, stdin=args.interactive, stdout_sink=stream_sink(sys.stdout),
                                   stderr_sink=stream_sink(sys.stderr))
@@ -239,32 +238,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
                     return exit_status(proc.wait())
                 finally:
                     proc.close()
-    finally:
-        container.close()
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     keys = parse_detach_keys(args.detach_keys)
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         stdin = not args.no_stdin and container.record.open_stdin
         with container.attach(stdin=stdin) as session:
-            code = _stream_session(host, session, stdin=stdin, tty=container.record.tty, detach_keys=keys)
+            code = _stream_session(container.host, session, stdin=stdin, tty=container.record.tty, detach_keys=keys)
         if stdin and code is None and session.exit_code is None:
             return 0  # detached with the keys: the container runs on
         container.reload()
         return exit_status(code if code is not None else (container.record.exit_code or 0))
-    finally:
-        container.close()
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     if args.tail != "all" and not str(args.tail).isdigit():
         raise errors.BadInput(f"--tail {args.tail!r}: a number of lines, or all")
-    host = open_host(args)
-    container = host.containers.get(args.container)
-    try:
+    with opened_container(args) as container:
         sinks = {"stdout": stream_sink(sys.stdout), "stderr": stream_sink(sys.stderr)}
         for record in container.log_records(tail=None if args.tail == "all" else int(args.tail), since=args.since,
                                             follow=args.follow):
@@ -273,8 +264,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"wincontainers: the monitor of {container.name} is gone (killed?): the container is unmonitored "
                   "and its output since then was not kept", file=sys.stderr)
         return 0
-    finally:
-        container.close()
 
 
 def cmd_wait(args: argparse.Namespace) -> int:

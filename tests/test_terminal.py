@@ -64,12 +64,17 @@ def test_it_in_a_pty_is_raw_echoes_once_restores_the_terminal_and_exits_with_the
             cli("rm", "-f", "tty-target", sim=sim)
 
 
-def _drive(sim: SimulatedHost, child: Path, argv: list[str]) -> None:
+def _fork(sim: SimulatedHost, child: Path, argv: list[str]) -> tuple[int, int]:
     pid, fd = pty.fork()
     if pid == 0:  # the child: the CLI on the pty's other end
         os.environ["PYTHONPATH"] = str(ROOT)
         os.execv(sys.executable, [sys.executable, str(child), "--sim", sim.profile.name, "--root", str(sim.root),
                                   *argv])
+    return pid, fd
+
+
+def _drive(sim: SimulatedHost, child: Path, argv: list[str]) -> None:
+    pid, fd = _fork(sim, child, argv)
     out = bytearray()
     try:
         assert _read_until(fd, out, b"C:\\>"), bytes(out)
@@ -84,6 +89,30 @@ def _drive(sim: SimulatedHost, child: Path, argv: list[str]) -> None:
     assert os.waitstatus_to_exitcode(status) == 3, bytes(out)
     assert b"TERMIOS-SAME" in out, bytes(out)
     assert out.count(b"echo typed-once") == 1, bytes(out)  # the container's console echoes; we do not
+
+
+def test_the_detach_keys_leave_an_attached_container_running(sim: SimulatedHost, tmp_path: Path) -> None:
+    child = tmp_path / "child.py"
+    child.write_text(CHILD, encoding="utf-8")
+    assert cli("run", "-d", "-it", "--name", "tty-attach", "windowsservercore", "cmd", sim=sim).returncode == 0
+    try:
+        pid, fd = _fork(sim, child, ["attach", "tty-attach"])
+        out = bytearray()
+        try:
+            time.sleep(1.0)  # attached
+            os.write(fd, b"echo still-here\r")
+            assert _read_until(fd, out, b"still-here\r"), bytes(out)
+            os.write(fd, b"\x10\x11")  # ctrl-p, ctrl-q
+            assert _read_until(fd, out, b"TERMIOS-"), bytes(out)
+            _read_until(fd, out, b"\n", 2)
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 0 and b"TERMIOS-SAME" in out, bytes(out)
+        state = cli("inspect", "-f", "{{.State.Status}}", "tty-attach", sim=sim)
+        assert state.stdout.strip() == b"running"  # detached, not stopped
+    finally:
+        cli("rm", "-f", "tty-attach", sim=sim)
 
 
 def test_a_redirected_standard_handle_has_no_console_mode(sim: SimulatedHost) -> None:

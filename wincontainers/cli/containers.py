@@ -162,7 +162,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.last is not None and args.last < 0:
         raise errors.BadInput("--last must not be negative")
     host = open_host(args)
-    everything = args.all or bool(filters) or args.last is not None or args.latest
+    # as Docker: a status filter, -n and -l look at every container; other filters at running ones
+    everything = args.all or any(key == "status" for key, _ in filters) or args.last is not None or args.latest
     rows = [r for r in host.containers.list(all=everything) if _matches(host, r, filters)]
     if args.latest:
         rows = rows[:1]

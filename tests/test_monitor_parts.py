@@ -169,3 +169,29 @@ def test_create_flags_become_create_options(tmp_path: Path) -> None:
             create_options(_flags(*argv), environ={})
     with pytest.raises(errors.NotSupported, match="--isolation process"):
         create_options(_flags("--isolation", "hyperv"), environ={})
+
+
+def test_a_client_too_far_behind_is_dropped_without_stopping_the_output() -> None:
+    """Output frames reach every attach client through a bounded queue; one that stops reading
+    is dropped, and the monitor's output path (which holds its lock) never waits for it."""
+    import multiprocessing.connection as mpc
+    from collections import deque
+
+    from wincontainers import monitor as monitor_module
+
+    monitor = monitor_module.Monitor.__new__(monitor_module.Monitor)  # its output path only: no host
+    monitor.lock, monitor.clients, monitor.history, monitor.history_size = threading.Lock(), [], deque(), 0
+    ours, theirs = mpc.Pipe()  # nobody reads ``theirs``: the pipe fills, then the client's queue
+    client = monitor_module._Client(ours, monitor)
+    monitor.clients.append(client)
+    done = threading.Event()
+
+    def flood() -> None:
+        for _ in range(monitor_module.CLIENT_QUEUE * 3):
+            monitor.broadcast(b"o" + b"x" * 200)
+        done.set()
+
+    threading.Thread(target=flood, daemon=True).start()
+    assert done.wait(30), "the output path waited for a client that does not read"
+    assert monitor.clients == [] and client.closed
+    theirs.close()

@@ -31,6 +31,8 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
+from pathlib import Path
 from typing import IO, Any, Optional, Sequence
 
 from wincontainers import errors
@@ -83,12 +85,15 @@ class _Client:
         self.monitor.register(self, replay=bool(hello.get("replay")))
         return True
 
-    def offer(self, frame: Optional[bytes]) -> None:
+    def offer(self, frame: Optional[bytes]) -> bool:
+        """Queue a frame; False when the client is CLIENT_QUEUE frames behind (the caller drops
+        it, outside its lock: closing one takes the monitor's lock)."""
         try:
             self.frames.put_nowait(frame)
+            return True
         except queue.Full:
             log.warning("an attach client fell %d frames behind: dropped", CLIENT_QUEUE)
-            self.close()
+            return False
 
     def _send_loop(self) -> None:
         while not self.closed:
@@ -143,7 +148,7 @@ class Monitor:
         self.writer = JsonLogWriter(host.win32, files.log, LogOptions.from_json(record.log_options))
         self.process: Optional[Process] = None
         self.clients: list[_Client] = []
-        self.history: list[bytes] = []
+        self.history: deque[bytes] = deque()
         self.history_size = 0
         self.lock = threading.Lock()
         self.running = False
@@ -158,24 +163,30 @@ class Monitor:
         self.broadcast((b"o" if stream == "stdout" else b"e") + data)
 
     def broadcast(self, frame: bytes, *, keep: bool = True) -> None:
-        """A frame to every client, in order (under the lock, as a new client's replay is)."""
+        """A frame to every client, in order (under the lock, as a new client's replay is); a
+        client too far behind is dropped."""
         with self.lock:
             if keep:
                 self.history.append(frame)
                 self.history_size += len(frame)
                 while self.history_size > HISTORY and len(self.history) > 1:
-                    self.history_size -= len(self.history.pop(0))
-            for client in self.clients:
-                client.offer(frame)
+                    self.history_size -= len(self.history.popleft())
+            behind = [client for client in self.clients if not client.offer(frame)]
+            for client in behind:
+                self.clients.remove(client)
+        for client in behind:
+            client.close()
 
     def register(self, client: _Client, *, replay: bool) -> None:
         """A client that said hello: the output so far first when it asked for a replay, then
         the state (so one that comes after the exit still gets the output before it)."""
         with self.lock:
-            for frame in self.history if replay else ():
-                client.offer(frame)
-            client.offer(self.status_frame())
-            self.clients.append(client)
+            frames = [*(self.history if replay else ()), self.status_frame()]
+            kept = all(client.offer(frame) for frame in frames)
+            if kept:
+                self.clients.append(client)
+        if not kept:
+            client.close()
 
     def status_frame(self, kind: bytes = b"s") -> bytes:
         record = self.container.record
@@ -236,7 +247,7 @@ class Monitor:
             os.unlink(address)  # an old monitor's
         listener = mpc.Listener(address, family, authkey=self.host.files.read_bytes(self.files.key))
         if family == "AF_UNIX":
-            oshandle.make_private(type(self.files.folder)(address))
+            oshandle.make_private(Path(address))
         self.host.files.write_json(self.files.state, {"pid": os.getpid(), "address": address, "family": family,
                                                       "started": time.time()})
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -257,7 +268,7 @@ class Monitor:
         first = True
         while True:
             with self.lock:
-                self.history, self.history_size = [], 0
+                self.history, self.history_size = deque(), 0
             self.running = True  # from here a client waits for this run's exit, not the last one's
             try:
                 self.container.reload()

@@ -109,8 +109,6 @@ class Container:
                 setattr(self._record, k, v)
             self.host.records.save(self._record)
 
-    _save = update
-
     # -- state -------------------------------------------------------------------------------
 
     @property
@@ -122,11 +120,11 @@ class Container:
             props = self._properties()
         except errors.NotFound:
             if self._record.state != "exited":
-                self._save(state="exited", finished=self._record.finished or time.time())
+                self.update(state="exited", finished=self._record.finished or time.time())
             return "exited"
         state = STATES.get(str(props.get("State")), self._record.state)
         if state != self._record.state and state == "exited":
-            self._save(state="exited", finished=self._record.finished or time.time())
+            self.update(state="exited", finished=self._record.finished or time.time())
         return state
 
     def _properties(self) -> dict[str, Any]:
@@ -165,7 +163,7 @@ class Container:
             if self._record.state in ("exited", "restarting"):
                 self._recreate(timeout)
             self._system().start(timeout)
-            self._save(state="running", started=time.time(), finished=None, exit_code=None,
+            self.update(state="running", started=time.time(), finished=None, exit_code=None,
                        detached=self._record.detached and output is not None)
             if self._record.command:
                 self.process = self._exec_main(output, stdin)
@@ -180,7 +178,7 @@ class Container:
             if files.status() in ("running", "starting") and self.status in ("running", "paused"):
                 raise errors.InvalidState("start", subject=self.subject, message="it is already running",
                                           hint="attach to it (attach()) or stop it first")
-            self._save(detached=True)
+            self.update(detached=True)
             self.close()  # the monitor opens the compute system itself
             spawn(files, self.host.open_arguments)
             self.reload()
@@ -199,7 +197,7 @@ class Container:
         self._refs.append(system)
         self._main_done.clear()
         self.process = None
-        self._save(state="created")
+        self.update(state="created")
 
     # -- networks -----------------------------------------------------------------------------
 
@@ -221,7 +219,7 @@ class Container:
         with self._lock:
             endpoint_id, state = self.host.networks.connect(self._system(), self._record.network, network, ports=ports,
                                                             container_name=self.name, container_id=self.id)
-            self._save(network=state)
+            self.update(network=state)
             return endpoint_id
 
     def disconnect(self, network: nets.AttachLike) -> None:
@@ -230,7 +228,7 @@ class Container:
         with self._lock:
             state = self.host.networks.disconnect(self._system(), self._record.network, network,
                                                   container_name=self.name)
-            self._save(network=state)
+            self.update(network=state)
 
     def inspect(self) -> dict[str, Any]:
         """The container as ``docker inspect`` shows one: state, config, mounts and network
@@ -249,7 +247,7 @@ class Container:
         except BaseException:
             self.kill()
             raise
-        self._save(main_pid=proc.pid)
+        self.update(main_pid=proc.pid)
         return proc
 
     def _main_exited(self, proc: Process) -> None:
@@ -267,7 +265,7 @@ class Container:
                         pass
             finally:
                 if not self._removed:
-                    self._save(state="exited", exit_code=proc.returncode, finished=time.time())
+                    self.update(state="exited", exit_code=proc.returncode, finished=time.time())
                 self._main_done.set()
 
     def wait(self, timeout: Optional[float] = None) -> ContainerExit:
@@ -276,7 +274,7 @@ class Container:
         deadline = None if timeout is None else time.monotonic() + timeout
         if self.process is None:
             self.reload()  # its monitor, or another process, may have ended it meanwhile
-        if self.process is None and self._record.detached and self.monitor_status() == "running":
+        if self._monitored():
             return ContainerExit(self._wait_monitored(timeout), "GracefulExit")
         if self.process is None and self.status == "exited":  # its system may be gone: the record knows
             return ContainerExit(self._record.exit_code, "GracefulExit")
@@ -293,8 +291,12 @@ class Container:
         if status is None:
             raise TimeoutExpired(self._record.command or "", timeout or 0.0)
         if self._record.state != "exited":
-            self._save(state="exited", finished=time.time())
+            self.update(state="exited", finished=time.time())
         return ContainerExit(self._record.exit_code, status.exit_type)
+
+    def _monitored(self) -> bool:
+        """Whether its main process is held by a live monitor (not by this object)."""
+        return self.process is None and self._record.detached and self.monitor_status() == "running"
 
     def _wait_monitored(self, timeout: Optional[float]) -> Optional[int]:
         """Wait, through its monitor, for a detached container's main process to exit (the next
@@ -333,11 +335,11 @@ class Container:
                 system.terminate(kill_timeout)
                 outcome = "forced"
             code = self._main_exit_code(5.0)
-            self._save(state="exited", finished=time.time(), exit_code=code)
+            self.update(state="exited", finished=time.time(), exit_code=code)
             return StopResult(outcome, time.monotonic() - started, code)
 
     def _main_exit_code(self, timeout: float) -> Optional[int]:
-        if self.process is None and self._record.detached and self.monitor_status() == "running":
+        if self._monitored():
             try:
                 return self._wait_monitored(timeout)
             except TimeoutExpired:
@@ -355,7 +357,7 @@ class Container:
         self._monitor_files().request_stop()
         with self._lock:
             self._system().terminate(timeout)
-            self._save(state="exited", finished=time.time(), exit_code=self._main_exit_code(5.0))
+            self.update(state="exited", finished=time.time(), exit_code=self._main_exit_code(5.0))
 
     def rename(self, name: str) -> None:
         """Give the container another name (running or not); the old name is free at once."""
@@ -366,12 +368,12 @@ class Container:
     def pause(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         check_timeout(timeout)
         self._system().pause(timeout)
-        self._save(state="paused")
+        self.update(state="paused")
 
     def resume(self, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         check_timeout(timeout)
         self._system().resume(timeout)
-        self._save(state="running")
+        self.update(state="running")
 
     unpause = resume
 
@@ -496,7 +498,7 @@ class Container:
                     pass
             self._removed = True
             self.close()
-            monitor.finish(self.host.win32)
+            monitor.finish()
             self.host.layers.remove_sandbox(self._record.sandbox)
             if self._record.network:
                 self.host.networks.release(self._record.network)
@@ -533,8 +535,9 @@ class Container:
         stream, data, time), oldest first: the last ``tail`` only, those at or after ``since``
         (epoch seconds, an RFC 3339 time or a duration such as ``"10m"``); with ``follow``, then
         those written from now on until the container's monitor ends (it stops, or is stopped)."""
-        return self._monitor_files().log_records(LogOptions.from_json(self._record.log_options), stdout=stdout, stderr=stderr,
-                                   tail=tail, since=since, follow=follow)
+        options = LogOptions.from_json(self._record.log_options)
+        return self._monitor_files().log_records(options, stdout=stdout, stderr=stderr, tail=tail, since=since,
+                                                 follow=follow)
 
     def logs(self, stdout: bool = True, stderr: bool = True, timestamps: bool = False, tail: Optional[int] = None,
              since: Union[float, str, None] = None, follow: bool = False) -> Union[bytes, Iterator[bytes]]:

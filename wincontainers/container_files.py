@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Union
+from typing import IO, TYPE_CHECKING, Iterable, Optional, Union
 
 import attrs
 
@@ -22,7 +22,7 @@ from wincontainers import errors
 from wincontainers._native.layerfs import LayerFolder
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import LayerReader, LayerWriter
-from wincontainers.layerfile.entry import EntryKind
+from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layers.collection import LAYER_PRIVILEGES
 from wincontainers.layers.treecopy import CopyResult, read_subtree, split_path, write_entries
 from wincontainers.records import ContainerRecord
@@ -75,14 +75,8 @@ class ContainerFiles:
         volume = self._volume(f"copying {src} out of container {self.record.name}")
         entries = read_subtree(self.host.win32, volume, f"{parent}/{name}" if parent else name)
         if not isinstance(dest, (str, os.PathLike)):
-            count = size = 0
-            writer = LayerWriter(dest)
-            for entry, data in entries:
-                writer.add(entry, data)
-                count += entry.kind is not EntryKind.STREAM
-                size += entry.size if entry.kind is EntryKind.FILE else 0
-            writer.close()
-            return CopyResult(count, size)
+            with LayerWriter(dest) as writer:
+                return _to_tar(writer, entries)
         target = Path(dest)
         if target.is_dir():
             return write_entries(self.host.win32, str(target), "", entries)
@@ -134,16 +128,21 @@ class ContainerFiles:
         Windows metadata: to a path or a binary stream."""
         volume = self._volume(f"exporting container {self.record.name}")
         folder = LayerFolder(self.host.win32, volume)
+        children = sorted((e.name for e in folder.entries("")
+                           if e.name.lower() not in ("system volume information", "$recycle.bin")), key=str.lower)
         with LayerWriter(dest) as writer:
-            count = size = 0
-            for child in sorted(folder.entries(""), key=lambda e: e.name.lower()):
-                if child.name.lower() in ("system volume information", "$recycle.bin"):
-                    continue
-                for entry, data in read_subtree(self.host.win32, volume, child.name):
-                    writer.add(entry, data)
-                    count += entry.kind is not EntryKind.STREAM
-                    size += entry.size if entry.kind is EntryKind.FILE else 0
-        return CopyResult(count, size)
+            return _to_tar(writer, (item for name in children
+                                    for item in read_subtree(self.host.win32, volume, name)))
+
+
+def _to_tar(writer: LayerWriter, entries: Iterable[tuple[LayerEntry, Optional[IO[bytes]]]]) -> CopyResult:
+    """Entries into a tar; what was written, counted as a folder copy counts it."""
+    count = size = 0
+    for entry, data in entries:
+        writer.add(entry, data)
+        count += entry.kind is not EntryKind.STREAM
+        size += entry.size if entry.kind is EntryKind.FILE else 0
+    return CopyResult(count, size)
 
 
 def _windows(name: str) -> str:

@@ -168,7 +168,7 @@ class JsonLogWriter:
                 lines.append(keep)
                 keep = b""
             self._partial[stream] = keep
-            self._emit(stream, _join_crlf(lines))
+            self._emit(stream, lines)
 
     def flush_partial(self) -> None:
         """The stream ended: what is left of a line is a record of its own."""
@@ -221,17 +221,6 @@ class JsonLogWriter:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-
-
-def _join_crlf(lines: list[bytes]) -> list[bytes]:
-    """``splitlines`` cuts ``\\r\\n`` in two when a chunk ends between them; keep CRLF one line end."""
-    out: list[bytes] = []
-    for line in lines:
-        if line == b"\n" and out and out[-1].endswith(b"\r") and not out[-1].endswith(b"\r\n"):
-            out[-1] += line
-        else:
-            out.append(line)
-    return out
 
 
 def _records(chunk: bytes, skipped: list[int]) -> Iterator[LogRecord]:

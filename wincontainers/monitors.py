@@ -184,7 +184,7 @@ class MonitorFiles:
 
             yield from (r for r in follow_log(win32, self.log, running, after=snapshot) if wanted(r))
 
-    def finish(self, win32: w32.Win32, timeout: float = 15.0) -> None:
+    def finish(self, timeout: float = 15.0) -> None:
         """The container stopped for good (it is being removed): let the monitor record the exit
         and end, then remove the folder and the log."""
         deadline = time.monotonic() + timeout
@@ -195,18 +195,18 @@ class MonitorFiles:
                         self.container_id[:12], self.pid(), self.folder)
             return
         try:
-            self.remove(win32)
+            self.remove()
         except OSError as exc:
             log.warning("could not remove the monitor folder %s: %s", self.folder, exc)
 
-    def remove(self, win32: w32.Win32) -> None:
+    def remove(self) -> None:
         """Delete the folder (the container is being removed; its monitor has ended)."""
         if not self.exists():
             return
         for entry in self.files.entries(self.folder):
             self.files.remove(self.folder / entry.name)
         try:
-            win32.remove_directory(w32.long_path(self.folder))
+            self.files.win32.remove_directory(w32.long_path(self.folder))
         except w32.PathNotFound:
             pass
 

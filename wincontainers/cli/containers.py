@@ -110,9 +110,8 @@ def _status_text(host: Host, row: ContainerInfo, record: Any) -> str:
     return status
 
 
-def _ps_row(host: Host, row: ContainerInfo, no_trunc: bool) -> dict[str, Any]:
-    """One container as ``docker ps --format`` names its fields."""
-    record = None if row.state == "damaged" else host.records.load(row.id)
+def _ps_row(host: Host, row: ContainerInfo, record: Any, no_trunc: bool) -> dict[str, Any]:
+    """One container as ``docker ps --format`` names its fields (``record``: None when damaged)."""
     command = row.command or ""
     if not no_trunc and len(command) > 20:
         command = command[:20] + "…"
@@ -129,9 +128,8 @@ def _ps_row(host: Host, row: ContainerInfo, no_trunc: bool) -> dict[str, Any]:
 _FILTERS = ("name", "status", "label", "ancestor", "id")
 
 
-def _matches(host: Host, row: ContainerInfo, filters: list[tuple[str, str]]) -> bool:
+def _matches(row: ContainerInfo, record: Any, filters: list[tuple[str, str]]) -> bool:
     """Docker's rule: values of one key are alternatives, different keys must all match."""
-    record = None if row.state == "damaged" else host.records.load(row.id)
     by_key: dict[str, list[str]] = {}
     for key, value in filters:
         by_key.setdefault(key, []).append(value)
@@ -164,7 +162,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     host = open_host(args)
     # as Docker: a status filter, -n and -l look at every container; other filters at running ones
     everything = args.all or any(key == "status" for key, _ in filters) or args.last is not None or args.latest
-    rows = [r for r in host.containers.list(all=everything) if _matches(host, r, filters)]
+    listed = host.containers.list(all=everything)
+    records = {r.id: None if r.state == "damaged" else host.records.load(r.id) for r in listed}  # read once
+    rows = [r for r in listed if _matches(r, records[r.id], filters)]
     if args.latest:
         rows = rows[:1]
     elif args.last is not None:
@@ -174,7 +174,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             print(row.id if args.no_trunc else row.short_id)
         return 0
     template = args.format or "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
-    lines = render_rows(template, [_ps_row(host, row, args.no_trunc) for row in rows],
+    lines = render_rows(template, [_ps_row(host, row, records[row.id], args.no_trunc) for row in rows],
                         {"ID": "CONTAINER ID", "RunningFor": "CREATED"})
     for line in lines:
         print(line)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import IO, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from wincontainers import errors
 from wincontainers.cli._common import (
@@ -113,32 +113,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             container.close()
         print(container.id)
         return 0
+    sinks = _our_streams()
     try:
-        try:
-            container.start(stdin=args.interactive)
-        except errors.NotFound as exc:
-            complain(exc)
-            return EXIT_NOT_FOUND
-        except errors.HcsError as exc:
-            if exc.operation.endswith("Process") or "CreateProcess" in exc.operation:
-                complain(exc)
-                return EXIT_CANNOT_INVOKE
-            raise
-        proc = container.process
-        assert proc is not None
-        with raw_terminal(host.win32, args.tty and args.interactive), \
-                follow_window_size(proc.resize, args.tty):
-            pumps = [_stream(proc.stdout, sys.stdout), _stream(proc.stderr, sys.stderr)]
-            if args.interactive and proc.stdin is not None:
-                forward_input(proc.stdin.write, proc.stdin.close)
+        # raw before the process exists: its first output (a prompt) must not meet a cooked terminal
+        with raw_terminal(host.win32, args.tty and args.interactive):
             try:
-                code = proc.wait()
-            except KeyboardInterrupt:
-                container.stop(10)
-                return 130
-            for t in pumps:
-                if t is not None:
-                    t.join()
+                container.start(stdin=args.interactive, output=lambda stream, data: sinks[stream](data))
+            except errors.NotFound as exc:
+                complain(exc)
+                return EXIT_NOT_FOUND
+            except errors.HcsError as exc:
+                if exc.operation.endswith("Process") or "CreateProcess" in exc.operation:
+                    complain(exc)
+                    return EXIT_CANNOT_INVOKE
+                raise
+            proc = container.process
+            assert proc is not None
+            with follow_window_size(proc.resize, args.tty):
+                if args.interactive and proc.stdin is not None:
+                    forward_input(proc.stdin.write, proc.stdin.close)
+                try:
+                    code = proc.wait()  # after its output is all written
+                except KeyboardInterrupt:
+                    container.stop(10)
+                    return 130
         container.wait(60)
         return exit_status(code)
     finally:
@@ -147,29 +145,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         container.close()
 
 
-def _stream(source: Optional[IO[bytes]], target: IO[str]) -> Optional[threading.Thread]:
-    """Copy a process's output to our stdout/stderr as it comes."""
-    if source is None:
-        return None
-    sink = stream_sink(target)
-
-    def pump() -> None:
-        while True:
-            data = source.read1(65536) if hasattr(source, "read1") else source.read(65536)
-            if not data:
-                return
-            sink(data)
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    return t
+def _our_streams() -> dict[str, Callable[[bytes], None]]:
+    """Where a container process's ``stdout`` and ``stderr`` go: ours."""
+    return {"stdout": stream_sink(sys.stdout), "stderr": stream_sink(sys.stderr)}
 
 
 def _stream_session(host: Host, session: AttachSession, *, stdin: bool, tty: bool,
                     detach_keys: bytes = b"") -> Optional[int]:
     """Output to our stdout/stderr until the main process exits (its exit code) or the detach
     keys are typed (None)."""
-    sinks = {"stdout": stream_sink(sys.stdout), "stderr": stream_sink(sys.stderr)}
+    sinks = _our_streams()
     detached = threading.Event()
 
     def detach() -> None:
@@ -256,7 +241,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.tail != "all" and not str(args.tail).isdigit():
         raise errors.BadInput(f"--tail {args.tail!r}: a number of lines, or all")
     with opened_container(args) as container:
-        sinks = {"stdout": stream_sink(sys.stdout), "stderr": stream_sink(sys.stderr)}
+        sinks = _our_streams()
         for record in container.log_records(tail=None if args.tail == "all" else int(args.tail), since=args.since,
                                             follow=args.follow):
             sinks[record.stream]((record.timestamp.encode() + b" " if args.timestamps else b"") + record.data)

@@ -224,3 +224,16 @@ def test_save_never_deletes_what_it_did_not_write(built: Host, sim: object, tmp_
     run = cli("save", "-o", str(folder), "ms:1", sim=sim)  # type: ignore[arg-type]
     assert run.returncode != 0 and b"folder" in run.stderr
     assert (folder / "thesis.txt").read_bytes() == b"years of work"
+
+
+def test_another_stores_gc_leaves_this_stores_layers(built: Host, other_store: ImageStore, tmp_path: Path) -> None:
+    """Each store collects only the layer folders it made: a second store's gc once destroyed
+    every folder of the host's store (both marked theirs with the same owner)."""
+    store = built.images
+    other_store.load(save(store, ["ms:1"], tmp_path / "a.tar"))
+    for image in other_store.list():
+        other_store.remove(image.id, force=True, prune=False)
+    assert other_store.gc().layers  # it collected its own
+    assert store.fsck().clean  # and nothing of the host's store
+    assert all(Path(r.folder).exists() for r in store.layer_chain(store.get("ms:1")) if r.folder)
+    assert built.image_store(store.root) is store  # the host's store is one object, one owner

@@ -42,7 +42,7 @@ _LAZY = {
     "NetworkLike": "wincontainers.networks",
     "AttachLike": "wincontainers.networks",
     "PortsLike": "wincontainers.networks",
-    "ProgressLike": "wincontainers.layers.progress",
+    "ProgressLike": "wincontainers.progress",
 }
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from wincontainers.errors import BadInput, HcsError, HcsUnavailable, NotSupported, WincontainersError
     from wincontainers.host import Host
     from wincontainers.images.model import BaseImage, ImageLike
-    from wincontainers.layers.progress import ProgressLike
+    from wincontainers.progress import ProgressLike
     from wincontainers.networks import AttachLike, NetworkLike, PortsLike
     from wincontainers.process import CalledProcessError, CompletedProcess, Process, TimeoutExpired
 

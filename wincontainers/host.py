@@ -78,16 +78,33 @@ class Host:
     def images(self) -> "ImageStore":
         """The image store (created on first use under ``<state>/images``)."""
         if self._images is None:
-            self._images = self.image_store(self.state_dir / "images")
+            from wincontainers.images.model import OWNER
+
+            self._images = self._image_store(self.state_dir / "images", OWNER)
         return self._images
 
     def image_store(self, root: Union[str, Path]) -> "ImageStore":
         """An image store at ``root`` over this host's layers and containers (``images`` is the
-        one under the state folder; another serves as a second registry-like store)."""
+        one under the state folder; another serves as a second registry-like store).
+
+        Each store marks the layer folders it makes as its own (``Layer.owner``), so that one
+        store's ``gc`` never collects the layers of another on the same host.
+        """
+        import hashlib
+
+        from wincontainers.images.model import OWNER
+
+        where = os.path.normcase(os.path.abspath(os.fspath(root)))
+        if where == os.path.normcase(os.path.abspath(self.state_dir / "images")):
+            return self.images
+        return self._image_store(Path(root), f"{OWNER}:{hashlib.sha256(where.encode()).hexdigest()[:16]}")
+
+    def _image_store(self, root: Path, owner: str) -> "ImageStore":
         from wincontainers.images.store import ImageStore
 
-        return ImageStore(Path(root), driver=self.driver, win32=self.win32, files=self.files, layers=self.layers,
-                          container_records=self.records, remove_damaged_container=self.containers.remove_damaged)
+        return ImageStore(root, driver=self.driver, win32=self.win32, files=self.files, layers=self.layers,
+                          container_records=self.records, remove_damaged_container=self.containers.remove_damaged,
+                          owner=owner)
 
     @classmethod
     def open(

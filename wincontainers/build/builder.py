@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Se
 
 import attrs
 
-from wincontainers.layers.progress import ProgressLike
+from wincontainers.progress import ProgressLike, operation_progress
 from wincontainers import errors
 from wincontainers.build.commits import commit_layer
 from wincontainers.build.context import BuildContext, DockerIgnore, open_no_follow
@@ -671,10 +671,12 @@ def build(
     parsed = parse_dockerfile(source)
     ignore_file = path.with_name(path.name + ".dockerignore")
     ignore = DockerIgnore.load(ignore_file) if ignore_file.exists() else None
-    builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {}, no_cache=no_cache,
-                       output=output or _LoggedOutput(), progress=progress)
     try:
-        with host.images.lease() as builder.lease:
+        with operation_progress(progress, desc=f"build {root.name or root}") as shared, \
+                host.images.lease() as lease:
+            builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {},
+                               no_cache=no_cache, output=output or _LoggedOutput(), progress=shared)
+            builder.lease = lease
             stage = builder.run(target)
             final = host.images.add(stage.config, stage.layers, tags=list(tags))
     except BaseException:

@@ -20,6 +20,7 @@ from wincontainers import errors
 from wincontainers.build.instructions import Cmd, Command, apply_to_config, parse_changes
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord
+from wincontainers.progress import ProgressLike, operation_progress
 from wincontainers.rollback import Rollback
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def parent_image(store: ImageStore, container: "Container") -> Image:
 
 
 def commit_layer(store: ImageStore, container: "Container", parent: Optional[LayerRecord], *, lease: Any,
-                 progress: Any = None) -> LayerRecord:
+                 progress: ProgressLike = None) -> LayerRecord:
     """Export the (stopped) container's changes and import them as a layer over ``parent``."""
     tar = store.new_temp_file(".tar")
     try:
@@ -89,7 +90,7 @@ def commit(
     stop: bool = False,
     restart: bool = False,
     timeout: float = 10.0,
-    progress: Any = None,
+    progress: ProgressLike = None,
 ) -> Image:
     """Commit ``container`` (a Container, or its name/id with ``host``) as a new image.
 
@@ -121,10 +122,10 @@ def commit(
     try:
         if was_running:
             target.stop(timeout)
-        with store.lease() as lease:
+        with store.lease() as lease, operation_progress(progress, desc=f"commit {target.name}") as shared:
             step = "exporting and importing the container's changes"
             chain = store.layer_chain(parent)
-            layer = commit_layer(store, target, chain[-1] if chain else None, lease=lease, progress=progress)
+            layer = commit_layer(store, target, chain[-1] if chain else None, lease=lease, progress=shared)
             step = "recording the image"
             config = dict(parent.container_config)
             authors: list[str] = []

@@ -32,13 +32,14 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 import attrs
 
 from wincontainers import errors
 from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
 from wincontainers.layerfile.codec import decompressed
+from wincontainers.progress import ProgressLike, check_progress, operation_progress, progress_for
 from wincontainers.images.model import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -66,7 +67,6 @@ _FOREIGN = ("application/vnd.docker.image.rootfs.foreign.diff.tar",
 _DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _CHUNK = 1 << 20
-Progress = Optional[Callable[[int, int], None]]
 
 
 class ArchiveError(errors.BadInput):
@@ -263,7 +263,7 @@ def _remove_ours(path: Path) -> None:
 
 
 def save(store: "ImageStore", images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
-         progress: Progress = None, overwrite: bool = False) -> Path:
+         progress: ProgressLike = None, overwrite: bool = False) -> Path:
     """Write ``images`` (references or IDs) to ``path``. ``format``: ``docker`` (a docker-save
     tar) or ``oci`` (an OCI layout: a folder, or a tar when ``path`` ends in ``.tar``).
 
@@ -273,6 +273,7 @@ def save(store: "ImageStore", images: Sequence[str], path: Union[str, "os.PathLi
     """
     if format not in ("docker", "oci"):
         raise errors.BadInput("format is 'docker' or 'oci'")
+    check_progress(progress)
     if not images:
         raise errors.BadInput("name at least one image to save")
     target = Path(path)
@@ -297,7 +298,7 @@ def save(store: "ImageStore", images: Sequence[str], path: Union[str, "os.PathLi
         partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or "."))
     done = [0]
     try:
-        with _Writer(partial, as_tar) as out:
+        with progress_for(progress, desc=f"save {target.name}") as report, _Writer(partial, as_tar) as out:
             out.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
             index_entries: list[dict[str, Any]] = []
             legacy: list[dict[str, Any]] = []
@@ -316,8 +317,8 @@ def save(store: "ImageStore", images: Sequence[str], path: Union[str, "os.PathLi
                                 out.add_stream(f"blobs/sha256/{digest.split(':', 1)[1]}", f, size)
                             descriptors.append({"mediaType": media, "digest": digest, "size": size})
                             done[0] += size
-                            if progress is not None:
-                                progress(done[0], len(out.names))
+                            if report is not None:
+                                report(done[0], len(out.names))
                     except _Absent:
                         assert record.descriptor is not None or record.blob is not None
                         descriptor = dict(record.descriptor or {"mediaType": record.media_type,
@@ -567,18 +568,18 @@ def _inspect(path: Path) -> list[ArchiveImage]:
 
 
 def load(store: "ImageStore", path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
-         progress: Progress = None) -> LoadResult:
+         progress: ProgressLike = None) -> LoadResult:
     """Load every image of a docker-save archive or OCI layout (folder or tar) into the store.
 
     An OCI layout may name an image by its tag alone (``org.opencontainers.image.ref.name``):
     it is tagged ``<repository>:<tag>`` when ``repository`` is given, and left untagged otherwise.
     """
     archive = Path(path)
-    with _reading(archive):
-        return _load(store, archive, repository, progress)
+    with _reading(archive), operation_progress(progress, desc=f"load {archive.name}") as shared:
+        return _load(store, archive, repository, shared)
 
 
-def _load(store: "ImageStore", archive: Path, repository: Optional[str], progress: Progress) -> LoadResult:
+def _load(store: "ImageStore", archive: Path, repository: Optional[str], progress: ProgressLike) -> LoadResult:
     source = _Source(archive)
     path = archive
     imported = reused = foreign = 0

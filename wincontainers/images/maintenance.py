@@ -18,7 +18,6 @@ from wincontainers import errors
 from wincontainers.images.leases import LiveLeases, owned_by_live
 from wincontainers.images.model import (
     MEDIA_INDEX,
-    OWNER,
     REPAIR_HINT,
     FsckReport,
     GcReport,
@@ -178,7 +177,7 @@ def _rebuild_layer_records(store: "ImageStore") -> list[str]:
                 record = LayerRecord(chain_id=chain, diff_id=diff_id, parent=parent.chain_id if parent else None,
                                      folder=str(layer.path), size=layer.size or 0,
                                      blob=diff_id if store.blobs.has(diff_id) else None,
-                                     owned=layer.owner == OWNER, created=layer.created or time.time())
+                                     owned=layer.owner == store.owner, created=layer.created or time.time())
                 store.chains.write(record)
                 repaired.append(f"layer record {chain[:19]} rebuilt from folder {layer.path.name[:12]}")
             parent = record
@@ -252,7 +251,7 @@ def _orphan_folders(store: "ImageStore", live: LiveLeases, containers: set[str])
                 orphans.append(folder)
     for layer in store.layers.list():
         normalized = _norm(layer.path)
-        if layer.owner == OWNER and normalized not in known and normalized not in live.making \
+        if layer.owner == store.owner and normalized not in known and normalized not in live.making \
                 and normalized not in containers:
             orphans.append(str(layer.path))
     return sorted(set(orphans))

@@ -67,7 +67,7 @@ from wincontainers.images.model import (
 from wincontainers.images.reference import Reference, parse_reference
 from wincontainers.layerfile import check_layer
 from wincontainers.layers.checked import LayerRejected
-from wincontainers.layers.progress import ProgressLike
+from wincontainers.progress import ProgressLike
 
 if TYPE_CHECKING:
     from wincontainers._native.win32 import Win32
@@ -87,12 +87,15 @@ class ImageStore:
 
     ``driver``, ``layers`` and ``container_records`` are the host's (the host composes them);
     ``remove_damaged_container`` is how a repair removes a container whose record is damaged.
+    ``owner`` marks the layer folders this store makes (:attr:`Layer.owner`): what gc and
+    repair may treat as the store's own; stores on one host have different owners.
     """
 
     def __init__(self, root: Path, *, driver: "Driver", win32: "Win32", files: "StateFiles",
                  layers: "LayerCollection", container_records: "RecordStore",
-                 remove_damaged_container: Callable[[str], str]) -> None:
+                 remove_damaged_container: Callable[[str], str], owner: str = OWNER) -> None:
         self.root = Path(root)
+        self.owner = owner
         self.driver = driver
         self.files = files  # JSON documents (index, layer records, leases, build cache) go through kernel32
         self.layers = layers
@@ -211,7 +214,7 @@ class ImageStore:
         media = MEDIA_LAYER
         blob: Optional[str] = None
         layer = self.layers.import_tar(os.fspath(source), parents=parents, base=parent is None, check=False,
-                                            progress=progress, on_folder=lease.hold_folder, owner=OWNER)
+                                            progress=progress, on_folder=lease.hold_folder, owner=self.owner)
         if layer.diff_id != report.diff_id:  # the file changed after it was checked: keep nothing of it
             self.layers.destroy(layer, force=True)
             raise errors.BadInput(f"the layer tar {os.fspath(source)!r} changed while it was imported "
@@ -452,12 +455,12 @@ class ImageStore:
     # -- archives --------------------------------------------------------------------------------
 
     def save(self, images: Sequence[str], path: Union[str, "os.PathLike[str]"], *, format: str = "docker",
-             progress: Optional[Callable[[int, int], None]] = None, overwrite: bool = False) -> Path:
+             progress: ProgressLike = None, overwrite: bool = False) -> Path:
         """``docker save``: see :func:`wincontainers.images.archive.save`."""
         return archive.save(self, images, path, format=format, progress=progress, overwrite=overwrite)
 
     def load(self, path: Union[str, "os.PathLike[str]"], *, repository: Optional[str] = None,
-             progress: Optional[Callable[[int, int], None]] = None) -> "archive.LoadResult":
+             progress: ProgressLike = None) -> "archive.LoadResult":
         """``docker load``: see :func:`wincontainers.images.archive.load` (returns a LoadResult)."""
         return archive.load(self, path, repository=repository, progress=progress)
 

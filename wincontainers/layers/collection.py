@@ -38,7 +38,7 @@ from wincontainers.layerfile.entry import EntryKind
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.rollback import Rollback
-from wincontainers.layers.progress import ProgressLike, reporter
+from wincontainers.progress import ProgressLike, progress_for
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
 if TYPE_CHECKING:
@@ -221,10 +221,10 @@ class LayerCollection:
             target = self.root / layer_id
             if on_folder is not None:
                 on_folder(target)
-            callback, close_bar = reporter(progress, total=total, desc=f"import {layer_id[:12]}")
             checker = LayerChecker(source=shown, parents=[Path(r.path) for r in parent_refs], base=is_base)
             try:
                 with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"), \
+                        progress_for(progress, total=total, desc=f"import {layer_id[:12]}") as callback, \
                         LayerReader(stream, progress=callback, limits=limits) as reader:
                     entries = CheckedEntries(reader, checker, check=check)
                     if is_base:
@@ -242,8 +242,6 @@ class LayerCollection:
             except BaseException:
                 self._discard_quietly(target)
                 raise
-            finally:
-                close_bar()
         return self.get(layer_id)
 
     def _import_base(self, entries: CheckedEntries, target: Path) -> int:
@@ -351,11 +349,11 @@ class LayerCollection:
         found = self.get(layer)
         self.win32.require_privileges("SeBackupPrivilege", "SeSecurityPrivilege",
                                            task=f"exporting layer {found.short_id}")
-        callback, close_bar = reporter(progress, desc=f"export {found.short_id}")
         to_path = isinstance(dest, (str, os.PathLike))
         partial = Path(os.fspath(dest) + ".partial") if to_path else None  # type: ignore[arg-type]
         try:
-            with errors.during(f"exporting layer {found.short_id}"), self._exported_tree(found) as (folder, transport):
+            with errors.during(f"exporting layer {found.short_id}"), self._exported_tree(found) as (folder, transport), \
+                    progress_for(progress, desc=f"export {found.short_id}") as callback:
                 refused: builtins.list[str] = []
                 out = partial if partial is not None else dest
                 with LayerWriter(out, compression=compression, progress=callback) as writer:
@@ -376,7 +374,6 @@ class LayerCollection:
                 compressed = writer.bytes_written
             return ExportResult(writer.diff_id, writer.bytes_written, entries, compressed)
         finally:
-            close_bar()
             if partial is not None and partial.exists():
                 partial.unlink()
 

@@ -7,6 +7,11 @@ fails, so a failed create leaves nothing behind.
 
 If the container was created with a command, ``start()`` runs it as the container's main
 process and the container stops when it exits (Docker's rule, and the only exit TP3 reports).
+
+Why one file: :class:`Container` is the one object users hold for a container, and each of its
+methods is the entry to a job that lives elsewhere (files in ``container_files``, logs in
+``jsonlog``, detached runs in ``monitors``, awaitables in ``aio``, value types in
+``container_types``); splitting the class itself would split what users see as one thing.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from wincontainers.container_types import (STATES, ContainerExit, ContainerInfo,
                                            StopResult, check_command, check_env, check_timeout, default_command,
                                            inspect_document, parse_env_list)
 from wincontainers.driver.base import DEFAULT_TIMEOUT, ProcessSpec, SystemRef
+from wincontainers.display import RichDisplay, Shown, short_id, when
 from wincontainers.errors import BadInput
 from wincontainers.jsonlog import LogOptions, LogRecord
 from wincontainers.monitors import AttachSession, MonitorFiles, spawn
-from wincontainers.process import CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, stream_sink
+from wincontainers.process import (CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, decode_output,
+                                   stream_sink)
 from wincontainers.records import ContainerRecord
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ __all__ = ["Container", "ContainerInfo", "ContainerProcess", "ContainerStats", "
            "default_command", "parse_env_list"]
 
 
-class Container:
+class Container(RichDisplay):
     """One container (compute system + sandbox layer). Get one from ``host.containers``."""
 
     def __init__(self, host: "Host", record: ContainerRecord, system: Optional[SystemRef] = None, *,
@@ -61,6 +68,17 @@ class Container:
         return f"<Container {self.name} {self.id[:12]} ({self._record.image})>"
 
     # -- identity ----------------------------------------------------------------------------
+
+    def _shown_(self) -> Shown:
+        record = self._record
+        try:
+            state = "removed" if self._removed else self.status
+        except errors.HcsError as exc:  # a display never raises: it says what it could not ask
+            state = f"unknown ({type(exc).__name__})"
+        return Shown("Container", self.name, state=state, fields=(
+            ("ID", short_id(self.id)), ("image", record.image if len(record.image) < 40 else short_id(record.image)),
+            ("command", record.command), ("created", when(record.created)),
+            *((("exit code", record.exit_code),) if state == "exited" else ())))
 
     @property
     def id(self) -> str:
@@ -439,15 +457,20 @@ class Container:
         workdir: Optional[str] = None,
         user: Optional[str] = None,
         tty: bool = False,
+        echo: bool = False,
     ) -> CompletedProcess:
         """Run ``cmd`` to completion, like :func:`subprocess.run` (output captured by default).
 
         With ``capture_output=False`` the output goes to this process's stdout and stderr.
+        ``echo=True`` writes it there as it comes (live, in a Jupyter cell too) and still
+        captures it.
         """
         check_timeout(timeout)
         sinks: dict[str, Any] = {}
-        if not capture_output:
-            sinks = {"stdout_sink": stream_sink(sys.stdout), "stderr_sink": stream_sink(sys.stderr)}
+        kept: Optional[tuple[list[bytes], list[bytes]]] = ([], []) if echo and capture_output else None
+        if echo or not capture_output:
+            sinks = {"stdout_sink": stream_sink(sys.stdout, kept[0] if kept else None),
+                     "stderr_sink": stream_sink(sys.stderr, kept[1] if kept else None)}
         proc = self.exec(cmd, env=env, workdir=workdir, user=user, tty=tty, text=text, encoding=encoding,
                          errors=errors, **sinks)
         try:
@@ -459,6 +482,10 @@ class Container:
                 raise
         finally:
             proc.close()
+        if kept is not None:
+            out, err = (b"".join(k) for k in kept)
+            if text or encoding is not None or errors is not None:
+                out, err = decode_output(out, encoding, errors), decode_output(err, encoding, errors)
         result = CompletedProcess(cmd, proc.returncode if proc.returncode is not None else -1, out, err)
         if check and result.returncode:
             raise CalledProcessError(result.returncode, cmd, out, err)

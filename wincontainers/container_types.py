@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, Value, badge, short_id, when
 from wincontainers.driver.base import LayerRef, MappedDirectory, SystemSpec
 from wincontainers.process import (
     Command,
@@ -33,7 +34,7 @@ STATES = {"Created": "created", "Running": "running", "Paused": "paused", "Stopp
 
 
 @attrs.frozen
-class StopResult:
+class StopResult(RichDisplay):
     """How :meth:`Container.stop` ended: ``"graceful"``, ``"forced"`` or ``"already-stopped"``."""
 
     outcome: str
@@ -43,6 +44,9 @@ class StopResult:
     @property
     def forced(self) -> bool:
         return self.outcome == "forced"
+
+    def _shown_(self) -> Shown:
+        return Shown("Stop", state=self.outcome, fields=(("took", f"{self.elapsed:.2f} s"), ("exit code", self.exit_code)))
 
 
 @attrs.frozen
@@ -112,7 +116,7 @@ class ContainerStats:
 
 
 @attrs.frozen
-class ContainerInfo:
+class ContainerInfo(RichDisplay):
     """One row of :meth:`ContainerCollection.list` (``ps``)."""
 
     id: str
@@ -126,6 +130,18 @@ class ContainerInfo:
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    def row(self) -> tuple[Value, ...]:
+        """The row a table of containers shows."""
+        return (short_id(self.id), self.name, self.image if len(self.image) < 40 else short_id(self.image),
+                self.command, badge(self.state), when(self.created))
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Container", CONTAINER_COLUMNS, [self.row()])
+
+
+#: the columns of a table of containers (:meth:`ContainerInfo.row`)
+CONTAINER_COLUMNS = ("ID", "Name", "Image", "Command", "State", "Created")
 
 
 # -- input checks (before any side effect) -----------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence, Uni
 
 from wincontainers import errors
 from wincontainers import networks as nets
+from wincontainers.display import RichDisplay, Shown
 from wincontainers.driver.base import (
     DEFAULT_TIMEOUT,
     LayerRef,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from wincontainers.host import Host
 from wincontainers.container import Container
 from wincontainers.container_types import (
+    CONTAINER_COLUMNS,
     STATES,
     ContainerInfo,
     check_command,
@@ -53,11 +55,15 @@ log = logging.getLogger("wincontainers.containers")
 __all__ = ["ContainerCollection"]
 
 
-class ContainerCollection:
+class ContainerCollection(RichDisplay):
     """``host.containers``: create, get and list containers (docker-py's ``client.containers``)."""
 
     def __init__(self, host: "Host") -> None:
         self.host = host
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Containers", CONTAINER_COLUMNS, (c.row() for c in self.list(all=True)),
+                           empty="no container")
 
     def create(
         self,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sized, Union
 
 
 from wincontainers import errors
 from wincontainers._native import library, oshandle
 from wincontainers.containers import ContainerCollection
+from wincontainers.display import Cell, RichDisplay, Shown, Value
 from wincontainers.driver import Driver, open_driver
 from wincontainers.images.model import BaseImage
 from wincontainers.images.sources import host_base_images
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Host", "BaseImage"]  # BaseImage lives in images.model; here for older imports
 
 
-class Host:
+class Host(RichDisplay):
     """A Windows container host, real or simulated. Use :meth:`open`."""
 
     def __init__(
@@ -159,6 +160,20 @@ class Host:
         host.open_arguments = (["--sim", simulator.profile.name, "--root", str(simulator.root)]
                                + (["--generation", str(generation)] if generation else []))
         return host
+
+    def _shown_(self) -> Shown:
+        def count(what: Callable[[], Sized]) -> Value:
+            try:
+                return len(what())
+            except errors.HcsError as exc:  # a display never raises: it says what it could not ask
+                return f"? ({type(exc).__name__})"
+
+        where = f"simulated {self.simulator.profile.name}" if self.simulator else "this machine"
+        return Shown("Host", where, fields=(
+            ("Windows build", self.build), ("API generation", self.generation),
+            ("state folder", Cell(self.state_dir.name, title=str(self.state_dir))),
+            ("containers", count(lambda: list(self.records.all()))), ("images", count(self.images.list)),
+            ("layers", count(self.layers.list)), ("networks", count(self.networks.list))))
 
     def __repr__(self) -> str:
         where = f"simulated {self.simulator.profile.name}" if self.simulator else "local"

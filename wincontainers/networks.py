@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Se
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, Value, short_id
 from wincontainers.rollback import Rollback
 from wincontainers.driver import open_networking
 from wincontainers.driver.networking import (
@@ -57,7 +58,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 @attrs.define(eq=False)
-class _NetworkObject:
+class _NetworkObject(RichDisplay):
     """What networks and endpoints share: identity by ID (HNS/HCN compare GUIDs case-blind)."""
 
     collection: "NetworkCollection" = attrs.field(repr=False)
@@ -108,6 +109,24 @@ class Endpoint(_NetworkObject):
     def remove(self) -> None:
         self.collection.remove_endpoint(self)
 
+    def row(self) -> tuple[Value, ...]:
+        """The row a table of endpoints shows."""
+        return (short_id(self.id), self.name, self.ip, self.mac, _ports(self.port_mappings))
+
+    def _shown_(self) -> Shown:
+        owner = self.container
+        return Shown("Endpoint", self.name, fields=(
+            ("ID", short_id(self.id)), ("IP", self.ip), ("MAC", self.mac), ("network", short_id(self.network_id)),
+            ("container", short_id(owner) if owner else None), ("ports", _ports(self.port_mappings) or None)))
+
+
+def _ports(mappings: Iterable[PortMapping]) -> str:
+    return ", ".join(f"{m.host_port}->{m.container_port}/{m.protocol}" for m in mappings)
+
+
+NETWORK_COLUMNS = ("ID", "Name", "Driver", "Subnet", "Gateway")
+ENDPOINT_COLUMNS = ("ID", "Name", "IP", "MAC", "Ports")
+
 
 @attrs.define(eq=False)
 class Network(_NetworkObject):
@@ -129,6 +148,15 @@ class Network(_NetworkObject):
 
     def endpoints(self) -> builtins.list[Endpoint]:
         return [e for e in self.collection.endpoints() if e.network_id.lower() == self.id.lower()]
+
+    def row(self) -> tuple[Value, ...]:
+        """The row a table of networks shows."""
+        return (short_id(self.id), self.name, self.driver, self.subnet, self.gateway)
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Network", ENDPOINT_COLUMNS, (e.row() for e in self.endpoints()), title=self.name,
+                           fields=(("ID", short_id(self.id)), ("driver", self.driver), ("subnet", self.subnet),
+                                   ("gateway", self.gateway)), empty="no endpoint")
 
     def create_endpoint(self, *, ip: Optional[str] = None, mac: Optional[str] = None,
                         port_mappings: Iterable[PortMapping] = (), dns: Sequence[str] = (),
@@ -193,7 +221,7 @@ class NetworkPlan:
                 "namespace": self.network.namespace}
 
 
-class NetworkCollection:
+class NetworkCollection(RichDisplay):
     """``host.networks``."""
 
     def __init__(self, binding: "Binding", state_dir: Path, files: "StateFiles", records: "RecordStore") -> None:
@@ -204,6 +232,9 @@ class NetworkCollection:
         self.files.makedirs(self.records_dir)
 
     # -- networks ------------------------------------------------------------------------------
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Networks", NETWORK_COLUMNS, (n.row() for n in self.list()), empty="no network")
 
     def list(self) -> builtins.list[Network]:
         return [Network(self, info) for info in self.backend.list_networks()]

@@ -11,6 +11,7 @@ and its output is drained, its HCS handles are released without waiting for ``cl
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import signal as _signal
@@ -24,6 +25,7 @@ from typing import IO, Any, Callable, Optional, Sequence, Union, cast
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver.base import ProcessRef
 
@@ -64,7 +66,7 @@ class CalledProcessError(subprocess.CalledProcessError):
 
 
 @attrs.frozen
-class CompletedProcess:
+class CompletedProcess(RichDisplay):
     """What :meth:`Container.run` returns, like :class:`subprocess.CompletedProcess`."""
 
     args: Command
@@ -75,6 +77,21 @@ class CompletedProcess:
     def check_returncode(self) -> None:
         if self.returncode:
             raise CalledProcessError(self.returncode, self.args, self.stdout, self.stderr)
+
+    def _shown_(self) -> Shown:
+        text = "".join(_as_text(s) for s in (self.stdout, self.stderr) if s)
+        return Shown("Completed process", _command_text(self.args), state="ok" if self.returncode == 0 else "failed",
+                     fields=(("exit code", self.returncode),), text=text)
+
+
+def _command_text(args: Command) -> str:
+    return args if isinstance(args, str) else subprocess.list2cmdline(list(args))
+
+
+def _as_text(output: Any) -> str:
+    """Output for people: bytes decoded (UTF-8, replacing what is not), CRLF as LF."""
+    text = output.decode("utf-8", "replace") if isinstance(output, (bytes, bytearray)) else str(output)
+    return text.replace("\r\n", "\n")
 
 
 def list2cmdline(args: Sequence[str]) -> str:
@@ -176,7 +193,7 @@ def _quiet_close(f: Any) -> None:
         pass
 
 
-class Process:
+class Process(RichDisplay):
     """A process running in a container (create it with :meth:`Container.exec`)."""
 
     #: How long to wait for end-of-file on stdout/stderr after the process exited (a grandchild
@@ -232,6 +249,11 @@ class Process:
 
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} returncode={self.returncode} args={self.args!r}>"
+
+    def _shown_(self) -> Shown:
+        code = self.poll()
+        return Shown("Process", str(self.pid), state="running" if code is None else "exited",
+                     fields=(("command", _command_text(self.args)), ("exit code", code), ("tty", "yes" if self.tty else "no")))
 
     # -- streams ---------------------------------------------------------------------------------
 
@@ -391,19 +413,29 @@ class Process:
             self.close()
 
 
-def stream_sink(stream: Any) -> Callable[[bytes], None]:
-    """A sink writing output bytes to a text stream such as ``sys.stdout`` (its buffer when it has one)."""
+def stream_sink(stream: Any, keep: Optional[list[bytes]] = None) -> Callable[[bytes], None]:
+    """A sink writing output bytes to a text stream such as ``sys.stdout`` (its buffer when it
+    has one; else decoded as UTF-8, a character split across two reads kept whole: a Jupyter
+    cell's stream has no buffer). ``keep`` also collects the bytes (output shown and captured)."""
     target = getattr(stream, "buffer", None)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def write(data: bytes) -> None:
+        if keep is not None:
+            keep.append(data)
         if target is not None:
             target.write(data)
             target.flush()
         else:
-            stream.write(data.decode("utf-8", "replace"))
+            stream.write(decoder.decode(data))
             stream.flush()
 
     return write
+
+
+def decode_output(data: bytes, encoding: Optional[str], errors_: Optional[str]) -> str:
+    """Bytes as a text-mode pipe would have read them (universal newlines)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding=encoding or "utf-8", errors=errors_).read()
 
 
 def _pump(native: IO[bytes], target: Callable[[bytes], None], pipe: Optional[_Pipe]) -> None:

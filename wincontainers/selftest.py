@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, badge
 from wincontainers.layers.collection import LAYER_PRIVILEGES
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class StepResult:
 
 
 @attrs.frozen
-class SelftestReport:
+class SelftestReport(RichDisplay):
     """What :func:`run` found; ``ok`` when no step failed."""
 
     version: str
@@ -88,6 +89,16 @@ class SelftestReport:
 
     def step(self, name: str) -> StepResult:
         return next(s for s in self.steps if s.name == name)
+
+    def _shown_(self) -> Shown:
+        rows = [(i, s.title, badge(s.status), "-" if s.status == SKIP else f"{s.seconds:.2f} s",
+                 "; ".join(p for p in (s.detail, s.error and f"error: {s.error}", s.hint and f"hint: {s.hint}") if p))
+                for i, s in enumerate(self.steps, 1)]
+        return Shown.table("Selftest", ("#", "Step", "Result", "Took", "Detail"), rows,
+                           title=f"wincontainers {self.version}",
+                           fields=(("verdict", badge("pass" if self.ok else "fail")),
+                                   ("Windows build", self.windows_build), ("API generation", self.generation),
+                                   ("left on the host", ", ".join(self.left) or None)))
 
     def to_json(self) -> dict[str, Any]:
         """The document ``selftest --json`` prints, for a bug report."""

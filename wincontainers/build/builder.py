@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ import attrs
 
 from wincontainers.progress import ProgressLike, operation_progress
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, short_id
 from wincontainers.build.commits import commit_layer
 from wincontainers.build.context import BuildContext, DockerIgnore, open_no_follow
 from wincontainers.build.dockerfile import Dockerfile, Instruction, parse_dockerfile
@@ -95,7 +97,10 @@ class BuildStep:
 
 
 @attrs.frozen
-class BuildResult:
+class BuildResult(RichDisplay):
+    """What :func:`build` made: the image, each step (cached or run, how long), and how many
+    containers ran."""
+
     image: Image
     steps: tuple[BuildStep, ...]
     containers_run: int
@@ -103,6 +108,20 @@ class BuildResult:
     @property
     def cache_hits(self) -> int:
         return sum(1 for s in self.steps if s.cached)
+
+    def _shown_(self) -> Shown:
+        rows = [(s.number, s.instruction if len(s.instruction) <= 80 else s.instruction[:77] + "...",
+                 "cached" if s.cached else f"{s.seconds:.2f} s", short_id(s.diff_id)) for s in self.steps]
+        return Shown.table("Build", ("Step", "Instruction", "Took", "Layer"), rows,
+                           title=self.image.repo_tags[0] if self.image.tags else short_id(self.image.id),
+                           fields=(("image", short_id(self.image.id)), ("tags", ", ".join(self.image.repo_tags) or None),
+                                   ("steps", f"{len(self.steps)} ({self.cache_hits} cached)"),
+                                   ("containers run", self.containers_run)))
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @attrs.define
@@ -646,13 +665,14 @@ def build(
     build_args: Optional[Mapping[str, str]] = None,
     no_cache: bool = False,
     target: Optional[str] = None,
-    output: Optional[Callable[[str], None]] = None,
+    output: Union[None, bool, Callable[[str], None]] = None,
     progress: ProgressLike = None,
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
 
     ``output`` receives the step lines and the commands' output as they come (by default they are
-    INFO records of the ``wincontainers.build`` logger).
+    INFO records of the ``wincontainers.build`` logger); ``output=True`` writes them to
+    ``sys.stdout`` (live in a Jupyter cell).
     Raises ``DockerfileParseError``/``BadInput`` for a bad Dockerfile before running anything, and
     :class:`BuildStepFailed` when a step fails.
     """
@@ -660,6 +680,12 @@ def build(
 
     for tag in tags:
         parse_reference(tag)
+    if output is True:
+        output = _write_stdout
+    elif output is False or output is None:
+        output = None
+    elif not callable(output):
+        raise errors.BadInput(f"output is True, a callable taking each piece of text, or None; not {output!r}")
     root = Path(context)
     path = Path(dockerfile) if dockerfile is not None else root / "Dockerfile"
     if not path.is_absolute() and dockerfile is not None and not path.exists():

@@ -11,6 +11,7 @@ from typing import IO, Any, Optional, Sequence, Union
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, short_id, when
 from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
 
 __all__ = ["MEDIA_INDEX", "MEDIA_MANIFEST", "MEDIA_CONFIG", "MEDIA_LAYER", "REPAIR_HINT", "INDEX_HINT", "OWNER",
@@ -121,7 +122,7 @@ class LayerRecord:
 
 
 @attrs.frozen
-class Image:
+class Image(RichDisplay):
     """An image: its config (parsed; ``config_bytes`` as stored), manifest and tags."""
 
     id: str
@@ -171,6 +172,15 @@ class Image:
     @property
     def repo_tags(self) -> list[str]:
         return [t.familiar for t in self.tags]
+
+    def _shown_(self) -> Shown:
+        config = self.container_config
+        command = config.get("Entrypoint") or config.get("Cmd")
+        return Shown("Image", self.repo_tags[0] if self.tags else short_id(self.id), fields=(
+            ("ID", short_id(self.id)), ("tags", ", ".join(self.repo_tags) or "<none>"),
+            ("created", when(self.created)), ("OS version", self.os_version), ("layers", len(self.diff_ids)),
+            ("command", " ".join(command) if isinstance(command, list) else command),
+            ("history", f"{len(self.history)} steps" if self.history else None)))
 
 
 @attrs.frozen

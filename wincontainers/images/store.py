@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import RichDisplay, Shown, Value, human_size, short_id, when
 from wincontainers.driver.base import LayerRef
 from wincontainers.images import archive, maintenance, sources
 from wincontainers.images.blobs import Blobs, StoreLock
@@ -82,7 +83,7 @@ __all__ = ["ImageStore", "Image", "LayerRecord", "Lease", "FsckReport", "GcRepor
 log = logging.getLogger("wincontainers.images")
 
 
-class ImageStore:
+class ImageStore(RichDisplay):
     """``host.images``: images and their layers, over the parts of the OCI layout.
 
     ``driver``, ``layers`` and ``container_records`` are the host's (the host composes them);
@@ -268,6 +269,15 @@ class ImageStore:
         return folders
 
     # -- images ----------------------------------------------------------------------------------
+
+    def _shown_(self) -> Shown:
+        def rows() -> Iterator[tuple[Value, ...]]:
+            for image in self.list():
+                size = sum(r.size for r in self.layer_chain(image) if r is not None)
+                for tag in image.repo_tags or ["<none>"]:
+                    yield tag, short_id(image.id), when(image.created), human_size(size)
+
+        return Shown.table("Images", ("Tag", "ID", "Created", "Size"), rows(), empty="no image")
 
     def list(self) -> builtins.list[Image]:
         """Every image (untagged ones too), newest first."""

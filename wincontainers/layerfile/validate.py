@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
+from wincontainers.display import RichDisplay, Shown, badge, short_id
 from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.codec import LayerFormatError, LayerReader, Progress, Source
 from wincontainers.layerfile.entry import WHITEOUT_PREFIX, EntryKind, LayerEntry
@@ -127,7 +128,7 @@ class Finding:
 
 
 @attrs.frozen
-class Report:
+class Report(RichDisplay):
     """The findings for one layer tar (``ok`` when none is an error)."""
 
     source: str
@@ -168,6 +169,15 @@ class Report:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
+
+    def _shown_(self) -> Shown:
+        ordered = sorted(self.findings, key=lambda f: f.severity != ERROR)  # errors first
+        return Shown.table("Layer check", ("Severity", "Rule", "Path", "Finding"),
+                           ((badge(f.severity), f.rule, shown(f.path), f"{f.message}. {f.advice}") for f in ordered),
+                           title=self.source, empty="no finding",
+                           fields=(("verdict", badge("ok" if self.ok else "rejected")), ("kind", self.layer_kind),
+                                   ("entries", self.entries), ("errors", len(self.errors)),
+                                   ("warnings", len(self.warnings)), ("diff ID", short_id(self.diff_id, 19))))
 
 
 def shown(path: str) -> str:

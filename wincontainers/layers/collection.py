@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequenc
 import attrs
 
 from wincontainers import errors
+from wincontainers.display import Cell, RichDisplay, Shown, Value, badge, human_size, short_id, when
 from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder, remove_tree
 from wincontainers.statefiles import StateFiles, read_optional_json
@@ -69,7 +70,7 @@ class ExportRefused(errors.WincontainersError):
 
 
 @attrs.frozen
-class Layer:
+class Layer(RichDisplay):
     """A layer folder of this host."""
 
     id: str
@@ -86,6 +87,21 @@ class Layer:
     def short_id(self) -> str:
         return self.id[:12]
 
+    def row(self) -> tuple[Value, ...]:
+        """The row a table of layers shows."""
+        return (short_id(self.id), badge(self.kind), human_size(self.size), len(self.parents),
+                short_id(self.diff_id), when(self.created))
+
+    def _shown_(self) -> Shown:
+        return Shown("Layer", short_id(self.id), state=self.kind, fields=(
+            ("size", human_size(self.size)), ("diff ID", short_id(self.diff_id, 19)),
+            ("parents", len(self.parents)), ("created", when(self.created)),
+            ("folder", Cell(self.path.name[:24] + ("..." if len(self.path.name) > 24 else ""), title=str(self.path))),
+            ("made by", self.owner)))
+
+
+LAYER_COLUMNS = ("ID", "Kind", "Size", "Parents", "Diff ID", "Created")
+
 
 @attrs.frozen
 class ExportResult:
@@ -100,7 +116,7 @@ def _read_chain(files: StateFiles, path: Path) -> tuple[Path, ...]:
     return tuple(Path(p) for p in data if isinstance(p, str)) if isinstance(data, list) else ()
 
 
-class LayerCollection:
+class LayerCollection(RichDisplay):
     """``host.layers``: every layer and sandbox operation, over the driver and the host's files.
 
     What it needs of a container is asked through ``container_status`` (its id -> ``created``,
@@ -168,6 +184,9 @@ class LayerCollection:
     def _folders(self) -> builtins.list[Path]:
         return sorted(self.root / e.name for e in self.files.entries(self.root)
                       if e.is_dir and not e.name.endswith("-removing") and not e.name.startswith("."))
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Layers", LAYER_COLUMNS, (layer.row() for layer in self.list()), empty="no layer")
 
     def list(self) -> builtins.list[Layer]:
         return [self._layer_at(p) for p in self._folders()]

@@ -16,6 +16,7 @@ methods is the entry to a job that lives elsewhere (files in ``container_files``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -24,7 +25,8 @@ import time
 import weakref
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
-from wincontainers import errors
+from wincontainers import aio, errors
+from wincontainers.aio import Signal
 from wincontainers import networks as nets
 from wincontainers.container_files import Change, ContainerFiles, CopyResult
 from wincontainers.container_types import (STATES, ContainerExit, ContainerInfo, ContainerProcess, ContainerStats,
@@ -59,7 +61,7 @@ class Container(RichDisplay):
         self._owned = owned
         self._lock = threading.RLock()
         self.process: Optional[Process] = None
-        self._main_done = threading.Event()
+        self._main_done = Signal()
         self._removed = False
         self._refs: list[Any] = [system]
         self._finalizer = weakref.finalize(self, _close_refs, self._refs)
@@ -213,7 +215,7 @@ class Container(RichDisplay):
         system = self.host.containers.new_system(self._record, timeout)
         self._system_ref = system
         self._refs.append(system)
-        self._main_done.clear()
+        self._main_done = Signal()
         self.process = None
         self.update(state="created")
 
@@ -311,6 +313,49 @@ class Container(RichDisplay):
         if self._record.state != "exited":
             self.update(state="exited", finished=time.time())
         return ContainerExit(self._record.exit_code, status.exit_type)
+
+    # -- asyncio: the same operations, awaited (see wincontainers.aio) -------------------------
+
+    async def start_async(self, timeout: Optional[float] = DEFAULT_TIMEOUT, *, detach: bool = False,
+                          output: Optional[Callable[[str, bytes], None]] = None, stdin: bool = True) -> "Container":
+        """:meth:`start`, awaited (HCS's start blocks: it runs on the shared pool). Cancelled
+        once the start is under way, the container is stopped again when it has started."""
+        check_timeout(timeout)
+        return await aio.call_blocking(self.start, timeout, detach=detach, output=output, stdin=stdin,
+                                       undo=lambda started: started.stop())
+
+    async def stop_async(self, timeout: Optional[float] = None, *, kill_timeout: float = 30.0) -> StopResult:
+        """:meth:`stop`, awaited (on the shared pool). A stop under way finishes even if the
+        awaiting task is cancelled: it is what leaves nothing running."""
+        return await aio.call_blocking(self.stop, timeout, kill_timeout=kill_timeout)
+
+    async def wait_async(self, timeout: Optional[float] = None) -> ContainerExit:
+        """:meth:`wait`, awaited: woken by the exit notification or the main process's exit,
+        with no thread waiting (a detached container's monitor is waited for on the loop's
+        executor). Cancelling the wait leaves the container as it is."""
+        check_timeout(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self.process is None:
+            self.reload()
+        if self._monitored():
+            return await loop.run_in_executor(None, self.wait, timeout)
+        if self.process is None and self.status == "exited":
+            return ContainerExit(self._record.exit_code, "GracefulExit")
+        if self.process is not None:
+            try:
+                await self.process.wait_async(timeout)
+            except TimeoutExpired:
+                raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            if not await aio.wait_signal(self._main_done, remaining):
+                raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+            return ContainerExit(self.process.returncode, "GracefulExit")
+        system = self._system()
+        probe = system.probe_exit if self.host.driver.capabilities.reports_state else None
+        if not await aio.wait_signal(system.exit_signal(), timeout, probe=probe):
+            raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+        return self.wait(0)
 
     def _monitored(self) -> bool:
         """Whether its main process is held by a live monitor (not by this object)."""

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence, Union, overload
 
-from wincontainers import errors
+from wincontainers import aio, errors
 from wincontainers import networks as nets
 from wincontainers.display import RichDisplay, Shown
 from wincontainers.driver.base import (
@@ -207,6 +207,13 @@ class ContainerCollection(RichDisplay):
         if record.network:
             spec = self.host.networks.rejoin(record.network).apply(spec)
         return driver.create_system(spec, timeout)
+
+    async def create_async(self, image: Union[str, Sequence[str]], command: Optional[Command] = None,
+                           **options: Any) -> Container:
+        """:meth:`create`, awaited (same arguments; on the shared pool of :mod:`wincontainers.aio`).
+        Cancelled once under way, the container is removed again when it has been made."""
+        return await aio.call_blocking(self.create, image, command, **options,
+                                       undo=lambda made: made.remove(force=True))
 
     def get(self, ref: str) -> Container:
         """A container by id, unique id prefix or name (:class:`~wincontainers.errors.DamagedRecord`

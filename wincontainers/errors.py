@@ -20,6 +20,7 @@ import attrs
 __all__ = [
     "WincontainersError",
     "BadInput",
+    "Cancelled",
     "HcsUnavailable",
     "DamagedRecord",
     "StorageFull",
@@ -74,6 +75,11 @@ def _with_leftovers(text: str, leftovers: Sequence[str]) -> str:
 
 class BadInput(WincontainersError, ValueError):
     """The caller passed something invalid; raised before any side effect."""
+
+
+class Cancelled(WincontainersError):
+    """A long operation was cancelled (its asyncio task, or a ``cancel`` event); what it had
+    made is removed, as for a failure."""
 
 
 class HcsUnavailable(WincontainersError):

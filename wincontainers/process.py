@@ -20,11 +20,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import IO, Any, Callable, Optional, Sequence, Union, cast
+from typing import IO, Any, AsyncIterator, Callable, Optional, Sequence, Union, cast
 
 import attrs
 
-from wincontainers import errors
+from wincontainers import aio, errors
+from wincontainers.aio import Signal
 from wincontainers.display import RichDisplay, Shown
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver.base import ProcessRef
@@ -107,6 +108,7 @@ class _Pipe(io.RawIOBase):
         self._cond = threading.Condition()
         self._chunks: deque[bytes] = deque()
         self._eof = False
+        self._arrival = Signal()
         self.total = 0
 
     def readable(self) -> bool:
@@ -117,11 +119,34 @@ class _Pipe(io.RawIOBase):
             self._chunks.append(data)
             self.total += len(data)
             self._cond.notify_all()
+            arrival, self._arrival = self._arrival, Signal()
+        arrival.set()
 
     def finish(self) -> None:
         with self._cond:
             self._eof = True
             self._cond.notify_all()
+            arrival = self._arrival
+        arrival.set()
+
+    def arrival(self) -> Signal:
+        """Set when data or the end arrives (already set when some is waiting): what an
+        asyncio reader awaits instead of blocking in :meth:`readinto`."""
+        with self._cond:
+            if self._chunks or self._eof:
+                ready = Signal()
+                ready.set()
+                return ready
+            return self._arrival
+
+    def read_now(self) -> Optional[bytes]:
+        """What is buffered now, without waiting: ``b""`` when nothing yet, None at the end."""
+        with self._cond:
+            if self._chunks:
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                return data
+            return None if self._eof else b""
 
     def readinto(self, b: Any) -> int:
         with self._cond:
@@ -221,7 +246,7 @@ class Process(RichDisplay):
         self.tty = tty
         self.subject = subject or f"process {ref.pid}"
         self.returncode: Optional[int] = None
-        self._done = threading.Event()
+        self._done = Signal()  # exited and its output drained (what wait() and wait_async() await)
         self._exited = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
@@ -349,6 +374,69 @@ class Process(RichDisplay):
         out = self._read_all(self._stdout_pipe, self.stdout)
         err = self._read_all(self._stderr_pipe, self.stderr)
         return out, err
+
+    # -- asyncio -----------------------------------------------------------------------------------
+
+    async def wait_async(self, timeout: Optional[float] = None) -> int:
+        """:meth:`wait`, awaited: woken by the exit (no thread waits); raises
+        :class:`TimeoutExpired`. Cancelling the wait leaves the process running."""
+        _check_timeout(timeout)
+        if not await aio.wait_signal(self._done, timeout):
+            raise TimeoutExpired(self.args, timeout or 0.0)
+        return self.wait(0)
+
+    async def communicate_async(self, input: Any = None, timeout: Optional[float] = None) -> tuple[Any, Any]:
+        """:meth:`communicate`, awaited: ``input`` is written on the shared pool (a full pipe
+        blocks a writer), then the exit is awaited and the output returned."""
+        _check_timeout(timeout)
+        if self.stdin is not None and not self.stdin.closed:
+            stdin = self.stdin
+            if input is not None:
+                def send() -> None:
+                    try:
+                        stdin.write(input)
+                        stdin.flush()
+                    except BrokenPipeError:
+                        pass
+
+                await aio.call_blocking(send)
+            stdin.close()
+        elif input is not None:
+            raise errors.BadInput("communicate(input=...) needs the process's stdin")
+        await self.wait_async(timeout)
+        return self._read_all(self._stdout_pipe, self.stdout), self._read_all(self._stderr_pipe, self.stderr)
+
+    async def stdout_lines(self) -> AsyncIterator[Any]:
+        """Its output line by line as it comes (``async for line in proc.stdout_lines()``):
+        ``str`` in text mode (newlines as ``\\n``), else ``bytes``; each line keeps its end.
+        It reads what :attr:`stdout` would: do not read both."""
+        pipe = self._stdout_pipe
+        if pipe is None:
+            raise errors.BadInput("stdout_lines() needs stdout as a pipe: exec without stdout_sink, and not a tty "
+                                  "whose output went elsewhere")
+        wrapper = self.stdout
+        decoder = (codecs.getincrementaldecoder(getattr(wrapper, "encoding", None) or "utf-8")(
+            getattr(wrapper, "errors", None) or "strict") if self._text else None)
+        pending = b""
+        while True:
+            chunk = pipe.read_now()
+            if chunk is None:
+                break
+            if not chunk:
+                await aio.wait_signal(pipe.arrival())
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield self._line(line + b"\n", decoder)
+        if pending:
+            yield self._line(pending, decoder, final=True)
+
+    @staticmethod
+    def _line(data: bytes, decoder: Any, final: bool = False) -> Any:
+        if decoder is None:
+            return data
+        return decoder.decode(data, final).replace("\r\n", "\n")
 
     def _read_all(self, pipe: Optional[_Pipe], stream: Optional[IO[Any]]) -> Any:
         if pipe is None or stream is None:

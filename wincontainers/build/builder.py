@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import json
 import os
 import secrets
@@ -52,13 +53,15 @@ from wincontainers.build.lexer import ShellLex
 from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
+from wincontainers.process import Process, TimeoutExpired
+from wincontainers import aio
 
 if TYPE_CHECKING:
     from wincontainers.host import Host
 
 log = logging.getLogger("wincontainers.build")
 
-__all__ = ["build", "BuildResult", "BuildStep", "BuildStepFailed"]
+__all__ = ["build", "build_async", "BuildResult", "BuildStep", "BuildStepFailed", "BuildCancelled"]
 
 #: ARGs Docker predefines (usable without declaring them)
 _PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -85,6 +88,15 @@ class BuildStepFailed(errors.WincontainersError):
         if self.output_tail:
             text += "\nLast lines of its output:\n" + "\n".join(f"  {line}" for line in self.output_tail)
         super().__init__(text)
+
+
+class BuildCancelled(errors.Cancelled):
+    """The build was cancelled (``build(cancel=...)`` set, or ``build_async`` cancelled); what
+    it made is removed, as for a failed build."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"the build was cancelled at step {step}/{total}; what it made was removed")
+        self.step = step
 
 
 @attrs.frozen
@@ -163,6 +175,8 @@ class _Builder:
         self.progress = progress
         self.steps: list[BuildStep] = []
         self.containers_run = 0
+        #: set by the caller (build's ``cancel``): the build stops at its next step or check
+        self.cancel: Optional[threading.Event] = None
         self.total = 0
         self.step_number = 0
         #: held from the first step until the image is in the index: every layer the build
@@ -232,6 +246,24 @@ class _Builder:
 
     # -- running -----------------------------------------------------------------------------------
 
+    def check_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise BuildCancelled(self.step_number, self.total)
+
+    def wait_step(self, proc: Process) -> int:
+        """A RUN command's exit code; cancelled meanwhile, the command is killed."""
+        if self.cancel is None:
+            return proc.wait()
+        while True:
+            try:
+                return proc.wait(0.2)
+            except TimeoutExpired:
+                if self.cancel.is_set():
+                    proc.kill()
+                    with contextlib.suppress(TimeoutExpired):
+                        proc.wait(30)
+                    self.check_cancelled()
+
     def run(self, target: Optional[str]) -> _Stage:
         global_args, stages = self.stages()
         todo = self.needed(stages, target, global_args)
@@ -252,6 +284,7 @@ class _Builder:
                     done: Mapping[int, _Stage]) -> None:
         escape = self.dockerfile.escape
         for node in stage.nodes:
+            self.check_cancelled()
             self.step_number += 1
             started = time.monotonic()
             text = " ".join(node.original.split()) if node.original else node.dump()
@@ -464,7 +497,7 @@ class _Builder:
                     proc.stdin.write(stdin_data)
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-            code = proc.wait()
+            code = self.wait_step(proc)
             if partial[0]:
                 tail.append(partial[0].decode("utf-8", "replace"))
             if code != 0:
@@ -667,12 +700,14 @@ def build(
     target: Optional[str] = None,
     output: Union[None, bool, Callable[[str], None]] = None,
     progress: ProgressLike = None,
+    cancel: Optional[threading.Event] = None,
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
 
     ``output`` receives the step lines and the commands' output as they come (by default they are
     INFO records of the ``wincontainers.build`` logger); ``output=True`` writes them to
-    ``sys.stdout`` (live in a Jupyter cell).
+    ``sys.stdout`` (live in a Jupyter cell). Setting ``cancel`` (from another thread) stops
+    the build at its next step, killing a RUN command under way: :class:`BuildCancelled`.
     Raises ``DockerfileParseError``/``BadInput`` for a bad Dockerfile before running anything, and
     :class:`BuildStepFailed` when a step fails.
     """
@@ -703,6 +738,7 @@ def build(
             builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {},
                                no_cache=no_cache, output=output or _LoggedOutput(), progress=shared)
             builder.lease = lease
+            builder.cancel = cancel
             stage = builder.run(target)
             final = host.images.add(stage.config, stage.layers, tags=list(tags))
     except BaseException:
@@ -716,3 +752,14 @@ def build(
     for tag in tags:
         builder.output(f"Successfully tagged {parse_reference(tag).familiar}\n")
     return BuildResult(final, tuple(builder.steps), builder.containers_run)
+
+
+async def build_async(host: "Host", context: Union[str, "os.PathLike[str]"], **options: Any) -> BuildResult:
+    """:func:`build`, awaited (same arguments; it runs on the shared pool of
+    :mod:`wincontainers.aio`). Cancelling the awaiting task cancels the build: it stops at its
+    next step (a RUN command under way is killed) and removes what it made; the task's
+    cancellation completes once that is done, so nothing is left half made.
+    """
+    if "cancel" in options:
+        raise errors.BadInput("build_async is cancelled by cancelling its task, not with cancel=")
+    return await aio.call_cancellable(lambda cancel: build(host, context, cancel=cancel, **options))

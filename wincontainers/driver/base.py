@@ -13,6 +13,8 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import attrs
 
+from wincontainers.aio import Signal
+
 __all__ = [
     "LayerRef",
     "MappedDirectory",
@@ -150,6 +152,15 @@ class SystemRef(Protocol):
     def modify(self, document: Mapping[str, Any]) -> None: ...
 
     def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]: ...
+
+    def exit_signal(self) -> Signal:
+        """Set when the system exits (or the service goes away): what an asyncio wait awaits."""
+        ...
+
+    def probe_exit(self) -> bool:
+        """Ask HCS whether the system has exited (a lost notification); True sets
+        :meth:`exit_signal`. Where HCS cannot tell (TP3), False."""
+        ...
 
     def create_process(self, spec: ProcessSpec) -> ProcessRef: ...
 

@@ -20,6 +20,7 @@ import attrs
 
 from wincontainers import errors
 from wincontainers._native import library
+from wincontainers.aio import Signal
 
 __all__ = ["Notice", "EventSink", "REGISTRY", "notification_callback", "event_callback", "GEN2_TYPES", "GEN3_TYPES"]
 
@@ -73,6 +74,8 @@ class EventSink:
 
     def __init__(self, label: str) -> None:
         self.label = label
+        #: set by the first sticky notice (an exit, the service gone): asyncio waits await it
+        self.ended = Signal()
         self._cond = threading.Condition()
         self._queues: dict[str, deque[Notice]] = {}
         self._sticky: dict[str, Notice] = {}
@@ -85,6 +88,8 @@ class EventSink:
             else:
                 self._queues.setdefault(notice.kind, deque()).append(notice)
             self._cond.notify_all()
+        if notice.kind in STICKY:
+            self.ended.set()
 
     def sticky(self, kind: str) -> Optional[Notice]:
         with self._cond:

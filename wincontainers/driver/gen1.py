@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
 from wincontainers import errors
+from wincontainers.aio import Signal
 from wincontainers._native.library import Binding, handle_value
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver import documents
@@ -86,7 +86,7 @@ class Gen1System:
         self.id = system_id
         self.subject = errors.subject_for("container", system_id)
         self._exit: Optional[ExitStatus] = None
-        self._exited = threading.Event()
+        self._exited = Signal()
 
     def __repr__(self) -> str:
         return f"<Gen1System {self.id}>"
@@ -134,6 +134,12 @@ class Gen1System:
 
     def modify(self, document: Mapping[str, Any]) -> None:
         raise _unsupported("ModifyComputeSystem", self.subject, "TP3 cannot change a created container")
+
+    def exit_signal(self) -> Signal:
+        return self._exited
+
+    def probe_exit(self) -> bool:
+        return False  # TP3 cannot be asked: only exits this process caused are known
 
     def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]:
         """Only exits this process caused are known on TP3 (no exit notification exists)."""

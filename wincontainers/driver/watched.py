@@ -13,6 +13,7 @@ import threading
 from typing import Any, Optional
 
 from wincontainers import errors
+from wincontainers.aio import Signal
 from wincontainers._native.library import ProcessInformation
 from wincontainers._native.oshandle import handle_to_file
 from wincontainers.driver.base import ExitStatus
@@ -131,6 +132,16 @@ class WatchedSystem(abc.ABC):
             exit_type = props.get("ExitType") or "GracefulExit"
             return Notice("SystemExited", data=json.dumps({"ExitType": exit_type}), synthesized=True)
         return None
+
+    def exit_signal(self) -> Signal:
+        return self.sink.ended
+
+    def probe_exit(self) -> bool:
+        found = self._probe_exited()
+        if found is None:
+            return False
+        self.sink.mark(found)
+        return True
 
     def wait_exited(self, timeout: Optional[float]) -> Optional[ExitStatus]:
         try:

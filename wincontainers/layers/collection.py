@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union
@@ -39,7 +40,8 @@ from wincontainers.layerfile.entry import EntryKind
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.rollback import Rollback
-from wincontainers.progress import ProgressLike, progress_for
+from wincontainers import aio
+from wincontainers.progress import ProgressLike, check_progress, operation_progress, progress_for
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
 
 if TYPE_CHECKING:
@@ -262,6 +264,32 @@ class LayerCollection(RichDisplay):
                 self._discard_quietly(target)
                 raise
         return self.get(layer_id)
+
+    async def import_tar_async(
+        self,
+        source: Union[str, "os.PathLike[str]", IO[bytes]],
+        parents: Sequence[LayerLike] = (),
+        *,
+        progress: ProgressLike = None,
+        **options: Any,
+    ) -> Layer:
+        """:meth:`import_tar`, awaited (same arguments; it runs on the shared pool of
+        :mod:`wincontainers.aio`). Cancelling the awaiting task stops the import at its next
+        piece of data and keeps nothing of it; the cancellation completes once the partial
+        layer is removed."""
+        check_progress(progress)
+
+        def run(cancel: threading.Event) -> Layer:
+            with operation_progress(progress, desc="import") as shared:
+                def report(done: int, files: int) -> None:
+                    if cancel.is_set():
+                        raise errors.Cancelled("the layer import was cancelled; nothing of it was kept")
+                    if shared is not None:
+                        shared(done, files)
+
+                return self.import_tar(source, parents, progress=report, **options)
+
+        return await aio.call_cancellable(run, undo=self.destroy)
 
     def _import_base(self, entries: CheckedEntries, target: Path) -> int:
         folder = LayerFolder(self.win32, target, create=True)

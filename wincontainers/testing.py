@@ -1,0 +1,274 @@
+"""``wincontainers.testing``: a pytest plugin for tools that embed wincontainers.
+
+Installed with the package (the ``pytest11`` entry point ``wincontainers.testing``), so a
+project that depends on wincontainers gets these fixtures in its tests with nothing to set up;
+``pytest -p wincontainers.testing`` names it explicitly. Nothing here runs unless a test asks
+for one of its fixtures.
+
+- ``sim_profile``: the simulated Windows build a test runs on. A test that uses ``sim_host``
+  (or ``sim_profile``) runs once per profile: ``tp3`` (API generation 1), ``2016`` (2) and
+  ``ws2019`` (3). ``--sim-profiles=2016,ws2019`` (or ``WINCONTAINERS_TEST_PROFILES``) narrows
+  the run; the marker ``@pytest.mark.sim_profiles("ws2019")`` narrows one test.
+- ``sim_host``: a :class:`~wincontainers.Host` on that profile. The simulated host (its daemon)
+  is started once per session and profile under pytest's temporary folder; each test gets a
+  clean state: what the test left (containers, images, layers, networks, endpoints, faults)
+  is removed after it.
+- ``fault_injection``: makes the simulated HCS misbehave inside a ``with`` block: fail the Nth
+  call of a function with an HRESULT, delay a call, drop a notification.
+- ``no_leaks``: asserts at teardown that the test left no open HCS handle of this process,
+  no compute system, no layer and no endpoint.
+
+Example::
+
+    def test_my_tool_reports_a_failed_start(sim_host, fault_injection, no_leaks):
+        with fault_injection.fail("HcsStartComputeSystem", 0x80370105):
+            assert my_tool.run(sim_host, "windowsservercore") == "start failed"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import pytest
+
+from wincontainers import errors
+from wincontainers.host import Host
+
+if TYPE_CHECKING:
+    from wincontainers.sim.control import SimulatedHost
+
+__all__ = ["PROFILES", "FaultInjection", "sim_profile", "sim_host", "fault_injection", "no_leaks"]
+
+#: the simulated profiles, oldest first: one per API generation
+PROFILES = ("tp3", "2016", "ws2019")
+
+_OPTION = "--sim-profiles"
+_ENV = "WINCONTAINERS_TEST_PROFILES"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wincontainers", "wincontainers simulated hosts")
+    group.addoption(_OPTION, default=None, metavar="P1,P2",
+                    help=f"simulated profiles for tests using sim_host (default: all of {','.join(PROFILES)}; "
+                         f"also {_ENV})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sim_profiles(*names): run this test only on these simulated profiles")
+    _chosen(config)  # a bad --sim-profiles is a usage error before anything runs
+
+
+def _chosen(config: pytest.Config) -> list[str]:
+    raw = config.getoption(_OPTION, default=None) or os.environ.get(_ENV) or ""
+    names = [n.strip() for n in raw.split(",") if n.strip()] or list(PROFILES)
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        raise pytest.UsageError(f"{_OPTION}: unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sim_profile" not in metafunc.fixturenames:
+        return
+    profiles = _chosen(metafunc.config)
+    marker = metafunc.definition.get_closest_marker("sim_profiles")
+    if marker is not None:
+        wanted = [str(a) for a in marker.args]
+        unknown = [n for n in wanted if n not in PROFILES]
+        if unknown:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: sim_profiles names unknown profile(s) "
+                                    f"{', '.join(unknown)}")
+        profiles = [p for p in profiles if p in wanted]
+    # an empty list makes pytest skip the test, saying no profile was chosen for it
+    metafunc.parametrize("sim_profile", profiles, indirect=True)
+
+
+@pytest.fixture
+def sim_profile(request: pytest.FixtureRequest) -> str:
+    """The simulated profile this test runs on (``tp3``, ``2016`` or ``ws2019``)."""
+    return str(request.param)
+
+
+class _Hosts:
+    """One simulated host per profile for the session, started on first use."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self.hosts: dict[str, Host] = {}
+
+    def get(self, profile: str) -> Host:
+        if profile not in self.hosts:
+            self.hosts[profile] = Host.open(sim=profile, root=self.factory.mktemp(f"wincontainers-{profile}"))
+        return self.hosts[profile]
+
+    def stop(self) -> None:
+        for host in self.hosts.values():
+            simulator = host.simulator
+            host.close()
+            if simulator is not None:
+                simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def _wincontainers_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Hosts]:
+    hosts = _Hosts(tmp_path_factory)
+    yield hosts
+    hosts.stop()
+
+
+class _Baseline:
+    """What the simulated host held before a test: what the test made is the rest."""
+
+    def __init__(self, host: Host) -> None:
+        self.networks = {n.id.lower() for n in host.networks.list()}
+        self.endpoints = {e.id.lower() for e in host.networks.endpoints()}
+
+    def reset(self, host: Host) -> list[str]:
+        """Remove what the test left; what could not be removed, with why."""
+        failures: list[str] = []
+
+        def attempt(what: str, action: Any) -> None:
+            try:
+                action()
+            except errors.WincontainersError as exc:
+                failures.append(f"{what}: {exc}")
+
+        for info in host.containers.list(all=True):
+            attempt(f"container {info.name}", lambda i=info: host.containers.get(i.id).remove(force=True))
+        images = host.images
+        for image in images.list():
+            attempt(f"image {image.short_id}", lambda i=image: images.remove(i.id, force=True, prune=False))
+        attempt("the build cache", images.cache_clear)
+        attempt("image gc", images.gc)
+        for layer in host.layers.list():
+            attempt(f"layer {layer.short_id}", lambda x=layer: host.layers.destroy(x))
+        for endpoint in host.networks.endpoints():
+            if endpoint.id.lower() not in self.endpoints:
+                attempt(f"endpoint {endpoint.name}", endpoint.remove)
+        for network in host.networks.list():
+            if network.id.lower() not in self.networks:
+                attempt(f"network {network.name}", lambda n=network: n.remove(force=True))
+        return failures
+
+
+@pytest.fixture
+def sim_host(_wincontainers_hosts: _Hosts, sim_profile: str) -> Iterator[Host]:
+    """A :class:`~wincontainers.Host` on the simulated ``sim_profile``, clean for each test."""
+    shared = _wincontainers_hosts.get(sim_profile)
+    host = Host.open(sim=sim_profile, root=_root(shared))
+    baseline = _Baseline(host)
+    try:
+        yield host
+    finally:
+        simulator = _simulator(host)
+        simulator.clear_faults()
+        simulator.ignore_shutdown("*", False)
+        failures = baseline.reset(host)
+        host.close()
+        if failures:
+            raise AssertionError("sim_host could not clean up after the test: " + "; ".join(failures))
+
+
+def _root(host: Host) -> Path:
+    return _simulator(host).root
+
+
+def _simulator(host: Host) -> "SimulatedHost":
+    simulator = host.simulator
+    if simulator is None:
+        raise errors.BadInput("this fixture needs a simulated host (Host.open(sim=...))")
+    return simulator  # type: ignore[no-any-return]
+
+
+class FaultInjection:
+    """Make the simulated HCS misbehave inside a ``with`` block (the faults end with it).
+
+    ``function`` is an exported name (``HcsStartComputeSystem``, ``HcsCreateProcess``,
+    ``ImportLayer``...); ``nth`` picks the call (1: the next one) and ``count`` how many calls
+    from there. ``pid`` limits the fault to one client process (default: every client, the
+    tool's own subprocesses too); ``dll`` to one DLL where a name exists in two.
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    @contextlib.contextmanager
+    def fail(self, function: str, hresult: int, *, nth: int = 1, count: int = 1, pid: Optional[int] = None,
+             dll: Optional[str] = None, asynchronous: bool = False) -> Iterator[None]:
+        """The call returns ``hresult`` (``asynchronous=True``: a gen-2 start, pause or resume
+        reports it through its completion notification instead, as HCS may)."""
+        with self._active():
+            _simulator(self.host).inject(function, hresult, nth=nth, count=count, pid=pid, dll=dll,
+                                         mode="async" if asynchronous else "return")
+            yield
+
+    @contextlib.contextmanager
+    def delay(self, function: str, seconds: float, *, nth: int = 1, count: int = 1, pid: Optional[int] = None,
+              dll: Optional[str] = None) -> Iterator[None]:
+        """The call takes ``seconds`` longer (then succeeds)."""
+        if seconds < 0:
+            raise errors.BadInput("a delay is a non-negative number of seconds")
+        with self._active():
+            _simulator(self.host).inject(function, None, delay=seconds, nth=nth, count=count, pid=pid, dll=dll)
+            yield
+
+    @contextlib.contextmanager
+    def drop(self, notification: str, *, nth: int = 1, count: int = 1, pid: Optional[int] = None) -> Iterator[None]:
+        """The ``nth`` ``notification`` (``SystemExited``, ``ProcessExited``,
+        ``SystemStartCompleted``...) is lost, as a real host may lose one."""
+        with self._active():
+            _simulator(self.host).drop_notification(notification, nth=nth, count=count, pid=pid)
+            yield
+
+    def active(self) -> dict[str, Any]:
+        """The faults in force now, as the simulator lists them."""
+        return _simulator(self.host).faults()
+
+    @contextlib.contextmanager
+    def _active(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            _simulator(self.host).clear_faults()
+
+
+@pytest.fixture
+def fault_injection(sim_host: Host) -> FaultInjection:
+    """Faults in the simulated HCS of ``sim_host`` (see :class:`FaultInjection`)."""
+    return FaultInjection(sim_host)
+
+
+@pytest.fixture
+def no_leaks(sim_host: Host) -> Iterator[None]:
+    """Fails the test if it left an HCS handle of this process open, or a compute system, a
+    layer or an endpoint on the host (waiting up to 10 s for releases in flight)."""
+    simulator = _simulator(sim_host)
+    pid = str(os.getpid())
+
+    def handles() -> dict[str, int]:
+        held = simulator.open_handles(os.getpid()).get(pid, {})
+        return {k: v for k, v in held.items() if k != "total"}
+
+    gc.collect()
+    before = handles()
+    layers_before = {layer.id for layer in sim_host.layers.list()}
+    endpoints_before = {e.id.lower() for e in sim_host.networks.endpoints()}
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        gc.collect()
+        leaked = {k: n - before.get(k, 0) for k, n in handles().items() if n > before.get(k, 0)}
+        systems = simulator.objects()["systems"]
+        layers = sorted(layer.short_id for layer in sim_host.layers.list() if layer.id not in layers_before)
+        endpoints = sorted(e.name for e in sim_host.networks.endpoints() if e.id.lower() not in endpoints_before)
+        if not (leaked or systems or layers or endpoints):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the test left behind: handles={leaked} systems={systems} layers={layers} "
+                                 f"endpoints={endpoints}")
+        time.sleep(0.05)

@@ -223,6 +223,13 @@ class RichDisplay:
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # IPython's pretty printer takes a class's own __repr__ (attrs writes one) over an
+        # inherited _repr_pretty_: each subclass carries its own copy
+        super().__init_subclass__(**kwargs)
+        if "_repr_pretty_" not in cls.__dict__:
+            cls._repr_pretty_ = RichDisplay._repr_pretty_  # type: ignore[method-assign]
+
     def _shown_(self) -> Shown:  # pragma: no cover - each class says what it shows
         raise NotImplementedError
 

@@ -46,9 +46,12 @@ log = logging.getLogger("wincontainers.containers")
 __all__ = ["RestartPolicy", "next_delay", "MonitorFiles", "spawn", "AttachSession", "MAX_FRAME",
            "FIRST_DELAY", "MAX_DELAY", "RESET_AFTER"]
 
-#: Docker's restart back-off: 100 ms, doubled after each restart, at most a minute, back to
-#: 100 ms once the container ran for 10 seconds.
-FIRST_DELAY, MAX_DELAY, RESET_AFTER = 0.1, 60.0, 10.0
+#: Docker's restart back-off: 100 ms, doubled after each restart ...
+FIRST_DELAY = 0.1
+#: ... at most a minute ...
+MAX_DELAY = 60.0
+#: ... and back to 100 ms once the container ran for 10 seconds.
+RESET_AFTER = 10.0
 #: The largest message either side accepts (a frame of output is at most 64 KiB).
 MAX_FRAME = 1 << 20
 #: How long ``spawn`` waits for the monitor to report that the main process runs.

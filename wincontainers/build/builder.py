@@ -54,6 +54,8 @@ from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
 from wincontainers.process import Process, TimeoutExpired
+from wincontainers.layerfile.validate import Report
+from wincontainers.layers.checked import LayerRejected
 from wincontainers import aio
 
 if TYPE_CHECKING:
@@ -71,11 +73,13 @@ _TAIL_LINES = 10
 
 class BuildStepFailed(errors.WincontainersError):
     """A build step failed: ``step`` (1-based), ``instruction``, ``command``, ``exit_code``,
-    ``output_tail`` (its last lines). No container or partial layer is left."""
+    ``output_tail`` (its last lines); ``report``, when the step's layer was refused, the layer
+    check's report (every file named). No container or partial layer is left."""
 
     def __init__(self, step: int, total: int, instruction: str, command: Optional[str], exit_code: Optional[int],
-                 output_tail: Sequence[str], reason: str = "") -> None:
+                 output_tail: Sequence[str], reason: str = "", report: Optional[Report] = None) -> None:
         self.step = step
+        self.report = report
         self.instruction = instruction
         self.command = command
         self.exit_code = exit_code
@@ -504,7 +508,14 @@ class _Builder:
                 raise BuildStepFailed(self.step_number, self.total, text, cmdline, code, list(tail))
             container.stop(10)
             parent = stage.layers[-1] if stage.layers else None
-            layer = commit_layer(self.store, container, parent, lease=lease, progress=self.progress)
+            try:
+                layer = commit_layer(self.store, container, parent, lease=lease, progress=self.progress)
+            except LayerRejected as refused:
+                raise BuildStepFailed(
+                    self.step_number, self.total, text, cmdline, None, list(tail),
+                    f"the command succeeded, but the files it left cannot be imported as a layer "
+                    f"(ImportLayer would fail with 'Catastrophic failure'): {refused.report.summary()}",
+                    report=attrs.evolve(refused.report, source=f"the changes of step {self.step_number}")) from None
             stage.layers.append(layer)
             stage.config = derive_config(stage.config, diff_id=layer.diff_id, created_by=cmdline)
         finally:

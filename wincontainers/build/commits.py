@@ -61,10 +61,15 @@ def parent_image(store: ImageStore, container: "Container") -> Image:
 
 def commit_layer(store: ImageStore, container: "Container", parent: Optional[LayerRecord], *, lease: Any,
                  progress: ProgressLike = None) -> LayerRecord:
-    """Export the (stopped) container's changes and import them as a layer over ``parent``."""
+    """Export the (stopped) container's changes and import them as a layer over ``parent``.
+
+    Links a layer tar cannot carry (the WSL symlinks Cygwin's installer leaves) go into the tar
+    as records, so that the import's check refuses the layer with its full report
+    (:class:`~wincontainers.layers.LayerRejected`: every such file named, with advice) where
+    ImportLayer would fail with "Catastrophic failure" and no name."""
     tar = store.new_temp_file(".tar")
     try:
-        store.layers.export_tar(container.id, tar, progress=progress)
+        store.layers.export_tar(container.id, tar, progress=progress, unsupported_reparse="keep")
         return store.add_layer(tar, parent, lease=lease, progress=progress)
     finally:
         with contextlib.suppress(OSError):

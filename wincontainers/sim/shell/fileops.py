@@ -291,8 +291,13 @@ def del_command(shell: Shell, rest: str, io: Io) -> int:
             if has_wildcard(name) and name.rpartition("\\")[2] in ("*", "*.*") and not quiet:
                 if not confirm(io, f"{split_name(full)[0].rstrip(chr(92))}\\*, Are you sure (Y/N)? "):
                     continue
-            matched = [shell.fs.host(m) for m in _matches(shell, name) if not shell.fs.is_dir(m)]
-            targets = [str(p) for p in matched]
+            # del removes a link itself, never what it points at (a reparse point is deleted as a file)
+            if has_wildcard(name):
+                matched = [shell.fs.host(m, follow_last=False) for m in _matches(shell, name)]
+            else:
+                link = shell.fs.host(full, follow_last=False)
+                matched = [link] if os.path.lexists(link) else []
+            targets = [str(p) for p in matched if p.is_symlink() or not p.is_dir()]
         if not targets:
             io.error_line(f"Could Not Find {full}")
             continue

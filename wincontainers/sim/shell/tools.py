@@ -456,10 +456,30 @@ def setx(shell: Shell, argv: list[str], io: Io) -> int:
     return 0
 
 
+def ln(shell: Shell, argv: list[str], io: Io) -> int:
+    """``ln -s TARGET NAME``: Cygwin's ln (3.1.5 and later), which makes a WSL symlink (an
+    IO_REPARSE_TAG_LX_SYMLINK reparse point) holding TARGET as written. It is how Cygwin's
+    installer leaves the links that HCS's ImportLayer cannot import ("Catastrophic failure")."""
+    args = [a for a in argv if a != "-s"]
+    if "-s" not in argv or len(args) != 2 or any(a.startswith("-") for a in args):
+        io.error_line("ln: only `ln -s TARGET NAME` is simulated (Cygwin's symbolic links)")
+        return 1
+    target, name = args
+    link = shell.fs.host(shell.fs.full(name.replace("/", "\\")))
+    if link.exists() or link.is_symlink():
+        io.error_line(f"ln: failed to create symbolic link '{name}': File exists")
+        return 1
+    if not link.parent.is_dir():
+        io.error_line(f"ln: failed to create symbolic link '{name}': No such file or directory")
+        return 1
+    os.symlink(target, link)  # read back by the simulated NTFS as an LX symlink, never followed
+    return 0
+
+
 TOOLS: dict[str, Tool] = {
     "cmd": cmd_tool,
     **{name: _with_argv(program) for name, program in (
         ("ping", ping), ("timeout", timeout), ("hostname", hostname), ("whoami", whoami), ("ipconfig", ipconfig),
         ("tasklist", tasklist), ("find", find), ("findstr", findstr), ("xcopy", xcopy), ("setx", setx),
-        ("mode", mode), ("sort", sort), ("powershell", powershell.run), ("pwsh", powershell.run))},
+        ("mode", mode), ("sort", sort), ("powershell", powershell.run), ("pwsh", powershell.run), ("ln", ln))},
 }

@@ -2,8 +2,8 @@
 
 Each page's blocks run in order in one process, on the simulated host (``ws2019`` unless a
 block opens another profile), in a folder of their own: ``python`` blocks share one namespace,
-``sh`` blocks run line by line, and in ``console`` blocks the lines after ``$ `` run (a
-trailing ``# exits N`` gives the exit status expected). ``text`` and other blocks show output
+an ``sh`` block runs as one bash script, and in ``console`` blocks each line after ``$ `` runs
+on its own (a trailing ``# exits N`` gives the exit status expected). ``text`` and other blocks show output
 or Windows-only commands and are not run.
 """
 
@@ -36,9 +36,12 @@ for lang, code, where in blocks:
     if lang == "python":
         exec(compile(code, where, "exec"), namespace)
         continue
-    lines = code.splitlines()
-    if lang == "console":
-        lines = [l[2:] for l in lines if l.startswith("$ ")]
+    if lang == "sh":  # one script: a cd holds for the lines after it
+        done = subprocess.run(["bash", "-ec", code])
+        if done.returncode != 0:
+            sys.exit(f"{where}: the sh block exited {done.returncode}")
+        continue
+    lines = [l[2:] for l in code.splitlines() if l.startswith("$ ")]
     for line in lines:
         if not line.strip() or line.lstrip().startswith("#"):
             continue

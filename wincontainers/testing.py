@@ -32,15 +32,12 @@ import gc
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
 from wincontainers import errors
 from wincontainers.host import Host
-
-if TYPE_CHECKING:
-    from wincontainers.sim.control import SimulatedHost
 
 __all__ = ["PROFILES", "FaultInjection", "sim_profile", "sim_host", "fault_injection", "no_leaks"]
 
@@ -175,14 +172,16 @@ def sim_host(_wincontainers_hosts: _Hosts, sim_profile: str) -> Iterator[Host]:
 
 
 def _root(host: Host) -> Path:
-    return _simulator(host).root
+    return Path(_simulator(host).root)
 
 
-def _simulator(host: Host) -> "SimulatedHost":
+def _simulator(host: Host) -> Any:
+    """The host's :class:`~wincontainers.sim.control.SimulatedHost` (POSIX-only: typed loosely,
+    so that the module type-checks for Windows too)."""
     simulator = host.simulator
     if simulator is None:
         raise errors.BadInput("this fixture needs a simulated host (Host.open(sim=...))")
-    return simulator  # type: ignore[no-any-return]
+    return simulator
 
 
 class FaultInjection:
@@ -227,7 +226,8 @@ class FaultInjection:
 
     def active(self) -> dict[str, Any]:
         """The faults in force now, as the simulator lists them."""
-        return _simulator(self.host).faults()
+        faults: dict[str, Any] = _simulator(self.host).faults()
+        return faults
 
     @contextlib.contextmanager
     def _active(self) -> Iterator[None]:

@@ -79,6 +79,20 @@ def clean(sim: SimulatedHost) -> Iterator[SimulatedHost]:
         time.sleep(0.05)
 
 
+@pytest.fixture
+def built(host: Host) -> Iterator[Host]:
+    """``host`` with the multistage example built as ``ms:1``; every image removed after."""
+    from wincontainers.build.builder import build
+
+    build(host, ROOT / "examples" / "dockerfiles" / "multistage", tags=["ms:1"], output=lambda _t: None)
+    yield host
+    for image in host.images.list():
+        host.images.remove(image.id, force=True, prune=False)
+    host.images.cache_clear()
+    host.images.gc()
+    assert host.images.fsck().clean
+
+
 def cli(*args: str, sim: SimulatedHost, input: bytes = b"", timeout: float = 120) -> "subprocess.CompletedProcess[bytes]":
     """Run the wincontainers CLI in a separate process against ``sim``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

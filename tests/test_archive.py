@@ -13,7 +13,6 @@ from typing import Iterator
 import pytest
 
 from wincontainers import Host, errors
-from wincontainers.build.builder import build
 from wincontainers.images.archive import inspect_archive, load, save
 from wincontainers.images.store import ImageStore
 from wincontainers.layers import LayerRejected
@@ -21,17 +20,6 @@ from tests.conftest import ROOT, DATA, cli
 
 FIXTURES = DATA / "layers"
 EXAMPLE = ROOT / "examples" / "dockerfiles" / "multistage"
-
-
-@pytest.fixture
-def built(host: Host) -> Iterator[Host]:
-    build(host, EXAMPLE, tags=["ms:1"], output=lambda _t: None)
-    yield host
-    for image in host.images.list():
-        host.images.remove(image.id, force=True, prune=False)
-    host.images.cache_clear()
-    host.images.gc()
-    assert host.images.fsck().clean
 
 
 @pytest.fixture

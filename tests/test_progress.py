@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,16 +16,6 @@ from wincontainers.progress import Progress, open_progress, progress_for
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "dockerfiles" / "multistage"
-
-
-@pytest.fixture
-def built(host: Host) -> Iterator[Host]:
-    build(host, EXAMPLE, tags=["ms:1"], output=lambda _t: None)
-    yield host
-    for image in host.images.list():
-        host.images.remove(image.id, force=True, prune=False)
-    host.images.cache_clear()
-    host.images.gc()
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ from wincontainers import Host, errors
 from wincontainers.build import build, commit
 from wincontainers.build.builder import BuildStepFailed
 
-HERE = Path(__file__).resolve().parent / "dockerfiles"
+HERE = Path(__file__).resolve().parent / "blog"
 
 
 def main() -> int:
     host = Host.open() if "--real" in sys.argv else Host.open(sim=os.environ.get("WINCONTAINERS_SIM", "ws2019"))
     print("1. building the Dockerfile whose installer step leaves Cygwin's links")
     try:
-        build(host, HERE / "cygwin-broken", tags=["blog:broken"])
+        build(host, HERE / "broken", tags=["blog:broken"])
         print("   it built?!")
         return 1
     except BuildStepFailed as failed:
@@ -37,9 +37,9 @@ def main() -> int:
             print(f"   {finding.severity} {finding.rule} {finding.path}: {finding.advice}")
 
     print("2. building the fixed Dockerfile and running it")
-    result = build(host, HERE / "cygwin-fixed", tags=["blog:fixed"])
+    result = build(host, HERE / "fixed", tags=["blog:fixed"])
     print(f"   built {result.image.short_id} in {len(result.steps)} steps")
-    with host.containers.create("blog:fixed", name=f"blog-{os.getpid()}") as container:
+    with host.containers.create("blog:fixed", "cmd /c ping -n 600 127.0.0.1", name=f"blog-{os.getpid()}") as container:
         container.start()
         print(f"   {container.name} is {container.status}; its processes:")
         for process in container.top():

@@ -150,6 +150,10 @@ def test_live_output_of_run_and_build_in_the_cell(host: Host, capsys: pytest.Cap
             c.start()
             done = c.run("cmd /c echo live", echo=True, text=True)
             assert done.stdout == "live\n" and capsys.readouterr().out.replace("\r\n", "\n") == "live\n"
+            proc = c.exec("cmd /c echo also live", echo=True, text=True)
+            assert proc.stdout.read() == "also live\n" and proc.wait(30) == 0  # shown, and still readable
+            proc.close()
+            assert capsys.readouterr().out.replace("\r\n", "\n") == "also live\n"
             c.stop()
         with pytest.raises(Exception, match="output is True, a callable"):
             build(host, EXAMPLE, output="yes")  # type: ignore[arg-type]

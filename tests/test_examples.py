@@ -56,7 +56,8 @@ def test_the_notebook_runs_and_shows_rich_displays(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     work = tmp_path / "examples" / "notebooks"
     work.mkdir(parents=True)
-    (tmp_path / "examples" / "dockerfiles").symlink_to(ROOT / "examples" / "dockerfiles")
+    for folder in ("dockerfiles", "blog"):
+        (tmp_path / "examples" / folder).symlink_to(ROOT / "examples" / folder)
     try:
         ran = tool.execute(saved, work)
     finally:

@@ -44,7 +44,7 @@ CELLS: list[tuple[str, str]] = [
                  "ImportLayer fail with \"Catastrophic failure\"; the build stops at that step and its report names "
                  "the files."),
     ("code", "from wincontainers.build.builder import BuildStepFailed\n\n"
-             "try:\n    build(host, \"../dockerfiles/cygwin-broken\", tags=[\"notebook:broken\"])\n"
+             "try:\n    build(host, \"../blog/broken\", tags=[\"notebook:broken\"])\n"
              "except BuildStepFailed as failed:\n    report = failed.report\nreport"),
     ("markdown", "## Clean up"),
     ("code", "c.remove()\nfor tag in (\"notebook:2\", \"notebook:1\"):\n    host.images.remove(tag)\n"

@@ -37,8 +37,7 @@ from wincontainers.display import RichDisplay, Shown, short_id, when
 from wincontainers.errors import BadInput
 from wincontainers.jsonlog import LogOptions, LogRecord
 from wincontainers.monitors import AttachSession, MonitorFiles, spawn
-from wincontainers.process import (CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, decode_output,
-                                   stream_sink)
+from wincontainers.process import CalledProcessError, Command, CompletedProcess, Process, TimeoutExpired, stream_sink
 from wincontainers.records import ContainerRecord
 
 if TYPE_CHECKING:
@@ -457,13 +456,16 @@ class Container(RichDisplay):
         errors: Optional[str] = None,
         stdout_sink: Optional[Callable[[bytes], None]] = None,
         stderr_sink: Optional[Callable[[bytes], None]] = None,
+        echo: bool = False,
         _on_exit: Optional[Callable[[Process], None]] = None,
     ) -> Process:
         """Start ``cmd`` (a command line, or a list joined with Windows quoting) in the container.
 
         Pipes are the default; ``tty=True`` gives a console (stderr merged into stdout).
         ``stdin=False`` closes the process's stdin at once (it always exists). ``stdout_sink`` /
-        ``stderr_sink`` receive the output as it comes instead of buffering it.
+        ``stderr_sink`` receive the output as it comes instead of buffering it; ``echo=True``
+        also writes it to this process's stdout and stderr as it comes (live in a Jupyter
+        cell), while :attr:`Process.stdout` still reads it.
         """
         command_line = check_command(cmd, required=True)
         environment = {**self._record.env, **check_env(env)}
@@ -485,6 +487,7 @@ class Container(RichDisplay):
         return Process(
             ref, cmd, tty=tty, text=text, encoding=encoding, errors_=errors, stdout_sink=stdout_sink,
             stderr_sink=stderr_sink, keep_stdin=stdin, on_exit=_on_exit, subject=f"{self.subject}",
+            echo=(stream_sink(sys.stdout), stream_sink(sys.stderr)) if echo else None,
         )
 
     def run(
@@ -512,12 +515,10 @@ class Container(RichDisplay):
         """
         check_timeout(timeout)
         sinks: dict[str, Any] = {}
-        kept: Optional[tuple[list[bytes], list[bytes]]] = ([], []) if echo and capture_output else None
-        if echo or not capture_output:
-            sinks = {"stdout_sink": stream_sink(sys.stdout, kept[0] if kept else None),
-                     "stderr_sink": stream_sink(sys.stderr, kept[1] if kept else None)}
+        if not capture_output:
+            sinks = {"stdout_sink": stream_sink(sys.stdout), "stderr_sink": stream_sink(sys.stderr)}
         proc = self.exec(cmd, env=env, workdir=workdir, user=user, tty=tty, text=text, encoding=encoding,
-                         errors=errors, **sinks)
+                         errors=errors, echo=echo and capture_output, **sinks)
         try:
             try:
                 out, err = proc.communicate(input, timeout)
@@ -527,10 +528,6 @@ class Container(RichDisplay):
                 raise
         finally:
             proc.close()
-        if kept is not None:
-            out, err = (b"".join(k) for k in kept)
-            if text or encoding is not None or errors is not None:
-                out, err = decode_output(out, encoding, errors), decode_output(err, encoding, errors)
         result = CompletedProcess(cmd, proc.returncode if proc.returncode is not None else -1, out, err)
         if check and result.returncode:
             raise CalledProcessError(result.returncode, cmd, out, err)

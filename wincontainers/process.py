@@ -239,6 +239,7 @@ class Process(RichDisplay):
         keep_stdin: bool = True,
         on_exit: Optional[Callable[["Process"], None]] = None,
         subject: str = "",
+        echo: Optional[tuple[Callable[[bytes], None], Callable[[bytes], None]]] = None,
     ) -> None:
         self._ref = ref
         self.args = args
@@ -266,8 +267,10 @@ class Process(RichDisplay):
                 raw.close()
 
         self._pumps: list[threading.Thread] = []
-        self._stdout_pipe, self.stdout = self._output(stdout_h, stdout_sink, encoding, errors_, "stdout")
-        self._stderr_pipe, self.stderr = self._output(stderr_h, stderr_sink, encoding, errors_, "stderr")
+        self._stdout_pipe, self.stdout = self._output(stdout_h, stdout_sink, encoding, errors_, "stdout",
+                                                      echo[0] if echo else None)
+        self._stderr_pipe, self.stderr = self._output(stderr_h, stderr_sink, encoding, errors_, "stderr",
+                                                      echo[1] if echo else None)
         self._finalizer = weakref.finalize(self, _release, ref)
         self._monitor = threading.Thread(target=self._watch, name=f"wc-wait-{self.pid}", daemon=True)
         self._monitor.start()
@@ -290,13 +293,19 @@ class Process(RichDisplay):
 
     def _output(
         self, handle: Optional[int], sink: Optional[Callable[[bytes], None]], encoding: Optional[str],
-        errors_: Optional[str], name: str,
+        errors_: Optional[str], name: str, echo: Optional[Callable[[bytes], None]] = None,
     ) -> tuple[Optional[_Pipe], Optional[IO[Any]]]:
         if handle is None:
             return None, None
         native = handle_to_file(handle, "rb")
         pipe = None if sink is not None else _Pipe()
         target = sink if sink is not None else pipe.feed  # type: ignore[union-attr]
+        if echo is not None:
+            kept = target
+
+            def target(data: bytes) -> None:
+                echo(data)
+                kept(data)
         thread = threading.Thread(target=_pump, args=(native, target, pipe), name=f"wc-{name}-{self.pid}", daemon=True)
         thread.start()
         self._pumps.append(thread)
@@ -501,16 +510,14 @@ class Process(RichDisplay):
             self.close()
 
 
-def stream_sink(stream: Any, keep: Optional[list[bytes]] = None) -> Callable[[bytes], None]:
+def stream_sink(stream: Any) -> Callable[[bytes], None]:
     """A sink writing output bytes to a text stream such as ``sys.stdout`` (its buffer when it
     has one; else decoded as UTF-8, a character split across two reads kept whole: a Jupyter
-    cell's stream has no buffer). ``keep`` also collects the bytes (output shown and captured)."""
+    cell's stream has no buffer)."""
     target = getattr(stream, "buffer", None)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def write(data: bytes) -> None:
-        if keep is not None:
-            keep.append(data)
         if target is not None:
             target.write(data)
             target.flush()
@@ -519,11 +526,6 @@ def stream_sink(stream: Any, keep: Optional[list[bytes]] = None) -> Callable[[by
             stream.flush()
 
     return write
-
-
-def decode_output(data: bytes, encoding: Optional[str], errors_: Optional[str]) -> str:
-    """Bytes as a text-mode pipe would have read them (universal newlines)."""
-    return io.TextIOWrapper(io.BytesIO(data), encoding=encoding or "utf-8", errors=errors_).read()
 
 
 def _pump(native: IO[bytes], target: Callable[[bytes], None], pipe: Optional[_Pipe]) -> None:

@@ -7,13 +7,29 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from wincontainers import Host
 from wincontainers.sim.control import SimulatedHost
 from tests.conftest import ROOT, run_example
 
 NOTEBOOK = ROOT / "examples" / "notebooks" / "quickstart.ipynb"
+
+
+@pytest.fixture
+def sim(sim: SimulatedHost) -> Iterator[SimulatedHost]:
+    """The session's simulated host, its build cache emptied after an example that builds
+    (an example keeps the cache, as a user's script would; the next tests expect none)."""
+    yield sim
+    with Host.open(sim=sim.profile.name, root=sim.root) as host:
+        assert host.containers.list(all=True) == []
+        for image in host.images.list():
+            host.images.remove(image.id, force=True, prune=False)
+        host.images.cache_clear()
+        host.images.gc()
+        assert host.layers.list() == [], host.layers.list()
 
 
 def test_the_hello_example(sim: SimulatedHost) -> None:

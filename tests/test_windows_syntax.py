@@ -89,6 +89,10 @@ def test_no_posix_in_container_commands() -> None:
                 offenders.append(f"{path.relative_to(ROOT)}:{line}: {text!r}")
     for dockerfile in sorted((ROOT / "examples").rglob("Dockerfile")):
         for number, text in enumerate(dockerfile.read_text(encoding="utf-8").splitlines(), 1):
+            if dockerfile.parent.parent.name == "blog":
+                # the blog's scenario runs Cygwin's ln.exe (a Windows program) on purpose: that
+                # one program, and nothing else POSIX, is allowed there
+                text = text.replace("ln -s vim vi", "")
             if any(_posix(command) for command in _commands(text)):
                 offenders.append(f"{dockerfile.relative_to(ROOT)}:{number}: {text!r}")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

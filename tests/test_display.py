@@ -75,6 +75,12 @@ def test_every_object_family_draws_itself(host: Host, tmp_path: Path) -> None:
             assert "exit code" in text
             html, text = drawn(host.containers)
             assert "shown" in text and "running" in text
+            background = c.exec("ping -n 30 127.0.0.1")
+            html, text = drawn(c.top())
+            assert text.startswith("Processes") and "PING.EXE" in text.upper() and "PID" in text
+            background.kill()
+            background.wait(30)
+            background.close()
             stopped = c.stop()
             assert "Stop [" in drawn(stopped)[1]
 

@@ -30,7 +30,7 @@ from wincontainers.aio import Signal
 from wincontainers import networks as nets
 from wincontainers.container_files import Change, ContainerFiles, CopyResult
 from wincontainers.container_types import (STATES, ContainerExit, ContainerInfo, ContainerProcess, ContainerStats,
-                                           StopResult, check_command, check_env, check_timeout, default_command,
+                                           ProcessList, StopResult, check_command, check_env, check_timeout, default_command,
                                            inspect_document, parse_env_list)
 from wincontainers.driver.base import DEFAULT_TIMEOUT, ProcessSpec, SystemRef
 from wincontainers.display import RichDisplay, Shown, short_id, when
@@ -533,9 +533,10 @@ class Container(RichDisplay):
             raise CalledProcessError(result.returncode, cmd, out, err)
         return result
 
-    def top(self) -> list[ContainerProcess]:
-        """The container's processes with host PIDs, image names and memory."""
-        return [ContainerProcess.from_hcs(e) for e in self._system().process_list()]
+    def top(self) -> ProcessList:
+        """The container's processes with host PIDs, image names and memory (a list, shown as
+        a table in Jupyter)."""
+        return ProcessList(ContainerProcess.from_hcs(e) for e in self._system().process_list())
 
     def stats(self) -> ContainerStats:
         """Memory, CPU and uptime from HCS (Server 2016 and later)."""

@@ -5,6 +5,7 @@ by :class:`~wincontainers.container.Container` and ``host.containers``. Every ch
 
 from __future__ import annotations
 
+import builtins
 import os
 import subprocess
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 import attrs
 
 from wincontainers import errors
-from wincontainers.display import RichDisplay, Shown, Value, badge, short_id, when
+from wincontainers.display import RichDisplay, Shown, Value, badge, human_size, short_id, when
 from wincontainers.driver.base import LayerRef, MappedDirectory, SystemSpec
 from wincontainers.process import (
     Command,
@@ -23,7 +24,7 @@ from wincontainers.process import (
 if TYPE_CHECKING:
     pass
 
-__all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ContainerStats", "ContainerInfo", "STATES",
+__all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ProcessList", "ContainerStats", "ContainerInfo", "STATES",
            "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command",
            "image_command", "only_a_shell", "inspect_document", "system_spec",
            "mapped_directories"]
@@ -82,6 +83,21 @@ class ContainerProcess:
             cpu_kernel_100ns=int(entry.get("KernelTime100ns") or 0),
             created=entry.get("CreateTimestamp"),
         )
+
+    def row(self) -> tuple[Value, ...]:
+        """The row a process table shows (``docker top``'s columns, and memory)."""
+        cpu = (self.cpu_user_100ns + self.cpu_kernel_100ns) / 10_000_000
+        return (self.pid, self.image, f"{cpu:.2f} s", human_size(self.memory_private_bytes), when(self.created))
+
+
+class ProcessList(RichDisplay, builtins.list[ContainerProcess]):
+    """What :meth:`Container.top` returns: a list of :class:`ContainerProcess`, shown as a table."""
+
+    __slots__ = ()
+
+    def _shown_(self) -> Shown:
+        return Shown.table("Processes", ("PID", "Image", "CPU", "Private memory", "Started"),
+                           (p.row() for p in self), empty="no process")
 
 
 @attrs.frozen

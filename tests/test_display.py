@@ -165,4 +165,5 @@ def test_live_output_of_run_and_build_in_the_cell(host: Host, capsys: pytest.Cap
             build(host, EXAMPLE, output="yes")  # type: ignore[arg-type]
     finally:
         host.images.remove("ms:live", force=True)
+        host.images.cache_clear()  # the build's cached steps hold layers too
         host.images.gc()

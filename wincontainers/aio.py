@@ -104,7 +104,7 @@ async def call_blocking(fn: Callable[..., T], *args: Any, undo: Optional[Callabl
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
         if undo is not None and not future.cancelled():
-            future.add_done_callback(lambda done: _undo(done, undo))
+            future.add_done_callback(lambda done: _undo_finished(done, undo))
         raise
 
 
@@ -127,19 +127,22 @@ async def call_cancellable(fn: Callable[[threading.Event], T], *, undo: Optional
         except BaseException:  # noqa: BLE001 - it stopped (cancelled, or failed) and cleaned up
             raise asyncio.CancelledError from None
         if undo is not None:
-            try:
-                undo(result)
-            except Exception:  # noqa: BLE001 - the cancellation is what the caller gets
-                log.warning("undoing a cancelled operation failed; what it made may be left", exc_info=True)
+            _undo(undo, result)
         raise
 
 
-def _undo(done: "concurrent.futures.Future[T]", undo: Callable[[T], Any]) -> None:
+def _undo_finished(done: "concurrent.futures.Future[T]", undo: Callable[[T], Any]) -> None:
     if done.cancelled() or done.exception() is not None:
         return  # it made nothing, or cleaned up after itself as a failed call does
+    _undo(undo, done.result())
+
+
+def _undo(undo: Callable[[T], Any], made: T) -> None:
+    """Undo what a cancelled call made; a failure is logged (the cancellation is what the
+    caller gets, and on the pool nobody else could be told)."""
     try:
-        undo(done.result())
-    except Exception:  # noqa: BLE001 - on the pool: nobody to raise to, so it is said
+        undo(made)
+    except Exception:  # noqa: BLE001
         log.warning("undoing a cancelled call failed; what it made may be left", exc_info=True)
 
 

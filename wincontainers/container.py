@@ -33,7 +33,7 @@ from wincontainers.container_types import (STATES, ContainerExit, ContainerInfo,
                                            ProcessList, StopResult, check_command, check_env, check_timeout, default_command,
                                            inspect_document, parse_env_list)
 from wincontainers.driver.base import DEFAULT_TIMEOUT, ProcessSpec, SystemRef
-from wincontainers.display import RichDisplay, Shown, short_id, when
+from wincontainers.display import RichDisplay, Shown, name_or_id, short_id, when
 from wincontainers.errors import BadInput
 from wincontainers.jsonlog import LogOptions, LogRecord
 from wincontainers.monitors import AttachSession, MonitorFiles, spawn
@@ -77,7 +77,7 @@ class Container(RichDisplay):
         except errors.HcsError as exc:  # a display never raises: it says what it could not ask
             state = f"unknown ({type(exc).__name__})"
         return Shown("Container", self.name, state=state, fields=(
-            ("ID", short_id(self.id)), ("image", record.image if len(record.image) < 40 else short_id(record.image)),
+            ("ID", short_id(self.id)), ("image", name_or_id(record.image)),
             ("command", record.command), ("created", when(record.created)),
             *((("exit code", record.exit_code),) if state == "exited" else ())))
 
@@ -301,14 +301,14 @@ class Container(RichDisplay):
             try:
                 self.process.wait(timeout)
             except TimeoutExpired:
-                raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+                raise self._timed_out(timeout) from None
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._main_done.wait(remaining):
-                raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+                raise self._timed_out(timeout)
             return ContainerExit(self.process.returncode, "GracefulExit")
         status = self._system().wait_exited(timeout)
         if status is None:
-            raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+            raise self._timed_out(timeout)
         if self._record.state != "exited":
             self.update(state="exited", finished=time.time())
         return ContainerExit(self._record.exit_code, status.exit_type)
@@ -345,16 +345,20 @@ class Container(RichDisplay):
             try:
                 await self.process.wait_async(timeout)
             except TimeoutExpired:
-                raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+                raise self._timed_out(timeout) from None
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             if not await aio.wait_signal(self._main_done, remaining):
-                raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+                raise self._timed_out(timeout)
             return ContainerExit(self.process.returncode, "GracefulExit")
         system = self._system()
         probe = system.probe_exit if self.host.driver.capabilities.reports_state else None
         if not await aio.wait_signal(system.exit_signal(), timeout, probe=probe):
-            raise TimeoutExpired(self._record.command or "", timeout or 0.0)
+            raise self._timed_out(timeout)
         return self.wait(0)
+
+    def _timed_out(self, timeout: Optional[float]) -> TimeoutExpired:
+        """What a wait for the container raises when ``timeout`` expires (its command named)."""
+        return TimeoutExpired(self._record.command or "", timeout or 0.0)
 
     def _monitored(self) -> bool:
         """Whether its main process is held by a live monitor (not by this object)."""
@@ -369,7 +373,7 @@ class Container(RichDisplay):
         except errors.MonitorError:
             code = None
         except TimeoutError:
-            raise TimeoutExpired(self._record.command or "", timeout or 0.0) from None
+            raise self._timed_out(timeout) from None
         self.reload()
         return code if code is not None else self._record.exit_code
 

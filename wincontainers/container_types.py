@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 import attrs
 
 from wincontainers import errors
-from wincontainers.display import RichDisplay, Shown, Value, badge, human_size, short_id, when
+from wincontainers.display import RichDisplay, Shown, Value, badge, human_size, name_or_id, short_id, when
 from wincontainers.driver.base import LayerRef, MappedDirectory, SystemSpec
 from wincontainers.process import (
     Command,
@@ -149,7 +149,7 @@ class ContainerInfo(RichDisplay):
 
     def row(self) -> tuple[Value, ...]:
         """The row a table of containers shows."""
-        return (short_id(self.id), self.name, self.image if len(self.image) < 40 else short_id(self.image),
+        return (short_id(self.id), self.name, name_or_id(self.image),
                 self.command, badge(self.state), when(self.created))
 
     def _shown_(self) -> Shown:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import attrs
 
-__all__ = ["Cell", "Shown", "RichDisplay", "Value", "badge", "short_id", "human_size", "when", "MAX_ROWS"]
+__all__ = ["Cell", "Shown", "RichDisplay", "Value", "badge", "short_id", "name_or_id", "human_size", "when", "MAX_ROWS"]
 
 #: rows shown in a table before "... and N more"
 MAX_ROWS = 200
@@ -54,6 +54,11 @@ def short_id(full: Optional[str], length: int = 12) -> Cell:
         return Cell("-")
     digits = full.split(":", 1)[1] if ":" in full else full
     return Cell(digits[:length], title=full)
+
+
+def name_or_id(text: str, longest: int = 40) -> Value:
+    """A name as it is, or (a long one: an image ID, a layer list) short with the whole on hover."""
+    return text if len(text) < longest else short_id(text)
 
 
 def human_size(size: Optional[int]) -> str:

@@ -86,7 +86,7 @@ class CompletedProcess(RichDisplay):
 
 
 def _command_text(args: Command) -> str:
-    return args if isinstance(args, str) else subprocess.list2cmdline(list(args))
+    return args if isinstance(args, str) else list2cmdline(args)
 
 
 def _as_text(output: Any) -> str:
@@ -369,16 +369,7 @@ class Process(RichDisplay):
     def communicate(self, input: Any = None, timeout: Optional[float] = None) -> tuple[Any, Any]:
         """Send ``input``, close stdin, wait; returns ``(stdout, stderr)`` like Popen.communicate."""
         _check_timeout(timeout)
-        if self.stdin is not None and not self.stdin.closed:
-            if input is not None:
-                try:
-                    self.stdin.write(input)
-                    self.stdin.flush()
-                except BrokenPipeError:
-                    pass
-            self.stdin.close()
-        elif input is not None:
-            raise errors.BadInput("communicate(input=...) needs the process's stdin")
+        self._send_input(input)
         self.wait(timeout)
         out = self._read_all(self._stdout_pipe, self.stdout)
         err = self._read_all(self._stderr_pipe, self.stderr)
@@ -398,20 +389,10 @@ class Process(RichDisplay):
         """:meth:`communicate`, awaited: ``input`` is written on the shared pool (a full pipe
         blocks a writer), then the exit is awaited and the output returned."""
         _check_timeout(timeout)
-        if self.stdin is not None and not self.stdin.closed:
-            stdin = self.stdin
-            if input is not None:
-                def send() -> None:
-                    try:
-                        stdin.write(input)
-                        stdin.flush()
-                    except BrokenPipeError:
-                        pass
-
-                await aio.call_blocking(send)
-            stdin.close()
-        elif input is not None:
-            raise errors.BadInput("communicate(input=...) needs the process's stdin")
+        if input is None:
+            self._send_input(None)  # closing stdin does not block
+        else:
+            await aio.call_blocking(self._send_input, input)
         await self.wait_async(timeout)
         return self._read_all(self._stdout_pipe, self.stdout), self._read_all(self._stderr_pipe, self.stderr)
 
@@ -446,6 +427,19 @@ class Process(RichDisplay):
         if decoder is None:
             return data
         return decoder.decode(data, final).replace("\r\n", "\n")
+
+    def _send_input(self, input: Any) -> None:
+        """Write ``input`` (if any) and close stdin: what communicate does first."""
+        if self.stdin is not None and not self.stdin.closed:
+            if input is not None:
+                try:
+                    self.stdin.write(input)
+                    self.stdin.flush()
+                except BrokenPipeError:
+                    pass
+            self.stdin.close()
+        elif input is not None:
+            raise errors.BadInput("communicate(input=...) needs the process's stdin")
 
     def _read_all(self, pipe: Optional[_Pipe], stream: Optional[IO[Any]]) -> Any:
         if pipe is None or stream is None:

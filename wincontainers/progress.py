@@ -128,11 +128,15 @@ def _new_bar(total: Optional[int], desc: str) -> Any:
                 leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
+def _is_bar(progress: Any) -> bool:
+    """A tqdm bar, or anything that advances like one (``update(n)``, ``n``)."""
+    return hasattr(progress, "update") and hasattr(progress, "n") and not isinstance(progress, type)
+
+
 def check_progress(progress: ProgressLike) -> None:
     """Refuse (:class:`~wincontainers.errors.BadInput`) what ``progress=`` cannot be, before
     any work starts."""
-    if progress is None or isinstance(progress, (bool, Progress)) or callable(progress) \
-            or (hasattr(progress, "update") and hasattr(progress, "n") and not isinstance(progress, type)):
+    if progress is None or isinstance(progress, (bool, Progress)) or callable(progress) or _is_bar(progress):
         return
     raise errors.BadInput(
         f"progress is True, False, a callable f(bytes_done, files_done) or a tqdm bar, not {progress!r}")
@@ -151,7 +155,7 @@ def open_progress(progress: ProgressLike, *, total: Optional[int] = None, desc: 
     if progress is True:
         bar = _new_bar(total, desc)
         return Progress(bar=bar, owns_bar=True) if bar is not None else None
-    if hasattr(progress, "update") and hasattr(progress, "n") and not isinstance(progress, type):
+    if _is_bar(progress):
         result = Progress(bar=progress)
         result.expect(total)
         return result

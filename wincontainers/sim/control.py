@@ -301,6 +301,13 @@ class SimulatedHost:
         """Make the processes of ``system`` (every one with ``"*"``) ignore graceful shutdown."""
         self.control({"op": "ignore_shutdown", "system": system, "enabled": enabled})
 
+    def hyperv(self, *, installed: Optional[bool] = None, boot_delay: Optional[float] = None) -> dict[str, Any]:
+        """The host's Hyper-V: whether the role is installed (without it Hyper-V containers are
+        refused with HCS_E_HYPERV_NOT_INSTALLED) and how many seconds a utility VM takes to
+        boot. Each given value is set; the current ones are returned."""
+        result: dict[str, Any] = self.control({"op": "hyperv", "installed": installed, "boot_delay": boot_delay})
+        return result
+
     def open_handles(self, pid: Optional[int] = None) -> dict[str, dict[str, int]]:
         """Open daemon-side handles per client process: ``{"<pid>": {"total": n, "system": n, ...}}``."""
         result: dict[str, dict[str, int]] = self.control({"op": "handles", "pid": pid})

@@ -646,6 +646,13 @@ class Daemon:
                     if target in ("*", system.id.lower()):
                         system.ignore_shutdown = bool(request.get("enabled", True))
             return None
+        if op == "hyperv":
+            with svc.lock:
+                if request.get("installed") is not None:
+                    svc.hyperv_installed = bool(request["installed"])
+                if request.get("boot_delay") is not None:
+                    svc.vm_boot_delay = max(0.0, float(request["boot_delay"]))
+                return {"installed": svc.hyperv_installed, "boot_delay": svc.vm_boot_delay}
         if op == "leases":
             self.barrier(None)  # the journal sent so far counts
             if request.get("enabled") is not None:

@@ -194,7 +194,8 @@ def get_layer_mount_path(svc: Service, call: Call, info: Any, layer_id: Optional
 def get_base_images(svc: Service, call: Call) -> Reply:
     from wincontainers.sim.profiles import PROFILES
 
-    images = svc.storage.base_images(PROFILES[call.conn.profile].build)
+    profile = PROFILES[call.conn.profile]
+    images = svc.storage.base_images(profile.build, utility_vm=bool(profile.hyperv_routes))
     return Reply(outs=[dumps({"Images": images})])
 
 
@@ -328,6 +329,15 @@ def _async_gen2(call: Call, svc: Service, system: ComputeSystem, work: Any, done
 @api("vmcompute", "HcsStartComputeSystem", "hsS", doc=True)
 def hcs2_start(svc: Service, call: Call, hid: int, options: Optional[str]) -> Reply:
     system = _system(svc, call, hid)
+    if svc.boots(system):  # a utility VM boots: completed when it has
+        svc.check_start(call, system)
+
+        def boot() -> None:
+            svc.boot()
+            svc.finish_start(call, system)
+
+        return Reply(PENDING, after=lambda: _thread(_async_gen2(call, svc, system, boot,
+                                                                "SystemStartCompleted").after))
     svc.start_system(call, system)
     return Reply(PENDING, after=lambda: svc.notify_system(system, "SystemStartCompleted"))
 
@@ -378,6 +388,9 @@ def hcs2_properties(svc: Service, call: Call, hid: int, query: Optional[str]) ->
 def hcs2_modify(svc: Service, call: Call, hid: int, configuration: Optional[str]) -> None:
     system = _system(svc, call, hid)
     doc = loads_document(configuration, call, "modify")
+    if system.vm is not None and isinstance(doc, dict):
+        svc.modify_vm(call, system, doc)
+        return
     if str(get_key(doc, "ResourceType", default="")).lower() == "network":
         svc.modify_network(call, system, doc)  # hot add/remove of an HNS endpoint (2017+)
         return
@@ -555,7 +568,17 @@ def hcs3_close(svc: Service, call: Call, hid: int) -> None:
 
 @api("computecore", "HcsStartComputeSystem", "hos")
 def hcs3_start(svc: Service, call: Call, hid: int, op: int, options: Optional[str]) -> None:
-    svc.start_system(call, _system(svc, call, hid))
+    system = _system(svc, call, hid)
+    if svc.boots(system):  # a utility VM boots: the operation completes when it has
+        svc.check_start(call, system)
+
+        def boot() -> None:
+            svc.boot()
+            svc.finish_start(call, system)
+
+        _complete_later(call, boot)
+        return
+    svc.start_system(call, system)
     call.complete(S_OK)
 
 
@@ -605,7 +628,12 @@ def hcs3_properties(svc: Service, call: Call, hid: int, op: int, query: Optional
 
 @api("computecore", "HcsModifyComputeSystem", "hosx")
 def hcs3_modify(svc: Service, call: Call, hid: int, op: int, configuration: Optional[str], identity: int) -> None:
-    _system(svc, call, hid)
+    system = _system(svc, call, hid)
+    doc = loads_document(configuration, call, "modify")
+    if system.vm is not None and isinstance(doc, dict):
+        svc.modify_vm(call, system, doc)
+        call.complete(S_OK)
+        return
     _modify_unsupported(call, configuration)
 
 

@@ -34,7 +34,7 @@ class Inspection(Processes):
             if t == "ProcessList":
                 props["ProcessList"] = system.process_list()
             elif t == "Statistics":
-                props["Statistics"] = system.statistics()
+                props["Statistics"] = self.vm_statistics(system) if system.vm is not None else system.statistics()
                 props["Statistics"]["Network"] = [
                     {"EndpointId": e.id, "InstanceId": e.id, "BytesReceived": 0, "BytesSent": 0, "PacketsReceived": 0,
                      "PacketsSent": 0, "DroppedPacketsIncoming": 0, "DroppedPacketsOutgoing": 0}
@@ -60,7 +60,7 @@ class Inspection(Processes):
                     continue
                 if owners and system.owner not in owners:
                     continue
-                if types and "Container" not in types:
+                if types and system.kind not in types:
                     continue
                 out.append(system.basic_properties(with_runtime_os=call.conn.profile == "ws2019"))
         return dumps(out)
@@ -82,7 +82,9 @@ class Inspection(Processes):
                     "id": s.id, "state": s.state, "owner": s.owner, "name": s.name,
                     "processes": sorted(p.pid for p in s.processes.values() if not p.exited.is_set()),
                     "handles": len(s.handles), "root": str(s.root), "created_by": s.created_by,
-                    "ignore_shutdown": s.ignore_shutdown,
+                    "ignore_shutdown": s.ignore_shutdown, "kind": s.kind, "hyperv": s.hyperv,
+                    "host_pids": sorted(p.host_pid for p in s.processes.values() if not p.exited.is_set()),
+                    "hosting_system": s.host_vm.id if s.host_vm is not None else None, "vm": self.vm_details(s),
                 })
             volumes = [
                 {"guid": v.guid, "layer": str(v.layer), "prepared": v.prepared, "refs": v.refs}
@@ -92,7 +94,8 @@ class Inspection(Processes):
             for net in self.host_networks.values():
                 for key, items in net.summary().items():
                     networking[key] += items
-            return {"systems": systems, "volumes": volumes, **networking}
+            vm_disks = {str(path): holder for path, holder in self.storage.vm_disks.items()}
+            return {"systems": systems, "volumes": volumes, "vm_disks": vm_disks, **networking}
 
     def network_of(self, system_id: str) -> list[dict[str, Any]]:
         """What a container sees of its network adapters (the simulated ipconfig asks this)."""

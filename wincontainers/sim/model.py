@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from wincontainers.sim.sandbox import ChildProcess, Zygote
     from wincontainers.sim.daemon import Connection
 
-__all__ = ["Handle", "ComputeSystem", "SimProcess", "NOTIFICATIONS", "EVENTS"]
+__all__ = ["Handle", "ComputeSystem", "SimProcess", "GuestPids", "UtilityVm", "NOTIFICATIONS", "EVENTS"]
 
 # gen2 notification types (computedefs.h HCS_NOTIFICATIONS)
 NOTIFICATIONS = {
@@ -64,7 +64,7 @@ class Handle:
 class SimProcess:
     system: "ComputeSystem"
     child: "ChildProcess"
-    pid: int
+    pid: int  # as HCS reports it: the host's PID, or (Hyper-V isolation) the PID inside the VM
     image_name: str
     command_line: str
     console: bool
@@ -77,6 +77,7 @@ class SimProcess:
     exited: threading.Event = attrs.field(factory=threading.Event)
     exit_code: Optional[int] = None
     killed_by_terminate: bool = False
+    host_pid: int = 0  # the process underneath (a host process here, whatever the isolation)
 
     def status_json(self) -> str:
         return dumps({
@@ -97,9 +98,39 @@ class SimProcess:
 
     def signal_group(self, sig: int) -> None:
         try:
-            os.killpg(self.pid, sig)
+            os.killpg(self.host_pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class GuestPids:
+    """PIDs inside a utility VM: its own numbering (multiples of 4, as Windows hands them out),
+    so that no host PID is ever shown for a process of a Hyper-V container."""
+
+    def __init__(self) -> None:
+        self._next = 1004
+        self._of: dict[int, int] = {}
+
+    def of(self, host_pid: int) -> int:
+        if host_pid not in self._of:
+            self._of[host_pid] = self._next
+            self._next += 4
+        return self._of[host_pid]
+
+
+@attrs.define(eq=False)
+class UtilityVm:
+    """What a utility VM (a schema v2 ``VirtualMachine`` system) holds: its VSMB shares
+    (name -> host folder), the disks attached to it (guest mount path -> sandbox folder), the
+    container roots combined in it (guest path -> the folder that plays that C:), its size."""
+
+    memory_mb: int
+    processors: int
+    shares: dict[str, str] = attrs.field(factory=dict)
+    share_read_only: set[str] = attrs.field(factory=set)
+    disks: dict[str, Path] = attrs.field(factory=dict)
+    roots: dict[str, Path] = attrs.field(factory=dict)
+    hosted: set[str] = attrs.field(factory=set)  # ids of the containers it hosts
 
 
 @attrs.define(eq=False)
@@ -129,9 +160,21 @@ class ComputeSystem:
     mounts: dict[str, str] = attrs.field(factory=dict)  # mapped folders: inside (``a/b``) -> host
     read_only_mounts: set[str] = attrs.field(factory=set)  # host folders mapped ReadOnly
     zygote: Optional["Zygote"] = None  # its process starter (wincontainers.sim.sandbox)
+    kind: str = "Container"  # or "VirtualMachine" (a utility VM)
+    #: Hyper-V isolation: the container runs in a utility VM, made by HCS (schema v1
+    #: HvPartition) or given (schema v2 HostingSystemId: ``host_vm``); ``pids`` number its processes
+    hyperv: bool = False
+    host_vm: Optional["ComputeSystem"] = None
+    vm: Optional[UtilityVm] = None  # set on a utility VM
+    pids: Optional[GuestPids] = None
+    sandbox: Optional[Path] = None  # a Hyper-V container's sandbox folder (its disk is in the VM)
+
+    def reported_pid(self, host_pid: int) -> int:
+        """The PID HCS shows for a process of this system."""
+        return self.pids.of(host_pid) if self.pids is not None else host_pid
 
     def sessions(self) -> list[int]:
-        return [p.pid for p in self.processes.values() if not p.exited.is_set()]
+        return [p.host_pid for p in self.processes.values() if not p.exited.is_set()]
 
     def member_pids(self) -> list[int]:
         return winproc.session_members(self.sessions())
@@ -150,7 +193,7 @@ class ComputeSystem:
         props: dict[str, Any] = {
             "Id": self.id,
             "Name": self.name,
-            "SystemType": "Container",
+            "SystemType": self.kind,
             "Owner": self.owner,
             "State": self.state,
             "Stopped": self.state == "Stopped",
@@ -159,11 +202,18 @@ class ComputeSystem:
             props["RuntimeOsType"] = "windows"
         if self.exit_type:
             props["ExitType"] = self.exit_type
+        if self.host_vm is not None:
+            props["HostingSystemId"] = self.host_vm.id
         return props
 
     def process_list(self) -> list[dict[str, Any]]:
-        names = {p.pid: p.image_name for p in self.processes.values()}
-        return [s.to_hcs() for s in winproc.sample_processes(self.member_pids(), names)]
+        names = {p.host_pid: p.image_name for p in self.processes.values()}
+        out = []
+        for sample in winproc.sample_processes(self.member_pids(), names):
+            entry = sample.to_hcs()
+            entry["ProcessId"] = self.reported_pid(sample.pid)
+            out.append(entry)
+        return out
 
     def statistics(self) -> dict[str, Any]:
         samples = winproc.sample_processes(self.member_pids(), {})

@@ -29,6 +29,7 @@ from wincontainers.sim.calls import (
     ERROR_DIRECTORY,
     ERROR_FILE_NOT_FOUND,
     ERROR_NOT_FOUND,
+    ERROR_NOT_SUPPORTED,
     HCS_E_PROCESS_INFO_NOT_AVAILABLE,
     WAIT_TIMEOUT,
     Call,
@@ -64,6 +65,8 @@ class Processes(Systems):
         with self.lock:
             if system.state != "Running":
                 raise call.fail("INVALID_STATE", f"cannot create a process in a compute system that is {system.state}")
+            if system.vm is not None:
+                raise Fail(ERROR_NOT_SUPPORTED, "processes run in the containers a utility VM hosts, not in the VM")
         console = bool(get_key(params, "EmulateConsole", default=False))
         cwd_text = get_key(params, "WorkingDirectory") or "C:\\"
         try:
@@ -127,8 +130,8 @@ class Processes(Systems):
                 if fd is not None:
                     close_fd(fd)
         proc = SimProcess(
-            system=system, child=child, pid=child.pid, image_name=image, command_line=str(command_line),
-            console=console,
+            system=system, child=child, pid=system.reported_pid(child.pid), image_name=image,
+            command_line=str(command_line), console=console, host_pid=child.pid,
         )
         if master is not None:
             proc.pty_master = master

@@ -27,6 +27,10 @@ class Profile:
     exports: Mapping[str, Sequence[str]]
     #: Schema versions HcsGetServiceProperties reports.
     schema_versions: Sequence[tuple[int, int]]
+    #: How Hyper-V containers can be made: ``vmcompute`` (a schema v1 document with
+    #: ``HvPartition``, Server 2016 on), ``computecore`` (a schema v2 utility VM hosting a
+    #: container, 1809 on). TP3 had none.
+    hyperv_routes: Sequence[str] = ()
 
     @property
     def version(self) -> str:
@@ -65,6 +69,7 @@ PROFILES: Mapping[str, Profile] = {
             **_ALLOCATORS,
         },
         schema_versions=((1, 0),),
+        hyperv_routes=("vmcompute",),
     ),
     "ws2019": Profile(
         name="ws2019",
@@ -81,6 +86,7 @@ PROFILES: Mapping[str, Profile] = {
             **_ALLOCATORS,
         },
         schema_versions=((1, 0), (2, 0), (2, 1)),
+        hyperv_routes=("vmcompute", "computecore"),
     ),
 }
 

@@ -119,6 +119,7 @@ class Storage:
         self.root = root
         self.images_root = root / "Images"
         self.volumes: dict[str, Volume] = {}
+        self.vm_disks: dict[Path, str] = {}  # sandbox folder -> the utility VM its disk is attached to
         self._lock = threading.Lock()
         for rel, data in _HOST_DRIVE.items():
             path = root / rel
@@ -178,6 +179,7 @@ class Storage:
         vol = self.volume_for_layer(path)
         if vol is not None:
             raise Fail(ERROR_SHARING_VIOLATION, f"layer {path} is still activated (volume {vol.guid})")
+        self._not_in_a_vm(path)
         _remove_tree(path)
         ntfs.forget_locations()
         ntfs.shared_view(path).remove("")  # rows kept above the folder, when it had no store of its own
@@ -187,6 +189,7 @@ class Storage:
             raise Fail(ERROR_PATH_NOT_FOUND, f"layer folder {path} does not exist")
         if not (path / SANDBOX_META).exists():
             return  # read-only layers are used in place
+        self._not_in_a_vm(path)
         vol = self.volume_for_layer(path)
         if vol is not None:
             vol.refs += 1
@@ -210,23 +213,55 @@ class Storage:
         vol = self.volume_for_layer(path)
         if vol is None:
             raise Fail(ERROR_INVALID_STATE, f"layer {path} must be activated before PrepareLayer")
-        parent_paths = self.check_descriptors(parents)
+        self._fill(path, self.check_descriptors(parents))
+        vol.prepared = True
+
+    def _fill(self, path: Path, parent_paths: Sequence[Path]) -> None:
+        """A sandbox's volume gets the merged view of its parents once, on its first mount
+        (by the host's PrepareLayer, or by a utility VM that attached its disk)."""
         meta_file = path / SANDBOX_META
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        if not meta.get("prepared"):
-            vstore = NtfsStore(path / layerio.VOLUME_STORE)
-            try:
-                with vstore.batch():
-                    for depth, parent in enumerate(reversed(parent_paths)):
-                        # The bottom layer is the base (whole); every other one is a diff layer.
-                        layerio.overlay(parent, vol.content, vstore, diff=depth > 0)
-            finally:
-                vstore.close()
-            layerio.record_prepared_view(path, vol.content)
-            meta["prepared"] = True
-            meta["parents"] = [str(p) for p in parent_paths]
-            meta_file.write_text(json.dumps(meta))
-        vol.prepared = True
+        if meta.get("prepared"):
+            return
+        vstore = NtfsStore(path / layerio.VOLUME_STORE)
+        try:
+            with vstore.batch():
+                for depth, parent in enumerate(reversed(parent_paths)):
+                    # The bottom layer is the base (whole); every other one is a diff layer.
+                    layerio.overlay(parent, path / SANDBOX_VOLUME, vstore, diff=depth > 0)
+        finally:
+            vstore.close()
+        layerio.record_prepared_view(path, path / SANDBOX_VOLUME)
+        meta["prepared"] = True
+        meta["parents"] = [str(p) for p in parent_paths]
+        meta_file.write_text(json.dumps(meta))
+
+    # -- a sandbox's disk attached to a utility VM (Hyper-V isolation) ----------------------
+
+    def attach_to_vm(self, path: Path, parent_paths: Sequence[Path], vm_id: str) -> Path:
+        """A utility VM attaches a sandbox's disk and mounts it with its parents inside; the
+        folder that plays the container's C: is returned. A disk is attached once: while the
+        host has it mounted (ActivateLayer), or another VM holds it, it is in use."""
+        if not (path / SANDBOX_META).is_file():
+            raise Fail(ERROR_PATH_NOT_FOUND, f"{path} is not a sandbox layer (no sandbox disk to attach)")
+        if self.volume_for_layer(path) is not None:
+            raise Fail(ERROR_SHARING_VIOLATION, f"the disk of sandbox {path} is mounted on the host (ActivateLayer); "
+                                                "a utility VM cannot attach it")
+        holder = self.vm_disks.get(path)
+        if holder is not None and holder != vm_id:
+            raise Fail(ERROR_SHARING_VIOLATION, f"the disk of sandbox {path} is attached to utility VM {holder}")
+        self._fill(path, parent_paths)
+        self.vm_disks[path] = vm_id
+        return path / SANDBOX_VOLUME
+
+    def detach_from_vms(self, vm_id: str) -> None:
+        for path in [p for p, holder in self.vm_disks.items() if holder == vm_id]:
+            del self.vm_disks[path]
+
+    def _not_in_a_vm(self, path: Path) -> None:
+        holder = self.vm_disks.get(path)
+        if holder is not None:
+            raise Fail(ERROR_SHARING_VIOLATION, f"the disk of sandbox {path} is attached to utility VM {holder}")
 
     def export_source(self, path: Path, running_volumes: set[str]) -> Optional[Path]:
         """For ExportLayer: the volume whose changes to export (a sandbox), or None (a read-only
@@ -276,7 +311,9 @@ class Storage:
 
     # -- base images ------------------------------------------------------------------------
 
-    def base_images(self, build: int) -> list[dict[str, Any]]:
+    def base_images(self, build: int, *, utility_vm: bool = False) -> list[dict[str, Any]]:
+        """The central store's OS images of ``build``; with ``utility_vm`` (a build that has
+        Hyper-V containers) each holds the utility VM image Hyper-V isolation boots."""
         version = f"10.0.{build}.0"
         images = []
         with self._lock:
@@ -284,6 +321,8 @@ class Storage:
                 folder = self.images_root / f"CN={folder_name}_{version}"
                 if not folder.exists():
                     _write_base_image(folder, name, version)
+                if utility_vm and not (folder / "UtilityVM").exists():
+                    write_utility_vm(folder / "UtilityVM", version)
                 size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
                 images.append({
                     "Name": name,
@@ -323,6 +362,32 @@ def _write_base_image(folder: Path, name: str, version: str) -> None:
                     attributes=0x10 | 0x400 | _HIDDEN_SYSTEM, reparse=encode_reparse(target, junction=True)))
     finally:
         store.close()
+    os.replace(tmp, folder)
+
+
+#: What a utility VM image holds here: the boot manager HCS boots over VSMB (hcsshim's
+#: ``\\EFI\\Microsoft\\Boot\\bootmgfw.efi``) and a few system files.
+UVM_BOOT_FILE = "EFI/Microsoft/Boot/bootmgfw.efi"
+_UVM_FILES = {
+    UVM_BOOT_FILE: b"MZ simulated bootmgfw.efi\n",
+    "Windows/System32/cmd.exe": b"MZ simulated cmd.exe (utility VM)\n",
+    "Windows/System32/vmcompute-guest.exe": b"MZ simulated guest compute service\n",
+}
+
+
+def write_utility_vm(folder: Path, version: str) -> None:
+    """``<base layer>/UtilityVM``: ``Files/`` (the VM's own Windows) and the scratch templates
+    that ProcessUtilityImage makes (``SystemTemplate.vhdx`` is copied as each VM's scratch)."""
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for rel, data in _UVM_FILES.items():
+        f = tmp / "Files" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(data)
+    (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(f"utility VM {version} (simulated)\n")
+    for template in ("SystemTemplateBase.vhdx", "SystemTemplate.vhdx"):
+        (tmp / template).write_bytes(b"vhdxfile (simulated)\n")
     os.replace(tmp, folder)
 
 

@@ -19,17 +19,17 @@ from typing import Any, Optional
 from wincontainers.sim import storage as st
 from wincontainers.sim.calls import E_INVALIDARG, Call, get_key, loads_document
 from wincontainers.sim.faults import Fail
-from wincontainers.sim.model import ComputeSystem
+from wincontainers.sim.model import ComputeSystem, GuestPids
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.shell.textio import CommandError
 from wincontainers.sim.shell.winpaths import ContainerFs
-from wincontainers.sim.system_networks import SystemNetworks
+from wincontainers.sim.vms import UtilityVms
 from wincontainers.sim.wire import dumps
 
 __all__ = ["Systems"]
 
 
-class Systems(SystemNetworks):
+class Systems(UtilityVms):
     """The compute system lifecycle."""
 
     def find_system(self, call: Call, system_id: Optional[str]) -> ComputeSystem:
@@ -51,52 +51,84 @@ class Systems(SystemNetworks):
             raise call.fail("INVALID_JSON", "schema 2 documents need Windows Server 2019 or later")
         if schema == 1 and call.gen == 3:
             raise call.fail("INVALID_JSON", "computecore.dll takes schema 2 documents (SchemaVersion 2.1)")
+        host_vm: Optional[ComputeSystem] = None
+        hyperv_mapped: Optional[list[Any]] = None
         if schema == 1:
             spec = self._parse_v1(call, doc)
             endpoints = [str(e) for e in get_key(doc, "EndpointList", default=[]) or []]
             devices = [d for d in get_key(doc, "Devices", default=[]) or []
                        if isinstance(d, dict) and str(get_key(d, "DeviceType", default="")).lower() == "network"]
             namespace = None
+            hyperv = bool(get_key(doc, "HvPartition", default=False))
         else:
+            version = doc.get("SchemaVersion") or {}
+            if not isinstance(version, dict) or version.get("Major") != 2:
+                raise call.fail("INVALID_JSON", "SchemaVersion must be {Major: 2, Minor: 1}")
+            if "VirtualMachine" in doc:
+                return self.create_vm(call, system_id, doc)  # (it checks the id is new)
             spec = self._parse_v2(call, doc)
             endpoints, devices = [], []
             namespace = ((doc.get("Container") or {}).get("Networking") or {}).get("Namespace")
+            hyperv = "HostingSystemId" in doc
         volume_path, layers, hostname, owner, name, terminate_on_close, mapped = spec
         with self.lock:
             if system_id.lower() in self.systems:
                 raise call.fail("ALREADY_EXISTS", f"a compute system with id {system_id!r} already exists")
-            vol = self.storage.volume_from_path(volume_path or "")
-            if vol is None:
-                raise Fail(0x80070003, f"volume {volume_path!r} is not an activated sandbox volume")
-            if not vol.prepared:
-                raise call.fail("INVALID_LAYER", f"volume {volume_path!r} is not prepared (call PrepareLayer first)")
-            for layer in layers:
-                self._check_layer_ref(call, layer)
-            if layers:
-                self._check_image_build(profile, Path(layers[-1][1]))
-            if any(s.volume_guid == vol.guid and s.state != "Stopped" for s in self.systems.values()):
-                raise Fail(0x80070020, f"volume {volume_path!r} is in use by another compute system")
+        for layer in layers if not (hyperv and schema == 2) else ():  # (a hosted one's are the VM's shares)
+            self._check_layer_ref(call, layer)
+        sandbox: Optional[Path] = None
+        if hyperv and schema == 1:
+            root = self.hyperv_v1_root(call, system_id, doc, [Path(p) for _, p in layers])
+            sandbox = root.parent
+        elif hyperv:
+            host_vm, root, hyperv_mapped = self.hosted_root(call, doc)
+            sandbox = root.parent
+        with self.lock:
+            if not hyperv:
+                vol = self.storage.volume_from_path(volume_path or "")
+                if vol is None:
+                    raise Fail(0x80070003, f"volume {volume_path!r} is not an activated sandbox volume")
+                if not vol.prepared:
+                    raise call.fail("INVALID_LAYER", f"volume {volume_path!r} is not prepared (call PrepareLayer first)")
+                if layers:
+                    self._check_image_build(call, profile, Path(layers[-1][1]))
+                if any(s.volume_guid == vol.guid and s.state != "Stopped" for s in self.systems.values()):
+                    raise Fail(0x80070020, f"volume {volume_path!r} is in use by another compute system")
+                root, guid = vol.content, vol.guid
+            else:
+                guid = ""
             system = ComputeSystem(
                 id=system_id,
                 owner=owner or "",
                 name=name or system_id,
                 schema=schema,
                 config=doc,
-                root=vol.content,
-                volume_guid=vol.guid,
+                root=root,
+                volume_guid=guid,
                 hostname=hostname or system_id[:15],
                 terminate_on_last_close=terminate_on_close,
                 created_by=call.pid,
+                hyperv=hyperv,
+                host_vm=host_vm,
+                pids=(host_vm.pids if host_vm is not None else GuestPids()) if hyperv else None,
+                sandbox=sandbox,
             )
-            self.attach_networks(call, system_id, endpoints, devices, namespace)
-            self._map_directories(system, mapped)
+            try:
+                self.attach_networks(call, system_id, endpoints, devices, namespace)
+            except Fail:
+                if host_vm is None and hyperv:
+                    self.storage.detach_from_vms(system_id)
+                raise
+            self._map_directories(system, mapped if hyperv_mapped is None else hyperv_mapped)
+            if host_vm is not None and host_vm.vm is not None:
+                host_vm.vm.hosted.add(system_id)
             self.systems[system_id.lower()] = system
             return system
 
     def _parse_v1(self, call: Call, doc: dict[str, Any]) -> tuple[Any, ...]:
         system_type = get_key(doc, "SystemType", default="Container")
-        if str(system_type).lower() != "container" or get_key(doc, "HvPartition"):
-            raise call.fail("HYPERV_NOT_INSTALLED", "the simulated host runs process-isolated containers only")
+        if str(system_type).lower() != "container":
+            raise call.fail("INVALID_JSON", f"SystemType {system_type!r}: schema v1 documents describe containers")
         layers = get_key(doc, "Layers", default=[]) or []
         if not isinstance(layers, list):
             raise call.fail("INVALID_JSON", "Layers must be an array")
@@ -111,11 +143,6 @@ class Systems(SystemNetworks):
         )
 
     def _parse_v2(self, call: Call, doc: dict[str, Any]) -> tuple[Any, ...]:
-        version = doc.get("SchemaVersion") or {}
-        if not isinstance(version, dict) or version.get("Major") != 2:
-            raise call.fail("INVALID_JSON", "SchemaVersion must be {Major: 2, Minor: 1}")
-        if "VirtualMachine" in doc or "HostingSystemId" in doc:
-            raise call.fail("HYPERV_NOT_INSTALLED", "the simulated host runs process-isolated containers only")
         container = doc.get("Container")
         if not isinstance(container, dict):
             raise call.fail("INVALID_JSON", "a schema 2 document needs a Container object")
@@ -139,15 +166,16 @@ class Systems(SystemNetworks):
         if str(guid or "").lower().strip("{}") != want:
             raise call.fail("INVALID_LAYER", f"layer {path} has ID {guid!r}; NameToGuid of its folder name is {want}")
 
-    def _check_image_build(self, profile: Any, base: Path) -> None:
+    def _check_image_build(self, call: Call, profile: Any, base: Path) -> None:
         """Process isolation shares the host's kernel: the base layer's Windows build (its
-        SOFTWARE hive, or a central-store folder name) must be the host's. Revisions may differ."""
+        SOFTWARE hive, or a central-store folder name) must be the host's. Revisions may differ.
+        Hyper-V isolation does not check: the utility VM runs the image's own kernel."""
         from wincontainers.sim.layerio import layer_build
 
         build = layer_build(base) or st.base_image_build(base)
         if build is not None and build != profile.build:
-            raise Fail(0xC0370101, f"The container operating system does not match the host operating system. "
-                                   f"(image build {build}, host build {profile.build})")
+            raise call.fail("IMAGE_MISMATCH", f"The container operating system does not match the host operating "
+                                              f"system. (image build {build}, host build {profile.build})")
 
     def _map_directories(self, system: ComputeSystem, mapped: Any) -> None:
         fs = ContainerFs(system.root)
@@ -169,11 +197,28 @@ class Systems(SystemNetworks):
             os.symlink(host, target)
 
     def start_system(self, call: Call, system: ComputeSystem) -> None:
+        """Start a system; one that boots a utility VM takes ``vm_boot_delay`` (see
+        :meth:`check_start` and :meth:`finish_start`, which the handlers call apart then)."""
+        self.check_start(call, system)
+        if self.boots(system):
+            self.boot()
+        self.finish_start(call, system)
+
+    def check_start(self, call: Call, system: ComputeSystem) -> None:
         with self.lock:
             if system.state == "Running":
                 raise call.fail("INVALID_STATE", "the compute system is already running")
             if system.state != "Created":
                 raise call.fail("INVALID_STATE", f"cannot start a compute system that is {system.state}")
+            vm = system.host_vm
+            if vm is not None and vm.state != "Running":
+                raise call.fail("INVALID_STATE", f"its utility VM {vm.id} is {vm.state}, not running")
+
+    def finish_start(self, call: Call, system: ComputeSystem) -> None:
+        with self.lock:
+            if system.state != "Created":
+                raise call.fail("TERMINATED_DURING_START", f"the compute system is {system.state} (stopped while "
+                                                           f"it booted)")
             system.state = "Running"
             system.started = time.time()
 
@@ -192,7 +237,14 @@ class Systems(SystemNetworks):
             system.state = "Running"
 
     def begin_shutdown(self, call: Call, system: ComputeSystem) -> bool:
-        """Ask the processes to exit; True when the system is already down."""
+        """Ask the processes to exit; True when the system is already down. A utility VM going
+        down takes the containers it hosts with it."""
+        if system.vm is not None:
+            with self.lock:
+                if system.state == "Stopped":
+                    raise call.fail("ALREADY_STOPPED", "the compute system is not running")
+            self.kill_system(system, "GracefulExit")
+            return True
         with self.lock:
             if system.state == "Stopped":
                 raise call.fail("ALREADY_STOPPED", "the compute system is not running")
@@ -226,6 +278,8 @@ class Systems(SystemNetworks):
         self.kill_system(system, "ForcedExit")
 
     def kill_system(self, system: ComputeSystem, exit_type: str) -> None:
+        for hosted in self.hosted_by(system) if system.vm is not None else ():
+            self.kill_system(hosted, "UnexpectedExit")
         with self.lock:
             for proc in system.processes.values():
                 if not proc.exited.is_set():
@@ -252,6 +306,8 @@ class Systems(SystemNetworks):
             for proc in system.processes.values():
                 proc.close_kept()
             zygote, system.zygote = system.zygote, None
+            if system.hyperv or system.vm is not None:
+                self.release_vm(system)
             handles = list(system.handles)
             if not handles:
                 self.systems.pop(system.id.lower(), None)

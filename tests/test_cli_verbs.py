@@ -86,7 +86,7 @@ def test_inspect_f_version_stats_port_pause_rename(two: SimulatedHost) -> None:
 def test_bad_flags_are_refused_before_anything_is_made(sim: SimulatedHost) -> None:
     for argv, says in ((["--cpus", "1.5"], b"whole processors"), (["-v", "data:C:\\data"], b"named volumes"),
                        (["--restart", "sometimes"], b"on-failure"), (["--log-opt", "max-file=3"], b"max-size"),
-                       (["--isolation", "hyperv"], b"--isolation process"), (["-m", "lots"], b"512m")):
+                       (["--hyperv-route", "computecore"], b"--isolation hyperv only"), (["-m", "lots"], b"512m")):
         done = cli("run", *argv, "--name", "never", "windowsservercore", "cmd", sim=sim)
         assert done.returncode == 125 and says in done.stderr, (argv, done.stderr)
     assert b"never" not in cli("ps", "-a", sim=sim).stdout

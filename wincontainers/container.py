@@ -108,7 +108,7 @@ class Container(RichDisplay):
     def _system(self) -> SystemRef:
         with self._lock:
             if self._system_ref is None:
-                self._system_ref = self.host.driver.open_system(self.id)
+                self._system_ref = self.host.driver.open_system(self.id, hosted=self._record.hosted)
                 self._refs.append(self._system_ref)
             return self._system_ref
 
@@ -538,12 +538,14 @@ class Container(RichDisplay):
         return result
 
     def top(self) -> ProcessList:
-        """The container's processes with host PIDs, image names and memory (a list, shown as
-        a table in Jupyter)."""
+        """The container's processes with their PIDs, image names and memory (a list, shown as
+        a table in Jupyter). The PIDs are HCS's: the host's under process isolation, the utility
+        VM's own under Hyper-V isolation (those processes are not host processes)."""
         return ProcessList(ContainerProcess.from_hcs(e) for e in self._system().process_list())
 
     def stats(self) -> ContainerStats:
-        """Memory, CPU and uptime from HCS (Server 2016 and later)."""
+        """Memory, CPU and uptime from HCS (Server 2016 and later); for a container with a
+        utility VM of its own, the VM's (its memory is all the container can have)."""
         if not self.host.driver.capabilities.statistics:
             raise errors.NotSupported(
                 "stats", subject=self.subject, generation=self.host.generation,
@@ -572,6 +574,8 @@ class Container(RichDisplay):
                     pass
             self._removed = True
             self.close()
+            if self._record.hosted:  # its utility VM, should nothing have stopped it yet
+                self.host.containers.end_utility_vm(self.id)
             monitor.finish()
             self.host.layers.remove_sandbox(self._record.sandbox)
             if self._record.network:

@@ -62,6 +62,10 @@ class ContainerFiles:
         if mounted:
             return mounted
         if self.status in ("running", "paused"):
+            if self.record.isolation == "hyperv":  # as Docker, which refuses them too
+                raise errors.InvalidState("copy", subject=f"container {self.record.name}",
+                                          message="a running Hyper-V container's files are in its utility VM",
+                                          hint="stop it, then copy (or copy from inside with exec)")
             raise errors.InvalidState("copy", subject=f"container {self.record.name}",
                                       message="its volume is not mounted", hint="stop it, then copy")
         parents = [LayerRef(driver.name_to_guid(Path(p).name), p) for p in self.record.layers]

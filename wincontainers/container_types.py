@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["StopResult", "ContainerExit", "ContainerProcess", "ProcessList", "ContainerStats", "ContainerInfo", "STATES",
            "check_timeout", "check_command", "check_env", "parse_env_list", "config_env", "default_command",
            "image_command", "only_a_shell", "inspect_document", "system_spec",
-           "mapped_directories"]
+           "mapped_directories", "check_isolation", "ISOLATIONS"]
 
 
 #: HCS's system states -> Docker's container states
@@ -332,7 +332,21 @@ def system_spec(record: Any, volume_path: str, parents: Sequence[LayerRef], *, f
                                                  read_only=h in record.read_only_volumes)
                                  for h, c in record.volumes.items()),
         memory_mb=record.memory_mb, cpu_count=record.cpu_count, first_boot=first_boot,
+        isolation="hyperv" if record.isolation == "hyperv" else "process", utility_vm=record.utility_vm,
+        hyperv_route=record.hyperv_route,
     )
+
+
+ISOLATIONS = ("process", "hyperv")
+
+
+def check_isolation(isolation: Any) -> str:
+    """``"process"`` (the default; Docker's ``"default"`` too) or ``"hyperv"``."""
+    if isolation in (None, "default"):
+        return "process"
+    if isolation not in ISOLATIONS:
+        raise errors.BadInput(f"isolation must be 'process' or 'hyperv', not {isolation!r}")
+    return str(isolation)
 
 
 def mapped_directories(volumes: Optional[Mapping[str, Any]]) -> tuple[MappedDirectory, ...]:

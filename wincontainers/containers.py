@@ -18,8 +18,10 @@ from wincontainers import networks as nets
 from wincontainers.display import RichDisplay, Shown
 from wincontainers.driver.base import (
     DEFAULT_TIMEOUT,
+    HYPERV_ROUTES,
     LayerRef,
     SystemRef,
+    utility_vm_id,
 )
 from wincontainers.process import (
     CalledProcessError,
@@ -41,6 +43,7 @@ from wincontainers.container_types import (
     check_command,
     image_command as main_command,
     check_env,
+    check_isolation,
     check_timeout,
     config_env,
     mapped_directories,
@@ -89,6 +92,8 @@ class ContainerCollection(RichDisplay):
         stdin_open: bool = False,
         stop_timeout: Optional[float] = None,
         auto_remove: bool = False,
+        isolation: Optional[str] = None,
+        hyperv_route: Optional[str] = None,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> Container:
         """Create a container from an image (``"windowsservercore"``, a store image, or a list of
@@ -116,6 +121,13 @@ class ContainerCollection(RichDisplay):
         for attach clients; else stdin is closed, as without ``docker run -i``).
         ``stop_timeout`` is :meth:`Container.stop`'s default grace; ``auto_remove``: its
         monitor removes it when it has ended for good (``run -d --rm``).
+
+        ``isolation="hyperv"`` runs the container in a utility VM booted from its image's
+        ``UtilityVM`` (Server 2016 and later): an image of another Windows build runs, and the
+        boundary is a VM's. ``memory_mb`` and ``cpu_count`` size the VM; ``top`` shows PIDs
+        inside the VM. ``hyperv_route`` picks how (1809+ hosts offer both): ``"vmcompute"``
+        (the default; HCS makes the VM with the container, networks attach as for process
+        isolation) or ``"computecore"`` (a VM of the library's own, hcsshim's way; no networks yet).
         """
         check_timeout(timeout)
         check_timeout(stop_timeout, "stop_timeout")
@@ -137,7 +149,10 @@ class ContainerCollection(RichDisplay):
         for m in mapped:
             if not os.path.isabs(m.host_path):
                 raise errors.BadInput(f"volume host path {m.host_path!r} is not absolute")
+        isolation = check_isolation(isolation)
+        route = self._hyperv_route(isolation, hyperv_route, bool(network is not None or ports))
         image_name, parents = self.host.images.layers_for(image)
+        utility_vm = self._utility_vm(image_name, parents) if route is not None else None
         stored = self.host.images.find(image)
         image_config = stored.container_config if stored is not None else {}
         if image_command is None:
@@ -160,8 +175,10 @@ class ContainerCollection(RichDisplay):
             layers = self.host.layers
             sandbox = layers.create_sandbox(parents, layer_id=container_id).path
             undo.add(f"the sandbox {sandbox}", lambda: layers.remove_sandbox(sandbox))
-            mount = layers.mount(sandbox, parents)
-            undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: layers.unmount(sandbox))
+            mount = ""  # Hyper-V: the sandbox's disk is attached to the utility VM, not mounted here
+            if route is None:
+                mount = layers.mount(sandbox, parents)
+                undo.add(f"the sandbox's volume ({sandbox.name[:12]})", lambda: layers.unmount(sandbox))
             driver = self.host.driver
             plan = None
             if network is not None or ports:
@@ -178,6 +195,7 @@ class ContainerCollection(RichDisplay):
                 network=plan.to_record() if plan is not None else {},
                 restart_policy=str(policy), log_options=logging_options.to_json(), open_stdin=bool(stdin_open),
                 stop_timeout=stop_timeout, auto_remove=bool(auto_remove),
+                isolation=isolation, hyperv_route=route, utility_vm=utility_vm,
             )
             records.save(record)
             undo.add(f"the container record {container_id[:12]}", lambda: records.delete(record))
@@ -192,7 +210,8 @@ class ContainerCollection(RichDisplay):
 
     def new_system(self, record: ContainerRecord, timeout: Optional[float]) -> SystemRef:
         """A new compute system for an exited container (HCS cannot start a stopped one) over
-        the same sandbox, with the same networks; what is left of the old one is terminated."""
+        the same sandbox, with the same networks; what is left of the old one (and of its
+        utility VM) is terminated."""
         driver = self.host.driver
         with contextlib.suppress(errors.HcsError):
             old = driver.open_system(record.id)
@@ -201,12 +220,98 @@ class ContainerCollection(RichDisplay):
             except errors.HcsError:
                 pass
             old.close()
+        if record.hosted:
+            self.end_utility_vm(record.id)
         parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
-        mount = driver.layer_mount_path(record.sandbox) or self.host.layers.mount(record.sandbox, list(parents))
+        mount = ""
+        if record.isolation != "hyperv":
+            mount = driver.layer_mount_path(record.sandbox) or self.host.layers.mount(record.sandbox, list(parents))
+        elif driver.layer_mount_path(record.sandbox):  # mounted here since it stopped (cp, diff): the VM's again
+            self.host.layers.unmount(record.sandbox)
         spec = system_spec(record, mount, parents, first_boot=False)
         if record.network:
             spec = self.host.networks.rejoin(record.network).apply(spec)
         return driver.create_system(spec, timeout)
+
+    def _hyperv_route(self, isolation: str, route: Optional[str], networked: bool) -> Optional[str]:
+        """The way this host makes the Hyper-V container asked for (None: process isolation)."""
+        if isolation != "hyperv":
+            if route is not None:
+                raise errors.BadInput("hyperv_route applies to isolation='hyperv' only")
+            return None
+        routes = self.host.driver.capabilities.hyperv_routes
+        if not routes:
+            raise errors.NotSupported(
+                "create", generation=self.host.generation,
+                alternative="this host's HCS has no Hyper-V containers (TP3 had none; they came with Technical "
+                            "Preview 4): use process isolation, or a Windows Server 2016 or later host")
+        chosen = route if route is not None else routes[0]
+        if chosen not in HYPERV_ROUTES:
+            raise errors.BadInput(f"hyperv_route must be one of {', '.join(HYPERV_ROUTES)}, not {route!r}")
+        if chosen not in routes:
+            raise errors.NotSupported("create", generation=self.host.generation,
+                                      alternative=f"this host makes Hyper-V containers through {' or '.join(routes)}")
+        if chosen == "computecore" and networked:
+            raise errors.NotSupported(
+                "create", message="networks are not attached to containers in a utility VM of their own yet",
+                alternative='hyperv_route="vmcompute" (the default), where HCS attaches them')
+        return chosen
+
+    def _utility_vm(self, image_name: str, parents: Sequence[LayerRef]) -> str:
+        """The ``UtilityVM`` folder a Hyper-V container of this image boots: the nearest layer's
+        that has one (a diff layer that updates it carries a whole one), as hcsshim looks."""
+        from wincontainers._native.win32 import long_path
+
+        for layer in parents:
+            folder = os.path.join(layer.path, "UtilityVM")
+            attributes = self.host.win32.attributes(long_path(folder))
+            if attributes is not None and attributes & 0x10:
+                return folder
+        raise errors.NotFound(
+            "create", subject=f"image {image_name}",
+            message="no layer of the image has a UtilityVM folder, the utility VM that Hyper-V isolation boots",
+            hint="use a Windows base image of Server 2016 or later (servercore, nanoserver) or process isolation")
+
+    def end_utility_vm(self, container_id: str) -> bool:
+        """Stop the utility VM of a container with one of its own (the computecore route of
+        Hyper-V isolation), if it runs; whether it did."""
+        if "computecore" not in self.host.driver.capabilities.hyperv_routes:
+            return False
+        return self._end_system(utility_vm_id(container_id))
+
+    def _end_system(self, system_id: str) -> bool:
+        """Terminate and close a compute system if it exists; whether it did."""
+        try:
+            system = self.host.driver.open_system(system_id)
+        except errors.HcsError:
+            return False
+        try:
+            system.terminate(30)
+        except (errors.AlreadyStopped, errors.NotFound):
+            pass
+        finally:
+            system.close()
+        return True
+
+    def remove_orphans(self) -> list[str]:
+        """Stop the utility VMs whose container is gone or has ended (a process killed between
+        the two, or a container that ended with nobody holding it); returns their ids. Only
+        VMs of this owner are looked at (``<container id>@vm``)."""
+        if not self.host.driver.capabilities.lists_systems:
+            return []
+        ended = []
+        systems = self.host.driver.list_systems(owner="wincontainers")
+        running = {str(s.get("Id", "")).lower() for s in systems if s.get("State") in ("Running", "Paused")}
+        for entry in systems:
+            vm_id = str(entry.get("Id", ""))
+            if entry.get("SystemType") != "VirtualMachine" or not vm_id.endswith("@vm"):
+                continue
+            if vm_id[:-3].lower() in running or entry.get("State") == "Stopped":
+                continue
+            if self._end_system(vm_id):
+                log.info("stopped utility VM %s: its container %s is gone or has ended", vm_id, vm_id[:12])
+                ended.append(vm_id)
+        return ended
 
     async def create_async(self, image: Union[str, Sequence[str]], command: Optional[Command] = None,
                            **options: Any) -> Container:
@@ -249,6 +354,7 @@ class ContainerCollection(RichDisplay):
         finally:
             if system is not None:
                 system.close()
+        self.end_utility_vm(container_id)
         self.host.layers.remove_sandbox(self.host.layers_root / container_id)  # where every sandbox is
         records.forget(container_id)
         log.info("removed container %s, whose record was damaged", container_id[:12])

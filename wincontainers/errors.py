@@ -259,9 +259,14 @@ _HINTS_BY_OPERATION: Mapping[tuple[str, int], str] = {
     ("DestroyLayer", 0x80070020): "the layer is still activated or in use by a container; stop and remove the container first.",
 }
 
+#: Process isolation shares the host's kernel; Hyper-V isolation runs the image's own.
+_MISMATCH_HINT = ("the image was built for another Windows build than the host's: run it with Hyper-V isolation "
+                  "(isolation=\"hyperv\", --isolation hyperv), or use an image whose os.version matches the host "
+                  "build.")
+
 _HINTS: Mapping[int, str] = {
-    0xC0370101: "the image was built for another Windows build; use an image whose os.version matches the host build, or Hyper-V isolation.",
-    0x80370101: "the image was built for another Windows build; use an image whose os.version matches the host build, or Hyper-V isolation.",
+    0xC0370101: _MISMATCH_HINT,
+    0x80370101: _MISMATCH_HINT,
     0x80070005: "HCS needs an elevated administrator (or a member of Hyper-V Administrators); run the tool elevated.",
     0x8037011B: "HCS needs an elevated administrator (or a member of Hyper-V Administrators); run the tool elevated.",
     0xC037010E: "the compute system no longer exists (removed, or the host restarted); `wincontainers ps -a` lists what exists.",

@@ -80,6 +80,14 @@ class ContainerRecord:
     stop_timeout: Optional[float] = None  # --stop-timeout: stop()'s default grace
     detached: bool = False  # last started through a monitor (logs, attach)
     auto_remove: bool = False  # run -d --rm: the monitor removes the container when it ends
+    isolation: str = "process"  # or "hyperv": in a utility VM
+    hyperv_route: Optional[str] = None  # "vmcompute" | "computecore" (driver.base.HYPERV_ROUTES)
+    utility_vm: Optional[str] = None  # the UtilityVM folder its VM boots from
+
+    @property
+    def hosted(self) -> bool:
+        """Whether it has a utility VM of its own (opened and stopped with it)."""
+        return self.isolation == "hyperv" and self.hyperv_route == "computecore"
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -668,8 +668,9 @@ GENERATION_EXPORTS: Mapping[int, Mapping[str, Sequence[str]]] = {
         "computecore.dll": tuple(COMPUTECORE),
         "computestorage.dll": tuple(COMPUTESTORAGE),
         "computenetwork.dll": tuple(COMPUTENETWORK),
-        # gen3 hosts keep vmcompute for NameToGuid and the process-isolation layer API, as hcsshim does.
-        "vmcompute.dll": (*LAYER_API, *GEN2_LAYER_EXTRAS),
+        # gen3 hosts keep vmcompute for NameToGuid and the process-isolation layer API, as hcsshim does,
+        # and for its schema v1 compute systems: the vmcompute route of Hyper-V isolation.
+        "vmcompute.dll": (*GEN2_COMPUTE, *LAYER_API, *GEN2_LAYER_EXTRAS),
         "kernel32.dll": ("LocalFree",),
         "ole32.dll": ("CoTaskMemFree",),
     },

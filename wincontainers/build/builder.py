@@ -54,6 +54,8 @@ from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
 from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
 from wincontainers.process import Process, TimeoutExpired
+from wincontainers.container_types import check_isolation
+from wincontainers.records import ContainerRecord
 from wincontainers.layerfile.validate import Report
 from wincontainers.layers.checked import LayerRejected
 from wincontainers import aio
@@ -168,8 +170,10 @@ def _key(*parts: str) -> str:
 
 class _Builder:
     def __init__(self, host: "Host", context: BuildContext, dockerfile: Dockerfile, *, build_args: Mapping[str, str],
-                 no_cache: bool, output: Callable[[str], None], progress: ProgressLike) -> None:
+                 no_cache: bool, output: Callable[[str], None], progress: ProgressLike,
+                 isolation: Optional[str] = None) -> None:
         self.host = host
+        self.isolation = isolation
         self.store: ImageStore = host.images
         self.context = context
         self.dockerfile = dockerfile
@@ -480,7 +484,8 @@ class _Builder:
                 tail.append(line_bytes.decode("utf-8", "replace").rstrip("\r"))
 
         folders = [r.folder for r in reversed(stage.layers)]
-        container = self.host.containers.create(folders, name=f"build-{secrets.token_hex(6)}")  # type: ignore[arg-type]
+        container = self.host.containers.create(folders, name=f"build-{secrets.token_hex(6)}",  # type: ignore[arg-type]
+                                                isolation=self.isolation)
         self.containers_run += 1
         self.output(f" ---> Running in {container.short_id}\n")
         proc = None
@@ -488,7 +493,7 @@ class _Builder:
             # the step's container and layer are held by the build's lease
             lease = self._lease()
             if workdir:
-                self.ensure_dir(container.record.sandbox, workdir)
+                self.ensure_dir(container.record, workdir)
             container.start()
             try:
                 proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
@@ -525,10 +530,20 @@ class _Builder:
                 container.remove(force=True)
             container.close()
 
-    def ensure_dir(self, sandbox: str, windows_path: str) -> None:
+    def ensure_dir(self, record: ContainerRecord, windows_path: str) -> None:
+        """The RUN step's working folder, made in its container before it starts. A Hyper-V
+        container's disk is its utility VM's once it starts: it is mounted here only for this."""
         target = _inside(windows_path)
-        if str(target) != ".":
-            Volume(self.host.win32, self.host.driver.layer_mount_path(sandbox)).makedirs(target)
+        if str(target) == ".":
+            return
+        if record.isolation != "hyperv":
+            Volume(self.host.win32, self.host.driver.layer_mount_path(record.sandbox)).makedirs(target)
+            return
+        mount = self.host.layers.mount(record.sandbox)
+        try:
+            Volume(self.host.win32, mount).makedirs(target)
+        finally:
+            self.host.layers.unmount(record.sandbox)
 
     def copy_step(self, stage: _Stage, command: Copy, text: str, done: Mapping[int, _Stage]) -> None:
         workdir = (stage.config.get("config") or {}).get("WorkingDir")
@@ -712,8 +727,13 @@ def build(
     output: Union[None, bool, Callable[[str], None]] = None,
     progress: ProgressLike = None,
     cancel: Optional[threading.Event] = None,
+    isolation: Optional[str] = None,
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
+
+    ``isolation="hyperv"`` runs the RUN steps in Hyper-V containers (a base image of another
+    Windows build than the host's builds that way); COPY, ADD and the other steps write layers
+    from the host either way.
 
     ``output`` receives the step lines and the commands' output as they come (by default they are
     INFO records of the ``wincontainers.build`` logger); ``output=True`` writes them to
@@ -740,6 +760,7 @@ def build(
         source = path.read_bytes()
     except OSError as exc:
         raise errors.BadInput(f"cannot read the Dockerfile {path}: {exc.strerror}") from None
+    isolation = check_isolation(isolation)
     parsed = parse_dockerfile(source)
     ignore_file = path.with_name(path.name + ".dockerignore")
     ignore = DockerIgnore.load(ignore_file) if ignore_file.exists() else None
@@ -747,7 +768,8 @@ def build(
         with operation_progress(progress, desc=f"build {root.name or root}") as shared, \
                 host.images.lease() as lease:
             builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {},
-                               no_cache=no_cache, output=output or _LoggedOutput(), progress=shared)
+                               no_cache=no_cache, output=output or _LoggedOutput(), progress=shared,
+                               isolation=isolation)
             builder.lease = lease
             builder.cancel = cancel
             stage = builder.run(target)

@@ -48,7 +48,11 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--memory", metavar="BYTES", help="memory limit (512m, 2g)")
     parser.add_argument("--cpus", metavar="N", help="processors (whole numbers: HCS assigns processors)")
     parser.add_argument("--isolation", choices=("default", "process", "hyperv"), default="default",
-                        help="process (the default) or hyperv")
+                        help="process (the default) or hyperv: in a utility VM (runs images of another Windows "
+                             "build; Server 2016 and later)")
+    parser.add_argument("--hyperv-route", choices=("vmcompute", "computecore"), default=None,
+                        help="how a Hyper-V container is made on 1809+: vmcompute (the default, HCS makes the VM) "
+                             "or computecore (a utility VM of its own)")
     parser.add_argument("--restart", metavar="POLICY", default="no",
                         help="no, on-failure[:N], always or unless-stopped (applied to detached containers)")
     parser.add_argument("--stop-timeout", type=float, metavar="S", help="seconds of grace a stop gives (default 10)")
@@ -137,10 +141,8 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 def create_options(args: argparse.Namespace, environ: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """The ``containers.create`` keyword arguments the flags ask for (all checked first)."""
-    if args.isolation == "hyperv":
-        raise errors.NotSupported(
-            "create", message="Hyper-V isolation is not available in this version of wincontainers",
-            hint="use --isolation process (the default): the image's Windows build must then be the host's")
+    if args.hyperv_route is not None and args.isolation != "hyperv":
+        raise errors.BadInput("--hyperv-route applies to --isolation hyperv only")
     env_items: list[str] = []
     for path in args.env_file:
         env_items += read_env_file(path)
@@ -163,4 +165,5 @@ def create_options(args: argparse.Namespace, environ: Optional[dict[str, str]] =
         "network": args.network, "ports": args.publish or None, "restart_policy": args.restart,
         "log_options": list(args.log_opt), "stdin_open": args.interactive, "stop_timeout": args.stop_timeout,
         "entrypoint": args.entrypoint,
+        "isolation": None if args.isolation == "default" else args.isolation, "hyperv_route": args.hyperv_route,
     }

@@ -26,7 +26,9 @@ __all__ = [
     "SystemRef",
     "ProcessRef",
     "DEFAULT_TIMEOUT",
+    "HYPERV_ROUTES",
     "timeout_ms",
+    "utility_vm_id",
 ]
 
 #: hcsshim's default for create/start/pause/resume (4 minutes).
@@ -55,9 +57,19 @@ class MappedDirectory:
     read_only: bool = False
 
 
+#: The two ways of making a Hyper-V container (see :attr:`Capabilities.hyperv_routes`).
+HYPERV_ROUTES = ("vmcompute", "computecore")
+
+
 @attrs.frozen
 class SystemSpec:
-    """A process-isolated container compute system, independent of the schema version."""
+    """A container compute system, independent of the schema version.
+
+    ``isolation="hyperv"`` runs it in a utility VM booted from ``utility_vm`` (a layer's
+    ``UtilityVM`` folder): through vmcompute (schema v1 ``HvPartition``: HCS makes the VM) or
+    computecore (schema v2: the driver makes the VM and hosts the container in it), as
+    ``hyperv_route`` says. ``volume_path`` is then empty: the sandbox's disk goes to the VM.
+    """
 
     id: str
     name: str
@@ -77,6 +89,24 @@ class SystemSpec:
     #: the sandbox's first boot: flushes may be skipped (the sandbox is new, nothing to lose);
     #: a container started again must not (as Docker sets it only for a first start)
     first_boot: bool = True
+    isolation: str = "process"  # or "hyperv"
+    utility_vm: Optional[str] = None
+    hyperv_route: Optional[str] = None  # one of HYPERV_ROUTES
+
+    @property
+    def hyperv(self) -> bool:
+        return self.isolation == "hyperv"
+
+    @property
+    def vm_id(self) -> str:
+        """The id of the utility VM that hosts this container (computecore route)."""
+        return utility_vm_id(self.id)
+
+
+def utility_vm_id(container_id: str) -> str:
+    """A hosted container's utility VM is ``<container id>@vm`` (hcsshim's naming): found
+    again from the container, and by the clean-up of VMs whose container is gone."""
+    return f"{container_id}@vm"
 
 
 @attrs.frozen
@@ -180,6 +210,8 @@ class Capabilities:
     reports_state: bool  # a system's state comes from HCS (else from the library's own record)
     statistics: bool  # memory/CPU statistics of a system
     process_list: bool = True  # a system's processes (top)
+    #: how this API makes Hyper-V containers, the default first (empty: it cannot, TP3)
+    hyperv_routes: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -191,7 +223,10 @@ class Driver(Protocol):
 
     def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> SystemRef: ...
 
-    def open_system(self, system_id: str) -> SystemRef: ...
+    def open_system(self, system_id: str, *, hosted: bool = False) -> SystemRef:
+        """Open a compute system; ``hosted``: a container with its own utility VM (the
+        computecore Hyper-V route), opened together with the VM."""
+        ...
 
     def list_systems(self, owner: Optional[str] = None) -> list[dict[str, Any]]: ...
 

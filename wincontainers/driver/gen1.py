@@ -37,6 +37,11 @@ ERROR_BROKEN_PIPE = 0x8007006D
 _WAIT_SLICE = 1.0
 
 
+#: What TP3 users are told when they ask for Hyper-V isolation.
+HYPERV_ALTERNATIVE = ("TP3 has no Hyper-V containers (they came with Technical Preview 4): use process isolation "
+                      "(the default), or a Windows Server 2016 or later host for isolation=\"hyperv\"")
+
+
 def _unsupported(what: str, subject: str, alternative: str) -> errors.NotSupported:
     return errors.NotSupported(what, subject=subject, generation=1, alternative=alternative)
 
@@ -54,6 +59,8 @@ class Gen1Driver(VmcomputeLayers):
         return f"<Gen1Driver {self.binding.system_dir}>"
 
     def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> "Gen1System":
+        if spec.hyperv:
+            raise _unsupported("create", errors.subject_for("container", spec.id), HYPERV_ALTERNATIVE)
         config = attrs.evolve(documents.container_v1(spec), hv_partition=None, terminate_on_last_handle_closed=None)
         subject = errors.subject_for("container", spec.id)
         hr = run_with_timeout(lambda: self.vm.call("CreateComputeSystem", spec.id, config.dumps())[0], timeout,
@@ -61,7 +68,7 @@ class Gen1Driver(VmcomputeLayers):
         check("CreateComputeSystem", hr, subject=subject, ids=[spec.id])
         return Gen1System(self, spec.id)
 
-    def open_system(self, system_id: str) -> "Gen1System":
+    def open_system(self, system_id: str, *, hosted: bool = False) -> "Gen1System":
         # TP3 has no open call: the id is the handle. Existence shows on the first call.
         return Gen1System(self, system_id)
 

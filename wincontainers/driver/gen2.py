@@ -34,7 +34,8 @@ class Gen2Driver(VmcomputeLayers):
     """API generation 2; the layer calls of process isolation come from VmcomputeLayers."""
 
     generation = 2
-    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True)
+    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True,
+                                hyperv_routes=("vmcompute",))
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding, pass_parent_id=False)
@@ -46,7 +47,13 @@ class Gen2Driver(VmcomputeLayers):
     # -- compute systems --------------------------------------------------------------------
 
     def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> "Gen2System":
+        """A container from a schema v1 document: process isolation, or Hyper-V (HvPartition:
+        HCS makes the utility VM itself and ends it with the container)."""
         subject = errors.subject_for("container", spec.id)
+        if spec.hyperv and spec.hyperv_route not in (None, "vmcompute"):
+            raise errors.NotSupported("create", subject=subject, generation=self.generation,
+                                      alternative='Server 2016 makes Hyper-V containers through vmcompute: '
+                                                  'hyperv_route="vmcompute" (the default)')
         doc = documents.container_v1(spec).dumps()
         hr, handle, result = self.vm.call("HcsCreateComputeSystem", spec.id, doc, None)
         if failed(hr) and hr != PENDING:
@@ -66,7 +73,7 @@ class Gen2Driver(VmcomputeLayers):
                 raise
         return system
 
-    def open_system(self, system_id: str) -> "Gen2System":
+    def open_system(self, system_id: str, *, hosted: bool = False) -> "Gen2System":
         hr, handle, result = self.vm.call("HcsOpenComputeSystem", system_id)
         check("HcsOpenComputeSystem", hr, subject=errors.subject_for("container", system_id), ids=[system_id],
               result=result)

@@ -11,17 +11,29 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from wincontainers import errors
 from wincontainers._native.library import Binding, NativeDll, ProcessInformation
 from wincontainers.driver import documents
-from wincontainers.driver.base import Capabilities, LayerRef, ProcessSpec, SystemSpec, timeout_ms
+from wincontainers.driver.base import (
+    HYPERV_ROUTES,
+    Capabilities,
+    LayerRef,
+    ProcessSpec,
+    SystemRef,
+    SystemSpec,
+    timeout_ms,
+    utility_vm_id,
+)
 from wincontainers.driver.common import ALREADY_STOPPED, GONE, check, failed, parse_json
 from wincontainers.driver.events import REGISTRY, Notice, event_callback
 from wincontainers.driver.layers import VmcomputeLayers
 from wincontainers.driver.watched import WatchedProcess, WatchedSystem, close_stdio
 from wincontainers.schema import common
+
+if TYPE_CHECKING:
+    from wincontainers.driver.gen2 import Gen2Driver
 
 __all__ = ["Gen3Driver", "Gen3System", "Gen3Process", "Operation"]
 
@@ -30,6 +42,8 @@ HCS_E_OPERATION_TIMEOUT = 0x80370118
 HCS_E_OPERATION_PENDING = 0x80370117
 E_ACCESSDENIED = 0x80070005
 INVALID_STATE = 0x80370105
+#: the Hyper-V route when the caller names none (see create_system)
+HYPERV_DEFAULT = "vmcompute"
 
 
 class Operation:
@@ -96,13 +110,15 @@ class Gen3Driver(VmcomputeLayers):
     """API generation 3; the layer calls of process isolation come from VmcomputeLayers."""
 
     generation = 3
-    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True)
+    capabilities = Capabilities(lists_systems=True, reports_state=True, statistics=True,
+                                hyperv_routes=HYPERV_ROUTES)
 
     def __init__(self, binding: Binding) -> None:
         super().__init__(binding, pass_parent_id=False)
         self.cc = binding.computecore
         self.cs = binding.computestorage
         self.callback = event_callback()
+        self._v1: Optional["Gen2Driver"] = None
 
     def __repr__(self) -> str:
         return f"<Gen3Driver {self.binding.system_dir}>"
@@ -110,27 +126,63 @@ class Gen3Driver(VmcomputeLayers):
     def op(self) -> Operation:
         return Operation(self.cc)
 
-    def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> "Gen3System":
-        subject = errors.subject_for("container", spec.id)
-        doc = documents.container_v2(spec).dumps()
+    def create_system(self, spec: SystemSpec, timeout: Optional[float]) -> SystemRef:
+        """A process-isolated container (schema v2); a Hyper-V one through the route asked:
+        vmcompute's schema v1 ``HvPartition`` (the default: HCS makes and ends the VM with the
+        container, and networks attach as for process isolation, as Docker's own engine does on
+        Server 2019) or a utility VM of computecore's own (:mod:`~wincontainers.driver.hosted`,
+        containerd's way: the VM's memory and processors are explicit)."""
+        if spec.hyperv:
+            if (spec.hyperv_route or HYPERV_DEFAULT) == "computecore":
+                from wincontainers.driver.hosted import create_hosted
+
+                return create_hosted(self, spec, timeout)
+            return self._vmcompute().create_system(spec, timeout)
+        return self.create_plain(spec.id, documents.container_v2(spec).dumps(), timeout)
+
+    def _vmcompute(self) -> "Gen2Driver":
+        """vmcompute's gen2 driver, for the schema v1 route of Hyper-V isolation."""
+        if self._v1 is None:
+            from wincontainers.driver.gen2 import Gen2Driver
+
+            self._v1 = Gen2Driver(self.binding)
+        return self._v1
+
+    def create_plain(self, system_id: str, doc: str, timeout: Optional[float], *,
+                     kind: str = "container") -> "Gen3System":
+        """HcsCreateComputeSystem of one document, waited for; a system half made is ended."""
+        subject = errors.subject_for(kind, system_id)
         with self.op() as op:
-            hr, handle = self.cc.call("HcsCreateComputeSystem", spec.id, doc, op.handle, None)
+            hr, handle = self.cc.call("HcsCreateComputeSystem", system_id, doc, op.handle, None)
             if failed(hr):
                 if handle is not None:
                     self.cc.call("HcsCloseComputeSystem", handle)
-                raise op.failure("HcsCreateComputeSystem", hr, subject, [spec.id])
+                raise op.failure("HcsCreateComputeSystem", hr, subject, [system_id])
             try:
-                op.wait(timeout, "HcsCreateComputeSystem", subject, [spec.id])
+                op.wait(timeout, "HcsCreateComputeSystem", subject, [system_id])
             except BaseException:
                 if handle is not None:
                     _terminate_and_close(self, handle)
                 raise
-        return Gen3System(self, spec.id, handle, terminate_on_failure=True)
+        return Gen3System(self, system_id, handle, terminate_on_failure=True, kind=kind)
 
-    def open_system(self, system_id: str) -> "Gen3System":
+    def open_system(self, system_id: str, *, hosted: bool = False) -> SystemRef:
+        system = self._open(system_id, "container")
+        if not hosted:
+            return system
+        from wincontainers.driver.hosted import HostedSystem
+
+        try:
+            vm = self._open(utility_vm_id(system_id), "utility VM")
+        except BaseException:
+            system.close()
+            raise
+        return HostedSystem(system, vm)
+
+    def _open(self, system_id: str, kind: str) -> "Gen3System":
         hr, handle = self.cc.call("HcsOpenComputeSystem", system_id, GENERIC_ALL)
-        check("HcsOpenComputeSystem", hr, subject=errors.subject_for("container", system_id), ids=[system_id])
-        return Gen3System(self, system_id, handle)
+        check("HcsOpenComputeSystem", hr, subject=errors.subject_for(kind, system_id), ids=[system_id])
+        return Gen3System(self, system_id, handle, kind=kind)
 
     def list_systems(self, owner: Optional[str] = None) -> list[dict[str, Any]]:
         query = common.EnumerationQuery(owners=[owner] if owner else None).dumps()
@@ -179,11 +231,12 @@ def _terminate_and_close(driver: Gen3Driver, handle: Any) -> None:
 class Gen3System(WatchedSystem):
     """An open HCS_SYSTEM with its event callback."""
 
-    def __init__(self, driver: Gen3Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False) -> None:
+    def __init__(self, driver: Gen3Driver, system_id: str, handle: Any, *, terminate_on_failure: bool = False,
+                 kind: str = "container") -> None:
         self.driver = driver
         self.cc = driver.cc
         self.id = system_id
-        super().__init__(errors.subject_for("container", system_id))
+        super().__init__(errors.subject_for(kind, system_id))
         self._handle = handle
         self._lock = threading.RLock()
         self._processes: "weakref.WeakSet[Gen3Process]" = weakref.WeakSet()

@@ -141,11 +141,16 @@ def _reference_gen2_container() -> dict[str, Any]:
     raise AssertionError("hcs-api.md 6.1 has the gen2 container example")
 
 
+@pytest.mark.parametrize("profile", ["2016", "ws2019"])  # the vmcompute route (computecore's: below)
 def test_the_schema_v1_document_is_the_reference_with_the_hyperv_fields(
-        case: tuple[Host, SimulatedHost, str], tmp_path: Any) -> None:
-    host, sim, route = case
-    if route != "vmcompute":
-        pytest.skip("the schema v1 document belongs to the vmcompute route; computecore's is checked below")
+        profile: str, sim_roots: dict[str, SimulatedHost], tmp_path: Any) -> None:
+    sim = sim_roots[profile].start()
+    sim.hyperv(boot_delay=0.05)
+    with Host.open(sim=profile, root=sim.root) as host:
+        _check_v1_document(host, sim, tmp_path)
+
+
+def _check_v1_document(host: Host, sim: SimulatedHost, tmp_path: Any) -> None:
     reference = _reference_gen2_container()
     site = tmp_path / "site"
     site.mkdir()
@@ -407,3 +412,88 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- a crash between the VM and its container ----------------------------------------------------
+
+CREATOR = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from wincontainers import Host
+host = Host.open(sim="ws2019", root=sys.argv[2])
+print("creating", flush=True)
+host.containers.create("windowsservercore", name="hv-orphan", isolation="hyperv", hyperv_route="computecore")
+print("created", flush=True)
+"""
+
+
+def test_a_process_killed_mid_create_leaves_a_vm_the_owner_clean_up_stops(
+        sim_roots: dict[str, SimulatedHost]) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    sim = sim_roots["ws2019"].start()
+    sim.hyperv(boot_delay=0.05)
+    # the creator stalls on CombinedLayers (its 2nd modify of the VM), and is killed there
+    sim.inject("HcsModifyComputeSystem", None, delay=2.0, nth=2)
+    child = subprocess.Popen([sys.executable, "-c", CREATOR, str(ROOT), str(sim.root)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(s["kind"] == "VirtualMachine" and s["state"] == "Running" for s in sim.objects()["systems"]):
+            assert time.monotonic() < deadline and child.poll() is None, "the utility VM never ran"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()  # type: ignore[union-attr]
+    time.sleep(2.2)  # the stalled call ends in the daemon
+    sim.clear_faults()
+    host = Host.open(sim="ws2019", root=sim.root)
+    try:
+        (orphan,) = [s for s in _systems(sim) if s["kind"] == "VirtualMachine"]
+        assert orphan["id"].endswith("@vm") and not orphan["vm"]["hosted"]
+        record = host.containers.get("hv-orphan").record
+        assert orphan["id"] == f"{record.id}@vm"
+        assert host.containers.remove_orphans() == [orphan["id"]]
+        assert not _systems(sim) and host.containers.remove_orphans() == []
+        host.containers.get("hv-orphan").remove(force=True)  # the record the killed process left
+    finally:
+        host.close()
+    assert_clean(host, sim)
+
+
+# -- builds ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", ["hello", "multistage"])
+def test_each_example_builds_with_hyperv_run_steps_and_its_image_runs(
+        case: tuple[Host, SimulatedHost, str], example: str) -> None:
+    from wincontainers.build.builder import build
+    from wincontainers.container_types import default_command
+    from tests.conftest import ROOT
+
+    host, sim, route = case
+    sim.documents(clear=True)
+    try:  # a build's RUN steps take the host's default route; the image then runs on the case's
+        result = build(host, ROOT / "examples" / "dockerfiles" / example, tags=[f"hv-{example}:1"],
+                       output=lambda _t: None, isolation="hyperv")
+        assert result.containers_run >= 1
+        created = [e["documents"][0] for e in sim.documents() if e["function"] == "HcsCreateComputeSystem"]
+        assert created and all(d.get("HvPartition") is True for d in created if "SystemType" in d)
+        command = default_command(result.image.container_config)
+        done = host.containers.run(f"hv-{example}:1", command, isolation="hyperv", hyperv_route=route)
+        assert done.returncode == 0 and done.stdout.strip(), done
+        assert host.containers.run(f"hv-{example}:1", command).stdout == done.stdout  # and with process isolation
+    finally:
+        for image in host.images.list():
+            host.images.remove(image.id, force=True, prune=False)
+        host.images.cache_clear()
+        host.images.gc()
+    assert host.images.fsck().clean
+    assert_clean(host, sim)

@@ -126,6 +126,15 @@ class SelftestReport(RichDisplay):
         return "\n".join(lines)
 
 
+class _Skipped(Exception):
+    """A step that cannot run on this host: reported skipped, with why and what would make it run."""
+
+    def __init__(self, reason: str, hint: Optional[str] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
 @attrs.frozen
 class _Step:
     name: str
@@ -253,6 +262,35 @@ class _Selftest:
         self.done(f"container {c.name}")
         return f"{len(processes)} processes in top; stopped ({stopped.outcome}, {stopped.elapsed:.1f}s)"
 
+    def hyperv(self) -> str:
+        """A Hyper-V container: hello from its utility VM, its processes (the VM's PIDs), a stop."""
+        routes = self.host.driver.capabilities.hyperv_routes
+        if not routes:
+            raise _Skipped("this host's HCS has no Hyper-V containers (TP3)")
+        assert self.image is not None
+        try:
+            c = self.new_container("hyperv", self.image, isolation="hyperv")
+        except errors.HcsError as exc:
+            if exc.hresult in (0xC0370102, 0x80370102):  # HCS_E_HYPERV_NOT_INSTALLED
+                raise _Skipped("the Hyper-V role is not installed (HCS_E_HYPERV_NOT_INSTALLED)",
+                               hint=exc.hint or "Install-WindowsFeature Hyper-V, then reboot") from exc
+            raise
+        c.start(timeout=300)
+        out = c.run(f'cmd /S /C "echo {MARK}"', timeout=120)
+        if out.returncode != 0 or MARK.encode() not in out.stdout:
+            raise SelftestFailure(f"`cmd /S /C echo` in the Hyper-V container exited {out.returncode} and printed "
+                                  f"{out.stdout[-200:]!r}")
+        pinger = c.exec('cmd /S /C "ping -t localhost"')
+        processes = c.top()
+        if pinger.pid not in {p.pid for p in processes}:
+            raise SelftestFailure(f"top() does not list the process just started (PID {pinger.pid} in the VM)")
+        stopped = c.stop(timeout=30)
+        pinger.wait(30)
+        c.remove()
+        self.done(f"container {c.name}")
+        return (f"{c.record.hyperv_route}: echo ok, {len(processes)} processes in the utility VM; stopped "
+                f"({stopped.outcome}, {stopped.elapsed:.1f}s)")
+
     def layer(self) -> str:
         host = self.host
         assert self.image is not None
@@ -355,6 +393,7 @@ STEPS: tuple[_Step, ...] = (
     _Step("privileges", "elevation and layer privileges", ("dlls",), _Selftest.privileges),
     _Step("images", "base images", ("dlls",), _Selftest.images),
     _Step("container", "container create/start/exec/top/stop/remove", ("images",), _Selftest.container),
+    _Step("hyperv", "Hyper-V container: create/start/exec/top/stop/remove", ("container",), _Selftest.hyperv),
     _Step("layer", "export changes, import as a layer", ("privileges", "container"), _Selftest.layer),
     _Step("network", "NAT network with a port mapping", ("container",), _Selftest.network),
     _Step("build", "Dockerfile build and commit", ("privileges", "container"), _Selftest.build),
@@ -415,6 +454,9 @@ def _run_step(state: _Selftest, step: _Step, results: dict[str, StepResult], onl
     started = time.monotonic()
     try:
         detail = step.run(state)
+    except _Skipped as skipped:
+        return StepResult(step.name, step.title, SKIP, time.monotonic() - started, detail=skipped.reason,
+                          hint=skipped.hint)
     except errors.WincontainersError as exc:
         return StepResult(step.name, step.title, FAIL, time.monotonic() - started,
                           error=f"{type(exc).__name__}: {exc}", hint=getattr(exc, "hint", None))

@@ -61,6 +61,7 @@ from wincontainers.layers.checked import LayerRejected
 from wincontainers import aio
 
 if TYPE_CHECKING:
+    from wincontainers.container import Container
     from wincontainers.host import Host
 
 log = logging.getLogger("wincontainers.build")
@@ -492,9 +493,12 @@ class _Builder:
         try:
             # the step's container and layer are held by the build's lease
             lease = self._lease()
-            if workdir:
+            hyperv = container.record.isolation == "hyperv"
+            if workdir and not hyperv:
                 self.ensure_dir(container.record, workdir)
             container.start()
+            if workdir and hyperv:
+                self.ensure_dir_inside(container, workdir)
             try:
                 proc = container.exec(cmdline, env=env, workdir=workdir, user=user, stdin=stdin_data is not None,
                                       stdout_sink=sink, stderr_sink=sink)
@@ -531,19 +535,26 @@ class _Builder:
             container.close()
 
     def ensure_dir(self, record: ContainerRecord, windows_path: str) -> None:
-        """The RUN step's working folder, made in its container before it starts. A Hyper-V
-        container's disk is its utility VM's once it starts: it is mounted here only for this."""
+        """The RUN step's working folder, made in its (process-isolated) container's volume
+        before it starts."""
+        target = _inside(windows_path)
+        if str(target) != ".":
+            Volume(self.host.win32, self.host.driver.layer_mount_path(record.sandbox)).makedirs(target)
+
+    def ensure_dir_inside(self, container: "Container", windows_path: str) -> None:
+        """The same for a Hyper-V container, whose disk is its utility VM's: made from inside,
+        once it runs (``mkdir`` makes the folders on the way)."""
         target = _inside(windows_path)
         if str(target) == ".":
             return
-        if record.isolation != "hyperv":
-            Volume(self.host.win32, self.host.driver.layer_mount_path(record.sandbox)).makedirs(target)
-            return
-        mount = self.host.layers.mount(record.sandbox)
-        try:
-            Volume(self.host.win32, mount).makedirs(target)
-        finally:
-            self.host.layers.unmount(record.sandbox)
+        path = _windows(target)
+        if any(c in path for c in '"%^&|<>!') or any(ord(c) < 32 for c in path):
+            raise errors.BadInput(f"WORKDIR {windows_path!r}: a Hyper-V build cannot make a folder with "
+                                  f"such characters in its name")
+        made = container.run(f'cmd /S /C "if not exist "{path}\\" mkdir "{path}""', workdir="C:\\")
+        if made.returncode != 0:
+            raise errors.BadInput(f"WORKDIR {windows_path!r} could not be made in the container: "
+                                  f"{(made.stderr or made.stdout or b'').decode('utf-8', 'replace').strip()}")
 
     def copy_step(self, stage: _Stage, command: Copy, text: str, done: Mapping[int, _Stage]) -> None:
         workdir = (stage.config.get("config") or {}).get("WorkingDir")

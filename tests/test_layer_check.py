@@ -166,3 +166,26 @@ def test_findings_name_the_entry_print_paths_as_they_are_and_come_once(tmp_path)
     # one finding per path and rule
     doubled = check_layer(io.BytesIO(layer(_f("Files/./a/./b"))))
     assert [f.rule for f in doubled.findings].count("dot-component") == 1
+
+
+def test_utility_vm_rules_follow_the_parents(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A diff layer's utility VM needs a parent with one, and deletes only what that one has; a
+    base layer may link its utility VM to Files/ (hcsshim #115), a diff layer may not."""
+    from tests.hostile_layers import _d, _f, _hard, _wh, layer
+
+    plain = tmp_path / "plain"
+    (plain / "Files").mkdir(parents=True)
+    with_uvm = tmp_path / "with-uvm"
+    (with_uvm / "UtilityVM" / "Files" / "Windows").mkdir(parents=True)
+    (with_uvm / "UtilityVM" / "Files" / "Windows" / "old.dll").write_bytes(b"MZ")
+    changes = layer(_d("UtilityVM"), _d("UtilityVM/Files"), _d("UtilityVM/Files/Windows"),
+                    _wh("UtilityVM/Files/Windows/.wh.old.dll"), _wh("UtilityVM/Files/Windows/.wh.gone.dll"))
+    over_plain = check_layer(io.BytesIO(changes), parents=[plain])
+    assert "utilityvm-no-parent" in over_plain.rules() and not over_plain.ok
+    over_uvm = check_layer(io.BytesIO(changes), parents=[plain, with_uvm])  # the nearest with one counts
+    missing = [f for f in over_uvm.findings if f.rule == "utilityvm-whiteout-missing"]
+    assert [f.path for f in missing] == ["UtilityVM/Files/Windows/.wh.gone.dll"] and not over_uvm.ok
+    linked = layer(_f("Files/a.dll"), _d("UtilityVM"), _d("UtilityVM/Files"),
+                   _f("UtilityVM/Files/EFI.bcd"), _hard("UtilityVM/Files/a.dll", "Files/a.dll"), hives=False)
+    assert "hardlink-cross-namespace" not in check_layer(io.BytesIO(linked), base=True).rules()
+    assert "hardlink-cross-namespace" in check_layer(io.BytesIO(linked), base=False).rules()

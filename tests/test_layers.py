@@ -8,6 +8,7 @@ same metadata, and a second export must give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -179,6 +180,9 @@ def view(tar: bytes) -> dict[str, tuple[Any, ...]]:
     for name, (entry, data) in entries.items():
         if entry.kind is EntryKind.STREAM:
             continue  # compared as part of their file, whichever of its names carries them
+        if entry.kind is EntryKind.HARDLINK and entry.link_target not in entries:  # a link into a parent layer
+            out[name] = (entry.kind, b"", None, None, None, None, entry.link_target, [], frozenset({name}), set())
+            continue
         source, source_data = entries[entry.link_target] if entry.kind is EntryKind.HARDLINK else (entry, data)  # type: ignore[index]
         names = groups.get(name, {name})
         kind = EntryKind.FILE if entry.kind is EntryKind.HARDLINK else entry.kind
@@ -282,6 +286,98 @@ def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
         assert not problems, "\n".join(problems)
         if host.generation > 1:  # ProcessBaseImage/ProcessUtilityImage ran (TP3 has neither)
             assert (base.path / "Hives").is_dir() and (base.path / "UtilityVM" / "SystemTemplate.vhdx").is_file()
+    finally:
+        host.layers.destroy(base)
+
+
+def _uvm_base() -> bytes:
+    """base_layer() with a utility VM: the boot files, a BCD, a few system files."""
+    d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_000,
+             last_write_time=131_000_000_000_000_000, change_time=131_000_000_000_000_000, security=SDS[1])
+    files = [(e, data.read() if data is not None else None) for e, data in LayerReader(io.BytesIO(base_layer()))]
+    uvm: list[Entry] = [(LayerEntry(name, EntryKind.DIRECTORY, attributes=0x10, **d), None) for name in (
+        "UtilityVM", "UtilityVM/Files", "UtilityVM/Files/EFI", "UtilityVM/Files/EFI/Microsoft",
+        "UtilityVM/Files/EFI/Microsoft/Boot")]
+    uvm += [(LayerEntry(f"UtilityVM/Files/EFI/Microsoft/Boot/{n}", EntryKind.FILE, size=len(b), attributes=0x26, **d), b)
+            for n, b in (("BCD", b"regf bcd"), ("bootmgfw.efi", b"MZ boot"))]
+    uvm += [(LayerEntry(name, EntryKind.DIRECTORY, attributes=0x10, **d), None)
+            for name in ("UtilityVM/Files/Windows", "UtilityVM/Files/Windows/System32")]
+    uvm += [(LayerEntry(f"UtilityVM/Files/Windows/System32/{n}", EntryKind.FILE, size=len(b), attributes=0x20, **d), b)
+            for n, b in (("cmd.exe", b"MZ cmd 1"), ("keep.dll", b"MZ keep"), ("old.dll", b"MZ old"))]
+    return tar_of(files + uvm)
+
+
+def test_a_diff_layer_with_utility_vm_changes_round_trips(host: Host) -> None:
+    """hcsshim's way: the parent's utility VM is cloned (links), the tar's changes applied; the
+    export gives back exactly those changes, and the parent's files are untouched."""
+    base = host.layers.import_tar(io.BytesIO(_uvm_base()))
+    d = dict(creation_time=132_000_000_000_000_000, last_access_time=132_000_000_000_000_001,
+             last_write_time=132_000_000_000_000_002, change_time=132_000_000_000_000_003, security=SDS[2])
+    same = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_000,
+                last_write_time=131_000_000_000_000_000, change_time=131_000_000_000_000_000, security=SDS[1])
+    diff = tar_of([
+        (LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("Files/app.txt", EntryKind.FILE, size=3, attributes=0x20, **d), b"app"),
+        (LayerEntry("UtilityVM", EntryKind.DIRECTORY, attributes=0x10, **same), None),
+        (LayerEntry("UtilityVM/Files", EntryKind.DIRECTORY, attributes=0x10, **same), None),
+        (LayerEntry("UtilityVM/Files/Windows", EntryKind.DIRECTORY, attributes=0x10, **same), None),
+        (LayerEntry("UtilityVM/Files/Windows/System32", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files/Windows/System32/.wh.old.dll", EntryKind.WHITEOUT), None),
+        (LayerEntry("UtilityVM/Files/Windows/System32/added.dll", EntryKind.FILE, size=5, attributes=0x20, **d),
+         b"added"),
+        (LayerEntry("UtilityVM/Files/Windows/System32/added.dll:Zone.Identifier", EntryKind.STREAM, size=3,
+                    last_access_time=d["last_access_time"], last_write_time=d["last_write_time"],
+                    change_time=d["change_time"]), b"z=3"),
+        (LayerEntry("UtilityVM/Files/Windows/System32/cmd.exe", EntryKind.FILE, size=8, attributes=0x20, **d),
+         b"MZ cmd 2"),
+        (LayerEntry("UtilityVM/Files/Windows/System32/link.dll", EntryKind.HARDLINK, attributes=0x20,
+                    link_target="UtilityVM/Files/Windows/System32/keep.dll",
+                    **{k: v for k, v in same.items() if k != "security"}), None),
+    ])
+    report = check_layer(io.BytesIO(diff), parents=[base.path])
+    assert report.ok, report.summary()
+    layer = host.layers.import_tar(io.BytesIO(diff), parents=[base])
+    try:
+        system32 = layer.path / "UtilityVM" / "Files" / "Windows" / "System32"
+        assert (system32 / "cmd.exe").read_bytes() == b"MZ cmd 2" and not (system32 / "old.dll").exists()
+        parent32 = base.path / "UtilityVM" / "Files" / "Windows" / "System32"
+        assert (parent32 / "cmd.exe").read_bytes() == b"MZ cmd 1" and (parent32 / "old.dll").exists()  # untouched
+        assert (system32 / "keep.dll").stat().st_ino == (parent32 / "keep.dll").stat().st_ino  # cloned as a link
+        boot = layer.path / "UtilityVM" / "Files" / "EFI" / "Microsoft" / "Boot"
+        assert (boot / "BCD").stat().st_ino != (base.path / "UtilityVM/Files/EFI/Microsoft/Boot/BCD").stat().st_ino
+        if host.generation > 1:
+            assert (layer.path / "UtilityVM" / "SystemTemplate.vhdx").is_file()  # ProcessUtilityImage ran
+        out = io.BytesIO()
+        host.layers.export_tar(layer, out)
+        problems = _diff(view(as_exported(diff)), view(out.getvalue()))
+        assert not problems, "\n".join(problems)
+        with host.containers.create([str(layer.path), str(base.path)], isolation="hyperv") if host.generation > 1 \
+                else contextlib.nullcontext() as c:  # its own utility VM boots Hyper-V containers of it
+            if c is not None:
+                assert c.record.utility_vm == str(layer.path / "UtilityVM")
+                c.remove(force=True)
+    finally:
+        host.layers.destroy(layer)
+        host.layers.destroy(base)
+    assert layers_left(host) == []
+
+
+def test_a_utility_vm_change_without_a_parent_utility_vm_is_refused(host: Host) -> None:
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    d = dict(last_write_time=132_000_000_000_000_002)
+    diff = tar_of([
+        (LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+        (LayerEntry("UtilityVM/Files/x.dll", EntryKind.FILE, size=1, attributes=0x20, **d), b"x"),
+    ])
+    try:
+        report = check_layer(io.BytesIO(diff), parents=[base.path])
+        assert "utilityvm-no-parent" in report.rules() and not report.ok
+        with pytest.raises(LayerRejected) as info:
+            host.layers.import_tar(io.BytesIO(diff), parents=[base])
+        assert "UtilityVM" in str(info.value)
+        assert layers_left(host) == [base.id]
     finally:
         host.layers.destroy(base)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -67,7 +68,7 @@ RULES: Mapping[str, tuple[str, str]] = {
     "invalid-utf8": (ERROR, "the name is not valid UTF-8, so it has no Windows name; rename it before creating the layer"),
     "invalid-utf16": (WARNING, "the name holds an unpaired UTF-16 surrogate (often from $Recycle.Bin): wincontainers imports and exports it exactly (as WTF-8), but Docker, containerd and hcsshim turn it into U+FFFD; rename the file if the image must work with them"),
     "hardlink-escape": (ERROR, "a hard link target must be a valid path inside this layer's Files/ (or UtilityVM/Files/)"),
-    "hardlink-cross-namespace": (ERROR, "hard links may only connect Files/ to Files/ (or UtilityVM/Files/ to UtilityVM/Files/)"),
+    "hardlink-cross-namespace": (ERROR, "hard links may only connect Files/ to Files/ (or UtilityVM/Files/ to UtilityVM/Files/; a base layer may also link the two)"),
     "hardlink-missing-target": (ERROR, "the link target is neither earlier in this tar nor in a parent layer; import the parent layers first or include the file"),
     "hardlink-into-parent": (WARNING, "the link target is not in this tar: it must exist in a parent layer (Windows update layers do this); import with the right parents"),
     "hardlink-to-link": (ERROR, "a hard link target must be a regular file, not a directory or a link"),
@@ -92,6 +93,10 @@ RULES: Mapping[str, tuple[str, str]] = {
     "attribute-mismatch": (WARNING, "the file attributes disagree with the entry type (e.g. a file marked as directory)"),
     "missing-hives": (WARNING, "a diff layer normally has a Hives/ folder; layers from other tools may lack it"),
     "hives-in-base": (WARNING, "a base layer's hives are rebuilt from Files/Windows/System32/config on import; Hives/ may make the import fail"),
+    "utilityvm-no-parent": (ERROR, "a diff layer's utility VM changes apply to a copy of its parent's, and no parent layer has one; import it over the layers it was made on"),
+    "utilityvm-whiteout-missing": (ERROR, "a deletion in a utility VM must name a file of the parent's utility VM (hcsshim refuses it otherwise); drop the .wh. entry"),
+    "utilityvm-bcd": (WARNING, "a utility VM needs UtilityVM/Files/EFI/Microsoft/Boot/BCD (a registry hive): ProcessUtilityImage updates it, and Hyper-V isolation cannot boot without it"),
+    "utilityvm-order": (WARNING, "Files/ and Hives/ come before UtilityVM/ in a Windows layer tar (Docker and hcsshim write them so; some importers depend on it)"),
 }
 
 #: what reading a layer tar raises when the tar is malformed (LayerChecker.read_failed)
@@ -280,6 +285,8 @@ class LayerChecker:
         self._previous_file: Optional[str] = None
         self._has_hives = False
         self._has_system_hive = False
+        self._utility_vm = False  # an entry under UtilityVM was seen
+        self._has_bcd = False
         self._reported: set[tuple[str, str]] = set()
         self._last_name: Optional[str] = None
         #: security descriptor bytes -> what is wrong with them ("" nothing): a layer's files
@@ -361,11 +368,34 @@ class LayerChecker:
                 self.add(name, "hives-layout", "not a registry delta directly under Hives/")
         if name.lower() == "files/windows/system32/config/system":
             self._has_system_hive = True
+        self._check_utility_vm(entry)
         lower = name.lower()
         if lower.startswith("files/$recycle.bin"):
             self.add(name, "recycle-bin", "entry in the recycle bin")
         if lower.startswith("files/system volume information"):
             self.add(name, "system-folder", "volume metadata folder")
+
+    def _check_utility_vm(self, entry: LayerEntry) -> None:
+        """What a utility VM in a layer must be: after Files/ and Hives/; in a diff layer, over a
+        parent that has one (each layer that changes it holds it whole); a BCD in a whole one."""
+        name = entry.name
+        if name == "UtilityVM" or name.startswith("UtilityVM/"):
+            if not self._utility_vm and self.base is False and self.parents and not self._parent_uvm():
+                self.add(name, "utilityvm-no-parent", "no parent layer has a UtilityVM/Files folder")
+            self._utility_vm = True
+            if name.lower() == "utilityvm/files/efi/microsoft/boot/bcd" and entry.kind is EntryKind.FILE:
+                self._has_bcd = True
+            if entry.kind is EntryKind.WHITEOUT and self.parents:
+                uvm = self._parent_uvm()
+                target = entry.whiteout_target
+                if uvm is not None and not os.path.lexists(uvm.joinpath(*target.split("/"))):
+                    self.add(name, "utilityvm-whiteout-missing", f"the parent's utility VM has no {shown(target)}")
+        elif self._utility_vm and (name.startswith("Files/") or name in ("Files", "Hives") or name.startswith("Hives/")):
+            self.add(name, "utilityvm-order", "after an UtilityVM/ entry")
+
+    def _parent_uvm(self) -> Optional[Path]:
+        """The nearest parent layer with a utility VM (its folder), as the import clones it."""
+        return next((p for p in self.parents if (p / "UtilityVM" / "Files").is_dir()), None)
 
     def _check_placement(self, entry: LayerEntry) -> None:
         name = entry.name
@@ -431,9 +461,11 @@ class LayerChecker:
             reasons = "; ".join(m for _, m in bad) or "it is outside Files/"
             self.add(name, "hardlink-escape", f"link target {shown(target)}: {reasons}")
             return
-        if target.split("/", 1)[0] != name.split("/", 1)[0] or (
+        both_files = {target.split("/", 1)[0], name.split("/", 1)[0]} <= {"Files", "UtilityVM"} and all(
+            p.startswith(("Files/", "UtilityVM/Files/")) for p in (target, name))
+        if (target.split("/", 1)[0] != name.split("/", 1)[0] or (
             target.startswith("UtilityVM/") != name.startswith("UtilityVM/")
-        ):
+        )) and not (self.base and both_files):  # a base layer may link its utility VM to Files (hcsshim #115)
             self.add(name, "hardlink-cross-namespace", f"{shown(name)} and {shown(target)} are in different namespaces")
             return
         kind = self._seen.get(target)
@@ -521,6 +553,8 @@ class LayerChecker:
             self.add("Hives", "missing-hives", "the diff layer has no Hives/ entry")
         if self.base and self._has_hives:
             self.add("Hives", "hives-in-base", "a base layer with Hives/")
+        if self._utility_vm and not self._has_bcd and (self.base or self.layer_kind == "base"):
+            self.add("UtilityVM/Files/EFI/Microsoft/Boot/BCD", "utilityvm-bcd", "the utility VM has no BCD")
 
     @property
     def layer_kind(self) -> str:

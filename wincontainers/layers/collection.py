@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -36,13 +37,14 @@ from wincontainers.statefiles import StateFiles, read_optional_json
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import DEFAULT_LIMITS, LayerReader, LayerWriter, TarLimits
 from wincontainers.layerfile.codec import open_source
-from wincontainers.layerfile.entry import EntryKind
+from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.rollback import Rollback
 from wincontainers import aio
 from wincontainers.progress import ProgressLike, check_progress, operation_progress, progress_for
 from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
+from wincontainers.layers.utility_vm import UVM, UtilityVmWriter, parent_utility_vm, utility_vm_changes
 
 if TYPE_CHECKING:
     from wincontainers._native.win32 import Win32
@@ -317,32 +319,40 @@ class LayerCollection(RichDisplay):
         return path
 
     def _import_diff(self, entries: CheckedEntries, target: Path, parents: Sequence[LayerRef]) -> int:
+        """Files and Hives through vmcompute's transport folder; a utility VM (a clone of the
+        parent's with the tar's changes, :mod:`~wincontainers.layers.utility_vm`) in a staging
+        folder of its own, moved into the layer after ImportLayer and prepared there."""
         staging = self._staging("import")
         size = 0
         parent_folders = [LayerFolder(self.win32, p.path) for p in parents]
+        uvm_staging = staging / "uvm"
+        uvm: Optional[UtilityVmWriter] = None
         try:
-            writer = TransportWriter(LayerFolder(self.win32, staging))
-            utility_vm = False
+            writer = TransportWriter(LayerFolder(self.win32, staging / "transport", create=True))
             try:
                 for entry, data in entries:
                     if entry.name.startswith("UtilityVM"):
-                        utility_vm = True  # refused once the whole tar is checked (its report comes first)
-                        continue
-                    writer.add(entry, data)
+                        if uvm is None:
+                            uvm = UtilityVmWriter(LayerFolder(self.win32, uvm_staging, create=True),
+                                                  parent_utility_vm(parent_folders), target.name)
+                        uvm.add(entry, data)
+                    else:
+                        writer.add(entry, data)
                     if entry.kind is EntryKind.FILE:
                         size += entry.size
-                if utility_vm:
-                    raise errors.NotSupported(
-                        "import", subject=errors.subject_for("layer", target.name),
-                        message="UtilityVM content in a diff layer (Hyper-V isolation) is not supported yet",
-                        hint="import it as part of a base layer",
-                    )
                 pending = writer.close(parent_folders)
+                if uvm is not None:
+                    uvm.close()
             except BaseException:
                 writer.abort()
+                if uvm is not None:
+                    uvm.abort()
                 raise
-            self.driver.import_layer(str(target), str(staging), parents)
+            self.driver.import_layer(str(target), str(staging / "transport"), parents)
             self._apply_pending(LayerFolder(self.win32, target), pending, writer.added, parent_folders)
+            if uvm is not None:
+                self.win32.move(win32.long_path(uvm_staging / UVM), win32.long_path(target / UVM))
+                self.driver.process_utility_image(str(target / UVM))
         finally:
             self._remove_quietly(staging)
         return size
@@ -405,7 +415,8 @@ class LayerCollection(RichDisplay):
                 out = partial if partial is not None else dest
                 with LayerWriter(out, compression=compression, progress=callback) as writer:
                     # the export folder is ours alone: each file goes as it is read
-                    for entry, data in read_tree(folder, transport=transport, consume=transport):
+                    for entry, data in itertools.chain(read_tree(folder, transport=transport, consume=transport),
+                                                       self._utility_vm_changes(found)):
                         if REPARSE_EXTENSION in entry.pax_extra:
                             refused.append(entry.name)
                             if unsupported_reparse != "keep":
@@ -423,6 +434,14 @@ class LayerCollection(RichDisplay):
         finally:
             if partial is not None and partial.exists():
                 partial.unlink()
+
+    def _utility_vm_changes(self, layer: Layer) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+        """A diff layer's utility VM, as what differs from its parent's (a base layer's is in
+        its tree already; a sandbox never has one)."""
+        if layer.kind != "diff":
+            return iter(())
+        parents = [LayerFolder(self.win32, p) for p in layer.parents]
+        return utility_vm_changes(LayerFolder(self.win32, layer.path), parent_utility_vm(parents))
 
     @contextlib.contextmanager
     def _exported_tree(self, layer: Layer) -> Iterator[tuple[LayerFolder, bool]]:

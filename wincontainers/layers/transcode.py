@@ -2,9 +2,10 @@
 
 - :class:`TransportWriter` writes a diff layer's entries into vmcompute's import folder (the
   legacy transport format: ``Files\\<path>`` = 4-byte attributes + Win32 backup stream,
-  ``<dir>.$wcidirs$`` for directories, ``Hives\\`` raw). Hard links, deletions, directory times
-  and UtilityVM content are applied after ImportLayer (:class:`PendingWork`), as hcsshim does:
-  vmcompute never sees a tombstones.txt from a tar (CVE-2018-8115).
+  ``<dir>.$wcidirs$`` for directories, ``Hives\\`` raw). Hard links, deletions and directory
+  times are applied after ImportLayer (:class:`PendingWork`), as hcsshim does: vmcompute never
+  sees a tombstones.txt from a tar (CVE-2018-8115). UtilityVM content goes elsewhere
+  (:mod:`wincontainers.layers.utility_vm`).
 - :class:`BaseLayerWriter` writes a base layer's entries straight into the layer folder with
   backup semantics (then ProcessBaseImage makes its hives).
 - :func:`read_tree` turns an export folder (or a base layer folder) back into entries, in a
@@ -36,7 +37,7 @@ from wincontainers.layerfile.reparse import (
 )
 from wincontainers.layerfile.validate import REPARSE_EXTENSION
 
-__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "WCIDIRS", "ZERO_TIMES"]
+__all__ = ["TransportWriter", "BaseLayerWriter", "PendingWork", "read_tree", "entries_of", "WCIDIRS", "ZERO_TIMES"]
 
 WCIDIRS = ".$wcidirs$"
 ZERO_TIMES: Times = (None, None, None, None)
@@ -209,6 +210,10 @@ class BaseLayerWriter:
             self._current = None
             writer.finish(times, attributes)
 
+    def flush(self) -> None:
+        """Finish the entry being written (its streams are done)."""
+        self._finish()
+
     def add(self, entry: LayerEntry, data: Optional[Readable]) -> None:
         if entry.kind is EntryKind.STREAM:
             if self._current is None or self._current[0] != entry.stream_owner:
@@ -379,6 +384,24 @@ def read_tree(folder: LayerFolder, *, transport: bool, consume: bool = False, st
         finally:
             read.stream.close()
         yield from walk("UtilityVM/Files", None)
+
+
+def entries_of(folder: LayerFolder, rel: str, *, recurse: bool = False,
+               first_names: Optional[dict[tuple[int, int], str]] = None,
+               ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
+    """``rel`` of a layer folder as tar entries (its streams after it; a second name of a file
+    in ``first_names`` as a hard link to the first), and with ``recurse`` what is below it
+    (never through a reparse point)."""
+    names = {} if first_names is None else first_names
+    read = folder.read_entry(rel)
+    try:
+        yield from _with_hardlinks(rel, read.directory, read.file_id, read.links, names,
+                                   _entries_from_backup(rel, read.attributes, read.times, read.stream, read.directory))
+    finally:
+        read.stream.close()
+    if recurse and read.directory and not read.attributes & win32.FILE_ATTRIBUTE_REPARSE_POINT:
+        for child in folder.entries(rel):
+            yield from entries_of(folder, f"{rel}/{child.name}", recurse=True, first_names=names)
 
 
 def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: dict[tuple[int, int], str],

@@ -217,8 +217,8 @@ def listing(root: Path) -> list[tuple[str, int]]:
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = os.path.join(folder, name)
-            if name == "daemon.log" or "sock" in name or name.endswith((".db-wal", ".db-shm")):
-                continue  # the simulator's own log, socket and metadata journal
+            if name == "daemon.log" or "sock" in name or name.endswith((".db", ".db-wal", ".db-shm")):
+                continue  # the simulator's own log, socket and metadata store (its pages move on checkpoints)
             out.append((os.path.relpath(path, root), os.lstat(path).st_size if name in files else -1))
     return sorted(out)
 

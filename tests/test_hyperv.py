@@ -497,3 +497,62 @@ def test_each_example_builds_with_hyperv_run_steps_and_its_image_runs(
         host.images.gc()
     assert host.images.fsck().clean
     assert_clean(host, sim)
+
+
+# -- the sandbox's size, and commit -----------------------------------------------------------------
+
+
+def test_a_larger_sandbox_is_asked_with_expand_sandbox_size(case: tuple[Host, SimulatedHost, str]) -> None:
+    host, sim, route = case
+    sim.calls(clear=True)
+    size = 50 * 1024 ** 3
+    with host.containers.create("windowsservercore", isolation="hyperv", hyperv_route=route,
+                                storage_size=size) as c:
+        calls = sim.calls()
+        assert calls.index("ExpandSandboxSize") == calls.index("CreateSandboxLayer") + 1
+        meta = json.loads((sim.root / "wincontainers" / "layers" / c.id / "wcsim-sandbox.json").read_text())
+        assert meta["size"] == size and c.record.storage_size == size
+        c.remove(force=True)
+    done = cli("run", "--rm", "--storage-opt", "size=30g", "--isolation", "hyperv", "windowsservercore", "cmd", "/S",
+               "/C", "echo sized", sim=sim)
+    assert done.returncode == 0 and done.stdout == b"sized\r\n", done.stderr
+    bad = cli("run", "--rm", "--storage-opt", "quota=1", "windowsservercore", "cmd", sim=sim)
+    assert bad.returncode == 125 and b"only size=SIZE" in bad.stderr
+    assert_clean(host, sim)
+
+
+def test_tp3_cannot_grow_a_sandbox(sim_roots: dict[str, SimulatedHost]) -> None:
+    sim = sim_roots["tp3"].start()
+    with Host.open(sim="tp3", root=sim.root) as host:
+        with pytest.raises(errors.NotSupported, match="API generation 1"):
+            host.containers.create("windowsservercore", storage_size=50 * 1024 ** 3)
+        assert list(host.records.all()) == [] and not [p for p in host.layers_root.iterdir()]
+
+
+def test_a_running_hyperv_container_is_committed_with_stop_and_restarted(
+        case: tuple[Host, SimulatedHost, str]) -> None:
+    """commit keeps nothing of the isolation (an image has no such field): a Hyper-V container is
+    stopped (its VM lets go of the disk), committed, and started again in a utility VM."""
+    from wincontainers.build.commits import commit
+
+    host, sim, route = case
+    c = host.containers.create("windowsservercore", "cmd /c ping -n 300 127.0.0.1", isolation="hyperv",
+                               hyperv_route=route)
+    try:
+        c.start(detach=True)
+        assert c.exec('cmd /S /C "echo kept> C:\\\\kept.txt"').wait(30) == 0
+        with pytest.raises(errors.InvalidState):
+            commit(c, "hv/commit:1")
+        image = commit(c, "hv/commit:1", stop=True, restart=True)
+        assert c.status == "running" and c.record.isolation == "hyperv"
+        assert [s for s in _systems(sim) if s["id"] == c.id][0]["hyperv"] is True
+        done = host.containers.run("hv/commit:1", 'cmd /S /C "type C:\\\\kept.txt"', isolation="hyperv",
+                                   hyperv_route=route)
+        assert done.stdout == b"kept\r\n" and image.id
+    finally:
+        c.remove(force=True)
+        c.close()
+        for image in host.images.list():
+            host.images.remove(image.id, force=True, prune=False)
+        host.images.gc()
+    assert_clean(host, sim)

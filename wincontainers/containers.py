@@ -94,6 +94,7 @@ class ContainerCollection(RichDisplay):
         auto_remove: bool = False,
         isolation: Optional[str] = None,
         hyperv_route: Optional[str] = None,
+        storage_size: Optional[int] = None,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> Container:
         """Create a container from an image (``"windowsservercore"``, a store image, or a list of
@@ -128,6 +129,9 @@ class ContainerCollection(RichDisplay):
         inside the VM. ``hyperv_route`` picks how (1809+ hosts offer both): ``"vmcompute"``
         (the default; HCS makes the VM with the container, networks attach as for process
         isolation) or ``"computecore"`` (a VM of the library's own, hcsshim's way; no networks yet).
+
+        ``storage_size``: the container's C: grows to at least this many bytes (ExpandSandboxSize,
+        Docker's ``--storage-opt size=``; Server 2016 and later).
         """
         check_timeout(timeout)
         check_timeout(stop_timeout, "stop_timeout")
@@ -142,7 +146,7 @@ class ContainerCollection(RichDisplay):
             raise errors.BadInput("hostname must be 1-63 characters")
         if workdir is not None and (not isinstance(workdir, str) or not workdir):
             raise errors.BadInput("workdir must be a non-empty string")
-        for value, what in ((memory_mb, "memory_mb"), (cpu_count, "cpu_count")):
+        for value, what in ((memory_mb, "memory_mb"), (cpu_count, "cpu_count"), (storage_size, "storage_size")):
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise errors.BadInput(f"{what} must be a positive integer")
         mapped = mapped_directories(volumes)
@@ -173,7 +177,7 @@ class ContainerCollection(RichDisplay):
             records.reserve_name(name, container_id)
             undo.add(f"the name {name!r}", lambda: records.release_name(name, container_id))
             layers = self.host.layers
-            sandbox = layers.create_sandbox(parents, layer_id=container_id).path
+            sandbox = layers.create_sandbox(parents, layer_id=container_id, size=storage_size).path
             undo.add(f"the sandbox {sandbox}", lambda: layers.remove_sandbox(sandbox))
             mount = ""  # Hyper-V: the sandbox's disk is attached to the utility VM, not mounted here
             if route is None:
@@ -195,7 +199,7 @@ class ContainerCollection(RichDisplay):
                 network=plan.to_record() if plan is not None else {},
                 restart_policy=str(policy), log_options=logging_options.to_json(), open_stdin=bool(stdin_open),
                 stop_timeout=stop_timeout, auto_remove=bool(auto_remove),
-                isolation=isolation, hyperv_route=route, utility_vm=utility_vm,
+                isolation=isolation, hyperv_route=route, utility_vm=utility_vm, storage_size=storage_size,
             )
             records.save(record)
             undo.add(f"the container record {container_id[:12]}", lambda: records.delete(record))

@@ -83,6 +83,7 @@ class ContainerRecord:
     isolation: str = "process"  # or "hyperv": in a utility VM
     hyperv_route: Optional[str] = None  # "vmcompute" | "computecore" (driver.base.HYPERV_ROUTES)
     utility_vm: Optional[str] = None  # the UtilityVM folder its VM boots from
+    storage_size: Optional[int] = None  # bytes its sandbox volume was grown to (--storage-opt size=)
 
     @property
     def hosted(self) -> bool:

@@ -50,6 +50,8 @@ def add_create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", choices=("default", "process", "hyperv"), default="default",
                         help="process (the default) or hyperv: in a utility VM (runs images of another Windows "
                              "build; Server 2016 and later)")
+    parser.add_argument("--storage-opt", action="append", default=[], metavar="size=SIZE",
+                        help="size=20g: the container's C: grows to at least this size (Server 2016 and later)")
     parser.add_argument("--hyperv-route", choices=("vmcompute", "computecore"), default=None,
                         help="how a Hyper-V container is made on 1809+: vmcompute (the default, HCS makes the VM) "
                              "or computecore (a utility VM of its own)")
@@ -166,4 +168,22 @@ def create_options(args: argparse.Namespace, environ: Optional[dict[str, str]] =
         "log_options": list(args.log_opt), "stdin_open": args.interactive, "stop_timeout": args.stop_timeout,
         "entrypoint": args.entrypoint,
         "isolation": None if args.isolation == "default" else args.isolation, "hyperv_route": args.hyperv_route,
+        "storage_size": parse_storage_opts(args.storage_opt),
     }
+
+
+def parse_storage_opts(items: list[str]) -> Optional[int]:
+    """``--storage-opt size=20g`` -> bytes; the only option Windows containers take."""
+    size = None
+    for item in items:
+        key, _, value = item.partition("=")
+        if key.strip().lower() != "size" or not value:
+            raise errors.BadInput(f"--storage-opt {item!r}: only size=SIZE (e.g. size=50g) is supported")
+        m = _MEMORY.match(value.strip())
+        if m is None:
+            raise errors.BadInput(f"--storage-opt {item!r}: a size such as 20g or 512m")
+        size = math.ceil(float(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20,
+                                              "g": 1 << 30}[m.group(2).lower()])
+        if size < 1 << 20:
+            raise errors.BadInput(f"--storage-opt {item!r}: at least 1m")
+    return size

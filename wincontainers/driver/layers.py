@@ -65,6 +65,14 @@ class VmcomputeLayers:
         hr = self.vm.call("CreateSandboxLayer", self._info, path, parent_id, descs, n)[0]
         check("CreateSandboxLayer", hr, subject=self._subject(path), ids=[path, *(p.path for p in parents)])
 
+    def expand_sandbox(self, path: str, size: int) -> None:
+        """ExpandSandboxSize (Server 2016 and later): the sandbox's volume grows to at least ``size``."""
+        if not self.vm.has("ExpandSandboxSize"):
+            raise errors.NotSupported("ExpandSandboxSize", subject=self._subject(path), generation=self.binding.generation,
+                                      alternative="TP3 sandboxes have the size HCS gives them: leave the size out")
+        hr = self.vm.call("ExpandSandboxSize", self._info, path, size)[0]
+        check("ExpandSandboxSize", hr, subject=self._subject(path), ids=[path])
+
     def activate_layer(self, path: str) -> None:
         check("ActivateLayer", self.vm.call("ActivateLayer", self._info, path)[0], subject=self._subject(path),
               ids=[path])

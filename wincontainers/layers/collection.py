@@ -504,10 +504,13 @@ class LayerCollection(RichDisplay):
     # -- sandboxes and mounting ------------------------------------------------------------------
 
     def create_sandbox(self, parents: Sequence[Union[LayerLike, LayerRef]], *, layer_id: Optional[str] = None,
-                       on_folder: Optional[Callable[[Path], None]] = None) -> Layer:
+                       on_folder: Optional[Callable[[Path], None]] = None, size: Optional[int] = None) -> Layer:
         """A new read-write (scratch) layer over ``parents`` (nearest first), named ``layer_id``
         (a container's sandbox has the container's id) or a new id. ``on_folder`` is told its
-        path before it is created."""
+        path before it is created. ``size``: its volume grows to at least that many bytes
+        (ExpandSandboxSize; Docker's ``--storage-opt size=``)."""
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+            raise errors.BadInput("a sandbox size is a positive number of bytes")
         layer_id = layer_id or secrets.token_hex(32)
         with errors.during(f"creating sandbox layer {layer_id[:12]}"):
             refs = self._refs(parents)
@@ -518,6 +521,8 @@ class LayerCollection(RichDisplay):
                 on_folder(path)
             self.driver.create_sandbox(str(path), refs)
         try:
+            if size is not None:
+                self.driver.expand_sandbox(str(path), size)
             LayerFolder(self.win32, path).write_bytes(
                 "layerchain.json", json.dumps([r.path for r in refs], separators=(",", ":")).encode())
         except BaseException:

@@ -337,20 +337,38 @@ def other_build_base(build: int) -> bytes:
 
 
 def test_an_image_of_another_build_needs_hyperv(case: tuple[Host, SimulatedHost, str]) -> None:
+    """A store image whose os.version is another build: refused with process isolation (the
+    hint names --isolation hyperv), run in a utility VM, through the API and the CLI."""
+    from wincontainers.images.config import derive_config, empty_config
+
     host, sim, route = case
     other = 10586 if host.generation == 2 else 14393
-    base = host.layers.import_tar(io.BytesIO(other_build_base(other)))
+    store = host.images
+    tar = store.new_temp_file(".tar")
+    tar.write_bytes(other_build_base(other))
+    with store.lease() as lease:
+        layer = store.add_layer(tar, None, lease=lease)
+        config = derive_config(empty_config(f"10.0.{other}.1"), diff_id=layer.diff_id, created_by="older base")
+        image = store.add(config, [layer], tags=[f"older:{other}"])
     try:
+        assert image.os_version == f"10.0.{other}.1"
         with pytest.raises(errors.HcsError) as info:
-            host.containers.create([str(base.path)])
+            host.containers.create(f"older:{other}")
         assert info.value.hresult_name in ("ERROR_VMCOMPUTE_IMAGE_MISMATCH", "HCS_E_IMAGE_MISMATCH")
         assert "--isolation hyperv" in str(info.value) and 'isolation="hyperv"' in str(info.value)
         assert list(host.records.all()) == [] and not _systems(sim)
-        result = host.containers.run([str(base.path)], 'cmd /S /C "echo hello"', isolation="hyperv",
+        result = host.containers.run(f"older:{other}", 'cmd /S /C "echo hello"', isolation="hyperv",
                                      hyperv_route=route)
         assert result.returncode == 0 and result.stdout == b"hello\r\n"
+        refused = cli("run", "--rm", f"older:{other}", "cmd", "/S", "/C", "echo hello", sim=sim)
+        assert refused.returncode == 125 and b"--isolation hyperv" in refused.stderr
+        extra = ["--hyperv-route", route] if route != "vmcompute" else []
+        done = cli("run", "--rm", "--isolation", "hyperv", *extra, f"older:{other}", "cmd", "/S", "/C", "echo hello",
+                   sim=sim)
+        assert done.returncode == 0 and done.stdout == b"hello\r\n", done.stderr
     finally:
-        host.layers.destroy(base, force=True)
+        store.remove(image.id, force=True, prune=False)
+        store.gc()
     assert_clean(host, sim)
 
 

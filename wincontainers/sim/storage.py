@@ -334,17 +334,24 @@ class Storage:
         return images
 
 
-def _write_base_image(folder: Path, name: str, version: str) -> None:
-    """A small Windows base image: the tools the simulated cmd provides, the registry hives (its
-    SOFTWARE hive names its build) and the compatibility junctions, with its own NTFS store."""
+def _files_tree(folder: Path, files: dict[str, bytes], license_text: str) -> Path:
+    """A temporary sibling of ``folder`` with ``Files/`` holding ``files`` and a license, to be
+    completed, then renamed into place (a half-written image is never seen)."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    for rel, data in _BASE_FILES.items():
+    for rel, data in files.items():
         f = tmp / "Files" / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(data)
-    (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(f"{name} {version} (simulated)\n")
+    (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(license_text)
+    return tmp
+
+
+def _write_base_image(folder: Path, name: str, version: str) -> None:
+    """A small Windows base image: the tools the simulated cmd provides, the registry hives (its
+    SOFTWARE hive names its build) and the compatibility junctions, with its own NTFS store."""
+    tmp = _files_tree(folder, _BASE_FILES, f"{name} {version} (simulated)\n")
     build = int(version.split(".")[2])
     config = tmp / "Files" / "Windows" / "System32" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -378,14 +385,7 @@ _UVM_FILES = {
 def write_utility_vm(folder: Path, version: str) -> None:
     """``<base layer>/UtilityVM``: ``Files/`` (the VM's own Windows) and the scratch templates
     that ProcessUtilityImage makes (``SystemTemplate.vhdx`` is copied as each VM's scratch)."""
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for rel, data in _UVM_FILES.items():
-        f = tmp / "Files" / rel
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(data)
-    (tmp / "Files" / "Windows" / "System32" / "license.rtf").write_text(f"utility VM {version} (simulated)\n")
+    tmp = _files_tree(folder, _UVM_FILES, f"utility VM {version} (simulated)\n")
     for template in ("SystemTemplateBase.vhdx", "SystemTemplate.vhdx"):
         (tmp / template).write_bytes(b"vhdxfile (simulated)\n")
     os.replace(tmp, folder)

@@ -97,3 +97,15 @@ def test_the_notebook_runs_and_shows_rich_displays(tmp_path: Path, monkeypatch: 
     on_disk = nbformat.read(NOTEBOOK, as_version=4)
     saved_html = json.dumps([o.get("data", {}).get("text/html") for c in on_disk.cells for o in c.get("outputs", [])])
     assert "<strong>Layer check</strong>" in saved_html and "<strong>Container</strong>" in saved_html
+
+
+def test_the_hyperv_example(sim: SimulatedHost) -> None:
+    done = run_example("hyperv.py", sim)
+    assert done.returncode == 0, done.stderr
+    routes = {"tp3": [], "2016": ["vmcompute"], "ws2019": ["vmcompute", "computecore"]}[sim.profile.name]
+    if not routes:
+        assert "no Hyper-V containers here" in done.stdout and "Hyper-V routes: none" in done.stdout
+    for route in routes:
+        assert f"[{route}] output: 'hello' (exit code 0)" in done.stdout, done.stdout
+        assert f"[{route}] processes, with the utility VM's PIDs: " in done.stdout
+    assert "containers left: 0" in done.stdout

@@ -254,13 +254,45 @@ def test_the_computecore_documents_follow_hcsshims_wcow_utility_vm(
             vm_doc = [e["documents"][0] for e in sim.documents() if e["function"] == "HcsCreateComputeSystem"][-2]
             assert vm_doc["VirtualMachine"]["ComputeTopology"] == {  # hcsshim's defaults (create.go)
                 "Memory": {"SizeInMB": 1024, "AllowOvercommit": True}, "Processor": {"Count": min(2, os.cpu_count() or 1)}}
-            with pytest.raises(errors.NotSupported, match="vmcompute"):
-                host.containers.create("windowsservercore", isolation="hyperv", hyperv_route="computecore",
-                                       ports=["8080:80"])
             c.remove(force=True)
+        _check_computecore_network(host, sim)
     finally:
         host.close()
     assert not _systems(sim)
+
+
+def _check_computecore_network(host: Host, sim: SimulatedHost) -> None:
+    """internal/uvm network.go: the namespace is made in the guest (AddNetNS), each endpoint
+    is a network adapter of the VM (a guest PreAdd, then the adapter with its MAC); the container
+    names the namespace (hcsdoc_wcow.go) and sees its address."""
+    network = host.networks.create("hvcore", "nat", subnet="172.31.9.0/24")
+    sim.documents(clear=True)
+    try:
+        with host.containers.create("windowsservercore", isolation="hyperv", hyperv_route="computecore",
+                                    network=network, ports=["8089:80"]) as c:
+            sent = [e["documents"][0] for e in sim.documents() if e["function"] == "HcsModifyComputeSystem"]
+            (namespace_request,) = [m for m in sent if m.get("GuestRequest", {}).get("ResourceType") == "NetworkNamespace"]
+            namespace = c.record.network["namespace"]
+            assert namespace_request["GuestRequest"]["RequestType"] == "Add"
+            assert str(namespace_request["GuestRequest"]["Settings"]["ID"]).lower() == namespace.lower()
+            (pre_add,) = [m for m in sent if m.get("GuestRequest", {}).get("ResourceType") == "Network"
+                          and "ResourcePath" not in m]
+            (adapter,) = [m for m in sent if m.get("ResourcePath", "").startswith("VirtualMachine/Devices/NetworkAdapters/")]
+            nic = pre_add["GuestRequest"]["Settings"]["AdapterId"]
+            assert pre_add["GuestRequest"]["Settings"]["RequestType"] == "PreAdd"
+            assert adapter["ResourcePath"] == f"VirtualMachine/Devices/NetworkAdapters/{nic}"
+            (endpoint_id,) = c.record.network["endpoints"]
+            assert str(adapter["Settings"]["EndpointId"]).lower() == str(endpoint_id).lower()
+            assert adapter["Settings"]["MacAddress"] and adapter["GuestRequest"]["Settings"] == {
+                "AdapterId": nic, "RequestType": "Add"}
+            created = [e["documents"][0] for e in sim.documents() if e["function"] == "HcsCreateComputeSystem"][-1]
+            assert created["Container"]["Networking"] == {"AllowUnqualifiedDnsQuery": True, "Namespace": namespace}
+            c.start()
+            shown = c.run("ipconfig").stdout.decode()
+            assert "172.31.9." in shown, shown
+            c.remove(force=True)
+    finally:
+        network.remove(force=True)
 
 
 def test_the_simulator_refuses_what_windows_refuses(sim_roots: dict[str, SimulatedHost]) -> None:

@@ -128,7 +128,7 @@ class ContainerCollection(RichDisplay):
         boundary is a VM's. ``memory_mb`` and ``cpu_count`` size the VM; ``top`` shows PIDs
         inside the VM. ``hyperv_route`` picks how (1809+ hosts offer both): ``"vmcompute"``
         (the default; HCS makes the VM with the container, networks attach as for process
-        isolation) or ``"computecore"`` (a VM of the library's own, hcsshim's way; no networks yet).
+        isolation) or ``"computecore"`` (a VM of the library's own, hcsshim's way).
 
         ``storage_size``: the container's C: grows to at least this many bytes (ExpandSandboxSize,
         Docker's ``--storage-opt size=``; Server 2016 and later).
@@ -154,7 +154,7 @@ class ContainerCollection(RichDisplay):
             if not os.path.isabs(m.host_path):
                 raise errors.BadInput(f"volume host path {m.host_path!r} is not absolute")
         isolation = check_isolation(isolation)
-        route = self._hyperv_route(isolation, hyperv_route, bool(network is not None or ports))
+        route = self._hyperv_route(isolation, hyperv_route)
         image_name, parents = self.host.images.layers_for(image)
         utility_vm = self._utility_vm(image_name, parents) if route is not None else None
         stored = self.host.images.find(image)
@@ -237,7 +237,7 @@ class ContainerCollection(RichDisplay):
             spec = self.host.networks.rejoin(record.network).apply(spec)
         return driver.create_system(spec, timeout)
 
-    def _hyperv_route(self, isolation: str, route: Optional[str], networked: bool) -> Optional[str]:
+    def _hyperv_route(self, isolation: str, route: Optional[str]) -> Optional[str]:
         """The way this host makes the Hyper-V container asked for (None: process isolation)."""
         if isolation != "hyperv":
             if route is not None:
@@ -255,10 +255,6 @@ class ContainerCollection(RichDisplay):
         if chosen not in routes:
             raise errors.NotSupported("create", generation=self.host.generation,
                                       alternative=f"this host makes Hyper-V containers through {' or '.join(routes)}")
-        if chosen == "computecore" and networked:
-            raise errors.NotSupported(
-                "create", message="networks are not attached to containers in a utility VM of their own yet",
-                alternative='hyperv_route="vmcompute" (the default), where HCS attaches them')
         return chosen
 
     def _utility_vm(self, image_name: str, parents: Sequence[LayerRef]) -> str:

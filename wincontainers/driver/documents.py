@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from wincontainers.driver.base import LayerRef, ProcessSpec, SystemSpec
 from wincontainers.schema import common, v1, v2
 
 __all__ = ["container_v1", "container_v2", "process_v1", "process_v2", "layer_data", "utility_vm_v2",
            "hosted_container_v2", "add_share_request", "add_disk_request", "combine_layers_request",
+           "add_namespace_request", "add_adapter_requests",
            "vsmb_guest_path"]
 
 
@@ -153,6 +154,28 @@ def combine_layers_request(layers: Sequence[v2.Layer]) -> v2.ModifySettingReques
         settings={"ContainerRootPath": CONTAINER_ROOT_IN_VM, "Layers": [layer.to_json() for layer in layers]}))
 
 
+def add_namespace_request(namespace: Mapping[str, Any]) -> v2.ModifySettingRequest:
+    """The container's HCN namespace, made in the guest (hcsshim's AddNetNS: the namespace
+    document as HCN describes it)."""
+    return v2.ModifySettingRequest(guest_request=v2.GuestRequest(
+        resource_type="NetworkNamespace", request_type="Add", settings=dict(namespace)))
+
+
+def add_adapter_requests(adapter_id: str, endpoint: Mapping[str, Any]) -> list[v2.ModifySettingRequest]:
+    """One endpoint as a network adapter of the VM (hcsshim's addNIC on Windows): a pre-add
+    the guest prepares with the endpoint's document, then the adapter with the guest's add."""
+    return [
+        v2.ModifySettingRequest(guest_request=v2.GuestRequest(
+            resource_type="Network", request_type="Add",
+            settings={"AdapterId": adapter_id, "RequestType": "PreAdd", "Settings": dict(endpoint)})),
+        v2.ModifySettingRequest(
+            resource_path=f"VirtualMachine/Devices/NetworkAdapters/{adapter_id}", request_type="Add",
+            settings={"EndpointId": endpoint.get("ID") or endpoint.get("Id"), "MacAddress": endpoint.get("MacAddress")},
+            guest_request=v2.GuestRequest(resource_type="Network", request_type="Add",
+                                          settings={"AdapterId": adapter_id, "RequestType": "Add"})),
+    ]
+
+
 def hosted_container_v2(spec: SystemSpec, layers: Sequence[v2.Layer],
                         mapped: Sequence[v2.MappedDirectory]) -> v2.ComputeSystem:
     """The container a utility VM hosts (``HostingSystemId``): its layers and mapped folders
@@ -165,6 +188,8 @@ def hosted_container_v2(spec: SystemSpec, layers: Sequence[v2.Layer],
             guest_os=v2.GuestOs(host_name=spec.hostname),
             storage=v2.Storage(layers=list(layers), path=CONTAINER_ROOT_IN_VM + "\\"),
             mapped_directories=list(mapped) or None,
+            networking=v2.Networking(allow_unqualified_dns_query=True, namespace=spec.network_namespace)
+            if spec.network_namespace else None,
         ),
     )
 

@@ -190,6 +190,10 @@ class HcnNetworking:
 
     # -- namespaces (a container's network stack) ---------------------------------------------------
 
+    def namespace_document(self, namespace: str) -> dict[str, Any]:
+        """A namespace as HCN describes it (what a utility VM is given to make it in its guest)."""
+        return self._properties("Namespace", namespace)
+
     def _modify_namespace(self, namespace: str, request: str, endpoint_id: str) -> None:
         document = hcn.ModifyNamespaceRequest(resource_type="Endpoint", request_type=request,
                                               settings={"ID": endpoint_id})

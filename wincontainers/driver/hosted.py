@@ -6,7 +6,9 @@ internal/hcsoci hcsdoc_wcow.go): the VM's scratch disk is a copy of the image's
 ``UtilityVM\\SystemTemplate.vhdx`` in ``<sandbox>\\vm`` (granted to the VM), the VM is created
 from the image's ``UtilityVM`` and started; the container's read-only layers (and mapped
 folders) are added as VSMB shares, its sandbox disk on SCSI, mounted in the guest, and the
-guest combines them; then the container is created with ``HostingSystemId``. Each step is
+guest combines them; a network namespace and its endpoints are added to the VM (the namespace
+in the guest, each endpoint as a network adapter); then the container is created with
+``HostingSystemId``. Each step is
 undone, newest first, when a later one fails, so a failure leaves no VM, no container and no
 scratch disk.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import uuid
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from wincontainers import errors
@@ -49,11 +52,6 @@ def create_hosted(driver: "Gen3Driver", spec: SystemSpec, timeout: Optional[floa
     """Make the utility VM, share the container's layers into it, and create the container."""
     if not spec.utility_vm:
         raise errors.BadInput("a Hyper-V container needs its image's UtilityVM folder")
-    if spec.endpoints or spec.network_namespace:
-        raise errors.NotSupported(
-            "create", subject=errors.subject_for("container", spec.id),
-            message="networks are not attached to containers in a utility VM of their own yet",
-            alternative='hyperv_route="vmcompute" (the default), where HCS attaches them')
     undo: list[tuple[str, Any]] = []
     vm: Optional["Gen3System"] = None
     container: Optional["Gen3System"] = None
@@ -91,6 +89,8 @@ def create_hosted(driver: "Gen3Driver", spec: SystemSpec, timeout: Optional[floa
             vm.modify(documents.add_share_request(name, m.host_path, read_only=m.read_only).to_json())
             mapped.append(v2.MappedDirectory(host_path=documents.vsmb_guest_path(name), container_path=m.container_path,
                                              read_only=m.read_only or None))
+        if spec.network_namespace:
+            _add_network(driver, vm, spec.network_namespace, spec.endpoints)
         vm.modify(documents.add_disk_request(os.path.join(spec.layer_folder, "sandbox.vhdx")).to_json())
         vm.modify(documents.combine_layers_request(layers).to_json())
         container = driver.create_plain(spec.id, documents.hosted_container_v2(spec, layers, mapped).dumps(), timeout,
@@ -103,6 +103,18 @@ def create_hosted(driver: "Gen3Driver", spec: SystemSpec, timeout: Optional[floa
             except Exception as exc:  # noqa: BLE001 - what could not be undone is said, not dropped
                 log.warning("could not remove %s after a failed create: %s", what, exc)
         raise
+
+
+def _add_network(driver: "Gen3Driver", vm: "Gen3System", namespace: str, endpoints: Sequence[str]) -> None:
+    """The container's namespace into the guest, and each of its endpoints as a network adapter
+    of the VM (hcsshim's AddNetNS and addNIC); they go with the VM."""
+    from wincontainers.driver.hcn import HcnNetworking
+
+    hcn = HcnNetworking(driver.binding.computenetwork)
+    vm.modify(documents.add_namespace_request(hcn.namespace_document(namespace)).to_json())
+    for endpoint_id in endpoints:
+        for request in documents.add_adapter_requests(str(uuid.uuid4()), hcn.get_endpoint(endpoint_id).raw):
+            vm.modify(request.to_json())
 
 
 def _end(system: "Gen3System") -> None:

@@ -131,6 +131,9 @@ class UtilityVm:
     disks: dict[str, Path] = attrs.field(factory=dict)
     roots: dict[str, Path] = attrs.field(factory=dict)
     hosted: set[str] = attrs.field(factory=set)  # ids of the containers it hosts
+    namespaces: set[str] = attrs.field(factory=set)  # HCN namespaces made in its guest
+    pre_added: dict[str, str] = attrs.field(factory=dict)  # adapter id -> endpoint id (guest PreAdd)
+    adapters: dict[str, str] = attrs.field(factory=dict)  # adapter id -> endpoint id (its NICs)
 
 
 @attrs.define(eq=False)

@@ -114,7 +114,10 @@ class Systems(UtilityVms):
                 sandbox=sandbox,
             )
             try:
-                self.attach_networks(call, system_id, endpoints, devices, namespace)
+                if host_vm is not None and namespace:  # made in its VM's guest: handed over
+                    self.hand_over_network(call, host_vm, system_id, str(namespace))
+                else:
+                    self.attach_networks(call, system_id, endpoints, devices, namespace)
             except Fail:
                 if host_vm is None and hyperv:
                     self.storage.detach_from_vms(system_id)

@@ -51,6 +51,7 @@ __all__ = ["UtilityVms", "VSMB_PREFIX", "SHARES_PATH", "SCSI_PATH"]
 VSMB_PREFIX = "\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\\"
 SHARES_PATH = "VirtualMachine/Devices/VirtualSmb/Shares"
 SCSI_PATH = "VirtualMachine/Devices/Scsi/"
+ADAPTERS_PATH = "VirtualMachine/Devices/NetworkAdapters/"
 ERROR_ALREADY_EXISTS = 0x800700B7
 MIN_VM_MEMORY_MB = 256
 
@@ -177,15 +178,77 @@ class UtilityVms(SystemNetworks):
             request = str(doc.get("RequestType") or (guest.get("RequestType") if not path else "") or "").lower()
             if request not in ("add", "remove"):
                 raise call.fail("INVALID_JSON", f"RequestType {doc.get('RequestType')!r} is invalid")
+            kind = str(guest.get("ResourceType") or "")
             if path == SHARES_PATH:
                 self._modify_share(vm, request, settings)
             elif path.startswith(SCSI_PATH):
                 self._modify_disk(vm, request, settings, guest)
-            elif not path and str(guest.get("ResourceType") or "") == "CombinedLayers":
+            elif not path and kind == "CombinedLayers":
                 self._combine(call, system, request, guest.get("Settings") or {})
+            elif not path and kind == "NetworkNamespace":
+                self._guest_namespace(call, vm, request, guest.get("Settings") or {})
+            elif not path and kind == "Network":
+                self._pre_add(call, vm, guest.get("Settings") or {})
+            elif path.startswith(ADAPTERS_PATH):
+                self._adapter(call, system, request, path[len(ADAPTERS_PATH):], settings)
             else:
                 raise Fail(ERROR_NOT_SUPPORTED, f"modifying {path or guest.get('ResourceType') or 'this resource'} "
                                                 f"of a utility VM is not supported by the simulated host")
+
+    def _guest_namespace(self, call: Call, vm: UtilityVm, request: str, settings: dict[str, Any]) -> None:
+        namespace_id = str(settings.get("ID") or settings.get("Id") or "").lower()
+        if request == "remove":
+            vm.namespaces.discard(namespace_id)
+            return
+        net = self.networks(call.conn.profile)
+        if namespace_id not in {n.lower() for n in net.namespaces}:
+            raise Fail(ERROR_NOT_FOUND, f"HCN has no namespace {namespace_id!r} to make in the guest")
+        vm.namespaces.add(namespace_id)
+
+    def _pre_add(self, call: Call, vm: UtilityVm, settings: dict[str, Any]) -> None:
+        """The guest's PreAdd of an adapter: the endpoint it will be (its HCN document)."""
+        if str(settings.get("RequestType") or "") != "PreAdd":
+            raise call.fail("INVALID_JSON", "a guest Network request alone is a PreAdd")
+        endpoint = settings.get("Settings") or {}
+        endpoint_id = str(endpoint.get("ID") or endpoint.get("Id") or "")
+        self.networks(call.conn.profile).endpoint(endpoint_id)  # it must exist
+        vm.pre_added[str(settings.get("AdapterId") or "").lower()] = endpoint_id.lower()
+
+    def _adapter(self, call: Call, system: ComputeSystem, request: str, adapter_id: str,
+                 settings: dict[str, Any]) -> None:
+        vm = system.vm
+        assert vm is not None
+        adapter_id = adapter_id.lower()
+        net = self.networks(call.conn.profile)
+        if request == "remove":
+            endpoint_id = vm.adapters.pop(adapter_id, None)
+            if endpoint_id is not None:
+                net.detach(endpoint_id, system.id)
+            return
+        endpoint_id = str(settings.get("EndpointId") or "").lower()
+        if vm.pre_added.get(adapter_id) != endpoint_id:
+            raise call.fail("INVALID_STATE", f"adapter {adapter_id} was not pre-added in the guest for endpoint "
+                                             f"{endpoint_id}")
+        endpoint = net.endpoint(endpoint_id)
+        mac = str(settings.get("MacAddress") or "")
+        if mac and endpoint.mac and mac.replace(":", "-").upper() != endpoint.mac.upper():
+            raise Fail(E_INVALIDARG, f"MacAddress {mac} is not endpoint {endpoint_id}'s ({endpoint.mac})")
+        net.attach(endpoint_id, system.id)
+        vm.adapters[adapter_id] = endpoint_id
+
+    def hand_over_network(self, call: Call, vm: ComputeSystem, container_id: str, namespace: str) -> None:
+        """A hosted container's namespace: made in its VM's guest, its endpoints the VM's
+        adapters; they are the container's from now on (its ipconfig shows them)."""
+        assert vm.vm is not None
+        if namespace.lower() not in vm.vm.namespaces:
+            raise Fail(ERROR_NOT_FOUND, f"namespace {namespace} was not made in utility VM {vm.id}'s guest")
+        net = self.networks(call.conn.profile)
+        adapters = set(vm.vm.adapters.values())
+        for endpoint_id in net.namespace(namespace).endpoints:
+            if endpoint_id.lower() not in adapters:
+                raise Fail(ERROR_NOT_FOUND, f"endpoint {endpoint_id} is not an adapter of utility VM {vm.id}")
+            net.detach(endpoint_id, vm.id)
+        net.attach_namespace(namespace, container_id)
 
     def _modify_share(self, vm: UtilityVm, request: str, settings: dict[str, Any]) -> None:
         name = str(settings.get("Name") or "")
@@ -269,9 +332,6 @@ class UtilityVms(SystemNetworks):
             if vm.state != "Running":
                 raise call.fail("INVALID_STATE", f"the utility VM {vm_id} is {vm.state}, not running")
             container = doc.get("Container") or {}
-            if (container.get("Networking") or {}).get("Namespace"):
-                raise Fail(ERROR_NOT_SUPPORTED, "network namespaces must first be added to the utility VM; the "
-                                                "simulated host does not model a VM's network adapters")
             storage = container.get("Storage") or {}
             root = vm.vm.roots.get(_key(storage.get("Path")))
             if root is None:

@@ -167,8 +167,10 @@ def test_create_flags_become_create_options(tmp_path: Path) -> None:
                  ["--env-file", str(tmp_path / "missing")]):
         with pytest.raises(errors.BadInput):
             create_options(_flags(*argv), environ={})
-    with pytest.raises(errors.NotSupported, match="--isolation process"):
-        create_options(_flags("--isolation", "hyperv"), environ={})
+    assert create_options(_flags("--isolation", "hyperv"), environ={})["isolation"] == "hyperv"
+    assert create_options(_flags(), environ={})["isolation"] is None  # the default: process
+    with pytest.raises(errors.BadInput, match="--isolation hyperv only"):
+        create_options(_flags("--hyperv-route", "computecore"), environ={})
 
 
 def test_a_client_too_far_behind_is_dropped_without_stopping_the_output() -> None:

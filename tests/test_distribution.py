@@ -1,0 +1,234 @@
+"""The OCI distribution client against Debian's docker-registry (the CNCF distribution server)
+on 127.0.0.1 with a temporary store: without authentication and with htpasswd basic auth.
+
+Blobs go up whole, in chunks and by cross-repository mount; manifests by tag and digest;
+downloads are checked and resumed; answers the client cannot use are typed errors. A small
+local server plays a registry that throttles, to see the back-off honour Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pytest
+
+from wincontainers.images.distribution import (
+    OCI_MANIFEST,
+    Credentials,
+    Manifest,
+    Registry,
+    RegistryAuthError,
+    RegistryError,
+    RegistryNotFound,
+    parse_challenge,
+)
+
+USER, PASSWORD = "builder", "s3cret-pass"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(root: Path, *, htpasswd: Optional[Path] = None) -> Iterator[str]:
+    """docker-registry serving ``root`` on a free 127.0.0.1 port; yields its host:port."""
+    binary = shutil.which("docker-registry")
+    assert binary, "the tests need Debian's docker-registry (apt-get install docker-registry; .ci/run does)"
+    port = _free_port()
+    store = root / "store"
+    store.mkdir(parents=True)
+    auth = (f"auth:\n  htpasswd:\n    realm: wincontainers-test\n    path: {htpasswd}\n" if htpasswd else "")
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {store}\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}")
+    log = open(root / "registry.log", "wb")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert proc.poll() is None, (root / "registry.log").read_text()
+                assert time.monotonic() < deadline, "docker-registry did not listen"
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_registry(tmp_path_factory.mktemp("registry"))
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("registry-basic")
+    htpasswd = root / "htpasswd"
+    line = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
+    htpasswd.write_text(line.strip() + "\n")
+    yield from start_registry(root, htpasswd=htpasswd)
+
+
+def _blob(tmp_path: Path, name: str, data: bytes) -> tuple[Path, str]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _image(registry: Registry, repository: str, tmp_path: Path, layer_data: bytes, **push: Any) -> Manifest:
+    """A config and a layer blob, and the OCI manifest naming them, pushed as ``repository:1``."""
+    layer, layer_digest = _blob(tmp_path, "layer", layer_data)
+    config, config_digest = _blob(tmp_path, "config", json.dumps({"os": "windows", "architecture": "amd64"}).encode())
+    for path, digest in ((config, config_digest), (layer, layer_digest)):
+        registry.push_blob(repository, digest, path, **push)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                      "size": config.stat().st_size},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
+                       "size": len(layer_data)}]}
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    manifest = Manifest(OCI_MANIFEST, data, "sha256:" + hashlib.sha256(data).hexdigest())
+    assert registry.push_manifest(repository, "1", manifest) == manifest.digest
+    return manifest
+
+
+def test_blobs_and_manifests_go_up_and_come_back(open_registry: str, tmp_path: Path) -> None:
+    registry = Registry(open_registry)
+    registry.check()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    manifest = _image(registry, "wc/app", tmp_path, data, chunk_size=1024 * 1024)  # chunked: four PATCHes
+    by_tag = registry.manifest("wc/app", "1")
+    assert by_tag == manifest and by_tag.document["layers"][0]["size"] == len(data)
+    assert registry.manifest("wc/app", manifest.digest).data == manifest.data
+    layer_digest = by_tag.document["layers"][0]["digest"]
+    assert registry.blob_size("wc/app", layer_digest) == len(data)
+    got = tmp_path / "got"
+    assert registry.fetch_blob("wc/app", layer_digest, got, size=len(data)) == len(data)
+    assert got.read_bytes() == data and not (tmp_path / "got.partial").exists()
+    assert registry.tags("wc/app") == ["1"]
+    # the same blobs again: there already; into another repository: mounted, not sent
+    layer = tmp_path / "layer"
+    assert registry.push_blob("wc/app", layer_digest, layer) == "exists"
+    assert registry.push_blob("wc/other", layer_digest, layer, mount_from=["wc/app"]) == "mounted"
+    assert registry.blob_size("wc/other", layer_digest) == len(data)
+    small, small_digest = _blob(tmp_path, "small", b"whole")
+    assert registry.push_blob("wc/other", small_digest, small) == "uploaded"  # one PUT
+
+
+def test_what_is_missing_or_wrong_is_a_typed_error(open_registry: str, tmp_path: Path) -> None:
+    registry = Registry(open_registry)
+    with pytest.raises(RegistryNotFound) as info:
+        registry.manifest("wc/nothing", "latest")
+    assert info.value.status == 404 and "MANIFEST_UNKNOWN" in info.value.codes
+    assert "wc/nothing" in str(info.value)
+    assert registry.blob_size("wc/nothing", "sha256:" + "0" * 64) is None
+    with pytest.raises(Exception, match="not a repository name"):
+        registry.manifest("Bad/Name", "1")
+    with pytest.raises(Exception, match="not a sha256 digest"):
+        registry.blob_size("wc/app", "md5:abc")
+    path, digest = _blob(tmp_path, "x", b"payload")
+    with pytest.raises(RegistryError) as bad:  # the registry checks what it is given against its digest
+        registry.push_blob("wc/app", "sha256:" + "1" * 64, path)
+    assert bad.value.status == 400 and "DIGEST_INVALID" in bad.value.codes
+    nowhere = Registry(f"127.0.0.1:{_free_port()}", retries=1, backoff=0.01)
+    with pytest.raises(RegistryError, match="failed"):
+        nowhere.check()
+
+
+def test_a_broken_download_is_resumed_and_a_wrong_one_refused(open_registry: str, tmp_path: Path) -> None:
+    registry = Registry(open_registry)
+    data = os.urandom(2 * 1024 * 1024)
+    manifest = _image(registry, "wc/resume", tmp_path, data)
+    digest = manifest.document["layers"][0]["digest"]
+    dest = tmp_path / "resumed"
+    (tmp_path / "resumed.partial").write_bytes(data[: 1024 * 1024 + 5])  # what a broken transfer left
+    seen: list[int] = []
+    assert registry.fetch_blob("wc/resume", digest, dest, size=len(data), progress=seen.append) == len(data)
+    assert dest.read_bytes() == data and sum(seen) == len(data) - (1024 * 1024 + 5)  # only the rest came
+    wrong = tmp_path / "wrong"
+    (tmp_path / "wrong.partial").write_bytes(b"not the start of it")
+    with pytest.raises(RegistryError, match="arrived as"):
+        registry.fetch_blob("wc/resume", digest, wrong, size=len(data))
+    assert not wrong.exists() and not (tmp_path / "wrong.partial").exists()
+    with pytest.raises(RegistryError, match="larger than"):
+        registry.fetch_blob("wc/resume", digest, tmp_path / "short", size=10)
+
+
+def test_basic_auth_asks_for_credentials_and_takes_them(basic_registry: str, tmp_path: Path) -> None:
+    with pytest.raises(RegistryAuthError) as anonymous:
+        Registry(basic_registry).check()
+    assert anonymous.value.hint and "login" in anonymous.value.hint
+    with pytest.raises(RegistryAuthError) as wrong:
+        Registry(basic_registry, credentials=Credentials(USER, "wrong")).check()
+    assert wrong.value.status == 401
+    registry = Registry(basic_registry, credentials=Credentials(USER, PASSWORD))
+    manifest = _image(registry, "wc/private", tmp_path, b"private layer")
+    assert registry.manifest("wc/private", "1").digest == manifest.digest
+    assert PASSWORD not in repr(registry.credentials)
+
+
+class _Throttling(http.server.BaseHTTPRequestHandler):
+    """A registry that answers 429 (Retry-After: 0) to the first two requests, then 200."""
+
+    hits: list[float] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server convention
+        _Throttling.hits.append(time.monotonic())
+        if len(_Throttling.hits) <= 2:
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_throttled_requests_are_tried_again_after_retry_after() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _Throttling.hits = []
+        registry = Registry(f"127.0.0.1:{server.server_address[1]}", backoff=5.0)  # Retry-After wins
+        started = time.monotonic()
+        registry.check()
+        assert len(_Throttling.hits) == 3 and time.monotonic() - started < 3
+        _Throttling.hits = []
+        with pytest.raises(RegistryError) as info:
+            Registry(f"127.0.0.1:{server.server_address[1]}", retries=1).check()
+        assert info.value.status == 429
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_challenges_are_parsed_with_quotes_and_commas() -> None:
+    assert parse_challenge('Bearer realm="https://auth.example/token",service="registry.example",'
+                           'scope="repository:a/b:pull,push"') == ("bearer", {
+                               "realm": "https://auth.example/token", "service": "registry.example",
+                               "scope": "repository:a/b:pull,push"})
+    assert parse_challenge('Basic realm="x \\"y\\""') == ("basic", {"realm": 'x "y"'})

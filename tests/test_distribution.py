@@ -232,3 +232,83 @@ def test_challenges_are_parsed_with_quotes_and_commas() -> None:
                                "realm": "https://auth.example/token", "service": "registry.example",
                                "scope": "repository:a/b:pull,push"})
     assert parse_challenge('Basic realm="x \\"y\\""') == ("basic", {"realm": 'x "y"'})
+
+
+# -- credentials: Docker's config.json, its helpers, the environment -----------------------------------------
+
+
+HELPER = """#!{python}
+import json, sys
+store = {store!r}
+action = sys.argv[1]
+data = sys.stdin.read()
+try:
+    kept = json.load(open(store))
+except FileNotFoundError:
+    kept = {{}}
+if action == "get":
+    if data not in kept:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    print(json.dumps({{"ServerURL": data, "Username": kept[data][0], "Secret": kept[data][1]}}))
+elif action == "store":
+    doc = json.loads(data)
+    kept[doc["ServerURL"]] = [doc["Username"], doc["Secret"]]
+    json.dump(kept, open(store, "w"))
+elif action == "erase":
+    if data not in kept:
+        print("credentials not found in native keychain")
+        sys.exit(1)
+    del kept[data]
+    json.dump(kept, open(store, "w"))
+"""
+
+
+def test_login_keeps_checked_credentials_where_docker_does(basic_registry: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import stat
+    import sys
+
+    from wincontainers.images import credentials
+
+    config = tmp_path / "docker" / "config.json"
+    env = {"DOCKER_CONFIG": str(config.parent)}
+    assert credentials.lookup(basic_registry, environ=env) is None
+    with pytest.raises(RegistryAuthError):
+        credentials.login(basic_registry, USER, "wrong", environ=env)
+    assert not config.exists()  # refused: nothing kept
+    assert credentials.login(basic_registry, USER, PASSWORD, environ=env) == str(config)
+    doc = json.loads(config.read_text())
+    assert base64.b64decode(doc["auths"][basic_registry]["auth"]).decode() == f"{USER}:{PASSWORD}"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    found = credentials.lookup(basic_registry, environ=env)
+    assert found == Credentials(USER, PASSWORD)
+    Registry(basic_registry, credentials=found).check()
+    assert credentials.lookup("docker.io", environ=env) is None  # kept per registry
+    assert credentials.lookup(basic_registry, environ={**env, "WINCONTAINERS_REGISTRY_USERNAME": "ci",
+                                                       "WINCONTAINERS_REGISTRY_PASSWORD": "x"}) == Credentials("ci", "x")
+    assert credentials.lookup(basic_registry, username="a", password="b", environ=env) == Credentials("a", "b")
+    assert credentials.logout(basic_registry, environ=env) is True
+    assert credentials.lookup(basic_registry, environ=env) is None and credentials.logout(basic_registry, environ=env) is False
+
+    # a credential helper named for the registry (credHelpers) takes over: login stores there
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-wctest"
+    helper.write_text(HELPER.format(python=sys.executable, store=str(tmp_path / "keychain.json")))
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config.write_text(json.dumps({"credHelpers": {basic_registry: "wctest"}}))
+    assert credentials.lookup(basic_registry, environ=env) is None
+    assert credentials.login(basic_registry, USER, PASSWORD, environ=env) == "docker-credential-wctest"
+    assert "auths" not in json.loads(config.read_text())  # not in the file
+    assert credentials.lookup(basic_registry, environ=env) == Credentials(USER, PASSWORD)
+    assert credentials.logout(basic_registry, environ=env) is True
+    assert credentials.lookup(basic_registry, environ=env) is None
+    config.write_text(json.dumps({"credsStore": "missing-helper"}))
+    with pytest.raises(Exception, match="docker-credential-missing-helper is not on PATH"):
+        credentials.lookup(basic_registry, environ=env)
+    config.write_text("{not json")
+    with pytest.raises(Exception, match="cannot be read as Docker's config"):
+        credentials.lookup(basic_registry, environ=env)

@@ -367,9 +367,31 @@ def _write_base_image(folder: Path, name: str, version: str) -> None:
                 (tmp / "Files" / rel).mkdir(parents=True, exist_ok=True)
                 store.put(f"Files/{rel}", FileMeta(
                     attributes=0x10 | 0x400 | _HIDDEN_SYSTEM, reparse=encode_reparse(target, junction=True)))
+            _freeze_times(tmp, "", store, build)
     finally:
         store.close()
     os.replace(tmp, folder)
+
+
+def image_time(build: int) -> int:
+    """The FILETIME every entry of a simulated OS image of ``build`` carries: each host of that
+    build has the same image, byte for byte, as every host that pulled it from Microsoft does
+    (so its layer has one diff ID everywhere)."""
+    return 131_000_000_000_000_000 + build * 10_000_000
+
+
+def _freeze_times(layer: Path, below: str, store: NtfsStore, build: int) -> None:
+    """Give every entry under ``layer/below`` (``""``: all of it) the image's fixed times."""
+    when = image_time(build)
+    top = layer / below if below else layer
+    for folder, dirs, files in os.walk(top):
+        for name in dirs + files:
+            if name.startswith(".wcsim"):
+                continue
+            rel = os.path.relpath(os.path.join(folder, name), layer).replace(os.sep, "/")
+            meta = store.get(rel) or FileMeta()
+            meta.creation = meta.access = meta.write = meta.change = when
+            store.put(rel, meta)
 
 
 #: What a utility VM image holds here: the boot manager HCS boots over VSMB (hcsshim's
@@ -389,6 +411,16 @@ def write_utility_vm(folder: Path, version: str) -> None:
     for template in ("SystemTemplateBase.vhdx", "SystemTemplate.vhdx"):
         (tmp / template).write_bytes(b"vhdxfile (simulated)\n")
     os.replace(tmp, folder)
+    store = NtfsStore.at(folder.parent)  # the base image's store: its entries are UtilityVM/...
+    try:
+        with store.batch():
+            store.put(folder.name, FileMeta(creation=image_time(int(version.split(".")[2]))))
+            _freeze_times(folder.parent, folder.name, store, int(version.split(".")[2]))
+            meta = store.get(folder.name) or FileMeta()
+            meta.access = meta.write = meta.change = meta.creation
+            store.put(folder.name, meta)
+    finally:
+        store.close()
 
 
 def base_image_build(folder: Path) -> Optional[int]:

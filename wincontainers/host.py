@@ -105,7 +105,7 @@ class Host(RichDisplay):
 
         return ImageStore(root, driver=self.driver, win32=self.win32, files=self.files, layers=self.layers,
                           container_records=self.records, remove_damaged_container=self.containers.remove_damaged,
-                          owner=owner)
+                          owner=owner, build=self.build)
 
     @classmethod
     def open(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 from wincontainers import errors
 from wincontainers.images.blobs import Blobs, StoreLock
@@ -107,21 +107,28 @@ class ImageIndex:
         raise ImageNotFound(text)
 
     def add(self, config: Union[dict[str, Any], bytes], layers: Sequence[LayerRecord],
-            tags: Iterable[str] = ()) -> Image:
-        """Record an image whose layers are already in the store (base first)."""
+            tags: Iterable[str] = (), *, manifest: Optional[bytes] = None) -> Image:
+        """Record an image whose layers are already in the store (base first). Its manifest is
+        made from them, or given (a registry's, kept byte for byte so the image keeps its
+        digest): then it must name this config and, in order, these layers (by blob or diff ID)."""
         config_bytes = config if isinstance(config, bytes) else canonical_json(config)
         parsed = json.loads(config_bytes)
         diff_ids = list((parsed.get("rootfs") or {}).get("diff_ids") or [])
         if [l.diff_id for l in layers] != diff_ids:
             raise errors.BadInput("the config's rootfs.diff_ids do not match the layers")
         refs = [parse_reference(t) for t in tags]
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": {"mediaType": MEDIA_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
-            "layers": [descriptor(record) for record in layers],
-        }
-        manifest_bytes = canonical_json(manifest)
+        if manifest is not None:
+            manifest_bytes = manifest
+            _check_manifest(manifest, config_bytes, layers)
+            media_type = str(json.loads(manifest).get("mediaType") or MEDIA_MANIFEST)
+        else:
+            manifest_bytes = canonical_json({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_MANIFEST,
+                "config": {"mediaType": MEDIA_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
+                "layers": [descriptor(record) for record in layers],
+            })
+            media_type = MEDIA_MANIFEST
         with self.lock.held():  # a gc sees the blobs and the index entry together, or neither
             for i, record in enumerate(layers):
                 if record.chain_id != chain_id(diff_ids[:i + 1]) or self.records.get(record.chain_id) is None:
@@ -130,7 +137,7 @@ class ImageIndex:
             manifest_digest = self.blobs.put(manifest_bytes)
             doc = self.read()
             entries = [e for e in doc["manifests"] if not _entry_is_tag(e, refs)]
-            base_entry = {"mediaType": MEDIA_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes),
+            base_entry = {"mediaType": media_type, "digest": manifest_digest, "size": len(manifest_bytes),
                           "platform": platform_of(parsed)}
             if refs:
                 entries += [dict(base_entry, annotations={NAME_ANNOTATION: str(r), REF_ANNOTATION: r.tag or ""})
@@ -184,6 +191,22 @@ class ImageIndex:
             entries.append({"mediaType": MEDIA_MANIFEST, "digest": f"sha256:{path.name}",
                             "size": path.stat().st_size, "platform": platform_of(config)})
         return entries
+
+
+def _check_manifest(manifest: bytes, config_bytes: bytes, layers: Sequence[LayerRecord]) -> None:
+    """A given manifest must be an image manifest of this config and these layers."""
+    try:
+        doc = json.loads(manifest)
+    except ValueError:
+        raise errors.BadInput("the manifest is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+        raise errors.BadInput("the manifest is not a schema 2 image manifest")
+    if (doc.get("config") or {}).get("digest") != digest_of(config_bytes):
+        raise errors.BadInput("the manifest names another config")
+    named = [d.get("digest") for d in doc.get("layers") or [] if isinstance(d, dict)]
+    if len(named) != len(layers) or any(
+            digest not in {r.blob, r.diff_id, (r.descriptor or {}).get("digest")} for digest, r in zip(named, layers)):
+        raise errors.BadInput("the manifest's layers are not the image's")
 
 
 def descriptor(record: LayerRecord) -> dict[str, Any]:

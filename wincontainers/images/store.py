@@ -94,9 +94,11 @@ class ImageStore(RichDisplay):
 
     def __init__(self, root: Path, *, driver: "Driver", win32: "Win32", files: "StateFiles",
                  layers: "LayerCollection", container_records: "RecordStore",
-                 remove_damaged_container: Callable[[str], str], owner: str = OWNER) -> None:
+                 remove_damaged_container: Callable[[str], str], owner: str = OWNER,
+                 build: Optional[int] = None) -> None:
         self.root = Path(root)
         self.owner = owner
+        self.build = build  # the host's Windows build: what a pull picks from an index
         self.driver = driver
         self.files = files  # JSON documents (index, layer records, leases, build cache) go through kernel32
         self.layers = layers
@@ -370,9 +372,38 @@ class ImageStore(RichDisplay):
             return False
 
     def add(self, config: Union[dict[str, Any], bytes], layers: Sequence[LayerRecord],
-            tags: Iterable[str] = ()) -> Image:
-        """Record an image whose layers are already in the store (base first)."""
-        return self.index.add(config, layers, tags)
+            tags: Iterable[str] = (), *, manifest: Optional[bytes] = None) -> Image:
+        """Record an image whose layers are already in the store (base first); ``manifest``: its
+        manifest as a registry has it (kept byte for byte, so the digest stays the registry's)."""
+        return self.index.add(config, layers, tags, manifest=manifest)
+
+    def pull(self, reference: str, *, platform: Optional[str] = None, isolation: Optional[str] = None,
+             allow_nondistributable: bool = False, username: Optional[str] = None, password: Optional[str] = None,
+             progress: ProgressLike = None) -> Image:
+        """``docker pull``: the image ``reference`` names, from its registry, into this store.
+
+        From an index, the windows/amd64 image of the host's build (``platform``: another
+        ``os.version``, e.g. ``10.0.14393``; ``isolation="hyperv"`` may take an older build).
+        Credentials come from the arguments, the environment or Docker's config (``login``).
+        Layers the store has are not downloaded; the others come in parallel, checked. A
+        non-distributable (Windows base) layer must be on this host already, unless
+        ``allow_nondistributable`` lets it come from its URLs."""
+        from wincontainers.images import transfer
+
+        return transfer.pull(self, reference, build=self.build, os_version=platform, hyperv=isolation == "hyperv",
+                             allow_nondistributable=allow_nondistributable, username=username, password=password,
+                             progress=progress).image
+
+    def push(self, image: str, target: Optional[str] = None, *, allow_nondistributable: bool = False,
+             username: Optional[str] = None, password: Optional[str] = None, chunk_size: Optional[int] = None,
+             progress: ProgressLike = None) -> str:
+        """``docker push``: the image to its registry (under ``target`` when given); returns the
+        pushed manifest's digest. Blobs the registry has are not sent again. A layer of the
+        host's OS image is left out, marked non-distributable, unless ``allow_nondistributable``."""
+        from wincontainers.images import transfer
+
+        return transfer.push(self, image, target, allow_nondistributable=allow_nondistributable, username=username,
+                             password=password, chunk_size=chunk_size, progress=progress).manifest_digest
 
     def tag(self, image: ImageLike, ref: str) -> Reference:
         """``docker tag``: point ``ref`` at the image (moving it from another image)."""

@@ -1,0 +1,102 @@
+"""Pull and push between simulated hosts' image stores and Debian's docker-registry.
+
+The acceptance of the registries issue: an image built on one simulated host is pushed, removed
+there, pulled into a fresh store on another simulated host, and runs; its digests are the same
+end to end. Its Windows base layer stays home (non-distributable, as Docker leaves Windows base
+layers) unless asked, and the other host has its own identical copy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from wincontainers import Host, errors
+from wincontainers.build.builder import build
+from wincontainers.images.distribution import Registry
+from wincontainers.images.transfer import NONDISTRIBUTABLE, choose_platform
+from wincontainers.sim.control import SimulatedHost
+from tests.conftest import ROOT
+from tests.test_distribution import start_registry
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_registry(tmp_path_factory.mktemp("pull-push-registry"))
+
+
+@pytest.fixture
+def other_host(tmp_path: Path) -> Iterator[Host]:
+    """Another simulated Server 2019 host, fresh: nothing pulled, nothing built."""
+    sim = SimulatedHost("ws2019", tmp_path / "other").start()
+    try:
+        with Host.open(sim="ws2019", root=sim.root) as host:
+            yield host
+    finally:
+        sim.stop()
+
+
+def test_an_image_built_here_is_pushed_pulled_elsewhere_and_runs(
+        registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host) -> None:
+    sim = sim_roots["ws2019"].start()
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        name = f"{registry}/wc/hello:1"
+        built = build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[name], output=lambda _t: None).image
+        try:
+            with pytest.raises(errors.NotSupported, match="allow-nondistributable"):  # the host's OS layer: asked
+                here.images.push(name)
+            assert Registry(registry).tags("wc/hello") == [] if _has_repo(registry) else True
+            pushed = here.images.push(name, allow_nondistributable=True)
+            manifest = Registry(registry).manifest("wc/hello", "1")
+            assert manifest.digest == pushed and manifest.document["config"]["digest"] == built.id
+            assert manifest.document["layers"][0]["mediaType"] not in NONDISTRIBUTABLE
+            assert here.images.push(name, allow_nondistributable=True) == pushed  # again: nothing new
+        finally:
+            here.images.remove(name, force=True)
+            here.images.cache_clear()
+            here.images.gc()
+    pulled = other_host.images.pull(name)
+    assert pulled.id == built.id and pulled.manifest_digest == pushed  # the same digests end to end
+    assert other_host.images.inspect(name)["Id"] == built.id
+    command = json.loads(json.dumps(pulled.config["config"]["Cmd"]))
+    result = other_host.containers.run(name, command)
+    assert result.returncode == 0 and b"hello from the image" in result.stdout
+    again = other_host.images.pull(name)  # all there: nothing downloaded
+    assert again.id == pulled.id
+
+
+def test_pull_refuses_what_it_cannot_use(registry: str, other_host: Host) -> None:
+    with pytest.raises(errors.WincontainersError, match="MANIFEST_UNKNOWN|answered 404"):
+        other_host.images.pull(f"{registry}/wc/absent:1")
+    assert other_host.images.list() == [] or all("absent" not in str(t) for i in other_host.images.list()
+                                                 for t in i.tags)
+
+
+def test_an_index_gives_the_image_of_the_hosts_build() -> None:
+    index = {"manifests": [
+        {"digest": "sha256:" + "1" * 64, "platform": {"os": "windows", "architecture": "amd64",
+                                                      "os.version": "10.0.17763.1000"}},
+        {"digest": "sha256:" + "2" * 64, "platform": {"os": "windows", "architecture": "amd64",
+                                                      "os.version": "10.0.17763.2000"}},
+        {"digest": "sha256:" + "3" * 64, "platform": {"os": "windows", "architecture": "amd64",
+                                                      "os.version": "10.0.14393.5000"}},
+        {"digest": "sha256:" + "4" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+    ]}
+    assert choose_platform(index, 17763)["digest"] == "sha256:" + "2" * 64  # the same build, newest revision
+    assert choose_platform(index, 14393)["digest"] == "sha256:" + "3" * 64
+    with pytest.raises(errors.NotFound) as info:
+        choose_platform(index, 20348)
+    assert "10.0.17763.2000" in str(info.value) and "Hyper-V" in str(info.value)
+    assert choose_platform(index, 20348, hyperv=True)["digest"] == "sha256:" + "2" * 64  # a VM runs an older one
+    assert choose_platform(index, 17763, os_version="10.0.14393")["digest"] == "sha256:" + "3" * 64
+
+
+def _has_repo(registry: str) -> bool:
+    try:
+        Registry(registry).tags("wc/hello")
+    except errors.WincontainersError:
+        return False
+    return True

@@ -100,3 +100,43 @@ def _has_repo(registry: str) -> bool:
     except errors.WincontainersError:
         return False
     return True
+
+
+def test_the_cli_pushes_pulls_and_logs_in(registry: str, sim_roots: dict[str, SimulatedHost], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import cli
+    from tests.test_distribution import PASSWORD, USER
+
+    sim = sim_roots["ws2019"].start()
+    name = f"{registry}/wc/cli:1"
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[name], output=lambda _t: None)
+    refused = cli("push", name, sim=sim)
+    assert refused.returncode == 1 and b"--allow-nondistributable" in refused.stderr
+    pushed = cli("push", "--allow-nondistributable", name, sim=sim)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.decode().split("Digest: ")[1].strip()
+    assert cli("rmi", name, sim=sim).returncode == 0
+    pulled = cli("pull", name, sim=sim)
+    assert pulled.returncode == 0 and f"Digest: {digest}".encode() in pulled.stdout, pulled.stderr
+    done = cli("run", "--rm", name, sim=sim)
+    assert done.returncode == 0 and b"hello from the image" in done.stdout, done.stderr
+    assert cli("rmi", name, sim=sim).returncode == 0
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        here.images.cache_clear()
+        here.images.gc()
+
+    htpasswd = tmp_path / "htpasswd"
+    import subprocess
+
+    htpasswd.write_text(subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True,
+                                       text=True).stdout)
+    for basic in start_registry(tmp_path / "basic", htpasswd=htpasswd):
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+        wrong = cli("login", "-u", USER, "--password-stdin", basic, sim=sim, input=b"nope\n")
+        assert wrong.returncode == 1 and b"login" in wrong.stderr
+        ok = cli("login", "-u", USER, "--password-stdin", basic, sim=sim, input=PASSWORD.encode() + b"\n")
+        assert ok.returncode == 0 and b"Login Succeeded" in ok.stdout, ok.stderr
+        assert basic in json.loads((tmp_path / "docker" / "config.json").read_text())["auths"]
+        assert cli("logout", basic, sim=sim).stdout.startswith(b"Removing login credentials")
+        assert json.loads((tmp_path / "docker" / "config.json").read_text())["auths"] == {}

@@ -1,5 +1,5 @@
 """Image commands of the ``wincontainers`` CLI: images, rmi, tag, history, commit,
-build, save, load, image gc / fsck (Docker CLI conventions)."""
+build, save, load, pull, push, login, logout, image gc / fsck (Docker CLI conventions)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,31 @@ def add_parsers(sub: Any) -> None:
     load.add_argument("-i", "--input", help="the archive or OCI folder (default: standard input)")
     load.add_argument("--repository", help="the repository for OCI images named by a tag alone")
     load.add_argument("-q", "--quiet", action="store_true", help="print nothing")
+
+    pull = sub.add_parser("pull", help="download an image from a registry")
+    pull.add_argument("--platform", metavar="OS_VERSION",
+                      help="the os.version to take from a multi-platform image (default: the host's build)")
+    pull.add_argument("--isolation", choices=("default", "process", "hyperv"), default="default",
+                      help="hyperv: an older build may be taken (a utility VM runs it)")
+    pull.add_argument("--allow-nondistributable", action="store_true",
+                      help="fetch non-distributable (Windows base) layers from their URLs")
+    pull.add_argument("-q", "--quiet", action="store_true", help="print only the image's name")
+    pull.add_argument("name")
+
+    push = sub.add_parser("push", help="upload an image to a registry")
+    push.add_argument("--allow-nondistributable", action="store_true",
+                      help="send the host's Windows OS layers too (the registry must allow them)")
+    push.add_argument("-q", "--quiet", action="store_true", help="print only the manifest digest")
+    push.add_argument("name")
+
+    login = sub.add_parser("login", help="keep credentials for a registry (checked against it first)")
+    login.add_argument("-u", "--username")
+    login.add_argument("-p", "--password", help="the password (better: --password-stdin)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    login.add_argument("server", nargs="?", default="docker.io")
+
+    logout = sub.add_parser("logout", help="forget the credentials of a registry")
+    logout.add_argument("server", nargs="?", default="docker.io")
 
     image = sub.add_parser("image", help="image store maintenance")
     image_sub = image.add_subparsers(dest="image_command", metavar="COMMAND")
@@ -236,6 +261,73 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from wincontainers.images import transfer
+
+    store = open_host(args).images
+    result = transfer.pull(store, args.name, build=store.build, os_version=args.platform,
+                           hyperv=args.isolation == "hyperv", allow_nondistributable=args.allow_nondistributable,
+                           progress=sys.stderr.isatty() and not args.quiet)
+    if args.quiet:
+        print(args.name)
+    else:
+        print(f"{args.name}: {result.downloaded} layer(s) downloaded, {result.reused} already here")
+        print(f"Digest: {result.manifest_digest}")
+        print(f"Image ID: {result.image.id}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from wincontainers.images import transfer
+
+    store = open_host(args).images
+    result = transfer.push(store, args.name, allow_nondistributable=args.allow_nondistributable,
+                           progress=sys.stderr.isatty() and not args.quiet)
+    if args.quiet:
+        print(result.manifest_digest)
+        return 0
+    print(f"{result.reference}: {result.uploaded} blob(s) uploaded, {result.mounted} mounted, "
+          f"{result.present} already there" + (f", {len(result.skipped)} not distributable left out"
+                                               if result.skipped else ""))
+    print(f"Digest: {result.manifest_digest}")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    import getpass
+
+    from wincontainers.images import credentials
+    from wincontainers.images.transfer import registry_host
+
+    server = registry_host(args.server)
+    if args.password_stdin:
+        if args.password:
+            raise errors.BadInput("--password and --password-stdin exclude each other")
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password is not None:
+        password = args.password
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise errors.BadInput("give the password with --password-stdin (or -p)")
+    username = args.username or (input("Username: ") if sys.stdin.isatty() else "")
+    where = credentials.login(server, username, password)
+    print(f"Login Succeeded (credentials kept in {where})")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from wincontainers.images import credentials
+    from wincontainers.images.transfer import registry_host
+
+    server = registry_host(args.server)
+    if credentials.logout(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     store = open_host(args).images
     if args.image_command == "gc":
@@ -260,6 +352,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": cmd_history,
     "commit": cmd_commit,
     "build": cmd_build,
+    "pull": cmd_pull,
+    "push": cmd_push,
+    "login": cmd_login,
+    "logout": cmd_logout,
     "save": cmd_save,
     "load": cmd_load,
     "image": cmd_image,

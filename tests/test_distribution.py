@@ -42,14 +42,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_registry(root: Path, *, htpasswd: Optional[Path] = None) -> Iterator[str]:
-    """docker-registry serving ``root`` on a free 127.0.0.1 port; yields its host:port."""
+def start_registry(root: Path, *, htpasswd: Optional[Path] = None,
+                   token: Optional[dict[str, str]] = None) -> Iterator[str]:
+    """docker-registry serving ``root`` on a free 127.0.0.1 port; yields its host:port. With
+    ``htpasswd`` it asks for basic auth, with ``token`` (realm, service, issuer, rootcertbundle)
+    for bearer tokens."""
     binary = shutil.which("docker-registry")
     assert binary, "the tests need Debian's docker-registry (apt-get install docker-registry; .ci/run does)"
     port = _free_port()
     store = root / "store"
     store.mkdir(parents=True)
     auth = (f"auth:\n  htpasswd:\n    realm: wincontainers-test\n    path: {htpasswd}\n" if htpasswd else "")
+    if token:
+        auth = "auth:\n  token:\n" + "".join(f"    {k}: {v}\n" for k, v in token.items())
     config = root / "config.yml"
     config.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {store}\n"
                       f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}")
@@ -312,3 +317,122 @@ def test_login_keeps_checked_credentials_where_docker_does(basic_registry: str, 
     config.write_text("{not json")
     with pytest.raises(Exception, match="cannot be read as Docker's config"):
         credentials.lookup(basic_registry, environ=env)
+
+
+# -- the bearer-token flow against a real challenge ------------------------------------------------------------
+
+
+class TokenServer:
+    """A small token server, as Docker Hub's auth.docker.io: a JWT (RS256, the signing
+    certificate in ``x5c``) for the scope asked, granting everything to ``USER:PASSWORD`` and
+    pull only to anyone else. It counts the tokens it gave."""
+
+    def __init__(self, root: Path) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wincontainers test token issuer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                     .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.bundle = root / "token-root.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.issued: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server convention
+                import base64
+                import urllib.parse
+
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                user = None
+                if auth.startswith("Basic "):
+                    who, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+                    if (who, secret) != (USER, PASSWORD):
+                        self.send_response(401)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    user = who
+                access = []
+                for scope in query.get("scope", []):
+                    for one in scope.split(" "):
+                        kind, _, rest = one.partition(":")
+                        repo, _, actions = rest.rpartition(":")
+                        allowed = [a for a in actions.split(",") if user is not None or a == "pull"]
+                        access.append({"type": kind, "name": repo, "actions": allowed})
+                token = server.sign({"iss": "wc-test-issuer", "sub": user or "", "aud": query["service"][0],
+                                     "access": access})
+                body = json.dumps({"token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/token"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        import base64
+        import secrets as pysecrets
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        now = int(time.time())
+        claims = {**claims, "iat": now, "nbf": now - 10, "exp": now + 300, "jti": pysecrets.token_hex(8)}
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+        signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        self.issued.append(claims)
+        return f"{signing_input}.{b64(signature)}"
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def test_the_bearer_flow_meets_a_real_challenge(tmp_path: Path) -> None:
+    tokens = TokenServer(tmp_path)
+    config_auth = {"realm": tokens.url, "service": "wc-registry", "issuer": "wc-test-issuer",
+                   "rootcertbundle": str(tokens.bundle)}
+    try:
+        for host in start_registry(tmp_path / "registry", token=config_auth):
+            anonymous = Registry(host)
+            anonymous.check()  # GET /v2/ with a token of no scope
+            with pytest.raises(RegistryAuthError) as refused:  # anonymous may pull, not push
+                _image(anonymous, "wc/tokened", tmp_path, b"layer")
+            assert refused.value.status == 401
+            builder = Registry(host, credentials=Credentials(USER, PASSWORD))
+            manifest = _image(builder, "wc/tokened", tmp_path, b"layer")
+            assert anonymous.manifest("wc/tokened", "1").digest == manifest.digest  # pull: anyone
+            granted = [c for c in tokens.issued if c["sub"] == USER]
+            assert granted and any(a["name"] == "wc/tokened" and "push" in a["actions"]
+                                   for c in granted for a in c["access"])
+            before = len(tokens.issued)
+            builder.manifest("wc/tokened", "1")
+            builder.manifest("wc/tokened", manifest.digest)
+            assert len(tokens.issued) == before  # the token is kept for its scope until it expires
+            with pytest.raises(RegistryAuthError, match="token server refused"):
+                Registry(host, credentials=Credentials(USER, "wrong")).manifest("wc/tokened", "1")
+    finally:
+        tokens.close()

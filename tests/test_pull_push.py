@@ -140,3 +140,31 @@ def test_the_cli_pushes_pulls_and_logs_in(registry: str, sim_roots: dict[str, Si
         assert basic in json.loads((tmp_path / "docker" / "config.json").read_text())["auths"]
         assert cli("logout", basic, sim=sim).stdout.startswith(b"Removing login credentials")
         assert json.loads((tmp_path / "docker" / "config.json").read_text())["auths"] == {}
+
+
+def test_a_mirror_serves_any_registry_name(registry: str, sim_roots: dict[str, SimulatedHost],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """WINCONTAINERS_REGISTRY_MIRRORS sends mcr.microsoft.com's traffic to the local registry:
+    the image keeps the name real Dockerfiles use."""
+    from wincontainers.images.transfer import mirrors_from_env
+
+    sim = sim_roots["ws2019"].start()
+    monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", f"mcr.microsoft.com={registry}; docker.io={registry}")
+    assert mirrors_from_env() == {"mcr.microsoft.com": registry, "docker.io": registry}
+    name = "mcr.microsoft.com/wc/mirrored:1"
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        built = build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[name], output=lambda _t: None).image
+        try:
+            digest = here.images.push(name, allow_nondistributable=True)
+            assert Registry(registry).manifest("wc/mirrored", "1").digest == digest  # it went to the mirror
+            here.images.remove(name, force=True)
+            pulled = here.images.pull(name)
+            assert pulled.id == built.id and [str(t) for t in pulled.tags] == [name]
+        finally:
+            for image in here.images.list():
+                here.images.remove(image.id, force=True, prune=False)
+            here.images.cache_clear()
+            here.images.gc()
+    monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", "no-equals-sign")
+    with pytest.raises(errors.BadInput, match="domain=host"):
+        mirrors_from_env()

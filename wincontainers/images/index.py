@@ -126,7 +126,7 @@ class ImageIndex:
                 "schemaVersion": 2,
                 "mediaType": MEDIA_MANIFEST,
                 "config": {"mediaType": MEDIA_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
-                "layers": [descriptor(record) for record in layers],
+                "layers": [self._descriptor(record) for record in layers],
             })
             media_type = MEDIA_MANIFEST
         with self.lock.held():  # a gc sees the blobs and the index entry together, or neither
@@ -147,6 +147,17 @@ class ImageIndex:
             doc["manifests"] = _keep_untagged(entries, doc["manifests"])
             self.write(doc)
         return self.get(manifest_digest[7:])
+
+    def _descriptor(self, record: LayerRecord) -> dict[str, Any]:
+        """:func:`descriptor`, with the size of the blob the store keeps (what a registry and
+        every reader check), not the layer's content size its record has."""
+        found = descriptor(record)
+        if record.blob is not None and found.get("digest") == record.blob:
+            try:
+                found["size"] = self.blobs.path(record.blob).stat().st_size
+            except OSError:
+                pass
+        return found
 
     def tag(self, image: ImageLike, wanted: Reference) -> None:
         """Point ``wanted`` at the image (moving it from another image)."""

@@ -58,8 +58,15 @@ def test_an_image_built_here_is_pushed_pulled_elsewhere_and_runs(
             here.images.remove(name, force=True)
             here.images.cache_clear()
             here.images.gc()
-    pulled = other_host.images.pull(name)
+    totals: list[tuple[int, int]] = []
+    layers: dict[str, tuple[int, int]] = {}
+    pulled = other_host.images.pull(name, progress=lambda done, files: totals.append((done, files)),
+                                    layer_progress=lambda digest, done, size: layers.__setitem__(digest, (done, size)))
     assert pulled.id == built.id and pulled.manifest_digest == pushed  # the same digests end to end
+    downloaded = [d for d in manifest.document["layers"] if d["digest"] in layers]
+    assert downloaded and all(layers[d["digest"]] == (d["size"], d["size"]) for d in downloaded)
+    assert totals[-1] == (sum(d["size"] for d in downloaded), len(downloaded))  # bytes, then layers done
+    assert [t[0] for t in totals] == sorted(t[0] for t in totals)  # a running total never goes back
     assert other_host.images.inspect(name)["Id"] == built.id
     command = json.loads(json.dumps(pulled.config["config"]["Cmd"]))
     result = other_host.containers.run(name, command)

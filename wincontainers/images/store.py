@@ -379,7 +379,8 @@ class ImageStore(RichDisplay):
 
     def pull(self, reference: str, *, platform: Optional[str] = None, isolation: Optional[str] = None,
              allow_nondistributable: bool = False, username: Optional[str] = None, password: Optional[str] = None,
-             progress: ProgressLike = None) -> Image:
+             progress: ProgressLike = None,
+             layer_progress: Optional[Callable[[str, int, int], None]] = None) -> Image:
         """``docker pull``: the image ``reference`` names, from its registry, into this store.
 
         From an index, the windows/amd64 image of the host's build (``platform``: another
@@ -387,23 +388,27 @@ class ImageStore(RichDisplay):
         Credentials come from the arguments, the environment or Docker's config (``login``).
         Layers the store has are not downloaded; the others come in parallel, checked. A
         non-distributable (Windows base) layer must be on this host already, unless
-        ``allow_nondistributable`` lets it come from its URLs."""
+        ``allow_nondistributable`` lets it come from its URLs. ``progress``: the whole pull (a
+        bar, or ``f(bytes_done, layers_done)``); ``layer_progress(digest, bytes_done, size)``
+        each layer (with ``progress=True`` each also gets a bar while it comes)."""
         from wincontainers.images import transfer
 
         return transfer.pull(self, reference, build=self.build, os_version=platform, hyperv=isolation == "hyperv",
                              allow_nondistributable=allow_nondistributable, username=username, password=password,
-                             progress=progress).image
+                             progress=progress, layer_progress=layer_progress).image
 
     def push(self, image: str, target: Optional[str] = None, *, allow_nondistributable: bool = False,
              username: Optional[str] = None, password: Optional[str] = None, chunk_size: Optional[int] = None,
-             progress: ProgressLike = None) -> str:
+             progress: ProgressLike = None,
+             layer_progress: Optional[Callable[[str, int, int], None]] = None) -> str:
         """``docker push``: the image to its registry (under ``target`` when given); returns the
         pushed manifest's digest. Blobs the registry has are not sent again. A layer of the
         host's OS image is left out, marked non-distributable, unless ``allow_nondistributable``."""
         from wincontainers.images import transfer
 
         return transfer.push(self, image, target, allow_nondistributable=allow_nondistributable, username=username,
-                             password=password, chunk_size=chunk_size, progress=progress).manifest_digest
+                             password=password, chunk_size=chunk_size, progress=progress,
+                             layer_progress=layer_progress).manifest_digest
 
     def tag(self, image: ImageLike, ref: str) -> Reference:
         """``docker tag``: point ``ref`` at the image (moving it from another image)."""

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
@@ -37,7 +37,7 @@ from wincontainers.images import credentials as creds
 from wincontainers.images.distribution import OCI_MANIFEST, Manifest, Registry, RegistryError
 from wincontainers.images.model import MEDIA_LAYER, Image, LayerRecord, canonical_json, chain_id, digest_of
 from wincontainers.images.reference import Reference, parse_reference
-from wincontainers.progress import ProgressLike, operation_progress
+from wincontainers.progress import Progress, ProgressLike, open_progress, operation_progress
 
 if TYPE_CHECKING:
     from wincontainers.images.store import ImageStore
@@ -140,7 +140,7 @@ def choose_platform(index: Mapping[str, Any], build: Optional[int], *, hyperv: b
 def pull(store: "ImageStore", reference: str, *, build: Optional[int] = None, os_version: Optional[str] = None,
          hyperv: bool = False, allow_nondistributable: bool = False, username: Optional[str] = None,
          password: Optional[str] = None, mirrors: Optional[Mapping[str, str]] = None, progress: ProgressLike = None,
-         workers: int = WORKERS) -> PullResult:
+         layer_progress: Optional[Callable[[str, int, int], None]] = None, workers: int = WORKERS) -> PullResult:
     """See the module: ``reference`` into ``store``, tagged with it (unless it names a digest)."""
     ref = parse_reference(reference)
     mirror_map = mirrors_from_env() if mirrors is None else dict(mirrors)
@@ -182,20 +182,13 @@ def pull(store: "ImageStore", reference: str, *, build: Optional[int] = None, os
                     message="the layer is not distributable (a Windows base layer) and this host does not have it",
                     hint="use a base image of this host's build, or allow non-distributable layers to be fetched "
                          "from their URLs (--allow-nondistributable)")
-        total = sum(int(d.get("size") or 0) for _, d in wanted)
-        done = [0]
-        lock = threading.Lock()
-
-        def count(n: int) -> None:
-            with lock:
-                done[0] += n
-                if shared is not None:
-                    shared(done[0], total)
-
+        layers_report = _LayerReports(shared, progress is True, layer_progress)
+        layers_report.expect(sum(int(d.get("size") or 0) for _, d in wanted))
         files: dict[int, Path] = {}
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                futures = {pool.submit(_download, store, registry, repository, desc, count): i for i, desc in wanted}
+                futures = {pool.submit(_download, store, registry, repository, desc, layers_report): i
+                           for i, desc in wanted}
                 for future in concurrent.futures.as_completed(futures):
                     files[futures[future]] = future.result()
             records: list[LayerRecord] = []
@@ -221,22 +214,61 @@ def _size(desc: Mapping[str, Any], limit: Optional[int] = None) -> int:
     return size
 
 
+class _LayerReports:
+    """Progress of a transfer: the operation's running total (bytes; a file per layer done) and
+    each layer's own, to ``layer_progress(digest, bytes_done, size)`` and, with
+    ``progress=True``, a bar of its own while it moves."""
+
+    def __init__(self, shared: Optional[Progress], bars: bool,
+                 layer_progress: Optional[Callable[[str, int, int], None]]) -> None:
+        self.shared = shared
+        self.bars = bars
+        self.layer_progress = layer_progress
+
+    def expect(self, total: int) -> None:
+        if self.shared is not None:
+            self.shared.expect(total)
+
+    @contextlib.contextmanager
+    def layer(self, digest: str, size: int) -> Iterator[Callable[[int], None]]:
+        bar = open_progress(True, total=size, desc=digest[7:19]) if self.bars else None
+        done = [0]
+
+        def count(n: int) -> None:
+            done[0] += n
+            if self.shared is not None:
+                self.shared.advance(n)
+            if bar is not None:
+                bar.advance(n)
+            if self.layer_progress is not None:
+                self.layer_progress(digest, done[0], size)
+
+        try:
+            yield count
+            if self.shared is not None:
+                self.shared.advance(0, 1)
+        finally:
+            if bar is not None:
+                bar.close()
+
+
 def _download(store: "ImageStore", registry: Registry, repository: str, desc: Mapping[str, Any],
-              count: Callable[[int], None]) -> Path:
+              reports: _LayerReports) -> Path:
     """A layer blob into a temporary file of the store: from the registry, or (a foreign layer,
     allowed) from the first of its ``urls`` that serves it."""
     digest = str(desc.get("digest"))
     path = store.new_temp_file(".layer")
-    if desc.get("mediaType") not in NONDISTRIBUTABLE:
-        registry.fetch_blob(repository, digest, path, size=_size(desc), progress=count)
-        return path
-    failures = []
-    for url in [str(u) for u in desc.get("urls") or [] if str(u).startswith("https://")]:
-        try:
-            _fetch_url(registry, url, path, digest, _size(desc), count)
+    with reports.layer(digest, _size(desc)) as count:
+        if desc.get("mediaType") not in NONDISTRIBUTABLE:
+            registry.fetch_blob(repository, digest, path, size=_size(desc), progress=count)
             return path
-        except RegistryError as exc:
-            failures.append(str(exc))
+        failures = []
+        for url in [str(u) for u in desc.get("urls") or [] if str(u).startswith("https://")]:
+            try:
+                _fetch_url(registry, url, path, digest, _size(desc), count)
+                return path
+            except RegistryError as exc:
+                failures.append(str(exc))
     raise RegistryError(f"the foreign layer {digest[:19]} could not be fetched from its URLs: "
                         f"{'; '.join(failures) or 'none is https'}", registry=registry.host, repository=repository)
 
@@ -284,7 +316,8 @@ def _host_layer(store: "ImageStore", chain: str, diff_id: str, index: int) -> Op
 
 def push(store: "ImageStore", image_ref: str, target: Optional[str] = None, *, allow_nondistributable: bool = False,
          username: Optional[str] = None, password: Optional[str] = None, mirrors: Optional[Mapping[str, str]] = None,
-         chunk_size: Optional[int] = None, progress: ProgressLike = None, workers: int = WORKERS) -> PushResult:
+         chunk_size: Optional[int] = None, progress: ProgressLike = None,
+         layer_progress: Optional[Callable[[str, int, int], None]] = None, workers: int = WORKERS) -> PushResult:
     """See the module: the store's ``image_ref`` to ``target`` (default: its own name)."""
     image = store.get(image_ref)
     ref = parse_reference(target or image_ref)
@@ -300,7 +333,7 @@ def push(store: "ImageStore", image_ref: str, target: Optional[str] = None, *, a
     try:
         return _push(store, image, image_ref, ref, records, stored, manifest_doc, descriptors, exported,
                      allow_nondistributable=allow_nondistributable, registry=registry, chunk_size=chunk_size,
-                     progress=progress, workers=workers)
+                     progress=progress, layer_progress=layer_progress, workers=workers)
     finally:
         for path in exported:
             with contextlib.suppress(OSError):
@@ -310,7 +343,7 @@ def push(store: "ImageStore", image_ref: str, target: Optional[str] = None, *, a
 def _push(store: "ImageStore", image: Image, image_ref: str, ref: Reference, records: Sequence[LayerRecord],
           stored: bytes, manifest_doc: dict[str, Any], descriptors: list[dict[str, Any]], exported: list[Path], *,
           allow_nondistributable: bool, registry: Registry, chunk_size: Optional[int], progress: ProgressLike,
-          workers: int) -> PushResult:
+          layer_progress: Optional[Callable[[str, int, int], None]], workers: int) -> PushResult:
     repository = ref.path
     skipped: list[str] = []
     sources: list[tuple[str, Callable[[], Path], bool]] = []  # digest, its file, whether made for this push
@@ -343,21 +376,16 @@ def _push(store: "ImageStore", image: Image, image_ref: str, ref: Reference, rec
     manifest_bytes = canonical_json(manifest_doc) if marked else stored
     counts = {"uploaded": 0, "mounted": 0, "exists": 0}
     lock = threading.Lock()
-    total = sum(int(d.get("size") or 0) for d in descriptors if d.get("digest") not in skipped)
     with operation_progress(progress, desc=f"push {ref.familiar}") as shared:
-        done = [0]
-
-        def count(n: int) -> None:
-            with lock:
-                done[0] += n
-                if shared is not None:
-                    shared(done[0], total)
+        reports = _LayerReports(shared, progress is True, layer_progress)
+        reports.expect(sum(int(d.get("size") or 0) for d in descriptors if d.get("digest") not in skipped))
 
         def send(digest: str, make: Callable[[], Path], made: bool) -> None:
             path = make()
             try:
-                how = registry.push_blob(repository, digest, path, mount_from=_mount_sources(store, digest, ref),
-                                         chunk_size=chunk_size, progress=count)
+                with reports.layer(digest, path.stat().st_size) as count:
+                    how = registry.push_blob(repository, digest, path, mount_from=_mount_sources(store, digest, ref),
+                                             chunk_size=chunk_size, progress=count)
             finally:
                 if made:
                     with contextlib.suppress(OSError):

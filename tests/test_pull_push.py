@@ -175,3 +175,43 @@ def test_a_mirror_serves_any_registry_name(registry: str, sim_roots: dict[str, S
     monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", "no-equals-sign")
     with pytest.raises(errors.BadInput, match="domain=host"):
         mirrors_from_env()
+
+
+def test_from_pulls_what_the_store_lacks_and_names_real_dockerfiles_use(
+        registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """FROM mcr.microsoft.com/windows/servercore:ltsc2019 is the host's own OS image on a 2019
+    host; a FROM of an image only a registry has is pulled first (and again with pull=True);
+    one nobody has fails with both reasons."""
+    from tests.test_distribution import _free_port
+
+    monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", f"team.example={registry};nowhere.example=127.0.0.1:{_free_port()}")
+    sim = sim_roots["ws2019"].start()
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "Dockerfile").write_text('FROM mcr.microsoft.com/windows/servercore:ltsc2019\n'
+                                        'RUN echo base> base.txt\nCMD ["cmd", "/S", "/C", "type base.txt"]\n')
+        base = build(here, app, tags=["team.example/wc/base:1"], output=lambda _t: None).image
+        try:
+            here.images.push("team.example/wc/base:1", allow_nondistributable=True)
+        finally:
+            here.images.remove("team.example/wc/base:1", force=True)
+            here.images.cache_clear()
+            here.images.gc()
+    child = tmp_path / "child"
+    child.mkdir()
+    (child / "Dockerfile").write_text('FROM team.example/wc/base:1\nRUN echo child> child.txt\n')
+    said: list[str] = []
+    result = build(other_host, child, tags=["child:1"], output=said.append)
+    assert any("Pulling team.example/wc/base:1" in line for line in said)
+    assert result.image.diff_ids[:len(base.diff_ids)] == base.diff_ids
+    assert other_host.containers.run("child:1", 'cmd /S /C "type base.txt & type child.txt"').stdout == \
+        b"base\r\nchild\r\n"
+    said.clear()
+    build(other_host, child, tags=["child:1"], output=said.append, pull=True)  # pulled again, nothing new
+    assert any("Pulling" in line for line in said)
+    (child / "Dockerfile").write_text("FROM nowhere.example/wc/missing:1\n")
+    with pytest.raises(errors.NotFound) as info:
+        build(other_host, child, output=lambda _t: None)
+    assert "pulling it failed" in str(info.value) and "nowhere.example" in str(info.value)

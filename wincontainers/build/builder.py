@@ -52,6 +52,7 @@ from wincontainers.build.instructions import (
 from wincontainers.build.lexer import ShellLex
 from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
+from wincontainers.images.model import ImageNotFound
 from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
 from wincontainers.process import Process, TimeoutExpired
 from wincontainers.container_types import check_isolation
@@ -172,9 +173,10 @@ def _key(*parts: str) -> str:
 class _Builder:
     def __init__(self, host: "Host", context: BuildContext, dockerfile: Dockerfile, *, build_args: Mapping[str, str],
                  no_cache: bool, output: Callable[[str], None], progress: ProgressLike,
-                 isolation: Optional[str] = None) -> None:
+                 isolation: Optional[str] = None, pull: bool = False) -> None:
         self.host = host
         self.isolation = isolation
+        self.pull = pull
         self.store: ImageStore = host.images
         self.context = context
         self.dockerfile = dockerfile
@@ -376,7 +378,7 @@ class _Builder:
             stage.layers = list(source.layers)
             stage.key = source.key
         else:
-            image = self.store.resolve(ref)
+            image = self.base_image(ref)
             stage.image = image
             stage.config = json.loads(image.config_bytes)
             stage.layers = self.store.layer_chain(image)
@@ -385,6 +387,26 @@ class _Builder:
                 raise errors.NotFound("build", subject=f"image {ref}", message="its layers were removed meanwhile",
                                       hint="pull or load it again")
         stage.config.setdefault("config", {})
+
+    def base_image(self, ref: str) -> Image:
+        """A FROM image: the store's (or the host's); pulled when it has none of that name, and
+        always with ``pull``, as Docker does."""
+        if not self.pull:
+            try:
+                return self.store.resolve(ref)
+            except ImageNotFound as missing:
+                not_here: Optional[ImageNotFound] = missing
+        else:
+            not_here = None
+        self.output(f" ---> Pulling {ref}\n")
+        try:
+            return self.store.pull(ref, progress=self.progress)
+        except errors.WincontainersError as exc:
+            if not_here is None:
+                raise
+            raise errors.NotFound("build", subject=f"image {ref}",
+                                  message=f"the store has no such image, and pulling it failed: {exc}",
+                                  hint=not_here.hint or "build or load it first, or check its name") from exc
 
     def _lease(self) -> Lease:
         assert self.lease is not None, "a build runs inside its lease"
@@ -739,12 +761,14 @@ def build(
     progress: ProgressLike = None,
     cancel: Optional[threading.Event] = None,
     isolation: Optional[str] = None,
+    pull: bool = False,
 ) -> BuildResult:
     """Build the Dockerfile (``<context>/Dockerfile`` unless given) into an image tagged ``tags``.
 
     ``isolation="hyperv"`` runs the RUN steps in Hyper-V containers (a base image of another
     Windows build than the host's builds that way); COPY, ADD and the other steps write layers
-    from the host either way.
+    from the host either way. A FROM image the store lacks is pulled from its registry, and with
+    ``pull=True`` every FROM image is pulled again (``docker build --pull``).
 
     ``output`` receives the step lines and the commands' output as they come (by default they are
     INFO records of the ``wincontainers.build`` logger); ``output=True`` writes them to
@@ -780,7 +804,7 @@ def build(
                 host.images.lease() as lease:
             builder = _Builder(host, BuildContext(root, ignore), parsed, build_args=build_args or {},
                                no_cache=no_cache, output=output or _LoggedOutput(), progress=shared,
-                               isolation=isolation)
+                               isolation=isolation, pull=pull)
             builder.lease = lease
             builder.cancel = cancel
             stage = builder.run(target)

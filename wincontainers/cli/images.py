@@ -50,6 +50,7 @@ def add_parsers(sub: Any) -> None:
     build.add_argument("--isolation", choices=("default", "process", "hyperv"), default="default",
                        help="how RUN steps run: process (the default) or hyperv (a base image of another Windows "
                             "build builds that way)")
+    build.add_argument("--pull", action="store_true", help="pull every FROM image again first")
     build.add_argument("context", help="the build context folder")
 
     save = sub.add_parser("save", help="write images to a docker-save archive or an OCI layout")
@@ -195,7 +196,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     output = (lambda _text: None) if args.quiet else to_stdout
     result = build(host, args.context, dockerfile=args.file, tags=args.tag, build_args=build_args,
                    no_cache=args.no_cache, target=args.target, output=output,
-                   isolation=None if args.isolation == "default" else args.isolation)
+                   isolation=None if args.isolation == "default" else args.isolation, pull=args.pull)
     if args.quiet:
         print(result.image.id)
     return 0

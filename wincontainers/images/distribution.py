@@ -58,6 +58,8 @@ MANIFEST_LIMIT = 4 << 20
 #: a token answer, an error body
 SMALL_LIMIT = 1 << 20
 CHUNK = 1 << 20
+#: a connection refused or cut is tried this many times more (a 429 or 5xx answer: ``retries``)
+CONNECT_RETRIES = 2
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _DIGEST = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 _TOKEN_ARG = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
@@ -206,8 +208,8 @@ class Registry:
             try:
                 response = self.pool.request(method, url, headers=sent, body=body() if body is not None else None,
                                              preload_content=False, redirect=True, timeout=self.timeout)
-            except urllib3.exceptions.HTTPError as exc:  # refused, reset, timed out
-                if attempt >= self.retries:
+            except urllib3.exceptions.HTTPError as exc:  # refused, reset, timed out: twice more at most
+                if attempt >= min(self.retries, CONNECT_RETRIES):
                     raise RegistryError(f"{method} {_short(url)} failed: {exc}", registry=self.host,
                                         repository=repository, hint="check the registry's address and that it runs")
                 attempt += 1

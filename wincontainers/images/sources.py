@@ -15,20 +15,21 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import attrs
 
 from wincontainers import errors
 from wincontainers.images.model import BaseImage, LayerRecord, chain_id
-from wincontainers.images.reference import ReferenceError_, parse_reference
+from wincontainers.images.reference import Reference, ReferenceError_, parse_reference
 from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.driver import Driver
     from wincontainers.images.store import Image, ImageStore
 
-__all__ = ["host_base_images", "register_host_image", "find_host_image", "DockerStore", "DockerImage",
+__all__ = ["host_base_images", "register_host_image", "find_host_image", "published_names", "PUBLISHED_NAMES",
+           "DockerStore", "DockerImage",
            "register_docker_image", "default_docker_root"]
 
 DEFAULT_CMD = ["c:\\windows\\system32\\cmd.exe"]
@@ -57,17 +58,63 @@ def default_docker_root() -> Optional[Path]:
     return None
 
 
+#: The names Microsoft published each build's OS images under (the tags Dockerfiles name), by
+#: build and image: a host whose own OS image is that build's answers to them, as a host that
+#: pulled them would. ``{build}`` tags (``10.0.17763.1234``) are any revision of the build.
+PUBLISHED_NAMES: Mapping[int, Mapping[str, tuple[str, ...]]] = {
+    14393: {
+        "windowsservercore": ("mcr.microsoft.com/windows/servercore:ltsc2016", "microsoft/windowsservercore:ltsc2016",
+                              "microsoft/windowsservercore:10.0.14393.{revision}"),
+        "nanoserver": ("mcr.microsoft.com/windows/nanoserver:sac2016", "microsoft/nanoserver:sac2016",
+                       "microsoft/nanoserver:10.0.14393.{revision}"),
+    },
+    17763: {
+        "windowsservercore": ("mcr.microsoft.com/windows/servercore:ltsc2019", "mcr.microsoft.com/windows/servercore:1809",
+                              "mcr.microsoft.com/windows/servercore:10.0.17763.{revision}"),
+        "nanoserver": ("mcr.microsoft.com/windows/nanoserver:1809", "mcr.microsoft.com/windows/nanoserver:ltsc2019",
+                       "mcr.microsoft.com/windows/nanoserver:10.0.17763.{revision}"),
+    },
+}
+
+
+def published_names(base: BaseImage) -> list[str]:
+    """The published names of a host OS image (its revision filled in)."""
+    try:
+        build, revision = (int(p) for p in base.version.split(".")[2:4])
+    except ValueError:
+        return []
+    names = PUBLISHED_NAMES.get(build, {}).get(base.name.lower(), ())
+    return [n.format(revision=revision) for n in names]
+
+
+def _published_match(wanted: Reference, base: BaseImage) -> bool:
+    try:
+        build = int(base.version.split(".")[2])
+    except (ValueError, IndexError):
+        return False
+    for name in PUBLISHED_NAMES.get(build, {}).get(base.name.lower(), ()):
+        if "{revision}" in name:
+            pattern = parse_reference(name.replace("{revision}", "0"))
+            if (pattern.domain, pattern.path) == (wanted.domain, wanted.path) and wanted.tag and re.fullmatch(
+                    rf"10\.0\.{build}\.[0-9]+", wanted.tag):
+                return True
+        elif parse_reference(name) == wanted:
+            return True
+    return False
+
+
 def find_host_image(store: "ImageStore", ref: str) -> Optional[BaseImage]:
-    """The host base image ``ref`` names (``windowsservercore``, ``nanoserver:10.0.17763.0``)."""
+    """The host base image ``ref`` names: ``windowsservercore``, ``nanoserver:10.0.17763.0``, or
+    a name Microsoft published that build under (``mcr.microsoft.com/windows/servercore:ltsc2019``)."""
     try:
         wanted = parse_reference(ref)
     except ReferenceError_:
         return None
-    if wanted.domain != "docker.io" or not wanted.path.startswith("library/"):
-        return None
-    name = wanted.path[len("library/"):]
     for image in store.base_images():
-        if image.name.lower() == name and wanted.tag in ("latest", image.version):
+        if wanted.domain == "docker.io" and wanted.path.startswith("library/") and \
+                image.name.lower() == wanted.path[len("library/"):] and wanted.tag in ("latest", image.version):
+            return image
+        if _published_match(wanted, image):
             return image
     return None
 
@@ -99,7 +146,7 @@ def register_host_image(store: "ImageStore", base: BaseImage) -> "Image":
         "os.version": version,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
-    return store.add(config, [record], tags=[f"{name}:latest", f"{name}:{version}"])
+    return store.add(config, [record], tags=[f"{name}:latest", f"{name}:{version}", *published_names(base)])
 
 
 # -- Docker's windowsfilter store --------------------------------------------------------------------

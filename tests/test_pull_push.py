@@ -175,6 +175,14 @@ def test_a_mirror_serves_any_registry_name(registry: str, sim_roots: dict[str, S
     monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", "no-equals-sign")
     with pytest.raises(errors.BadInput, match="domain=host"):
         mirrors_from_env()
+    config = sim.root / "registries.json"  # the config file, under the environment's
+    config.write_text(json.dumps({"mirrors": {"mcr.microsoft.com": "127.0.0.1:1", "quay.io": registry}}))
+    monkeypatch.setenv("WINCONTAINERS_REGISTRIES", str(config))
+    monkeypatch.setenv("WINCONTAINERS_REGISTRY_MIRRORS", f"mcr.microsoft.com={registry}")
+    assert mirrors_from_env() == {"mcr.microsoft.com": registry, "quay.io": registry}
+    config.write_text(json.dumps({"mirrors": ["not", "an", "object"]}))
+    with pytest.raises(errors.BadInput, match="domain -> host"):
+        mirrors_from_env()
 
 
 def test_from_pulls_what_the_store_lacks_and_names_real_dockerfiles_use(
@@ -215,3 +223,28 @@ def test_from_pulls_what_the_store_lacks_and_names_real_dockerfiles_use(
     with pytest.raises(errors.NotFound) as info:
         build(other_host, child, output=lambda _t: None)
     assert "pulling it failed" in str(info.value) and "nowhere.example" in str(info.value)
+
+
+def test_a_second_repository_gets_the_blobs_by_mount_and_pull_can_be_awaited(
+        registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host) -> None:
+    import asyncio
+
+    from wincontainers.images import transfer
+
+    sim = sim_roots["ws2019"].start()
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        first, second = f"{registry}/wc/mount-a:1", f"{registry}/wc/mount-b:1"
+        build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[first], output=lambda _t: None)
+        try:
+            one = transfer.push(here.images, first, allow_nondistributable=True)
+            assert one.uploaded >= 2 and one.mounted == 0
+            two = transfer.push(here.images, first, second, allow_nondistributable=True)  # known to be in wc/mount-a
+            assert two.uploaded == 0 and two.mounted == one.uploaded + one.present
+            assert two.manifest_digest == one.manifest_digest
+        finally:
+            for image in here.images.list():
+                here.images.remove(image.id, force=True, prune=False)
+            here.images.cache_clear()
+            here.images.gc()
+    pulled = asyncio.run(other_host.images.pull_async(second))
+    assert pulled.manifest_digest == one.manifest_digest

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import threading
 import logging
 import os
 import time
@@ -396,6 +397,38 @@ class ImageStore(RichDisplay):
         return transfer.pull(self, reference, build=self.build, os_version=platform, hyperv=isolation == "hyperv",
                              allow_nondistributable=allow_nondistributable, username=username, password=password,
                              progress=progress, layer_progress=layer_progress).image
+
+    async def pull_async(self, reference: str, **options: Any) -> Image:
+        """:meth:`pull`, awaited (same arguments; on the shared pool of :mod:`wincontainers.aio`).
+        Cancelling the awaiting task stops the transfer at its next piece of data; what it
+        downloaded is removed, and the store's lease lets gc collect any layer it had imported."""
+        from wincontainers import aio
+
+        wanted = options.pop("layer_progress", None)
+
+        def run(cancel: threading.Event) -> Image:
+            def each(digest: str, done: int, size: int) -> None:
+                if cancel.is_set():
+                    raise errors.Cancelled(f"the pull of {reference} was cancelled")
+                if wanted is not None:
+                    wanted(digest, done, size)
+
+            return self.pull(reference, layer_progress=each, **options)
+
+        return await aio.call_cancellable(run)
+
+    def login(self, registry: str, username: str, password: str) -> str:
+        """``docker login``: check the credentials against ``registry``, then keep them where
+        Docker keeps them (its credential helper, or ``config.json``); returns where."""
+        from wincontainers.images import credentials, transfer
+
+        return credentials.login(transfer.registry_host(registry), username, password)
+
+    def logout(self, registry: str) -> bool:
+        """``docker logout``: forget the credentials of ``registry``; whether there were any."""
+        from wincontainers.images import credentials, transfer
+
+        return credentials.logout(transfer.registry_host(registry))
 
     def push(self, image: str, target: Optional[str] = None, *, allow_nondistributable: bool = False,
              username: Optional[str] = None, password: Optional[str] = None, chunk_size: Optional[int] = None,

@@ -14,8 +14,9 @@ allowed; otherwise the host must have it already (its own OS image of that build
 out unless ``allow_nondistributable``; a layer of the host's own OS image, which no URL names,
 is sent only with ``allow_nondistributable`` (as its tar), else the push is refused first.
 
-``WINCONTAINERS_REGISTRY_MIRRORS`` (``mcr.microsoft.com=127.0.0.1:5000;docker.io=...``) sends
-a registry's traffic to another host: how the tests serve any registry name from a local one.
+``WINCONTAINERS_REGISTRY_MIRRORS`` (``mcr.microsoft.com=127.0.0.1:5000;docker.io=...``), or
+``mirrors`` in the registries' config file (:func:`registries_config_path`), sends a registry's
+traffic to another host: how the tests serve any registry name from a local one.
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ from wincontainers.images.distribution import OCI_MANIFEST, Manifest, Registry, 
 from wincontainers.images.model import MEDIA_LAYER, Image, LayerRecord, canonical_json, chain_id, digest_of
 from wincontainers.images.reference import Reference, parse_reference
 from wincontainers.progress import Progress, ProgressLike, open_progress, operation_progress
+from wincontainers.statefiles import read_optional_json
 
 if TYPE_CHECKING:
     from wincontainers.images.store import ImageStore
 
 log = logging.getLogger("wincontainers.images.transfer")
 
-__all__ = ["pull", "push", "choose_platform", "registry_host", "mirrors_from_env", "PullResult", "PushResult",
+__all__ = ["pull", "push", "choose_platform", "registry_host", "mirrors_from_env", "registries_config_path",
+           "remember", "PullResult", "PushResult",
            "NONDISTRIBUTABLE"]
 
 #: media types of layers a registry need not (and Docker does not) carry
@@ -82,10 +85,21 @@ def registry_host(domain: str) -> str:
     return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
 
 
+def registries_config_path(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """``$WINCONTAINERS_REGISTRIES`` or ``~/.config/wincontainers/registries.json`` (``%APPDATA%``
+    on Windows): ``{"mirrors": {"mcr.microsoft.com": "127.0.0.1:5000"}}``."""
+    env = os.environ if environ is None else environ
+    if env.get("WINCONTAINERS_REGISTRIES"):
+        return Path(env["WINCONTAINERS_REGISTRIES"])
+    base = Path(env["APPDATA"]) if os.name == "nt" and env.get("APPDATA") else Path.home() / ".config"
+    return base / "wincontainers" / "registries.json"
+
+
 def mirrors_from_env(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """``WINCONTAINERS_REGISTRY_MIRRORS``: ``domain=host[:port]`` pairs, ``;`` or ``,`` between."""
+    """The mirrors: the config file's, then ``WINCONTAINERS_REGISTRY_MIRRORS`` (``domain=host[:port]``
+    pairs, ``;`` or ``,`` between) over them."""
+    out = _mirrors_from_file(registries_config_path(environ))
     text = (os.environ if environ is None else environ).get("WINCONTAINERS_REGISTRY_MIRRORS", "")
-    out = {}
     for item in text.replace(",", ";").split(";"):
         if not item.strip():
             continue
@@ -94,6 +108,24 @@ def mirrors_from_env(environ: Optional[Mapping[str, str]] = None) -> dict[str, s
             raise errors.BadInput(f"WINCONTAINERS_REGISTRY_MIRRORS: {item!r} is not domain=host[:port]")
         out[domain.strip()] = host.strip()
     return out
+
+
+def _mirrors_from_file(path: Path) -> dict[str, str]:
+    try:
+        if path.stat().st_size > 1 << 20:
+            raise errors.BadInput(f"{path} is larger than 1 MiB")
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise errors.BadInput(f"{path} cannot be read as the registries' config: {exc}") from None
+    mirrors = doc.get("mirrors") if isinstance(doc, dict) else None
+    if mirrors is None:
+        return {}
+    if not isinstance(mirrors, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                for k, v in mirrors.items()):
+        raise errors.BadInput(f"{path}: mirrors is an object of domain -> host[:port]")
+    return {k.strip(): v.strip() for k, v in mirrors.items()}
 
 
 def _registry(domain: str, mirrors: Mapping[str, str], username: Optional[str], password: Optional[str]) -> Registry:
@@ -204,6 +236,8 @@ def pull(store: "ImageStore", reference: str, *, build: Optional[int] = None, os
                 with contextlib.suppress(OSError):
                     path.unlink()
         image = store.add(config_bytes, records, tags=[str(ref)] if ref.tag else [], manifest=manifest.data)
+        remember(store, registry.host, repository,
+                 [str(config_desc.get("digest")), *(str(d.get("digest")) for _, d in wanted)])
     return PullResult(image, manifest.digest, len(wanted), len(plan) - len(wanted))
 
 
@@ -384,7 +418,8 @@ def _push(store: "ImageStore", image: Image, image_ref: str, ref: Reference, rec
             path = make()
             try:
                 with reports.layer(digest, path.stat().st_size) as count:
-                    how = registry.push_blob(repository, digest, path, mount_from=_mount_sources(store, digest, ref),
+                    how = registry.push_blob(repository, digest, path,
+                                             mount_from=_mount_sources(store, digest, ref, registry.host),
                                              chunk_size=chunk_size, progress=count)
             finally:
                 if made:
@@ -402,14 +437,44 @@ def _push(store: "ImageStore", image: Image, image_ref: str, ref: Reference, rec
         media_type = json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST
         manifest = Manifest(media_type, manifest_bytes, digest_of(manifest_bytes))
         registry.push_manifest(repository, ref.tag or "latest", manifest)
+        remember(store, registry.host, repository, [image.id, *(digest for digest, _make, _made in sources)])
     log.info("pushed %s: %d uploaded, %d mounted, %d there already, %d not distributable", ref.familiar,
              counts["uploaded"], counts["mounted"], counts["exists"], len(skipped))
     return PushResult(str(ref), manifest.digest, counts["uploaded"], counts["mounted"], counts["exists"],
                       tuple(skipped))
 
 
-def _mount_sources(store: "ImageStore", digest: str, ref: Reference) -> Sequence[str]:
-    return ()  # repositories of the registry known to have the blob: none recorded yet
+#: how many repositories are remembered per blob
+SEEN_LIMIT = 32
+
+
+def _seen_path(store: "ImageStore", digest: str) -> Path:
+    return store.root / "distribution" / f"{digest.split(':', 1)[-1]}.json"
+
+
+def remember(store: "ImageStore", host: str, repository: str, digests: Sequence[str]) -> None:
+    """Note that ``host/repository`` has these blobs (pulled from it or pushed to it), so that
+    a later push to another repository of that registry can mount them instead of sending them
+    (Docker's distribution metadata)."""
+    where = f"{host}/{repository}"
+    store.files.makedirs(store.root / "distribution")
+    for digest in digests:
+        path = _seen_path(store, digest)
+        known = read_optional_json(store.files, path)
+        seen = [str(x) for x in known] if isinstance(known, list) else []
+        if where in seen:
+            continue
+        seen = ([where] + seen)[:SEEN_LIMIT]
+        store.files.write(path, json.dumps(seen).encode())
+
+
+def _mount_sources(store: "ImageStore", digest: str, ref: Reference, host: str) -> Sequence[str]:
+    """Repositories of ``host`` known to have ``digest`` (other than the one pushed to)."""
+    known = read_optional_json(store.files, _seen_path(store, digest))
+    if not isinstance(known, list):
+        return ()
+    prefix = f"{host}/"
+    return [str(x)[len(prefix):] for x in known if str(x).startswith(prefix) and str(x)[len(prefix):] != ref.path]
 
 
 def _export(store: "ImageStore", record: LayerRecord) -> Path:

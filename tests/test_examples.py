@@ -109,3 +109,9 @@ def test_the_hyperv_example(sim: SimulatedHost) -> None:
         assert f"[{route}] output: 'hello' (exit code 0)" in done.stdout, done.stdout
         assert f"[{route}] processes, with the utility VM's PIDs: " in done.stdout
     assert "containers left: 0" in done.stdout
+
+
+def test_the_registry_example(sim: SimulatedHost) -> None:
+    done = run_example("registry.py", sim)
+    assert done.returncode == 0, done.stderr
+    assert "(the same: True)" in done.stdout and "output: 'hello from the image'" in done.stdout, done.stdout

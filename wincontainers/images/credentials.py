@@ -30,7 +30,7 @@ from wincontainers.images.distribution import Credentials, Registry
 
 log = logging.getLogger("wincontainers.images.credentials")
 
-__all__ = ["docker_config_path", "lookup", "login", "logout", "DOCKER_HUB_KEY"]
+__all__ = ["docker_config_path", "lookup", "login", "logout", "read_json_file", "DOCKER_HUB_KEY"]
 
 #: the key Docker keeps Docker Hub's credentials under
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -49,18 +49,24 @@ def _key(registry: str) -> str:
     return DOCKER_HUB_KEY if registry in ("docker.io", "registry-1.docker.io", "index.docker.io") else registry
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_json_file(path: Path, what: str, limit: int = CONFIG_LIMIT) -> dict[str, Any]:
+    """A small JSON object file of the user's (``{}`` when there is none); BadInput naming it
+    and ``what`` it should be when it is too large, not JSON or not an object."""
     try:
-        if path.stat().st_size > CONFIG_LIMIT:
-            raise errors.BadInput(f"{path} is larger than {CONFIG_LIMIT} bytes")
+        if path.stat().st_size > limit:
+            raise errors.BadInput(f"{path} is larger than {limit} bytes")
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise errors.BadInput(f"{path} cannot be read as Docker's config: {exc}") from None
+        raise errors.BadInput(f"{path} cannot be read as {what}: {exc}") from None
     if not isinstance(doc, dict):
         raise errors.BadInput(f"{path} is not a JSON object")
     return doc
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    return read_json_file(path, "Docker's config")
 
 
 def _helper_for(doc: Mapping[str, Any], key: str) -> Optional[str]:

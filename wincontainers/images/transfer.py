@@ -111,15 +111,7 @@ def mirrors_from_env(environ: Optional[Mapping[str, str]] = None) -> dict[str, s
 
 
 def _mirrors_from_file(path: Path) -> dict[str, str]:
-    try:
-        if path.stat().st_size > 1 << 20:
-            raise errors.BadInput(f"{path} is larger than 1 MiB")
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise errors.BadInput(f"{path} cannot be read as the registries' config: {exc}") from None
-    mirrors = doc.get("mirrors") if isinstance(doc, dict) else None
+    mirrors = creds.read_json_file(path, "the registries' config", 1 << 20).get("mirrors")
     if mirrors is None:
         return {}
     if not isinstance(mirrors, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()

@@ -248,3 +248,58 @@ def test_a_second_repository_gets_the_blobs_by_mount_and_pull_can_be_awaited(
             here.images.gc()
     pulled = asyncio.run(other_host.images.pull_async(second))
     assert pulled.manifest_digest == one.manifest_digest
+
+
+def test_a_foreign_layer_comes_from_its_urls_only_when_allowed(registry: str, other_host: Host,
+                                                              tmp_path: Path) -> None:
+    """A non-distributable layer the host does not have (another build's base layer), named
+    by a URL of its own: refused by default, fetched from the URL and checked when allowed."""
+    import hashlib
+    import http.server
+    import threading
+
+    from wincontainers.images.distribution import DOCKER_MANIFEST, Manifest
+    from tests.test_hyperv import other_build_base
+
+    tar = other_build_base(14393)
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    served: list[str] = []
+
+    class Blob(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server convention
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(tar)))
+            self.end_headers()
+            self.wfile.write(tar)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blob)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = json.dumps({"architecture": "amd64", "os": "windows", "os.version": "10.0.14393.1",
+                             "config": {"Cmd": ["cmd"]}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        (tmp_path / "config").write_bytes(config)
+        remote = Registry(registry)
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        remote.push_blob("wc/foreign", config_digest, tmp_path / "config")
+        # as Microsoft publishes Windows base images: a Docker manifest, the base layer foreign
+        doc = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+               "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest,
+                          "size": len(config)},
+               "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar", "digest": diff_id,
+                           "size": len(tar), "urls": [f"http://127.0.0.1:{server.server_address[1]}/base.tar"]}]}
+        data = json.dumps(doc).encode()
+        remote.push_manifest("wc/foreign", "1",
+                             Manifest(DOCKER_MANIFEST, data, "sha256:" + hashlib.sha256(data).hexdigest()))
+        with pytest.raises(errors.NotFound, match="not distributable"):
+            other_host.images.pull(f"{registry}/wc/foreign:1")
+        assert served == []
+        image = other_host.images.pull(f"{registry}/wc/foreign:1", platform="10.0.14393", allow_nondistributable=True)
+        assert served == ["/base.tar"] and image.diff_ids == (diff_id,)
+        assert image.manifest["layers"][0]["urls"]  # the registry's manifest, as it is
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -289,14 +289,23 @@ def _download(store: "ImageStore", registry: Registry, repository: str, desc: Ma
             registry.fetch_blob(repository, digest, path, size=_size(desc), progress=count)
             return path
         failures = []
-        for url in [str(u) for u in desc.get("urls") or [] if str(u).startswith("https://")]:
+        for url in [str(u) for u in desc.get("urls") or [] if _fetchable(str(u))]:
             try:
                 _fetch_url(registry, url, path, digest, _size(desc), count)
                 return path
             except RegistryError as exc:
                 failures.append(str(exc))
     raise RegistryError(f"the foreign layer {digest[:19]} could not be fetched from its URLs: "
-                        f"{'; '.join(failures) or 'none is https'}", registry=registry.host, repository=repository)
+                        f"{'; '.join(failures) or 'none is https (or http to this machine)'}", registry=registry.host, repository=repository)
+
+
+def _fetchable(url: str) -> bool:
+    """https, or plain http to this machine's loopback (as for registries)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme == "https" or (parts.scheme == "http" and (host == "localhost" or host.startswith("127.")))
 
 
 def _fetch_url(registry: Registry, url: str, path: Path, digest: str, size: int, count: Callable[[int], None]) -> None:

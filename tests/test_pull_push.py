@@ -303,3 +303,16 @@ def test_a_foreign_layer_comes_from_its_urls_only_when_allowed(registry: str, ot
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_2019_base_is_refused_on_2016_naming_the_build_and_hyperv(sim_roots: dict[str, SimulatedHost],
+                                                                     tmp_path: Path) -> None:
+    sim = sim_roots["2016"].start()
+    (tmp_path / "Dockerfile").write_text("FROM mcr.microsoft.com/windows/servercore:ltsc2019\nRUN echo x\n")
+    with Host.open(sim="2016", root=sim.root) as host:
+        with pytest.raises(errors.NotSupported) as info:
+            build(host, tmp_path, output=lambda _t: None)
+        text = str(info.value)
+        assert "17763" in text and "14393" in text and "--isolation hyperv" in text, text
+        assert host.images.resolve("mcr.microsoft.com/windows/servercore:ltsc2016").os_version == "10.0.14393.0"
+        assert list(host.records.all()) == []

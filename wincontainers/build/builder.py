@@ -53,6 +53,7 @@ from wincontainers.build.lexer import ShellLex
 from wincontainers.build.volume import CopyEntry, Volume, context_entries
 from wincontainers.images.config import derive_config
 from wincontainers.images.model import ImageNotFound
+from wincontainers.images.sources import published_build
 from wincontainers.images.store import Image, ImageStore, LayerRecord, Lease, canonical_json, chain_id, digest_of
 from wincontainers.process import Process, TimeoutExpired
 from wincontainers.container_types import check_isolation
@@ -398,6 +399,15 @@ class _Builder:
                 not_here: Optional[ImageNotFound] = missing
         else:
             not_here = None
+        build = published_build(ref)
+        if build is not None and self.store.build is not None and build != self.store.build \
+                and self.isolation != "hyperv":  # a process-isolated RUN could not run on it: said now
+            raise errors.NotSupported(
+                "build", subject=f"image {ref}",
+                message=f"{ref} is Windows build {build}, this host is build {self.store.build}: process isolation "
+                        f"runs only images of the host's build",
+                alternative="build with --isolation hyperv (isolation=\"hyperv\"), which pulls it and runs its "
+                            "steps in a utility VM, or FROM the image of this host's build")
         self.output(f" ---> Pulling {ref}\n")
         try:
             return self.store.pull(ref, progress=self.progress)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from wincontainers.driver import Driver
     from wincontainers.images.store import Image, ImageStore
 
-__all__ = ["host_base_images", "register_host_image", "find_host_image", "published_names", "PUBLISHED_NAMES",
+__all__ = ["host_base_images", "register_host_image", "find_host_image", "published_names", "published_build",
+           "PUBLISHED_NAMES",
            "DockerStore", "DockerImage",
            "register_docker_image", "default_docker_root"]
 
@@ -101,6 +102,20 @@ def _published_match(wanted: Reference, base: BaseImage) -> bool:
         elif parse_reference(name) == wanted:
             return True
     return False
+
+
+def published_build(ref: str) -> Optional[int]:
+    """The Windows build a published OS image name stands for (``...servercore:ltsc2019`` ->
+    17763), or None for any other name."""
+    try:
+        wanted = parse_reference(ref)
+    except ReferenceError_:
+        return None
+    for build, images in PUBLISHED_NAMES.items():
+        for name, names in images.items():
+            if _published_match(wanted, BaseImage(name, f"10.0.{build}.0", "")):
+                return build
+    return None
 
 
 def find_host_image(store: "ImageStore", ref: str) -> Optional[BaseImage]:

@@ -237,9 +237,10 @@ def test_a_second_repository_gets_the_blobs_by_mount_and_pull_can_be_awaited(
         build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[first], output=lambda _t: None)
         try:
             one = transfer.push(here.images, first, allow_nondistributable=True)
-            assert one.uploaded >= 2 and one.mounted == 0
+            blobs = one.uploaded + one.mounted + one.present  # (earlier tests' pushes are mounted from too)
+            assert one.uploaded >= 2 and blobs >= 4
             two = transfer.push(here.images, first, second, allow_nondistributable=True)  # known to be in wc/mount-a
-            assert two.uploaded == 0 and two.mounted == one.uploaded + one.present
+            assert two.uploaded == 0 and two.mounted == blobs
             assert two.manifest_digest == one.manifest_digest
         finally:
             for image in here.images.list():

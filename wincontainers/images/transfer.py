@@ -208,25 +208,21 @@ def pull(store: "ImageStore", reference: str, *, build: Optional[int] = None, os
                          "from their URLs (--allow-nondistributable)")
         layers_report = _LayerReports(shared, progress is True, layer_progress)
         layers_report.expect(sum(int(d.get("size") or 0) for _, d in wanted))
+        # what is downloaded and not imported (a failure elsewhere) stays in downloads/ for the next pull
         files: dict[int, Path] = {}
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                futures = {pool.submit(_download, store, registry, repository, desc, layers_report): i
-                           for i, desc in wanted}
-                for future in concurrent.futures.as_completed(futures):
-                    files[futures[future]] = future.result()
-            records: list[LayerRecord] = []
-            for i, _desc, found in plan:
-                if found is None:
-                    found = store.add_layer(files.pop(i), records[-1] if records else None, lease=lease)
-                    if found.diff_id != diff_ids[i]:
-                        raise RegistryError(f"layer {i + 1} is {found.diff_id[:19]}, the config says {diff_ids[i][:19]}",
-                                            registry=registry.host, repository=repository)
-                records.append(found)
-        finally:
-            for path in files.values():
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {pool.submit(_download, store, registry, repository, desc, layers_report): i
+                       for i, desc in wanted}
+            for future in concurrent.futures.as_completed(futures):
+                files[futures[future]] = future.result()
+        records: list[LayerRecord] = []
+        for i, _desc, found in plan:
+            if found is None:
+                found = store.add_layer(files.pop(i), records[-1] if records else None, lease=lease)
+                if found.diff_id != diff_ids[i]:
+                    raise RegistryError(f"layer {i + 1} is {found.diff_id[:19]}, the config says {diff_ids[i][:19]}",
+                                        registry=registry.host, repository=repository)
+            records.append(found)
         image = store.add(config_bytes, records, tags=[str(ref)] if ref.tag else [], manifest=manifest.data)
         remember(store, registry.host, repository,
                  [str(config_desc.get("digest")), *(str(d.get("digest")) for _, d in wanted)])
@@ -283,20 +279,79 @@ def _download(store: "ImageStore", registry: Registry, repository: str, desc: Ma
     """A layer blob into a temporary file of the store: from the registry, or (a foreign layer,
     allowed) from the first of its ``urls`` that serves it."""
     digest = str(desc.get("digest"))
-    path = store.new_temp_file(".layer")
+    done = _downloaded(store, digest, _size(desc))
+    if done is not None:  # an earlier pull that failed later got it whole
+        with reports.layer(digest, _size(desc)) as count:
+            count(_size(desc))
+        return done
+    path = _download_slot(store, digest)
     with reports.layer(digest, _size(desc)) as count:
         if desc.get("mediaType") not in NONDISTRIBUTABLE:
             registry.fetch_blob(repository, digest, path, size=_size(desc), progress=count)
-            return path
+            return _finished(store, digest, path)
         failures = []
         for url in [str(u) for u in desc.get("urls") or [] if _fetchable(str(u))]:
             try:
                 _fetch_url(registry, url, path, digest, _size(desc), count)
-                return path
+                return _finished(store, digest, path)
             except RegistryError as exc:
                 failures.append(str(exc))
     raise RegistryError(f"the foreign layer {digest[:19]} could not be fetched from its URLs: "
                         f"{'; '.join(failures) or 'none is https (or http to this machine)'}", registry=registry.host, repository=repository)
+
+
+# -- downloads kept across pulls ------------------------------------------------------------------------
+#
+# A layer is downloaded into <store>/downloads/<digest hex>.<pid> (its .partial while it comes)
+# and renamed to <digest hex> when whole. A pull that fails leaves what it finished, and what it
+# had begun: the next pull uses the first as it is (checked again) and resumes the second with
+# Range, adopting a dead process's partial file. A live process's partial is never touched.
+
+
+def _downloads(store: "ImageStore") -> Path:
+    folder = store.root / "downloads"
+    store.files.makedirs(folder)
+    return folder
+
+
+def _downloaded(store: "ImageStore", digest: str, size: int) -> Optional[Path]:
+    """The whole blob an earlier pull left, if it is right (else it is removed)."""
+    import hashlib
+
+    final = _downloads(store) / digest.split(":", 1)[1]
+    if not final.is_file():
+        return None
+    hasher = hashlib.sha256()
+    with open(final, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    if "sha256:" + hasher.hexdigest() == digest and final.stat().st_size == size:
+        return final
+    with contextlib.suppress(OSError):
+        final.unlink()
+    return None
+
+
+def _download_slot(store: "ImageStore", digest: str) -> Path:
+    """This process's file for the blob; a dead process's partial file is adopted to resume."""
+    folder = _downloads(store)
+    hex_digest = digest.split(":", 1)[1]
+    mine = folder / f"{hex_digest}.{os.getpid()}"
+    partial = mine.with_name(mine.name + ".partial")
+    if not partial.exists():
+        for other in folder.glob(f"{hex_digest}.*.partial"):
+            owner = other.name[len(hex_digest) + 1:-len(".partial")]
+            if owner.isdigit() and not store.process_alive(int(owner)):
+                with contextlib.suppress(OSError):
+                    os.replace(other, partial)
+                    break
+    return mine
+
+
+def _finished(store: "ImageStore", digest: str, path: Path) -> Path:
+    final = path.with_name(digest.split(":", 1)[1])
+    os.replace(path, final)
+    return final
 
 
 def _fetchable(url: str) -> bool:

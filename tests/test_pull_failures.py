@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 import pytest
 import urllib3
 
-from wincontainers import Host, errors
+from wincontainers import Host
 from wincontainers.images import transfer
 from wincontainers.images.distribution import (
     DOCKER_MANIFEST,

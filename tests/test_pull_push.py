@@ -317,3 +317,39 @@ def test_a_2019_base_is_refused_on_2016_naming_the_build_and_hyperv(sim_roots: d
         assert "17763" in text and "14393" in text and "--isolation hyperv" in text, text
         assert host.images.resolve("mcr.microsoft.com/windows/servercore:ltsc2016").os_version == "10.0.14393.0"
         assert list(host.records.all()) == []
+
+
+def test_skopeo_copies_what_we_pushed_and_we_pull_what_skopeo_pushed(
+        registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    skopeo = shutil.which("skopeo")
+    assert skopeo, "skopeo is needed (.ci/run installs the Debian package)"
+
+    def run(*args: str) -> None:
+        done = subprocess.run([skopeo, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (args, done.stderr)
+
+    sim = sim_roots["ws2019"].start()
+    name = f"{registry}/wc/ours:1"
+    with Host.open(sim="ws2019", root=sim.root) as here:
+        built = build(here, ROOT / "examples" / "dockerfiles" / "hello", tags=[name], output=lambda _t: None).image
+        try:
+            here.images.push(name, allow_nondistributable=True)
+        finally:
+            for image in here.images.list():
+                here.images.remove(image.id, force=True, prune=False)
+            here.images.cache_clear()
+            here.images.gc()
+    layout = tmp_path / "layout"
+    run("copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{layout}:1")  # what we pushed, read by skopeo
+    index = json.loads((layout / "index.json").read_text())
+    copied = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    assert copied["config"]["digest"] == built.id and len(copied["layers"]) == len(built.diff_ids)
+    theirs = f"{registry}/wc/theirs:1"
+    run("copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{theirs}")  # pushed by skopeo
+    pulled = other_host.images.pull(theirs)
+    assert pulled.id == built.id and pulled.diff_ids == built.diff_ids
+    result = other_host.containers.run(theirs, pulled.config["config"]["Cmd"])
+    assert result.returncode == 0 and b"hello from the image" in result.stdout

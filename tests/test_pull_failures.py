@@ -224,3 +224,43 @@ def test_bad_credentials_and_unknown_names_are_clear_errors(upstream: str, store
             store_host.images.pull(f"{basic}/wc/private:1", username=USER, password="wrong")
         assert info.value.hint and "login" in info.value.hint
     _no_image(store_host, "wc/")
+
+
+@pytest.mark.parametrize("profile", ["tp3", "2016", "ws2019"])
+def test_an_index_of_several_builds_gives_each_host_its_own(upstream: str, sim_roots: dict[str, SimulatedHost],
+                                                          tmp_path: Path, profile: str) -> None:
+    """One name, three Windows builds behind an OCI index: each profile's host pulls its own."""
+    from wincontainers.images.distribution import OCI_INDEX
+
+    registry = Registry(upstream)
+    entries = []
+    for build in (10514, 14393, 17763):
+        tar = other_build_base(build)
+        (tmp_path / f"base-{build}").write_bytes(tar)
+        digest = "sha256:" + hashlib.sha256(tar).hexdigest()
+        registry.push_blob("wc/multi", digest, tmp_path / f"base-{build}")
+        config = json.dumps({"architecture": "amd64", "os": "windows", "os.version": f"10.0.{build}.7",
+                             "config": {"Cmd": ["cmd"]}, "rootfs": {"type": "layers", "diff_ids": [digest]}}).encode()
+        (tmp_path / f"config-{build}").write_bytes(config)
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        registry.push_blob("wc/multi", config_digest, tmp_path / f"config-{build}")
+        data = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": config_digest, "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest,
+                                       "size": len(tar)}]}).encode()
+        manifest = Manifest("application/vnd.oci.image.manifest.v1+json", data,
+                            "sha256:" + hashlib.sha256(data).hexdigest())
+        registry.push_manifest("wc/multi", manifest.digest, manifest)
+        entries.append({"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(data),
+                        "platform": {"os": "windows", "architecture": "amd64", "os.version": f"10.0.{build}.7"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+    registry.push_manifest("wc/multi", "1", Manifest(OCI_INDEX, index, "sha256:" + hashlib.sha256(index).hexdigest()))
+    sim = sim_roots[profile].start()
+    with Host.open(sim=profile, root=sim.root) as host:
+        pulled = host.images.pull(f"{upstream}/wc/multi:1")
+        try:
+            assert pulled.os_version == f"10.0.{host.build}.7", (profile, pulled.os_version)
+        finally:
+            host.images.remove(pulled.id, force=True, prune=False)
+            host.images.gc()

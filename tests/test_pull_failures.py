@@ -264,3 +264,22 @@ def test_an_index_of_several_builds_gives_each_host_its_own(upstream: str, sim_r
         finally:
             host.images.remove(pulled.id, force=True, prune=False)
             host.images.gc()
+
+
+def test_gc_lets_go_of_what_failed_pulls_left_but_not_of_a_live_pull(store_host: Host) -> None:
+    """downloads/ keeps a failed pull's blobs for the next pull to resume; gc removes a dead
+    process's and whole ones (no pull under way), never a live process's partial file."""
+    folder = store_host.images.root / "downloads"
+    folder.mkdir(exist_ok=True)
+    dead = folder / f"{'a' * 64}.{(1 << 22) + 4321}.partial"  # above any pid: no such process
+    whole = folder / ("b" * 64)
+    live = folder / f"{'c' * 64}.{os.getpid()}.partial"
+    for path in (dead, whole, live):
+        path.write_bytes(b"x" * 10)
+    garbage = store_host.images.fsck().garbage
+    assert f"download leftover {dead.name}" in garbage and f"download leftover {whole.name}" in garbage
+    assert not any(live.name in g for g in garbage)
+    report = store_host.images.gc()
+    assert f"download {dead.name}" in report.other and f"download {whole.name}" in report.other
+    assert live.exists() and not dead.exists() and not whole.exists()
+    live.unlink()

@@ -235,6 +235,7 @@ def fsck(store: "ImageStore", *, deep: bool = False, repair: bool = False) -> Fs
     garbage += [f"layer folder {name}: no layer record names it (an interrupted or lost import)"
                 for name in _orphan_folders(store, live, _container_folders(store))]
     garbage += [f"leftover {p.name} in the layers folder" for p in store.layers.leftovers()]
+    garbage += [f"download leftover {p.name}" for p in _download_leftovers(store, live)]
     return FsckReport(tuple(found_errors), tuple(garbage), tuple(quarantined), tuple(repaired))
 
 
@@ -308,10 +309,34 @@ def gc(store: "ImageStore") -> GcReport:
                 with contextlib.suppress(OSError):
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
                     other.append(f"temporary {path.name}")
+        for path in _download_leftovers(store, live):
+            with contextlib.suppress(OSError):
+                freed += path.stat().st_size
+                path.unlink()
+                other.append(f"download {path.name}")
     if removed_blobs or removed_layers or other:
         log.info("gc removed %d blob(s), %d layer(s), %d other object(s); %d bytes freed",
                  len(removed_blobs), len(removed_layers), len(other), freed)
     return GcReport(tuple(removed_blobs), tuple(removed_layers), tuple(other), freed)
+
+
+def _download_leftovers(store: "ImageStore", live: LiveLeases) -> list[Path]:
+    """What pulls left in ``downloads/`` (kept so that the next pull resumes; gc lets it go):
+    a dead process's files (``<digest>.<pid>[.partial]``), and whole blobs no pull is importing
+    (none when an operation of the store is under way: a live pull may be about to)."""
+    folder = store.root / "downloads"
+    if not folder.is_dir():
+        return []
+    busy = bool(live.held or live.making)
+    out = []
+    for path in sorted(folder.iterdir()):
+        parts = path.name.split(".")
+        if len(parts) >= 2 and parts[1].isdigit():
+            if not store.process_alive(int(parts[1])):
+                out.append(path)
+        elif not busy:
+            out.append(path)
+    return out
 
 
 def _container_folders(store: "ImageStore") -> set[str]:

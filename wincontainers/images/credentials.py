@@ -16,6 +16,7 @@ one is configured, else in ``auths``; the file is written with this user's permi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -151,16 +152,9 @@ def _write_config(path: Path, doc: Mapping[str, Any]) -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
 
 def login(registry: str, username: str, password: str, *, config: Optional[Path] = None,
           environ: Optional[Mapping[str, str]] = None, insecure: Optional[bool] = None) -> str:

@@ -374,15 +374,9 @@ class Registry:
                 mode = "ab" if done else "wb"
             try:
                 with open(partial, mode) as out:
-                    for chunk in response.stream(CHUNK):
-                        done += len(chunk)
-                        if size is not None and done > size:
-                            raise RegistryError(f"blob {digest[:19]} is larger than its {size} bytes",
-                                                registry=self.host, repository=repository)
-                        hasher.update(chunk)
-                        out.write(chunk)
-                        if progress is not None:
-                            progress(len(chunk))
+                    done = _copy_checked(response, out, hasher, done, size, progress, lambda: RegistryError(
+                        f"blob {digest[:19]} is larger than its {size} bytes", registry=self.host,
+                        repository=repository))
                 break
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 response.release_conn()
@@ -401,6 +395,26 @@ class Registry:
                                 repository=repository, hint="the registry or something between serves other data")
         os.replace(partial, dest)
         return done
+
+    def fetch_url(self, url: str, dest: Path, digest: str, size: int,
+                  progress: Optional[Callable[[int], None]] = None) -> None:
+        """A blob from a URL a descriptor names (a foreign layer's; no credentials go there),
+        into ``dest``, checked for size and digest as it comes."""
+        try:
+            response = self.pool.request("GET", url, preload_content=False, timeout=self.timeout)
+        except Exception as exc:  # noqa: BLE001 - urllib3's errors (and a URL it cannot parse), said with the URL
+            raise RegistryError(f"{url}: {exc}") from None
+        hasher = hashlib.sha256()
+        try:
+            if response.status != 200:
+                raise RegistryError(f"{url} answered {response.status}")
+            with open(dest, "wb") as out:
+                done = _copy_checked(response, out, hasher, 0, size, progress,
+                                     lambda: RegistryError(f"{url} sent more than {size} bytes"))
+        finally:
+            response.release_conn()
+        if "sha256:" + hasher.hexdigest() != digest or done != size:
+            raise RegistryError(f"{url} sent other data than {digest[:19]}")
 
     def push_blob(self, repository: str, digest: str, source: Path, *, mount_from: Sequence[str] = (),
                   chunk_size: Optional[int] = None, progress: Optional[Callable[[int], None]] = None) -> str:
@@ -527,6 +541,21 @@ def _read_limited(response: Any, limit: int, *, what: str = "an answer", registr
     finally:
         response.release_conn()
     return bytes(out)
+
+
+def _copy_checked(response: Any, out: Any, hasher: Any, done: int, size: Optional[int],
+                  progress: Optional[Callable[[int], None]], too_large: Callable[[], Exception]) -> int:
+    """A response body into ``out`` and ``hasher``, from ``done`` bytes on, refused (``too_large``)
+    past ``size``; returns the bytes done."""
+    for chunk in response.stream(CHUNK):
+        done += len(chunk)
+        if size is not None and done > size:
+            raise too_large()
+        hasher.update(chunk)
+        out.write(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return done
 
 
 def _reader(path: Path, offset: int, length: int, progress: Optional[Callable[[int], None]]) -> Iterator[bytes]:

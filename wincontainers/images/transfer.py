@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -36,7 +35,15 @@ import attrs
 from wincontainers import errors
 from wincontainers.images import credentials as creds
 from wincontainers.images.distribution import OCI_MANIFEST, Manifest, Registry, RegistryError
-from wincontainers.images.model import MEDIA_LAYER, Image, LayerRecord, canonical_json, chain_id, digest_of
+from wincontainers.images.model import (
+    MEDIA_LAYER,
+    Image,
+    LayerRecord,
+    canonical_json,
+    chain_id,
+    digest_of,
+    file_digest,
+)
 from wincontainers.images.reference import Reference, parse_reference
 from wincontainers.progress import Progress, ProgressLike, open_progress, operation_progress
 from wincontainers.statefiles import read_optional_json
@@ -278,26 +285,27 @@ def _download(store: "ImageStore", registry: Registry, repository: str, desc: Ma
               reports: _LayerReports) -> Path:
     """A layer blob into a temporary file of the store: from the registry, or (a foreign layer,
     allowed) from the first of its ``urls`` that serves it."""
-    digest = str(desc.get("digest"))
-    done = _downloaded(store, digest, _size(desc))
+    digest, size = str(desc.get("digest")), _size(desc)
+    done = _downloaded(store, digest, size)
     if done is not None:  # an earlier pull that failed later got it whole
-        with reports.layer(digest, _size(desc)) as count:
-            count(_size(desc))
+        with reports.layer(digest, size) as count:
+            count(size)
         return done
     path = _download_slot(store, digest)
-    with reports.layer(digest, _size(desc)) as count:
+    with reports.layer(digest, size) as count:
         if desc.get("mediaType") not in NONDISTRIBUTABLE:
-            registry.fetch_blob(repository, digest, path, size=_size(desc), progress=count)
-            return _finished(store, digest, path)
+            registry.fetch_blob(repository, digest, path, size=size, progress=count)
+            return _finished(digest, path)
         failures = []
         for url in [str(u) for u in desc.get("urls") or [] if _fetchable(str(u))]:
             try:
-                _fetch_url(registry, url, path, digest, _size(desc), count)
-                return _finished(store, digest, path)
+                registry.fetch_url(url, path, digest, size, count)
+                return _finished(digest, path)
             except RegistryError as exc:
                 failures.append(str(exc))
     raise RegistryError(f"the foreign layer {digest[:19]} could not be fetched from its URLs: "
-                        f"{'; '.join(failures) or 'none is https (or http to this machine)'}", registry=registry.host, repository=repository)
+                        f"{'; '.join(failures) or 'none is https (or http to this machine)'}", registry=registry.host,
+                        repository=repository)
 
 
 # -- downloads kept across pulls ------------------------------------------------------------------------
@@ -316,16 +324,10 @@ def _downloads(store: "ImageStore") -> Path:
 
 def _downloaded(store: "ImageStore", digest: str, size: int) -> Optional[Path]:
     """The whole blob an earlier pull left, if it is right (else it is removed)."""
-    import hashlib
-
     final = _downloads(store) / digest.split(":", 1)[1]
     if not final.is_file():
         return None
-    hasher = hashlib.sha256()
-    with open(final, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            hasher.update(chunk)
-    if "sha256:" + hasher.hexdigest() == digest and final.stat().st_size == size:
+    if final.stat().st_size == size and file_digest(final) == digest:
         return final
     with contextlib.suppress(OSError):
         final.unlink()
@@ -348,7 +350,7 @@ def _download_slot(store: "ImageStore", digest: str) -> Path:
     return mine
 
 
-def _finished(store: "ImageStore", digest: str, path: Path) -> Path:
+def _finished(digest: str, path: Path) -> Path:
     final = path.with_name(digest.split(":", 1)[1])
     os.replace(path, final)
     return final
@@ -361,32 +363,6 @@ def _fetchable(url: str) -> bool:
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     return parts.scheme == "https" or (parts.scheme == "http" and (host == "localhost" or host.startswith("127.")))
-
-
-def _fetch_url(registry: Registry, url: str, path: Path, digest: str, size: int, count: Callable[[int], None]) -> None:
-    """A foreign layer from a URL of its descriptor (no credentials go there), checked."""
-    import hashlib
-
-    try:
-        response = registry.pool.request("GET", url, preload_content=False, timeout=registry.timeout)
-    except Exception as exc:  # noqa: BLE001 - urllib3's errors, said with the URL
-        raise RegistryError(f"{url}: {exc}") from None
-    hasher, done = hashlib.sha256(), 0
-    try:
-        if response.status != 200:
-            raise RegistryError(f"{url} answered {response.status}")
-        with open(path, "wb") as out:
-            for chunk in response.stream(1 << 20):
-                done += len(chunk)
-                if done > size:
-                    raise RegistryError(f"{url} sent more than {size} bytes")
-                hasher.update(chunk)
-                out.write(chunk)
-                count(len(chunk))
-    finally:
-        response.release_conn()
-    if "sha256:" + hasher.hexdigest() != digest or done != size:
-        raise RegistryError(f"{url} sent other data than {digest[:19]}")
 
 
 def _host_layer(store: "ImageStore", chain: str, diff_id: str, index: int) -> Optional[LayerRecord]:
@@ -415,89 +391,72 @@ def push(store: "ImageStore", image_ref: str, target: Optional[str] = None, *, a
         raise errors.BadInput("push to a tag, not a digest")
     mirror_map = mirrors_from_env() if mirrors is None else dict(mirrors)
     registry = _registry(ref.domain, mirror_map, username, password)
+    repository = ref.path
     records = store.layer_chain(image)
     stored = store.read_blob(image.manifest_digest)
     manifest_doc = json.loads(stored)
     descriptors = list(manifest_doc.get("layers") or [])
-    exported: list[Path] = []  # tars made for this push, removed after it
-    try:
-        return _push(store, image, image_ref, ref, records, stored, manifest_doc, descriptors, exported,
-                     allow_nondistributable=allow_nondistributable, registry=registry, chunk_size=chunk_size,
-                     progress=progress, layer_progress=layer_progress, workers=workers)
-    finally:
-        for path in exported:
-            with contextlib.suppress(OSError):
-                path.unlink()
+    with contextlib.ExitStack() as cleanup:  # the tars made for this push go with it
+        skipped: list[str] = []
+        sources: list[tuple[str, Path]] = [(image.id, store.blob_path(image.id))]  # digest, its file
+        marked = False
+        for record, desc in zip(records, descriptors):
+            if record.blob is not None:
+                path = store.blob_path(record.blob)
+                sources.append((record.blob, path))
+                size = path.stat().st_size
+                if desc.get("digest") != record.blob or desc.get("size") != size:  # the registry checks the size
+                    desc.update({"mediaType": record.media_type, "digest": record.blob, "size": size})
+                    marked = True
+            elif not allow_nondistributable and desc.get("mediaType") in NONDISTRIBUTABLE and desc.get("urls"):
+                skipped.append(record.diff_id)  # foreign, with the URLs it comes from: stays so, as Docker leaves it
+            elif allow_nondistributable and record.folder is not None:  # sent as its tar (its diff ID)
+                tar = _export(store, record)
+                cleanup.callback(_unlink_quietly, tar)
+                sources.append((record.diff_id, tar))
+                wanted = {"mediaType": MEDIA_LAYER, "digest": record.diff_id, "size": tar.stat().st_size}
+                if desc != wanted:  # the store's stands for a tar it does not keep: the registry's names it
+                    desc.clear()
+                    desc.update(wanted)
+                    marked = True
+            else:
+                raise errors.NotSupported(
+                    "push", subject=f"layer {record.diff_id[:19]} of {image_ref}",
+                    message="the layer is a Windows OS image of this host (not distributable), and no URL names "
+                            "where else it comes from",
+                    alternative="push with allow_nondistributable=True (--allow-nondistributable) if the registry "
+                                "may hold it")
+        manifest_bytes = canonical_json(manifest_doc) if marked else stored
+        counts = {"uploaded": 0, "mounted": 0, "exists": 0}
+        lock = threading.Lock()
+        with operation_progress(progress, desc=f"push {ref.familiar}") as shared:
+            reports = _LayerReports(shared, progress is True, layer_progress)
+            reports.expect(sum(int(d.get("size") or 0) for d in descriptors if d.get("digest") not in skipped))
 
-
-def _push(store: "ImageStore", image: Image, image_ref: str, ref: Reference, records: Sequence[LayerRecord],
-          stored: bytes, manifest_doc: dict[str, Any], descriptors: list[dict[str, Any]], exported: list[Path], *,
-          allow_nondistributable: bool, registry: Registry, chunk_size: Optional[int], progress: ProgressLike,
-          layer_progress: Optional[Callable[[str, int, int], None]], workers: int) -> PushResult:
-    repository = ref.path
-    skipped: list[str] = []
-    sources: list[tuple[str, Callable[[], Path], bool]] = []  # digest, its file, whether made for this push
-    marked = False
-    for record, desc in zip(records, descriptors):
-        if record.blob is not None:
-            sources.append((record.blob, functools.partial(store.blob_path, record.blob), False))
-            size = store.blob_path(record.blob).stat().st_size
-            if desc.get("digest") != record.blob or desc.get("size") != size:  # the registry checks the size
-                desc.update({"mediaType": record.media_type, "digest": record.blob, "size": size})
-                marked = True
-        elif not allow_nondistributable and desc.get("mediaType") in NONDISTRIBUTABLE and desc.get("urls"):
-            skipped.append(record.diff_id)  # foreign, with the URLs it comes from: stays so, as Docker leaves it
-        elif allow_nondistributable and record.folder is not None:  # sent as its tar (its diff ID)
-            tar = _export(store, record)
-            exported.append(tar)
-            sources.append((record.diff_id, functools.partial(lambda path: path, tar), False))
-            wanted = {"mediaType": MEDIA_LAYER, "digest": record.diff_id, "size": tar.stat().st_size}
-            if desc != wanted:  # the store's stands for a tar it does not keep: the registry's names it
-                desc.clear()
-                desc.update(wanted)
-                marked = True
-        else:
-            raise errors.NotSupported(
-                "push", subject=f"layer {record.diff_id[:19]} of {image_ref}",
-                message="the layer is a Windows OS image of this host (not distributable), and no URL names "
-                        "where else it comes from",
-                alternative="push with allow_nondistributable=True (--allow-nondistributable) if the registry "
-                            "may hold it")
-    manifest_bytes = canonical_json(manifest_doc) if marked else stored
-    counts = {"uploaded": 0, "mounted": 0, "exists": 0}
-    lock = threading.Lock()
-    with operation_progress(progress, desc=f"push {ref.familiar}") as shared:
-        reports = _LayerReports(shared, progress is True, layer_progress)
-        reports.expect(sum(int(d.get("size") or 0) for d in descriptors if d.get("digest") not in skipped))
-
-        def send(digest: str, make: Callable[[], Path], made: bool) -> None:
-            path = make()
-            try:
+            def send(digest: str, path: Path) -> None:
                 with reports.layer(digest, path.stat().st_size) as count:
                     how = registry.push_blob(repository, digest, path,
                                              mount_from=_mount_sources(store, digest, ref, registry.host),
                                              chunk_size=chunk_size, progress=count)
-            finally:
-                if made:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-            with lock:
-                counts[how] += 1
+                with lock:
+                    counts[how] += 1
 
-        config_path = store.blob_path(image.id)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            jobs = [pool.submit(send, digest, make, made) for digest, make, made in sources]
-            jobs.append(pool.submit(send, image.id, lambda: config_path, False))
-            for job in concurrent.futures.as_completed(jobs):
-                job.result()
-        media_type = json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST
-        manifest = Manifest(media_type, manifest_bytes, digest_of(manifest_bytes))
-        registry.push_manifest(repository, ref.tag or "latest", manifest)
-        remember(store, registry.host, repository, [image.id, *(digest for digest, _make, _made in sources)])
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for job in concurrent.futures.as_completed([pool.submit(send, *source) for source in sources]):
+                    job.result()
+            media_type = json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST
+            manifest = Manifest(media_type, manifest_bytes, digest_of(manifest_bytes))
+            registry.push_manifest(repository, ref.tag or "latest", manifest)
+            remember(store, registry.host, repository, [digest for digest, _path in sources])
     log.info("pushed %s: %d uploaded, %d mounted, %d there already, %d not distributable", ref.familiar,
              counts["uploaded"], counts["mounted"], counts["exists"], len(skipped))
     return PushResult(str(ref), manifest.digest, counts["uploaded"], counts["mounted"], counts["exists"],
                       tuple(skipped))
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 #: how many repositories are remembered per blob

@@ -21,6 +21,7 @@ from wincontainers.driver.base import (
     HYPERV_ROUTES,
     LayerRef,
     SystemRef,
+    container_of_utility_vm,
     utility_vm_id,
 )
 from wincontainers.process import (
@@ -218,12 +219,7 @@ class ContainerCollection(RichDisplay):
         utility VM) is terminated."""
         driver = self.host.driver
         with contextlib.suppress(errors.HcsError):
-            old = driver.open_system(record.id)
-            try:
-                old.terminate(5)
-            except errors.HcsError:
-                pass
-            old.close()
+            self._end_system(record.id, 5)
         if record.hosted:
             self.end_utility_vm(record.id)
         parents = tuple(LayerRef(driver.name_to_guid(Path(p).name), p) for p in record.layers)
@@ -279,14 +275,14 @@ class ContainerCollection(RichDisplay):
             return False
         return self._end_system(utility_vm_id(container_id))
 
-    def _end_system(self, system_id: str) -> bool:
+    def _end_system(self, system_id: str, timeout: float = 30.0) -> bool:
         """Terminate and close a compute system if it exists; whether it did."""
         try:
             system = self.host.driver.open_system(system_id)
         except errors.HcsError:
             return False
         try:
-            system.terminate(30)
+            system.terminate(timeout)
         except (errors.AlreadyStopped, errors.NotFound):
             pass
         finally:
@@ -304,9 +300,10 @@ class ContainerCollection(RichDisplay):
         running = {str(s.get("Id", "")).lower() for s in systems if s.get("State") in ("Running", "Paused")}
         for entry in systems:
             vm_id = str(entry.get("Id", ""))
-            if entry.get("SystemType") != "VirtualMachine" or not vm_id.endswith("@vm"):
+            container_id = container_of_utility_vm(vm_id)
+            if entry.get("SystemType") != "VirtualMachine" or container_id is None:
                 continue
-            if vm_id[:-3].lower() in running or entry.get("State") == "Stopped":
+            if container_id.lower() in running or entry.get("State") == "Stopped":
                 continue
             if self._end_system(vm_id):
                 log.info("stopped utility VM %s: its container %s is gone or has ended", vm_id, vm_id[:12])

@@ -29,6 +29,8 @@ __all__ = [
     "HYPERV_ROUTES",
     "timeout_ms",
     "utility_vm_id",
+    "container_of_utility_vm",
+    "UTILITY_VM_SUFFIX",
 ]
 
 #: hcsshim's default for create/start/pause/resume (4 minutes).
@@ -103,10 +105,19 @@ class SystemSpec:
         return utility_vm_id(self.id)
 
 
+#: what a hosted container's utility VM adds to the container's id (hcsshim's naming)
+UTILITY_VM_SUFFIX = "@vm"
+
+
 def utility_vm_id(container_id: str) -> str:
-    """A hosted container's utility VM is ``<container id>@vm`` (hcsshim's naming): found
-    again from the container, and by the clean-up of VMs whose container is gone."""
-    return f"{container_id}@vm"
+    """A hosted container's utility VM is ``<container id>@vm``: found again from the
+    container, and by the clean-up of VMs whose container is gone."""
+    return container_id + UTILITY_VM_SUFFIX
+
+
+def container_of_utility_vm(system_id: str) -> Optional[str]:
+    """The container whose utility VM ``system_id`` is (:func:`utility_vm_id` undone), or None."""
+    return system_id[:-len(UTILITY_VM_SUFFIX)] if system_id.endswith(UTILITY_VM_SUFFIX) else None
 
 
 @attrs.frozen

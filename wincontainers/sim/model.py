@@ -122,7 +122,8 @@ class GuestPids:
 class UtilityVm:
     """What a utility VM (a schema v2 ``VirtualMachine`` system) holds: its VSMB shares
     (name -> host folder), the disks attached to it (guest mount path -> sandbox folder), the
-    container roots combined in it (guest path -> the folder that plays that C:), its size."""
+    container roots combined in it (guest path -> the folder that plays that C:), its size.
+    The containers it hosts are those whose ``host_vm`` it is."""
 
     memory_mb: int
     processors: int
@@ -130,7 +131,6 @@ class UtilityVm:
     share_read_only: set[str] = attrs.field(factory=set)
     disks: dict[str, Path] = attrs.field(factory=dict)
     roots: dict[str, Path] = attrs.field(factory=dict)
-    hosted: set[str] = attrs.field(factory=set)  # ids of the containers it hosts
     namespaces: set[str] = attrs.field(factory=set)  # HCN namespaces made in its guest
     pre_added: dict[str, str] = attrs.field(factory=dict)  # adapter id -> endpoint id (guest PreAdd)
     adapters: dict[str, str] = attrs.field(factory=dict)  # adapter id -> endpoint id (its NICs)
@@ -170,7 +170,6 @@ class ComputeSystem:
     host_vm: Optional["ComputeSystem"] = None
     vm: Optional[UtilityVm] = None  # set on a utility VM
     pids: Optional[GuestPids] = None
-    sandbox: Optional[Path] = None  # a Hyper-V container's sandbox folder (its disk is in the VM)
 
     def reported_pid(self, host_pid: int) -> int:
         """The PID HCS shows for a process of this system."""

@@ -381,17 +381,18 @@ def image_time(build: int) -> int:
 
 
 def _freeze_times(layer: Path, below: str, store: NtfsStore, build: int) -> None:
-    """Give every entry under ``layer/below`` (``""``: all of it) the image's fixed times."""
+    """Give ``layer/below`` and every entry under it (``below=""``: all of the layer, not its
+    root) the image's fixed times."""
     when = image_time(build)
     top = layer / below if below else layer
+    names = [below] if below else []
     for folder, dirs, files in os.walk(top):
-        for name in dirs + files:
-            if name.startswith(".wcsim"):
-                continue
-            rel = os.path.relpath(os.path.join(folder, name), layer).replace(os.sep, "/")
-            meta = store.get(rel) or FileMeta()
-            meta.creation = meta.access = meta.write = meta.change = when
-            store.put(rel, meta)
+        names += [os.path.relpath(os.path.join(folder, name), layer).replace(os.sep, "/")
+                  for name in dirs + files if not name.startswith(".wcsim")]
+    for rel in names:
+        meta = store.get(rel) or FileMeta()
+        meta.creation = meta.access = meta.write = meta.change = when
+        store.put(rel, meta)
 
 
 #: What a utility VM image holds here: the boot manager HCS boots over VSMB (hcsshim's
@@ -414,11 +415,7 @@ def write_utility_vm(folder: Path, version: str) -> None:
     store = NtfsStore.at(folder.parent)  # the base image's store: its entries are UtilityVM/...
     try:
         with store.batch():
-            store.put(folder.name, FileMeta(creation=image_time(int(version.split(".")[2]))))
             _freeze_times(folder.parent, folder.name, store, int(version.split(".")[2]))
-            meta = store.get(folder.name) or FileMeta()
-            meta.access = meta.write = meta.change = meta.creation
-            store.put(folder.name, meta)
     finally:
         store.close()
 

@@ -76,13 +76,10 @@ class Systems(UtilityVms):
                 raise call.fail("ALREADY_EXISTS", f"a compute system with id {system_id!r} already exists")
         for layer in layers if not (hyperv and schema == 2) else ():  # (a hosted one's are the VM's shares)
             self._check_layer_ref(call, layer)
-        sandbox: Optional[Path] = None
         if hyperv and schema == 1:
             root = self.hyperv_v1_root(call, system_id, doc, [Path(p) for _, p in layers])
-            sandbox = root.parent
         elif hyperv:
             host_vm, root, hyperv_mapped = self.hosted_root(call, doc)
-            sandbox = root.parent
         with self.lock:
             if not hyperv:
                 vol = self.storage.volume_from_path(volume_path or "")
@@ -111,7 +108,6 @@ class Systems(UtilityVms):
                 hyperv=hyperv,
                 host_vm=host_vm,
                 pids=(host_vm.pids if host_vm is not None else GuestPids()) if hyperv else None,
-                sandbox=sandbox,
             )
             try:
                 if host_vm is not None and namespace:  # made in its VM's guest: handed over
@@ -123,8 +119,6 @@ class Systems(UtilityVms):
                     self.storage.detach_from_vms(system_id)
                 raise
             self._map_directories(system, mapped if hyperv_mapped is None else hyperv_mapped)
-            if host_vm is not None and host_vm.vm is not None:
-                host_vm.vm.hosted.add(system_id)
             self.systems[system_id.lower()] = system
             return system
 

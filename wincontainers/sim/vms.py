@@ -385,12 +385,10 @@ class UtilityVms(SystemNetworks):
         """A stopped utility VM (or v1 Hyper-V container) lets go of the disks attached to it."""
         with self.lock:
             self.storage.detach_from_vms(system.id)
-            if system.host_vm is not None and system.host_vm.vm is not None:
-                system.host_vm.vm.hosted.discard(system.id)
 
     def vm_details(self, system: ComputeSystem) -> Optional[dict[str, Any]]:
         if system.vm is None:
             return None
         return {"memory_mb": system.vm.memory_mb, "processors": system.vm.processors,
                 "shares": dict(system.vm.shares), "disks": {k: str(v) for k, v in system.vm.disks.items()},
-                "roots": sorted(system.vm.roots), "hosted": sorted(system.vm.hosted)}
+                "roots": sorted(system.vm.roots), "hosted": sorted(s.id for s in self.hosted_by(system))}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from wincontainers import errors
 from wincontainers.aio import Signal
 from wincontainers.driver import documents
+from wincontainers._native.layerfs import remove_tree
 from wincontainers._native.win32 import Win32Error, long_path
 from wincontainers.driver.base import ExitStatus, ProcessRef, ProcessSpec, SystemSpec
 from wincontainers.driver.common import check
@@ -60,7 +61,7 @@ def create_hosted(driver: "Gen3Driver", spec: SystemSpec, timeout: Optional[floa
         scratch = os.path.join(scratch_dir, "sandbox.vhdx")
         win32 = driver.binding.win32
         win32.create_directory(long_path(scratch_dir), exist_ok=True)
-        undo.append(("the utility VM's scratch folder", lambda: _remove_scratch(driver, scratch_dir)))
+        undo.append(("the utility VM's scratch folder", lambda: remove_tree(win32, scratch_dir)))
         template = os.path.join(spec.utility_vm, "SystemTemplate.vhdx")
         try:
             if win32.attributes(long_path(scratch)) is None:  # a restarted container's VM keeps its scratch
@@ -124,14 +125,6 @@ def _end(system: "Gen3System") -> None:
         pass
     finally:
         system.close()
-
-
-def _remove_scratch(driver: "Gen3Driver", folder: str) -> None:
-    """Delete the VM's scratch disk and its folder (made by this driver: nothing else is in it)."""
-    win32 = driver.binding.win32
-    for entry in win32.listdir(long_path(folder)):
-        win32.delete_for_backup(long_path(os.path.join(folder, entry.name)))
-    win32.remove_directory(long_path(folder))
 
 
 class HostedSystem:

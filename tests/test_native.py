@@ -70,6 +70,14 @@ def test_forced_generation_on_ws2019_uses_vmcompute(sim_roots: dict[str, Simulat
     assert "HcsCreateComputeSystem" in sim.calls(clear=True)
 
 
+def test_name_to_guid_in_the_dll_agrees_with_the_simulators_own(host: Host) -> None:
+    # The DLL computes it (no service call); the daemon checks layer ids with its own copy.
+    # Lengths 1..80 cross the SHA-1 padding and block boundaries (16 + 2n bytes hashed).
+    for n in range(1, 81):
+        name = "".join(chr(0x41 + (i * 7 + n) % 26) if i % 11 else "\u00e9" for i in range(n))
+        assert host.driver.name_to_guid(name) == uuid.UUID(bytes_le=storage.name_to_guid(name)), n
+
+
 def test_strings_round_trip_lone_surrogates_and_astral(host: Host, sim: SimulatedHost) -> None:
     # Into the DLL: the daemon hashes exactly the UTF-16 it received.
     name = "layer-\ud800-\U0001f600-x"

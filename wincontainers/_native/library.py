@@ -243,8 +243,8 @@ class NativeDll:
             raise TypeError(f"{name} takes {len(plan.in_kinds)} input arguments, got {len(inputs)}")
         args: list[Any] = [None] * plan.n_args
         for (i, kind), value in zip(plan.in_kinds, inputs):
-            if kind == "wstr":
-                args[i] = ffi.NULL if value is None else ffi.new("char16_t[]", value)
+            if kind == "wstr":  # cffi passes a str as a temporary char16_t array, for this call only
+                args[i] = ffi.NULL if value is None else value
             elif kind == "guid":
                 args[i] = ffi.NULL if value is None else _guid_cdata(ffi, value)
             elif value is None:

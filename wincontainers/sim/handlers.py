@@ -199,11 +199,6 @@ def get_base_images(svc: Service, call: Call) -> Reply:
     return Reply(outs=[dumps({"Images": images})])
 
 
-@api("vmcompute", "NameToGuid", "sG")
-def name_to_guid(svc: Service, call: Call, name: Optional[str]) -> Reply:
-    return Reply(outs=[Guid(st.name_to_guid(name or ""))])
-
-
 @api("vmcompute", "ExpandSandboxSize", "dsq")
 def expand_sandbox_size(svc: Service, call: Call, info: Any, layer_id: Optional[str], size: int) -> None:
     path = svc.storage.layer_path(info, layer_id)

@@ -66,9 +66,78 @@ WC_API HRESULT GetBaseImages(PWSTR *imageData) {
     if (!imageData) return E_POINTER;
     return wc_call("GetBaseImages", "S", imageData);
 }
+/* NameToGuid is a pure function of the name: it needs no service, so it is computed here
+ * rather than in the daemon (and is the cheapest call a binding can make, which
+ * bench/bench_call_overhead.py uses to measure what the binding adds). The value is the
+ * simulator's own version-5 GUID of the UTF-16BE name (wincontainers/sim/storage.py,
+ * name_to_guid: the same namespace, so the daemon and the DLL agree). */
+
+typedef struct {
+    uint32_t h[5];
+    uint64_t length;
+    uint8_t block[64];
+    size_t fill;
+} sha1_state;
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_compress(uint32_t h[5], const uint8_t *p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
+        else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
+        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+        else { f = b ^ c ^ d; k = 0xCA62C1D6; }
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d; d = c; c = rol32(b, 30); b = a; a = t;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+}
+
+static void sha1_byte(sha1_state *s, uint8_t byte) {
+    s->block[s->fill++] = byte;
+    s->length += 8;
+    if (s->fill == 64) {
+        sha1_compress(s->h, s->block);
+        s->fill = 0;
+    }
+}
+
+static void sha1_finish(sha1_state *s, uint8_t out[20]) {
+    uint64_t bits = s->length;
+    sha1_byte(s, 0x80);
+    while (s->fill != 56) sha1_byte(s, 0);
+    for (int i = 7; i >= 0; i--) s->block[s->fill++] = (uint8_t)(bits >> (8 * i));
+    sha1_compress(s->h, s->block);
+    for (int i = 0; i < 20; i++) out[i] = (uint8_t)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+/* uuid.UUID("6f2b4c1e-3d5a-5b7e-9c10-8a2b3c4d5e6f").bytes */
+static const uint8_t NAME_NAMESPACE[16] = {0x6f, 0x2b, 0x4c, 0x1e, 0x3d, 0x5a, 0x5b, 0x7e,
+                                           0x9c, 0x10, 0x8a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f};
+
 WC_API HRESULT NameToGuid(PCWSTR name, GUID *guid) {
     if (!name || !guid) return E_POINTER;
-    return wc_call("NameToGuid", "sG", name, guid);
+    sha1_state s = {{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0}, 0, {0}, 0};
+    for (int i = 0; i < 16; i++) sha1_byte(&s, NAME_NAMESPACE[i]);
+    for (PCWSTR c = name; *c; c++) {
+        sha1_byte(&s, (uint8_t)(*c >> 8));
+        sha1_byte(&s, (uint8_t)*c);
+    }
+    uint8_t d[20];
+    sha1_finish(&s, d);
+    d[6] = (uint8_t)((d[6] & 0x0F) | 0x50); /* version 5 */
+    d[8] = (uint8_t)((d[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    guid->Data1 = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+    guid->Data2 = (uint16_t)(d[4] << 8 | d[5]);
+    guid->Data3 = (uint16_t)(d[6] << 8 | d[7]);
+    memcpy(guid->Data4, d + 8, 8);
+    return S_OK;
 }
 WC_API HRESULT ExpandSandboxSize(DriverInfo *info, PCWSTR id, UINT64 size) {
     return wc_call("ExpandSandboxSize", "dsq", info, id, size);

@@ -1,36 +1,53 @@
-"""Layer import and export on the simulated host, against GNU tar on the same content and disk.
+"""Layer import and export on the simulated host, against GNU tar and against the floor.
 
-Two layers are generated (not timed): (a) large files, 1 GiB in total by default, and (b) 50,000
-small files. For each, in one run and one working directory:
+Two layers are generated (not timed): (a) large files, 1 GiB in total by default, and (b)
+50,000 small files (``--quick``: 128 MiB and 5,000 files, for CI's smoke run). For each, every
+round runs, in one working directory:
 
-* GNU tar extracts the layer tar into a folder (``tar -xf``) and creates a tar from that folder
-  (``tar -cf``): the reference;
-* wincontainers imports the tar as a diff layer (check, transport folder, ImportLayer or
-  HcsImportLayer, hard links and deletions) and as a base layer (written in place, then
-  ProcessBaseImage), and exports the diff layer again (ExportLayer, backup streams, the tar).
+* **GNU tar**, the reference: ``tar -xf`` of the layer tar into a folder, ``tar -cf`` of it;
+* **the floor**: the same staged work the simulated host's layer API implies, with OS calls
+  only (``os.copy_file_range`` for every byte of file data, the SHA-256 of the tar in one
+  thread beside it, the tar's own header bytes, a minimal header walk):
+  - base import: tar -> the layer folder;
+  - diff import: tar -> a staging folder (a transport prefix per file), then staging -> the
+    layer folder (ImportLayer's share), then staging removed;
+  - export: the layer folder -> a staging folder (ExportLayer's share), then staging -> the tar;
+* **wincontainers**: ``import_tar`` as a diff layer (check, transport folder, ImportLayer,
+  hard links and deletions), as a base layer (in place, then ProcessBaseImage), and
+  ``export_tar`` of the diff layer.
 
-Each step runs in its own process, so its peak memory (``ru_maxrss``) is its own; the simulated
-service does its share of an import or export in the daemon, whose peak is read from
-``/proc/<pid>/status`` (VmHWM, reset before each step). Printed: seconds, the ratio to GNU tar,
-the peak memory of the client and of the daemon. Steps are repeated ``--rounds`` times and the
-best time counts.
+Rounds are paired: each round runs every step once, in the same order, and each ratio
+(ours/tar, ours/floor) is taken within its round; printed are the median and the range over the
+rounds. Between steps: ``sync``, then our own pages dropped (``posix_fadvise(DONTNEED)`` on
+every file the run wrote; the source tar stays cached, as every step reads it), so no step
+pays for another's write-back.
 
-    python bench/bench_layers.py [--size-mib 1024] [--files 50000] [--profile ws2019] [--rounds 1]
+Columns: wall seconds; the client's user and system CPU of the timed part (measured inside the
+child that runs the step, so interpreter start-up is not counted); the simulated service's
+user and system CPU during the step (from ``/proc/<pid>/stat``); for the small-file layer the
+client's user CPU per entry; peak memory of the client and of the daemon (VmHWM, the daemon's
+reset before each step).
+
+    python bench/bench_layers.py [--quick] [--size-mib 1024] [--files 50000] [--rounds 3]
+                                 [--profile ws2019] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,25 +57,7 @@ from wincontainers.layerfile import EntryKind, LayerEntry, LayerWriter  # noqa: 
 TIME = 132_000_000_000_000_000  # a FILETIME in 2019
 SD = bytes.fromhex("0100049414000000240000000000000030000000010200000000000520000000200200000101000000000005"
                    "120000000200" "1c000100000000001400ff011f00010100000000000512000000")
-CHILD = r"""
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-from wincontainers import Host
-op, profile, root, source, dest, base = sys.argv[2:8]
-host = Host.open(sim=profile, root=root)
-start = time.perf_counter()
-if op == "import":
-    layer = host.layers.import_tar(source, parents=[base])
-    result = layer.id
-elif op == "import-base":
-    layer = host.layers.import_tar(source, base=True)
-    result = layer.id
-else:
-    result = host.layers.export_tar(base, dest).diff_id
-elapsed = time.perf_counter() - start
-peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"seconds": elapsed, "result": result, "peak_kib": peak}))
-"""
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _entry(name: str, kind: EntryKind, size: int = 0) -> LayerEntry:
@@ -128,31 +127,227 @@ def make_base(path: Path) -> None:
             w.add(_entry(f"Files/Windows/System32/config/{hive}", EntryKind.FILE, 4), io.BytesIO(b"regf"))
 
 
-def run_measured(argv: list[str], daemon_pid: Optional[int] = None) -> tuple[float, int, Optional[int], str]:
-    """(seconds, peak RSS in KiB of the process, daemon peak RSS in KiB, stdout).
+# -- the floor: the same staged work, OS calls only ----------------------------------------------
 
-    The peak is the process's VmHWM, sampled until it exits (``ru_maxrss`` would count the
-    forking Python's memory too); the Python steps also report their own final VmHWM.
-    """
-    if daemon_pid is not None:
-        _reset_peak(daemon_pid)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err)
-        peak = 0
-        while proc.poll() is None:
-            peak = max(peak, _peak(proc.pid) or 0)
-            time.sleep(0.005)
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err.read().decode(errors='replace')[-2000:]}")
-        text = out.read().decode()
-    for line in text.splitlines():
-        if line.startswith("{"):
-            peak = max(peak, int(json.loads(line).get("peak_kib", 0)))
-    return elapsed, peak, _peak(daemon_pid) if daemon_pid else None, text
+_ZERO_BLOCK = b"\0" * 512
+_PREFIX = b"\x20\0\0\0" + b"\1\0\0\0\0\0\0\0" + b"\0" * 12  # attributes + a backup DATA stream header
+
+
+def tar_members(fd: int) -> Iterator[tuple[bytes, bytes, int, int, bytes]]:
+    """(typeflag, name, data offset, size, header bytes) of each entry: the least a reader must do
+    (PAX ``path`` and ``size`` only, USTAR prefix), for a tar this script wrote."""
+    offset = 0
+    while True:
+        first = offset
+        pax: dict[bytes, bytes] = {}
+        while True:
+            block = os.pread(fd, 512, offset)
+            if len(block) < 512 or block == _ZERO_BLOCK:
+                return
+            offset += 512
+            kind = block[156:157] or b"0"
+            size = int(block[124:136].strip(b"\0 ") or b"0", 8)
+            if kind != b"x":
+                break
+            for record in os.pread(fd, size, offset).split(b"\n"):
+                key, _, value = record.partition(b" ")[2].partition(b"=")
+                if key in (b"path", b"size"):
+                    pax[key] = value
+            offset += (size + 511) & ~511
+        name = pax.get(b"path") or block[:100].rstrip(b"\0")
+        if not pax.get(b"path") and block[345:500].strip(b"\0"):
+            name = block[345:500].rstrip(b"\0") + b"/" + name
+        size = int(pax.get(b"size", size)) if kind in (b"0", b"\0") else 0
+        yield kind, name, offset, size, os.pread(fd, offset - first, first)
+        offset += (size + 511) & ~511
+
+
+def _copy_range(src: int, dst: int, size: int, src_offset: int, dst_offset: int) -> None:
+    while size:
+        n = os.copy_file_range(src, dst, size, src_offset, dst_offset)
+        if n <= 0:
+            raise OSError(f"copy_file_range copied {n}")
+        size, src_offset, dst_offset = size - n, src_offset + n, dst_offset + n
+
+
+def _hash_thread(ranges: "Callable[[], Iterator[tuple[int, int, int]]]") -> tuple[threading.Thread, list[str]]:
+    """SHA-256 of (fd, offset, size) ranges, read with pread in a thread of its own."""
+    result: list[str] = []
+
+    def run() -> None:
+        digest = hashlib.sha256()
+        for fd, offset, size in ranges():
+            while size:
+                chunk = os.pread(fd, min(size, 1 << 20), offset)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                offset, size = offset + len(chunk), size - len(chunk)
+        result.append(digest.hexdigest())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def _whole_file(fd: int) -> Callable[[], Iterator[tuple[int, int, int]]]:
+    return lambda: iter([(fd, 0, os.fstat(fd).st_size)])
+
+
+def floor_import(tar: Path, layer: Path, staging: Optional[Path]) -> None:
+    """tar -> layer (``staging`` None: a base layer), or tar -> staging -> layer (a diff layer)."""
+    fd = os.open(tar, os.O_RDONLY)
+    thread, _digest = _hash_thread(_whole_file(fd))
+    first = staging if staging is not None else layer
+    first.mkdir()
+    staged: list[tuple[bytes, int]] = []
+    for kind, name, offset, size, _header in tar_members(fd):
+        path = os.path.join(first, os.fsdecode(name))
+        if kind == b"5":
+            os.mkdir(path)
+        elif kind in (b"0", b"\0"):
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            head = len(_PREFIX) if staging is not None else 0
+            if head:
+                os.write(out, _PREFIX)
+            _copy_range(fd, out, size, offset, head)
+            os.utime(out, ns=(TIME, TIME))
+            os.close(out)
+            staged.append((name, size))
+    if staging is not None:  # ImportLayer's share: staging -> layer, then staging removed
+        layer.mkdir()
+        for dirpath, dirnames, _files in os.walk(staging):
+            for d in dirnames:
+                os.mkdir(os.path.join(layer, os.path.relpath(os.path.join(dirpath, d), staging)))
+        for name, size in staged:
+            src = os.open(os.path.join(staging, os.fsdecode(name)), os.O_RDONLY)
+            dst = os.open(os.path.join(layer, os.fsdecode(name)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _copy_range(src, dst, size, len(_PREFIX), 0)
+            os.utime(dst, ns=(TIME, TIME))
+            os.close(dst)
+            os.close(src)
+            os.unlink(os.path.join(staging, os.fsdecode(name)))
+        shutil.rmtree(staging)
+    thread.join()
+    os.close(fd)
+
+
+def floor_export(source_tar: Path, layer: Path, staging: Path, out_tar: Path) -> None:
+    """layer -> staging (ExportLayer's share) -> a tar with the source tar's header bytes."""
+    src_fd = os.open(source_tar, os.O_RDONLY)
+    members = list(tar_members(src_fd))  # the headers to write: known before timing starts
+    os.close(src_fd)
+    started = _usage()
+    staging.mkdir()
+    for kind, name, _offset, size, _header in members:
+        path = os.path.join(staging, os.fsdecode(name))
+        if kind == b"5":
+            os.mkdir(path)
+        else:
+            src = os.open(os.path.join(layer, os.fsdecode(name)), os.O_RDONLY)
+            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(dst, _PREFIX)
+            _copy_range(src, dst, size, 0, len(_PREFIX))
+            os.close(dst)
+            os.close(src)
+    out = os.open(out_tar, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    written: list[Optional[tuple[int, int, int]]] = []
+    ready = threading.Condition()
+
+    def ranges() -> Iterator[tuple[int, int, int]]:
+        i = 0
+        while True:
+            with ready:
+                while i >= len(written):
+                    ready.wait()
+                item = written[i]
+            if item is None:
+                return
+            yield item
+            i += 1
+
+    thread, _digest = _hash_thread(ranges)
+    position = 0
+    for kind, name, _offset, size, header in members:
+        os.write(out, header)
+        if kind not in (b"5",) and size:
+            path = os.path.join(staging, os.fsdecode(name))
+            src = os.open(path, os.O_RDONLY)
+            _copy_range(src, out, size, len(_PREFIX), position + len(header))
+            os.close(src)
+            os.unlink(path)
+            pad = (-size) % 512
+            if pad:
+                os.pwrite(out, _ZERO_BLOCK[:pad], position + len(header) + size)
+        with ready:
+            written.append((out, position, len(header) + size + (-size) % 512))
+            ready.notify()
+        position += len(header) + size + (-size) % 512
+        os.lseek(out, position, os.SEEK_SET)
+    os.write(out, _ZERO_BLOCK * 2)
+    with ready:
+        written.append((out, position, 1024))
+        written.append(None)
+        ready.notify()
+    thread.join()
+    os.close(out)
+    shutil.rmtree(staging)
+    _report(started)
+
+
+# -- the steps, each in a child process ---------------------------------------------------------------
+
+
+def _usage() -> tuple[float, float, float]:
+    r = os.times()
+    return time.perf_counter(), r.user, r.system
+
+
+def _report(started: tuple[float, float, float], result: str = "") -> None:
+    wall, user, system = _usage()
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"seconds": wall - started[0], "user": user - started[1], "system": system - started[2],
+                      "peak_kib": peak, "result": result}))
+
+
+def child(step: str, args: list[str]) -> None:
+    """One timed step (run as ``bench_layers.py --child STEP ARGS...``); prints its figures."""
+    if step == "floor-import":
+        started = _usage()
+        floor_import(Path(args[0]), Path(args[1]), Path(args[2]) if args[2] != "-" else None)
+        _report(started)
+        return
+    if step == "floor-export":
+        floor_export(Path(args[0]), Path(args[1]), Path(args[2]), Path(args[3]))
+        return
+    from wincontainers import Host
+
+    profile, root, source, dest, layer = args
+    host = Host.open(sim=profile, root=root)
+    started = _usage()
+    if step == "import":
+        result = host.layers.import_tar(source, parents=[layer]).id
+    elif step == "import-base":
+        result = host.layers.import_tar(source, base=True).id
+    else:
+        result = host.layers.export_tar(layer, dest).diff_id
+    _report(started, result)
+
+
+class Sample:
+    """One step of one round."""
+
+    def __init__(self, seconds: float, user: float, system: float, peak_kib: int,
+                 daemon_user: Optional[float] = None, daemon_system: Optional[float] = None,
+                 daemon_peak_kib: Optional[int] = None, result: str = "") -> None:
+        self.seconds, self.user, self.system, self.peak_kib = seconds, user, system, peak_kib
+        self.daemon_user, self.daemon_system, self.daemon_peak_kib = daemon_user, daemon_system, daemon_peak_kib
+        self.result = result
+
+
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK  # utime, stime
 
 
 def _reset_peak(pid: int) -> None:
@@ -173,94 +368,205 @@ def _peak(pid: int) -> Optional[int]:
     return None
 
 
-class Measured:
-    def __init__(self) -> None:
-        self.seconds = float("inf")
-        self.rss = 0
-        self.daemon: Optional[int] = None
+def settle(work: Path, keep: set[Path]) -> None:
+    """``sync``, then drop the cached pages of every file under ``work`` but ``keep``."""
+    os.sync()
+    for dirpath, _dirs, files in os.walk(work):
+        for name in files:
+            path = Path(dirpath, name)
+            if path in keep:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
-    def add(self, seconds: float, rss: int, daemon: Optional[int]) -> None:
-        self.seconds = min(self.seconds, seconds)
-        self.rss = max(self.rss, rss)
-        if daemon is not None:
-            self.daemon = max(self.daemon or 0, daemon)
+
+def run_tar(argv: list[str]) -> Sample:
+    """GNU tar, timed from outside (its CPU from wait4, its peak sampled while it runs)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _peak(proc.pid) or 0)
+        time.sleep(0.002)
+    seconds = time.perf_counter() - start
+    # Popen reaped it: its CPU is what this process's children gained.
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed: {proc.stderr.read().decode(errors='replace')[-2000:]}")  # type: ignore[union-attr]
+    return Sample(seconds, 0.0, 0.0, peak)
 
 
-def bench(name: str, tar: Path, work: Path, profile: str, rounds: int) -> list[tuple[str, Measured, Measured]]:
+def run_child(step: str, args: list[str], daemon: Optional[int] = None) -> Sample:
+    """A step in a child process; its own figures, and the daemon's over the same time."""
+    if daemon is not None:
+        _reset_peak(daemon)
+        before = _proc_cpu(daemon)
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", step, *args],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"step {step} failed ({done.returncode}): {done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    sample = Sample(figures["seconds"], figures["user"], figures["system"], figures["peak_kib"],
+                    result=figures["result"])
+    if daemon is not None:
+        after = _proc_cpu(daemon)
+        sample.daemon_user, sample.daemon_system = after[0] - before[0], after[1] - before[1]
+        sample.daemon_peak_kib = _peak(daemon)
+    return sample
+
+
+def _tar_cpu(run: Callable[[], Sample]) -> Sample:
+    before = os.times()
+    sample = run()
+    after = os.times()
+    sample.user = after.children_user - before.children_user
+    sample.system = after.children_system - before.children_system
+    return sample
+
+
+STEPS = {
+    "import": ("diff import", "tar -x"),
+    "import-base": ("base import", "tar -x"),
+    "export": ("export", "tar -c"),
+}
+
+
+def one_round(tar: Path, base_tar: Path, work: Path, profile: str) -> dict[str, dict[str, Sample]]:
+    """Every step once, in a fixed order: {step: {"tar"|"floor"|"ours": Sample}}."""
     from wincontainers import Host
     from wincontainers.sim.control import SimulatedHost
 
-    gnu_x, gnu_c = Measured(), Measured()
-    ours_import, ours_base, ours_export = Measured(), Measured(), Measured()
-    base_tar = work / "base.tar"
-    make_base(base_tar)
-    for _ in range(rounds):
-        target = work / "gnu-x"
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
-        s, rss, _, _ = run_measured(["tar", "--warning=no-unknown-keyword", "-xf", str(tar), "-C", str(target)])
-        gnu_x.add(s, rss, None)
-        s, rss, _, _ = run_measured(["tar", "-cf", str(work / "gnu-c.tar"), "-C", str(target), "."])
-        gnu_c.add(s, rss, None)
-        shutil.rmtree(target)
-        os.unlink(work / "gnu-c.tar")
+    keep = {tar, base_tar}
+    out: dict[str, dict[str, Sample]] = {step: {} for step in STEPS}
+    gnu = work / "gnu-x"
+    settle(work, keep)
+    gnu.mkdir()
+    extract = _tar_cpu(lambda: run_tar(["tar", "--warning=no-unknown-keyword", "-xf", str(tar), "-C", str(gnu)]))
+    out["import"]["tar"] = out["import-base"]["tar"] = extract
+    settle(work, keep)
+    out["export"]["tar"] = _tar_cpu(lambda: run_tar(["tar", "-cf", str(work / "gnu-c.tar"), "-C", str(gnu), "."]))
+    shutil.rmtree(gnu)
+    os.unlink(work / "gnu-c.tar")
 
-        sim_root = work / "sim"
-        shutil.rmtree(sim_root, ignore_errors=True)
-        with SimulatedHost(profile, sim_root):
-            daemon = int((sim_root / "daemon" / "daemon.pid").read_text().split()[0])
-            host = Host.open(sim=profile, root=sim_root)
-            base = host.layers.import_tar(base_tar)
-            child = [sys.executable, "-c", CHILD, str(ROOT)]
-            s, rss, d, out = run_measured(child + ["import", profile, str(sim_root), str(tar), "-", base.id], daemon)
-            took = json.loads(out.strip().splitlines()[-1])
-            ours_import.add(took["seconds"], rss, d)
-            layer_id = took["result"]
-            s, rss, d, out = run_measured(child + ["export", profile, str(sim_root), "-", str(work / "ours.tar"),
-                                                   layer_id], daemon)
-            ours_export.add(json.loads(out.strip().splitlines()[-1])["seconds"], rss, d)
-            os.unlink(work / "ours.tar")
-            host.layers.destroy(layer_id)
-            s, rss, d, out = run_measured(child + ["import-base", profile, str(sim_root), str(tar), "-", "-"],
-                                          daemon)
-            ours_base.add(json.loads(out.strip().splitlines()[-1])["seconds"], rss, d)
-            host.close()
-        shutil.rmtree(sim_root, ignore_errors=True)
-    return [
-        (f"{name}: import (diff layer, ImportLayer) vs tar -x", ours_import, gnu_x),
-        (f"{name}: import (base layer, in place) vs tar -x", ours_base, gnu_x),
-        (f"{name}: export vs tar -c", ours_export, gnu_c),
-    ]
+    settle(work, keep)
+    out["import-base"]["floor"] = run_child("floor-import", [str(tar), str(work / "floor-base"), "-"])
+    shutil.rmtree(work / "floor-base")
+    settle(work, keep)
+    out["import"]["floor"] = run_child("floor-import", [str(tar), str(work / "floor-layer"),
+                                                        str(work / "floor-staging")])
+    settle(work, keep)
+    out["export"]["floor"] = run_child("floor-export", [str(tar), str(work / "floor-layer"),
+                                                        str(work / "floor-staging"), str(work / "floor.tar")])
+    shutil.rmtree(work / "floor-layer")
+    os.unlink(work / "floor.tar")
+
+    sim_root = work / "sim"
+    with SimulatedHost(profile, sim_root):
+        daemon = int((sim_root / "daemon" / "daemon.pid").read_text().split()[0])
+        host = Host.open(sim=profile, root=sim_root)
+        base = host.layers.import_tar(base_tar)
+        settle(work, keep)
+        out["import"]["ours"] = sample = run_child("import", [profile, str(sim_root), str(tar), "-", base.id], daemon)
+        settle(work, keep)
+        out["export"]["ours"] = run_child("export", [profile, str(sim_root), "-", str(work / "ours.tar"),
+                                                     sample.result], daemon)
+        os.unlink(work / "ours.tar")
+        host.layers.destroy(sample.result)
+        settle(work, keep)
+        out["import-base"]["ours"] = run_child("import-base", [profile, str(sim_root), str(tar), "-", "-"], daemon)
+        host.close()
+    shutil.rmtree(sim_root, ignore_errors=True)
+    return out
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):5.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def summarize(shape: str, entries: int, rounds: list[dict[str, dict[str, Sample]]],
+              per_entry: bool) -> list[dict[str, Any]]:
+    rows = []
+    for step, (label, reference) in STEPS.items():
+        ours = [r[step]["ours"] for r in rounds]
+        rows.append({
+            "step": f"{shape}: {label}",
+            "reference": reference,
+            "ours_seconds": statistics.median(s.seconds for s in ours),
+            "tar_seconds": statistics.median(r[step]["tar"].seconds for r in rounds),
+            "floor_seconds": statistics.median(r[step]["floor"].seconds for r in rounds),
+            "ours_tar": [r[step]["ours"].seconds / r[step]["tar"].seconds for r in rounds],
+            "ours_floor": [r[step]["ours"].seconds / r[step]["floor"].seconds for r in rounds],
+            "user": statistics.median(s.user for s in ours),
+            "system": statistics.median(s.system for s in ours),
+            "daemon_user": statistics.median(s.daemon_user or 0.0 for s in ours),
+            "daemon_system": statistics.median(s.daemon_system or 0.0 for s in ours),
+            "user_us_per_entry": statistics.median(s.user for s in ours) / entries * 1e6 if per_entry else None,
+            "peak_mib": max(s.peak_kib for s in ours) / 1024,
+            "daemon_peak_mib": max(s.daemon_peak_kib or 0 for s in ours) / 1024,
+            "floor_user": statistics.median(r[step]["floor"].user for r in rounds),
+            "tar_user": statistics.median(r[step]["tar"].user for r in rounds),
+        })
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'step':30} {'ours s':>7} {'tar s':>6} {'floor s':>7} {'ours/tar med [range]':>21} "
+          f"{'ours/floor med [range]':>23} {'user s':>6} {'sys s':>6} {'d.usr':>6} {'d.sys':>6} "
+          f"{'µs/ent':>6} {'MiB':>5} {'d.MiB':>5}")
+    for row in rows:
+        per = f"{row['user_us_per_entry']:6.0f}" if row["user_us_per_entry"] is not None else f"{'-':>6}"
+        print(f"{row['step']:30} {row['ours_seconds']:7.2f} {row['tar_seconds']:6.2f} {row['floor_seconds']:7.2f} "
+              f"{_spread(row['ours_tar']):>21} {_spread(row['ours_floor']):>23} {row['user']:6.2f} "
+              f"{row['system']:6.2f} {row['daemon_user']:6.2f} {row['daemon_system']:6.2f} {per} "
+              f"{row['peak_mib']:5.0f} {row['daemon_peak_mib']:5.0f}")
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mib", type=int, default=1024, help="total size of the large-file layer")
-    parser.add_argument("--files", type=int, default=50_000, help="files in the small-file layer")
+    parser.add_argument("--quick", action="store_true", help="128 MiB and 5,000 files (CI's smoke run)")
+    parser.add_argument("--size-mib", type=int, default=None, help="total size of the large-file layer (1024)")
+    parser.add_argument("--files", type=int, default=None, help="files in the small-file layer (50000)")
     parser.add_argument("--profile", default="ws2019", help="simulator profile (tp3, 2016, ws2019)")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=None, help="paired rounds (3; --quick: 1)")
     parser.add_argument("--workdir", default=None, help="where to work (default: a temporary folder)")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args()
+    size_mib = args.size_mib or (128 if args.quick else 1024)
+    files = args.files or (5_000 if args.quick else 50_000)
+    rounds = args.rounds or (1 if args.quick else 3)
     if not shutil.which("tar"):
         raise SystemExit("GNU tar is needed as the reference")
+    if not hasattr(os, "copy_file_range"):
+        raise SystemExit("the floor needs os.copy_file_range (Linux, Python 3.8+)")
     work = Path(tempfile.mkdtemp(prefix="bench-layers-", dir=args.workdir))
-    rows: list[tuple[str, Measured, Measured]] = []
+    rows: list[dict[str, Any]] = []
     try:
+        base_tar = work / "base.tar"
+        make_base(base_tar)
         large = work / "large.tar"
-        count = make_large(large, args.size_mib << 20)
-        print(f"(a) {count} large files, {args.size_mib} MiB; (b) {args.files} small files; profile {args.profile}")
-        rows += bench("(a) large", large, work, args.profile, args.rounds)
+        count = make_large(large, size_mib << 20)
+        print(f"(a) {count} large files, {size_mib} MiB; (b) {files} small files; profile {args.profile}; "
+              f"{rounds} paired round(s)", flush=True)
+        rows += summarize("(a) large", count, [one_round(large, base_tar, work, args.profile)
+                                              for _ in range(rounds)], per_entry=False)
         large.unlink()
         small = work / "small.tar"
-        make_small(small, args.files)
-        rows += bench("(b) small", small, work, args.profile, args.rounds)
+        make_small(small, files)
+        rows += summarize("(b) small", files, [one_round(small, base_tar, work, args.profile)
+                                              for _ in range(rounds)], per_entry=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'step':58} {'ours s':>8} {'tar s':>8} {'ratio':>6} {'ours MiB':>9} {'daemon MiB':>10} {'tar MiB':>8}")
-    for label, ours, ref in rows:
-        daemon = f"{ours.daemon / 1024:10.0f}" if ours.daemon is not None else f"{'-':>10}"
-        print(f"{label:58} {ours.seconds:8.2f} {ref.seconds:8.2f} {ours.seconds / ref.seconds:6.2f} "
-              f"{ours.rss / 1024:9.0f} {daemon} {ref.rss / 1024:8.0f}")
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

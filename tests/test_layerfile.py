@@ -95,6 +95,52 @@ def test_backup_stream_worked_example() -> None:
                        (StreamId.ALTERNATE_DATA, ":Zone.Identifier:$DATA", zone)]
 
 
+def test_a_backup_streams_data_between_files_is_copied_by_the_kernel(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from wincontainers.layerfile import backup
+
+    if backup._copy_file_range is None:
+        pytest.skip("this platform has no copy_file_range (the chunked copy is tested everywhere)")
+    calls = []
+    real = backup._copy_file_range
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(backup, "_copy_file_range", counted)
+    payload = os.urandom(3 * backup.KERNEL_COPY_MIN + 17)
+    stream = tmp_path / "stream"
+    with open(stream, "wb") as f:
+        w = BackupWriter(f)
+        w.security(SD_B)
+        w.data(len(payload), io.BytesIO(payload))
+        w.alternate("s", 3, io.BytesIO(b"ads"))
+    with open(stream, "rb") as f, open(tmp_path / "out", "wb") as out:
+        out.write(b"head")
+        seen = []
+        for header, body in BackupReader(f):
+            if header.id == StreamId.DATA:
+                backup.copy_exact(body, out, header.size)
+                out.write(b"tail")  # the writer's position moved past the copied data
+            else:
+                seen.append(body.read())  # the reader's position too
+    assert calls, "the kernel copy was not used"
+    assert (tmp_path / "out").read_bytes() == b"head" + payload + b"tail"
+    assert seen == [SD_B, b"ads"]
+    # A source shorter than it says is an error, not a short file.
+    (tmp_path / "short").write_bytes(payload[:backup.KERNEL_COPY_MIN])
+    with open(tmp_path / "short", "rb") as f, open(tmp_path / "out2", "wb") as out, \
+            pytest.raises(backup.BackupError, match="early"):
+        backup.copy_exact(f, out, len(payload))
+    # Anything that is not an OS file (tar entry data, a Win32 handle) goes in chunks.
+    calls.clear()
+    sink = io.BytesIO()
+    backup.copy_exact(io.BytesIO(payload), sink, len(payload))
+    assert sink.getvalue() == payload and not calls
+
+
 def test_reparse_vectors() -> None:
     link = encode_reparse("..\\target")
     assert len(link) == 60

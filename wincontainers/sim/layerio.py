@@ -162,6 +162,20 @@ class _Concat(io.RawIOBase):
             self.index += 1
         return 0
 
+    def copy_to(self, out: IO[bytes]) -> None:
+        """What is left, written to ``out``: the file by the kernel where it can
+        (:func:`~wincontainers.layerfile.backup.copy_exact`)."""
+        for part in self.parts[self.index:]:
+            if isinstance(part, (bytes, bytearray)):
+                out.write(part)
+            else:
+                size = os.fstat(part.fileno()).st_size - part.tell()  # type: ignore[attr-defined]
+                try:
+                    copy_exact(part, out, size)  # type: ignore[arg-type]
+                finally:
+                    part.close()  # type: ignore[attr-defined]
+            self.index += 1
+
     def close(self) -> None:
         for part in self.parts[self.index:]:
             if hasattr(part, "close"):
@@ -421,7 +435,10 @@ def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes],
         os.makedirs(host_path(folder, rel), exist_ok=True)
     with open(target, "wb") as out:
         out.write(struct.pack("<I", attributes))
-        shutil.copyfileobj(stream, out, 1 << 20)
+        if isinstance(stream, _Concat):
+            stream.copy_to(out)
+        else:
+            shutil.copyfileobj(stream, out, 1 << 20)
     staging.put(rel + (WCIDIRS if directory else ""),
                 FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
 

@@ -141,6 +141,30 @@ def test_a_backup_streams_data_between_files_is_copied_by_the_kernel(tmp_path, m
     assert sink.getvalue() == payload and not calls
 
 
+@pytest.mark.parametrize("sizes", [[], [5], [512] * 5000, [3 << 20], [100, 2 << 20, 7, 1 << 20, 513] * 3])
+def test_the_background_hash_is_the_hash_of_what_it_was_given(sizes: list[int]) -> None:
+    import hashlib
+    import os
+
+    from wincontainers.layerfile.hashing import BackgroundSha256
+
+    pieces = [os.urandom(n) for n in sizes]
+    ours, want = BackgroundSha256(), hashlib.sha256()
+    for piece in pieces:
+        if len(piece) % 2:
+            ours.update(piece)
+        else:  # a mutable buffer, reused by its owner once handed over: what counts is what it held
+            buffer = bytearray(piece)
+            ours.update(buffer)
+            buffer[:] = bytes(len(buffer))
+        want.update(piece)
+    assert ours.hexdigest() == want.hexdigest() == ours.hexdigest()
+    ours.close()  # after the digest: nothing changes
+    assert ours.hexdigest() == want.hexdigest()
+    with pytest.raises(ValueError):
+        ours.update(b"more")
+
+
 def test_reparse_vectors() -> None:
     link = encode_reparse("..\\target")
     assert len(link) == 60

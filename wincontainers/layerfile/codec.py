@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import hashlib
 import io
 import zlib
 import os
@@ -21,6 +20,7 @@ from typing import IO, Any, Callable, Iterator, Optional, Union, cast
 
 from wincontainers.layerfile import times
 from wincontainers.layerfile.entry import WHITEOUT_PREFIX, EntryKind, LayerEntry
+from wincontainers.layerfile.hashing import BackgroundSha256
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
 from wincontainers.layerfile.tarstream import (
     BLOCK,
@@ -66,7 +66,7 @@ class _Hashing(io.RawIOBase):
     def __init__(self, src: IO[bytes], progress: Optional[Callable[[int], None]] = None) -> None:
         super().__init__()
         self.src = src
-        self.sha = hashlib.sha256()
+        self.sha = BackgroundSha256()
         self.count = 0
         self._progress = progress
 
@@ -256,6 +256,7 @@ class LayerReader:
         self.close()
 
     def close(self) -> None:
+        self._hashing.sha.close()
         if self._owned:
             self._raw.close()
 
@@ -304,7 +305,7 @@ def _data_chunks(data: Optional[IO[bytes]], size: int, name: str) -> Iterator[by
 class _HashingWriter:
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
-        self.sha = hashlib.sha256()
+        self.sha = BackgroundSha256()
         self.count = 0
 
     def write(self, data: bytes) -> int:
@@ -431,7 +432,10 @@ class LayerWriter:
         if self._closed:
             return
         self._closed = True
-        self._out.write(b"\0" * (2 * BLOCK))
+        try:
+            self._out.write(b"\0" * (2 * BLOCK))
+        finally:
+            self._out.sha.hexdigest()  # the hash thread ends with the tar
         if self._progress is not None:
             self._progress(self._out.count, self.files)
         if self._compressor is not None:

@@ -85,6 +85,37 @@ def _attributes(entry: LayerEntry) -> int:
     return int(attrs_)
 
 
+#: a transport file up to this size is written with one WriteFile (nearly every file of a layer)
+_GATHER = 1 << 16
+
+
+class _Gathered:
+    """The bytes of one transport file, gathered so that a small file is one WriteFile; a large
+    file's data goes straight through, in the pieces it is read in."""
+
+    __slots__ = ("raw", "pending")
+
+    def __init__(self, raw: win32.Win32File) -> None:
+        self.raw = raw
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        if len(self.pending) + len(data) <= _GATHER:
+            self.pending += data
+            return len(data)
+        self.flush()
+        if len(data) < _GATHER:
+            self.pending += data
+        else:
+            self.raw.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.raw.write(self.pending)
+            self.pending.clear()
+
+
 class TransportWriter:
     """Entries of a diff layer -> vmcompute's import folder (``staging``), as hcsshim's legacy
     layer writer lays it out. Names the tar adds are remembered: a hard link names one of them,
@@ -94,7 +125,7 @@ class TransportWriter:
         self.staging = staging
         self.pending = PendingWork()
         self.added: set[str] = set()
-        self._open: Optional[tuple[str, win32.Win32File, IO[bytes], BackupWriter, Times]] = None
+        self._open: Optional[tuple[str, win32.Win32File, _Gathered, BackupWriter, Times]] = None
 
     def _finish_open(self) -> None:
         if self._open is not None:
@@ -147,10 +178,9 @@ class TransportWriter:
             self.staging.mkdir(name)
             self.pending.directory_times.append((name, _times(entry)))
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
-        # Sized to the entry, as the reader is: most are small, and 64 KiB each costs more.
-        buffered = cast(IO[bytes], io.BufferedWriter(raw, max(1 << 12, min(1 << 16, entry.size + 1024))))
+        buffered = _Gathered(raw)
         buffered.write(struct.pack("<I", _attributes(entry)))
-        writer = BackupWriter(buffered)
+        writer = BackupWriter(buffered)  # type: ignore[arg-type]
         _metadata_streams(writer, entry)
         if kind is EntryKind.FILE:
             assert data is not None

@@ -165,6 +165,31 @@ def test_the_background_hash_is_the_hash_of_what_it_was_given(sizes: list[int]) 
         ours.update(b"more")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(st.characters(blacklist_characters="=\x00"), min_size=1, max_size=12),
+                          st.binary(max_size=40)), max_size=6),
+       st.integers(0, 400), st.binary(max_size=3))
+def test_pax_records_parse_the_same_by_lines_and_by_lengths(records, cut, noise) -> None:  # type: ignore[no-untyped-def]
+    from wincontainers.layerfile import tarstream
+
+    data = b"".join(tarstream.pax_record(k, v.decode("latin-1")) for k, v in records)
+    want = {}
+    for k, v in records:
+        want[k] = v.decode("latin-1").encode("utf-8")
+    assert tarstream._parse_pax(data, 0) == want
+    # Whatever the bytes, the quick parse never disagrees with the careful one.
+    for mangled in (data[:cut], data[:cut] + noise + data[cut:], data + b"\0" * (cut % 5)):
+        try:
+            careful = tarstream._parse_pax_by_lengths(mangled, 0)
+        except tarstream.TarFormatError:
+            careful = None
+        try:
+            quick = tarstream._parse_pax(mangled, 0)
+        except tarstream.TarFormatError:
+            quick = None
+        assert quick == careful
+
+
 def test_reparse_vectors() -> None:
     link = encode_reparse("..\\target")
     assert len(link) == 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
 import io
 import zlib
@@ -154,7 +155,20 @@ def _pax_time(pax: dict[str, bytes], key: str) -> Optional[int]:
     value = pax.get(key)
     if value is None:
         return None
+    return _filetime_of(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _filetime_of(value: bytes) -> Optional[int]:
+    """A PAX time record's value as a FILETIME (the entries of a layer share most of theirs)."""
     return times.pax_to_filetime(value.decode("ascii", "replace"))
+
+
+@functools.lru_cache(maxsize=256)
+def _raw_security(value: bytes) -> bytes:
+    """MSWINDOWS.rawsd decoded (a layer's entries share a handful of descriptors); raises
+    binascii.Error when it is not base64."""
+    return base64.b64decode(value, validate=True)
 
 
 def entry_from_header(raw: RawHeader) -> LayerEntry:
@@ -198,7 +212,7 @@ def entry_from_header(raw: RawHeader) -> LayerEntry:
     rawsd = pax.get("MSWINDOWS.rawsd")
     if rawsd is not None:
         try:
-            entry.security = base64.b64decode(rawsd, validate=True)
+            entry.security = _raw_security(rawsd) if len(rawsd) <= _CACHED_SD else base64.b64decode(rawsd, validate=True)
         except binascii.Error:
             raise LayerFormatError(f"{name}: MSWINDOWS.rawsd is not base64") from None
     elif "MSWINDOWS.sd" in pax:
@@ -222,6 +236,9 @@ def entry_from_header(raw: RawHeader) -> LayerEntry:
     entry.last_write_time = mtime if mtime is not None else times.unix_ns_to_filetime(raw.mtime * 1_000_000_000)
     return entry
 
+
+#: descriptors (base64) up to this size are remembered; larger ones are rare and decoded each time
+_CACHED_SD = 4096
 
 _KNOWN_PAX = frozenset({
     "MSWINDOWS.fileattr", "MSWINDOWS.rawsd", "MSWINDOWS.sd", "MSWINDOWS.mountpoint", "LIBARCHIVE.creationtime",

@@ -110,25 +110,54 @@ class EntryData:
 
 
 class _Stream:
+    """The tar's bytes, read ahead a MiB at a time. A layer of small files asks for six small
+    pieces per entry (extended header, its records, padding, header, data, padding), and each
+    read through the source's layers (decompression, hashing, progress) cost more than its
+    bytes; a piece of 64 KiB or more goes straight to the source, with no copy."""
+
+    READ_AHEAD = 1 << 20
+    DIRECT = 1 << 16
+
     def __init__(self, src: IO[bytes]) -> None:
         self.src = src
         self.offset = 0
+        self._buf = b""
+        self._pos = 0
 
     def read(self, n: int) -> bytes:
-        data = self.src.read(n)
-        if len(data) == n:  # nearly always: the source is buffered
+        pos = self._pos
+        end = pos + n
+        if end <= len(self._buf):  # nearly always
+            self._pos = end
             self.offset += n
+            return self._buf[pos:end]
+        have = self._buf[pos:]
+        self._buf, self._pos = b"", 0
+        need = n - len(have)
+        if need >= self.DIRECT:
+            data = self._fill(need)
+            data = have + data if have else data
+        else:
+            more = self._fill(self.READ_AHEAD) if need else b""
+            data = have + more[:need]
+            if len(more) > need:
+                self._buf, self._pos = more, need
+        self.offset += len(data)
+        return data
+
+    def _fill(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the source (fewer only at its end)."""
+        data = self.src.read(n)
+        if len(data) == n or not data:
             return data
         chunks = [data]
-        self.offset += len(data)
-        n -= len(data)
-        while n and data:
-            data = self.src.read(n)
+        got = len(data)
+        while got < n:
+            data = self.src.read(n - got)
             if not data:
                 break
             chunks.append(data)
-            n -= len(data)
-            self.offset += len(data)
+            got += len(data)
         return b"".join(chunks)
 
 
@@ -170,6 +199,31 @@ def _checksum_ok(block: bytes) -> bool:
 
 
 def _parse_pax(data: bytes, offset: int) -> dict[str, bytes]:
+    """The records of a PAX header: ``"<length> <key>=<value>\n"``, ``<length>`` counting the
+    whole record (a value may hold a newline, so the lengths decide)."""
+    records = _plain_pax(data)
+    if records is not None:
+        return records
+    return _parse_pax_by_lengths(data, offset)
+
+
+def _plain_pax(data: bytes) -> Optional[dict[str, bytes]]:
+    """The common case, quickly: no value holds a newline, so the lines are the records; None
+    when a line is not the record its length says (the careful parse decides)."""
+    lines = data.rstrip(b"\0").split(b"\n")
+    if lines.pop() != b"":
+        return None
+    records: dict[str, bytes] = {}
+    for line in lines:
+        length, space, record = line.partition(b" ")
+        key, eq, value = record.partition(b"=")
+        if not (eq and length.isdigit() and int(length) == len(line) + 1):
+            return None
+        records[key.decode("utf-8", "replace")] = value
+    return records
+
+
+def _parse_pax_by_lengths(data: bytes, offset: int) -> dict[str, bytes]:
     records: dict[str, bytes] = {}
     pos = 0
     while pos < len(data):

@@ -201,6 +201,11 @@ def shown(path: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+# plain ints: an IntFlag operation costs more than the rest of an entry's attribute checks
+_REPARSE_POINT = int(FileAttributes.REPARSE_POINT)
+_DIRECTORY = int(FileAttributes.DIRECTORY)
+
+
 def validate_name(name: str) -> list[tuple[str, str]]:
     """Rules a tar name breaks, as ``(rule, message)``: the checks that need no context."""
     problems: list[tuple[str, str]] = []
@@ -536,12 +541,12 @@ class LayerChecker:
             if tag not in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
                 what = OTHER_TAGS.get(tag, "a reparse point of unknown kind")
                 self.add(name, "unsupported-reparse", f"reparse tag 0x{tag:08X}: {what}")
-        elif attrs_ is not None and attrs_ & FileAttributes.REPARSE_POINT and entry.kind in (
+        elif attrs_ is not None and attrs_ & _REPARSE_POINT and entry.kind in (
             EntryKind.FILE, EntryKind.DIRECTORY,
         ):
             self.add(name, "reparse-as-file", "FILE_ATTRIBUTE_REPARSE_POINT on an entry that is not a link")
         if attrs_ is not None:
-            is_dir_attr = bool(attrs_ & FileAttributes.DIRECTORY)
+            is_dir_attr = bool(attrs_ & _DIRECTORY)
             if entry.kind is EntryKind.DIRECTORY and not is_dir_attr:
                 self.add(name, "attribute-mismatch", "a directory without FILE_ATTRIBUTE_DIRECTORY")
             elif entry.kind is EntryKind.FILE and is_dir_attr:

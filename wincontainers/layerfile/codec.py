@@ -302,6 +302,16 @@ class LayerReader:
         return self._hashing.count
 
 
+# The entries of a layer share most of their times and all but a few descriptors: each distinct
+# one is written out once.
+_pax_text = functools.lru_cache(maxsize=4096)(times.filetime_to_pax)
+
+
+@functools.lru_cache(maxsize=256)
+def _rawsd_text(security: bytes) -> str:
+    return base64.b64encode(security).decode("ascii")
+
+
 #: entries up to this size are written with one call (the rest in 1 MiB chunks)
 _ONE_WRITE = 1 << 16
 
@@ -386,22 +396,24 @@ class LayerWriter:
         if kind is not EntryKind.WHITEOUT:
             if kind is not EntryKind.STREAM:
                 if entry.creation_time is not None:
-                    records["LIBARCHIVE.creationtime"] = times.filetime_to_pax(entry.creation_time)
+                    records["LIBARCHIVE.creationtime"] = _pax_text(entry.creation_time)
                 records["MSWINDOWS.fileattr"] = str(entry.effective_attributes)
                 if kind is EntryKind.JUNCTION:
                     records["MSWINDOWS.mountpoint"] = "1"
                 if entry.security is not None and kind is not EntryKind.HARDLINK:
-                    records["MSWINDOWS.rawsd"] = base64.b64encode(entry.security).decode("ascii")
+                    sd = entry.security
+                    records["MSWINDOWS.rawsd"] = _rawsd_text(sd) if len(sd) <= _CACHED_SD \
+                        else base64.b64encode(sd).decode("ascii")
                 for ea_name, value in entry.xattrs.items():
                     records[f"MSWINDOWS.xattr.{ea_name}"] = base64.b64encode(value).decode("ascii")
                 for key, text in entry.pax_extra.items():  # records we do not interpret travel as they came
                     records.setdefault(key, text)
             if entry.last_access_time is not None:
-                records["atime"] = times.filetime_to_pax(entry.last_access_time)
+                records["atime"] = _pax_text(entry.last_access_time)
             if entry.change_time is not None:
-                records["ctime"] = times.filetime_to_pax(entry.change_time)
+                records["ctime"] = _pax_text(entry.change_time)
             if ft is not None and (times.filetime_to_unix_ns(ft) % 1_000_000_000 or mtime_field != secs):
-                records["mtime"] = times.filetime_to_pax(ft)
+                records["mtime"] = _pax_text(ft)
         mode, typeflag, size = _MODES[kind], _TYPEFLAGS[kind], 0
         if kind in (EntryKind.SYMLINK, EntryKind.JUNCTION) and entry.is_directory_link:
             mode = 0o160000

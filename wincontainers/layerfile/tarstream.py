@@ -8,6 +8,7 @@ Go's ``archive/tar`` (used by hcsshim/go-winio) writes, so exports are byte-iden
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import IO, Iterator, Mapping, Optional
 
@@ -369,6 +370,21 @@ def _described(raw: bytes) -> Optional[str]:
 
 def pax_record(key: str, value: str) -> bytes:
     """``"<len> <key>=<value>\\n"`` where ``<len>`` counts the whole record."""
+    if len(key) + len(value) <= _CACHED_RECORD:  # times, attributes, descriptors: a layer repeats them
+        return _cached_record(key, value)
+    return _record(key, value)
+
+
+#: records up to this length (key and value) are remembered (4,096 of them: at most a few MiB)
+_CACHED_RECORD = 512
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_record(key: str, value: str) -> bytes:
+    return _record(key, value)
+
+
+def _record(key: str, value: str) -> bytes:
     body = f" {key}={value}\n".encode("utf-8", "surrogatepass")
     digits = len(str(len(body)))
     if len(str(len(body) + digits)) > digits:  # the length's own digits carried it over: 98 -> 101

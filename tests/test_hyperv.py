@@ -451,7 +451,10 @@ def test_a_fault_in_every_call_leaves_no_vm_container_sandbox_or_handle(case: tu
         assert not sim.objects()["vm_disks"], (fn, nth)
         assert_clean(host, sim, f"after failing {fn} #{nth} (raised {raised!r})")
     print(f"{route} on gen{host.generation}: {len(occurrences)} calls failed one by one, {failures} reached the caller")
-    assert len(occurrences) >= 15 and failures >= len(occurrences) // 2, (failures, len(occurrences))
+    # Not vacuous: many calls, and a good share of their faults reach the caller (the others fail
+    # clean-up calls, which are retried or absorbed by design; NameToGuid, computed in the DLL
+    # itself, takes no faults).
+    assert len(occurrences) >= 15 and failures >= len(occurrences) // 3, (failures, len(occurrences))
 
 
 

@@ -254,6 +254,38 @@ def test_random_trees_survive_import_and_export(host: Host) -> None:
     assert layers_left(host) == []
 
 
+def test_many_files_small_and_large_round_trip_and_the_service_keeps_none_open(
+        host: Host, sim: SimulatedHost) -> None:
+    # Small transport files are read whole, large ones copied by the kernel; both paths, many
+    # times, and the simulated service must keep none of them open.
+    daemon = int((sim.root / "daemon" / "daemon.pid").read_text().split()[0])
+    d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_000,
+             last_write_time=131_000_000_000_000_000, change_time=131_000_000_000_000_000, security=SDS[1])
+    big = os.urandom(200_000)
+    entries: list[Entry] = [(LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10, **d), None),
+                            (LayerEntry("Files/many", EntryKind.DIRECTORY, attributes=0x10, **d), None)]
+    for i in range(300):
+        data = big[: 70_000 + i] if i % 50 == 0 else big[i:i + 1 + i * 13]
+        entries.append((LayerEntry(f"Files/many/f{i:03d}.bin", EntryKind.FILE, size=len(data), attributes=0x20,
+                                   **d), data))
+    plain = {k: v for k, v in d.items() if k != "security"}  # hives travel raw, without a descriptor
+    entries.append((LayerEntry("Hives", EntryKind.DIRECTORY, attributes=0x10, **plain), None))
+    entries += [(LayerEntry(f"Hives/{h}_Delta", EntryKind.FILE, size=4, attributes=0x20, **plain), b"regf")
+                for h in ("DefaultUser", "Sam", "Security", "Software", "System")]
+    tar = tar_of(entries)
+    base = host.layers.import_tar(io.BytesIO(base_layer()))
+    layer = host.layers.import_tar(io.BytesIO(tar), parents=[base])
+    out = io.BytesIO()
+    host.layers.export_tar(layer, out)
+    held = [t for t in (os.readlink(f"/proc/{daemon}/fd/{n}") for n in os.listdir(f"/proc/{daemon}/fd"))
+            if "/many/" in t]
+    assert not held, held
+    problems = _diff(view(as_exported(tar)), view(out.getvalue()))
+    assert not problems, "\n".join(problems)
+    host.layers.destroy(layer)
+    host.layers.destroy(base)
+
+
 def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
     d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
              last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])

@@ -97,7 +97,14 @@ def copy_exact(src: Readable, dst: IO[bytes], size: int) -> None:
         chunk = src.read(min(CHUNK, remaining))
         if not chunk:
             raise BackupError(f"source ended {remaining} bytes early")
-        dst.write(chunk)
+        written = dst.write(chunk)
+        if written is not None and written < len(chunk):  # an unbuffered file may take less
+            view = memoryview(chunk)
+            while written < len(chunk):
+                more = dst.write(view[written:])
+                if not more:
+                    raise OSError(f"write took {written} of {len(chunk)} bytes")
+                written += more
         remaining -= len(chunk)
 
 

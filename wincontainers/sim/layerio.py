@@ -104,10 +104,10 @@ def apply_backup(
                 meta.reparse = body.read()
                 is_link = True
             elif header.id == StreamId.DATA and not directory:
-                out = out or open(target, "wb")
+                out = out or open(target, "wb", buffering=0)
                 copy_exact(body, out, header.size)
             elif header.id == StreamId.SPARSE_BLOCK and not directory:
-                out = out or open(target, "wb")
+                out = out or open(target, "wb", buffering=0)
                 raw = body.read()
                 (offset,) = struct.unpack_from("<q", raw)
                 out.seek(offset)
@@ -117,7 +117,7 @@ def apply_backup(
                 name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
                 streams.append((name, body.read()))
         if out is None and not directory:
-            out = open(target, "wb")  # a link placeholder, or an empty file
+            out = open(target, "wb", buffering=0)  # a link placeholder, or an empty file
     finally:
         if out is not None:
             out.close()
@@ -232,14 +232,34 @@ def _names(folder: bytes) -> list[str]:
 
 def walk(root: Path, top: str) -> Iterator[str]:
     """Relative paths under ``root/top`` (top included), parents first, names sorted as NTFS does."""
+    for rel, _is_folder in walk_entries(root, top):
+        yield rel
+
+
+def walk_entries(root: Path, top: str) -> Iterator[tuple[str, bool]]:
+    """(relative path, is a folder) under ``root/top``, as :func:`walk`; links are not followed.
+    One lstat for ``top``, then the folders' listings (scandir: their types come with the names)."""
     base = host_path(root, top)
-    if not os.path.lexists(base):
+    try:
+        st = os.lstat(base)
+    except (FileNotFoundError, NotADirectoryError):
         return
-    yield top
-    if not os.path.isdir(base) or os.path.islink(base):
-        return
-    for name in _names(base):
-        yield from walk(root, f"{top}/{name}" if top else name)
+    folder = stat.S_ISDIR(st.st_mode)
+    yield top, folder
+    if folder:
+        yield from _below(base, top)
+
+
+def _below(host: bytes, rel: str) -> Iterator[tuple[str, bool]]:
+    with os.scandir(host) as listing:
+        children = [(rel_from_host(e.name), e.is_dir(follow_symlinks=False), e.name)
+                    for e in listing if not is_internal(e.name)]
+    children.sort(key=lambda c: (c[0].upper(), c[0]))
+    for name, folder, raw in children:
+        child = f"{rel}/{name}" if rel else name
+        yield child, folder
+        if folder:
+            yield from _below(host + b"/" + raw, child)
 
 
 # -- the merged view of a layer chain -----------------------------------------------------------------
@@ -316,10 +336,8 @@ def _expand(layer: Path, store: NtfsStore, chain: Sequence[_Layer]) -> None:
     there that the layer does not replace (what the container file system filter needs)."""
     if not chain or not (layer / "Files").is_dir():
         return
-    for rel in list(walk(layer, "Files")):
+    for rel in [rel for rel, folder in walk_entries(layer, "Files") if folder]:
         host = host_path(layer, rel)
-        if not os.path.isdir(host) or os.path.islink(host):
-            continue
         mine = {n.lower() for n in _names(host)}
         for low, (holder, name) in merged_listing(chain, rel).items():
             if low in mine or is_internal(name):
@@ -358,22 +376,25 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
     try:
         with store.batch():
             store.set_info("parents", [str(p) for p in parents])
-            for rel in walk(folder, "Files"):
+            staged_metas = {rel.lower(): meta for rel, meta in staging.items()}  # one query, not one per file
+            for rel, directory in walk_entries(folder, "Files"):
                 if rel.endswith(WCIDIRS):
                     continue
-                src = host_path(folder, rel)
-                directory = os.path.isdir(src)
-                meta_file = host_path(folder, rel + WCIDIRS) if directory else src
-                if directory and not os.path.exists(meta_file):
+                meta_rel = rel + WCIDIRS if directory else rel
+                try:
+                    f = _open_transport(host_path(folder, meta_rel))
+                except FileNotFoundError:
+                    if not directory:
+                        raise
                     os.makedirs(host_path(layer, rel), exist_ok=True)
                     store.put(rel, FileMeta(attributes=int(FileAttributes.DIRECTORY)))
                     continue
-                with open(meta_file, "rb") as f:
+                with f:
                     prefix = f.read(4)
                     if len(prefix) < 4:
                         raise Fail(E_UNEXPECTED, f"transport file {rel} is shorter than its attribute prefix")
                     (attributes,) = struct.unpack("<I", prefix)
-                    staged = staging.get(rel + (WCIDIRS if directory else ""))
+                    staged = staged_metas.get(meta_rel.lower())
                     times = (staged.creation, staged.access, staged.write, staged.change) if staged else (None,) * 4
                     meta = apply_backup(store, layer, rel, directory=directory, attributes=attributes, stream=f,
                                         times=times)
@@ -398,6 +419,28 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
     finally:
         staging.close()
     store.close()
+
+
+#: a transport file up to this size is read whole with one read (nearly every file of a layer)
+_READ_WHOLE = 1 << 16
+
+
+def _open_transport(path: bytes) -> IO[bytes]:
+    """A transport file to read: a small one read whole at once (open, read, close); a larger
+    one as a file, which lets its data be copied by the kernel. Links are not followed."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        head = os.read(fd, _READ_WHOLE)
+        whole = io.BytesIO(head) if len(head) < _READ_WHOLE else None
+        if whole is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    if whole is not None:
+        os.close(fd)
+        return whole
+    return open(fd, "rb")  # the file object owns the descriptor from here
 
 
 def _delete(root: Path, store: NtfsStore, rel: str) -> None:

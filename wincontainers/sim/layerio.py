@@ -129,10 +129,28 @@ def apply_backup(
     return meta
 
 
+@attrs.define
+class _FilePart:
+    """A file's data inside a backup stream: the open file and the size its header gave."""
+
+    file: IO[bytes]
+    size: int
+
+
+def _write_all(out: IO[bytes], data: "bytes | bytearray | memoryview") -> None:
+    """All of ``data`` (an unbuffered file may take less than it is given)."""
+    view = memoryview(data)
+    while len(view):
+        n = out.write(view)
+        if not n:
+            raise OSError("write took nothing")
+        view = view[n:]
+
+
 class _Concat(io.RawIOBase):
     """Bytes, then a file, then bytes: a backup stream without copying the file into memory."""
 
-    def __init__(self, parts: list[object]) -> None:
+    def __init__(self, parts: "list[bytes | _FilePart]") -> None:
         super().__init__()
         self.parts = parts
         self.index = 0
@@ -146,7 +164,7 @@ class _Concat(io.RawIOBase):
             return 0
         while self.index < len(self.parts):
             part = self.parts[self.index]
-            if isinstance(part, (bytes, bytearray)):
+            if isinstance(part, bytes):
                 if not part:
                     self.index += 1
                     continue
@@ -154,39 +172,55 @@ class _Concat(io.RawIOBase):
                 view[:n] = part[:n]
                 self.parts[self.index] = part[n:]
                 return n
-            data = part.read(len(view))  # type: ignore[attr-defined]
+            data = part.file.read(len(view))
             if data:
                 view[: len(data)] = data
                 return len(data)
-            part.close()  # type: ignore[attr-defined]
+            part.file.close()
             self.index += 1
         return 0
 
-    def copy_to(self, out: IO[bytes]) -> None:
-        """What is left, written to ``out``: the file by the kernel where it can
+    def copy_to(self, out: IO[bytes], prefix: bytes = b"") -> None:
+        """``prefix`` and what is left, written to ``out``: a small file's stream with one write,
+        a large file's data by the kernel where it can
         (:func:`~wincontainers.layerfile.backup.copy_exact`)."""
+        pending = bytearray(prefix)
         for part in self.parts[self.index:]:
-            if isinstance(part, (bytes, bytearray)):
-                out.write(part)
-            else:
-                size = os.fstat(part.fileno()).st_size - part.tell()  # type: ignore[attr-defined]
-                try:
-                    copy_exact(part, out, size)  # type: ignore[arg-type]
-                finally:
-                    part.close()  # type: ignore[attr-defined]
             self.index += 1
+            if isinstance(part, bytes):
+                pending += part
+                continue
+            try:
+                if part.size < _READ_WHOLE:
+                    data = part.file.read(part.size)
+                    while len(data) < part.size:  # an unbuffered file may give less
+                        more = part.file.read(part.size - len(data))
+                        if not more:
+                            raise OSError(f"the file ended {part.size - len(data)} bytes early")
+                        data += more
+                    pending += data
+                else:
+                    _write_all(out, pending)
+                    pending.clear()
+                    copy_exact(part.file, out, part.size)
+            finally:
+                part.file.close()
+        _write_all(out, pending)
 
     def close(self) -> None:
         for part in self.parts[self.index:]:
-            if hasattr(part, "close"):
-                part.close()
+            if isinstance(part, _FilePart):
+                part.file.close()
+        self.index = len(self.parts)
         super().close()
 
 
-def backup_of(store: NtfsStore, root: Path, rel: str) -> tuple[int, tuple[Optional[int], ...], IO[bytes], bool]:
-    """(attributes, times, backup stream, is_directory) of ``root/rel`` (BackupRead)."""
+def backup_of(store: NtfsStore, root: Path, rel: str, st: Optional[os.stat_result] = None,
+              ) -> tuple[int, tuple[Optional[int], ...], IO[bytes], bool]:
+    """(attributes, times, backup stream, is_directory) of ``root/rel`` (BackupRead); ``st``:
+    its lstat, when the caller has it."""
     path = host_path(root, rel)
-    st = os.lstat(path)
+    st = st if st is not None else os.lstat(path)
     directory = stat.S_ISDIR(st.st_mode)
     meta = store.get(rel)
     lx_link = stat.S_ISLNK(st.st_mode)
@@ -206,11 +240,11 @@ def backup_of(store: NtfsStore, root: Path, rel: str) -> tuple[int, tuple[Option
         writer.eas(meta.eas)
     if meta.reparse is not None:
         writer.reparse(meta.reparse)
-    parts: list[object] = [head.getvalue()]
+    parts: "list[bytes | _FilePart]" = [head.getvalue()]
     if not directory and meta.reparse is None:
         size = st.st_size
         parts.append(struct.pack("<IIqI", StreamId.DATA, 0, size, 0))
-        parts.append(open(path, "rb"))
+        parts.append(_FilePart(open(path, "rb", buffering=0), size))
     tail = io.BytesIO()
     tail_writer = BackupWriter(tail)
     for name, data in store.streams(rel):
@@ -476,11 +510,11 @@ def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes],
     target = host_path(folder, rel + (WCIDIRS if directory else ""))
     if directory:
         os.makedirs(host_path(folder, rel), exist_ok=True)
-    with open(target, "wb") as out:
-        out.write(struct.pack("<I", attributes))
+    with open(target, "wb", buffering=0) as out:
         if isinstance(stream, _Concat):
-            stream.copy_to(out)
+            stream.copy_to(out, prefix=struct.pack("<I", attributes))
         else:
+            _write_all(out, struct.pack("<I", attributes))
             shutil.copyfileobj(stream, out, 1 << 20)
     staging.put(rel + (WCIDIRS if directory else ""),
                 FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
@@ -525,7 +559,7 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequen
                 if staged is not None:
                     staging.put(rel, staged)
                 return
-            attributes, times, stream, directory = backup_of(store, layer, rel)
+            attributes, times, stream, directory = backup_of(store, layer, rel, st)
             try:
                 _write_transport(folder, rel, attributes, stream, times, directory, staging)
             finally:
@@ -541,7 +575,8 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequen
                     export(f"{rel}/{name}")
 
         if (layer / "Files").is_dir():
-            export("Files")
+            with store.reading():  # one read transaction: no lock taken per file's rows
+                export("Files")
         _write_tombstones(folder, sorted(deleted))
         _copy_hives(layer, store, folder, staging)
     finally:

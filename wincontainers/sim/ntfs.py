@@ -234,6 +234,23 @@ class NtfsStore:
                 raise
             conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator["NtfsStore"]:
+        """One read transaction for many queries (an export asks one or two per file): one
+        consistent view, and no lock taken and released per query. On a connection of its own
+        only (a shared one is left as it is)."""
+        with self._db.lock:
+            conn = self._db.conn()
+            if conn.in_transaction or self._db.shared:
+                yield self
+                return
+            conn.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
     # -- entries -----------------------------------------------------------------------------
 
     def put(self, rel: str, meta: FileMeta) -> None:

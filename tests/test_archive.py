@@ -16,6 +16,7 @@ from wincontainers import Host, errors
 from wincontainers.images.archive import inspect_archive, load, save
 from wincontainers.images.store import ImageStore
 from wincontainers.layers import LayerRejected
+from wincontainers.sim.control import SimulatedHost
 from tests.conftest import ROOT, DATA, cli
 
 FIXTURES = DATA / "layers"
@@ -49,11 +50,14 @@ def test_fixture_archives_are_understood() -> None:
     assert v25.tags == () and v25.layers_present == (True,) and v25.config["architecture"] == "arm64"
 
 
-def test_a_linux_image_is_refused_and_leaves_nothing(other_store: ImageStore) -> None:
+def test_a_linux_image_is_refused_and_leaves_nothing(other_store: ImageStore, sim: SimulatedHost) -> None:
+    sim.calls(clear=True)
     with pytest.raises(LayerRejected) as info:
         load(other_store, FIXTURES / "ggcr-docker25-save-hello-world.tar")
     assert "outside-namespace" in info.value.report.rules() or info.value.report.errors
     assert other_store.list() == [] and other_store.fsck().clean
+    # Checked while read, and refused before any of it reached the layer API.
+    assert not {"ImportLayer", "HcsImportLayer", "ProcessBaseImage"} & set(sim.calls()), sim.calls()
 
 
 def test_save_is_deterministic_and_survives_load_and_save(built: Host, other_store: ImageStore,
@@ -225,3 +229,32 @@ def test_another_stores_gc_leaves_this_stores_layers(built: Host, other_store: I
     assert store.fsck().clean  # and nothing of the host's store
     assert all(Path(r.folder).exists() for r in store.layer_chain(store.get("ms:1")) if r.folder)
     assert built.image_store(store.root) is store  # the host's store is one object, one owner
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_a_layer_read_from_a_stream_is_imported_and_kept_in_one_pass(other_store: ImageStore,
+                                                                      compression: str) -> None:
+    # What load does with an archive's member: the stream is read once, imported while checked,
+    # and its bytes become the blob (a compressed one keeps its own digest and media type).
+    import gzip
+    import hashlib
+
+    from tests.test_layers import base_layer
+
+    plain = base_layer()
+    raw = gzip.compress(plain, mtime=0) if compression == "gzip" else plain
+    reads = []
+
+    class Once(io.BytesIO):
+        def read(self, n: "int | None" = -1) -> bytes:  # type: ignore[override]
+            data = super().read(n)
+            reads.append(len(data))
+            return data
+
+    with other_store.lease() as lease:
+        record = other_store.add_layer(Once(raw), None, lease=lease)
+    assert sum(reads) == len(raw)  # every byte read once
+    assert record.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
+    assert record.blob == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert other_store.blob_path(record.blob).read_bytes() == raw
+    assert record.media_type.endswith("+gzip") == (compression == "gzip")

@@ -612,14 +612,8 @@ def _load(store: "ImageStore", archive: Path, repository: Optional[str], progres
                         records.append(_reference(store, chain, diff_ids[i], parent, descriptor, name, source, lease))
                         foreign += 1
                         continue
-                    tmp = store.new_temp_file(".tar")
-                    try:
-                        with source.open(name) as src, open(tmp, "wb") as out:
-                            shutil.copyfileobj(src, out, _CHUNK)
-                        record = store.add_layer(tmp, parent, lease=lease, progress=progress)
-                    finally:
-                        with contextlib.suppress(OSError):
-                            tmp.unlink()
+                    with source.open(name) as src:  # imported as it is read: no copy of it first
+                        record = store.add_layer(src, parent, lease=lease, progress=progress)
                     if record.diff_id != diff_ids[i]:
                         raise ArchiveError(f"layer {i + 1} of {entry.config_name} has diff ID {record.diff_id}, "
                                            f"but the config says {diff_ids[i]}")

@@ -5,17 +5,19 @@ lock, which every change to a blob, the index or a layer record is made under.""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import IO, Any, Iterator, Optional, Union
 
 from wincontainers import errors
 from wincontainers._native import oshandle
 from wincontainers.images.model import digest_of, file_digest, hex_of
+from wincontainers.layerfile.hashing import BackgroundSha256
 
-__all__ = ["StoreLock", "Blobs", "fsync_dir"]
+__all__ = ["StoreLock", "Blobs", "fsync_dir", "TeeReader"]
 
 
 class StoreLock:
@@ -136,3 +138,69 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+class TeeReader(io.RawIOBase):
+    """Reads ``source`` and writes every byte read to ``out``: a layer imported from an
+    archive's member becomes its blob in the same pass, with no copy made first.
+
+    :attr:`compression` is known from the first bytes; a compressed stream's bytes are hashed
+    as they pass (:meth:`digest`), since its blob digest is not the diff ID the import computes.
+    """
+
+    def __init__(self, source: IO[bytes], out: IO[bytes]) -> None:
+        super().__init__()
+        self.source = source
+        self.out = out
+        #: the source's name (an archive member's), for messages about the layer
+        self.name = getattr(source, "name", None)
+        self.compression: Optional[str] = None
+        self._sha: Optional[BackgroundSha256] = None
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _passed(self, data: bytes) -> None:
+        if data:
+            self.out.write(data)
+        if self.compression is None:  # the first bytes decide; until then they wait here
+            self._head += data
+            if len(self._head) >= 4 or not data:
+                self.compression = next((kind for magic, kind in _MAGIC.items() if self._head.startswith(magic)),
+                                        "none")
+                if self.compression != "none":
+                    self._sha = BackgroundSha256()
+                    self._sha.update(self._head)
+                self._head = b""
+        elif self._sha is not None and data:
+            self._sha.update(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read() if n is None or n < 0 else self.source.read(n)
+        self._passed(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Whatever the reader left of the source (the end of a compressed stream) goes to ``out``."""
+        while self.read(1 << 20):
+            pass
+
+    def digest(self) -> str:
+        """``sha256:`` of every byte passed (a compressed stream only)."""
+        if self._sha is None:
+            raise ValueError("only a compressed stream is hashed here; an uncompressed one's digest is its diff ID")
+        return "sha256:" + self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._sha is not None:
+            self._sha.close()
+        super().close()

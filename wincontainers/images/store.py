@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union, cast
 
 import attrs
 
@@ -41,7 +41,7 @@ from wincontainers import errors
 from wincontainers.display import RichDisplay, Shown, Value, human_size, short_id, when
 from wincontainers.driver.base import LayerRef
 from wincontainers.images import archive, maintenance, sources
-from wincontainers.images.blobs import Blobs, StoreLock
+from wincontainers.images.blobs import Blobs, StoreLock, TeeReader
 from wincontainers.images.build_cache import BuildCache
 from wincontainers.images.config import parse_time
 from wincontainers.images.index import ImageIndex
@@ -67,14 +67,12 @@ from wincontainers.images.model import (
     safe_ref,
 )
 from wincontainers.images.reference import Reference, parse_reference
-from wincontainers.layerfile import check_layer
-from wincontainers.layers.checked import LayerRejected
 from wincontainers.progress import ProgressLike
 
 if TYPE_CHECKING:
     from wincontainers._native.win32 import Win32
     from wincontainers.driver import Driver
-    from wincontainers.layers import LayerCollection
+    from wincontainers.layers import Layer, LayerCollection
     from wincontainers.records import RecordStore
     from wincontainers.statefiles import StateFiles
 
@@ -195,43 +193,63 @@ class ImageStore(RichDisplay):
         """Every readable layer record."""
         return self.chains.all()
 
-    def add_layer(self, source: Union[str, "os.PathLike[str]"], parent: Optional[LayerRecord], *,
+    def add_layer(self, source: Union[str, "os.PathLike[str]", IO[bytes]], parent: Optional[LayerRecord], *,
                   lease: "Lease", keep_blob: bool = True, progress: ProgressLike = None) -> LayerRecord:
-        """A layer tar (plain, gzip or zstd) on top of ``parent``: checked, imported into a new
-        layer folder, its blob kept (so the image can be saved byte for byte). A layer already
-        in the store (same chain) is reused. ``source`` is consumed (moved into the blobs)."""
+        """A layer tar (plain, gzip or zstd) on top of ``parent``: checked while it is imported
+        into a new layer folder (one pass; nothing is kept of a rejected tar), its blob kept (so
+        the image can be saved byte for byte). A layer already in the store (same chain) is
+        reused. ``source``: a file, which is consumed (moved into the blobs), or a binary stream
+        (an archive's member), read once: its bytes go to the blob as they are imported."""
         parents = self.chains.chain_folders(parent)
-        report = check_layer(os.fspath(source), parents=[Path(p) for p in parents], base=parent is None)
-        if not report.ok:
-            raise LayerRejected(report)
-        assert report.diff_id is not None
-        chain = chain_id([parent.chain_id, report.diff_id]) if parent is not None else report.diff_id
+        options: dict[str, Any] = dict(parents=parents, base=parent is None, progress=progress,
+                                       on_folder=lease.hold_folder, owner=self.owner)
+        if isinstance(source, (str, os.PathLike)):
+            layer = self.layers.import_tar(os.fspath(source), **options)
+            kept = self._keep(source, str(layer.diff_id), lease) if keep_blob else None
+        else:
+            kept, layer = self._import_stream(source, keep_blob, lease, options)
+        diff_id = str(layer.diff_id)
+        chain = chain_id([parent.chain_id, diff_id]) if parent is not None else diff_id
         lease.hold(chain)
         existing = self.chains.usable(chain)
-        if existing is not None:
-            if keep_blob and existing.blob is None and existing.descriptor is None:
-                kept, kept_media = self._keep(source, report.diff_id, lease)
-                return self.chains.put(attrs.evolve(existing, blob=kept, media_type=kept_media))
-            with contextlib.suppress(OSError):
-                os.unlink(source)
+        if existing is not None:  # the same layer is in the store already: ours is not needed
+            self.destroy_folder(str(layer.path))
+            if kept is not None and existing.blob is None and existing.descriptor is None:
+                return self.chains.put(attrs.evolve(existing, blob=kept[0], media_type=kept[1]))
             return existing
-        media = MEDIA_LAYER
-        blob: Optional[str] = None
-        layer = self.layers.import_tar(os.fspath(source), parents=parents, base=parent is None, check=False,
-                                            progress=progress, on_folder=lease.hold_folder, owner=self.owner)
-        if layer.diff_id != report.diff_id:  # the file changed after it was checked: keep nothing of it
-            self.layers.destroy(layer, force=True)
-            raise errors.BadInput(f"the layer tar {os.fspath(source)!r} changed while it was imported "
-                                  f"({report.diff_id[:19]} when checked, {str(layer.diff_id)[:19]} imported)")
-        if keep_blob:
-            blob, media = self._keep(source, report.diff_id, lease)
-        record = LayerRecord(chain_id=chain, diff_id=report.diff_id, parent=parent.chain_id if parent else None,
+        blob, media = kept if kept is not None else (None, MEDIA_LAYER)
+        record = LayerRecord(chain_id=chain, diff_id=diff_id, parent=parent.chain_id if parent else None,
                              folder=str(layer.path), size=layer.size or 0, blob=blob, media_type=media,
                              created=time.time())
         first = self.chains.put(record)
         if first.folder != record.folder:  # another process imported the same layer first: use its folder
             self.destroy_folder(str(layer.path))
         return first
+
+    def _import_stream(self, source: IO[bytes], keep_blob: bool, lease: "Lease", options: dict[str, Any],
+                       ) -> tuple[Optional[tuple[str, str]], "Layer"]:
+        """Import from a stream, its bytes written to a new blob as they are read (a compressed
+        one's digest hashed from the same bytes; an uncompressed one's is its diff ID)."""
+        if not keep_blob:
+            return None, self.layers.import_tar(source, **options)
+        tmp = self.new_temp_file(".tar")
+        try:
+            with open(tmp, "wb") as out:
+                tee = TeeReader(source, out)
+                layer = self.layers.import_tar(cast(IO[bytes], tee), **options)
+                try:
+                    tee.drain()  # what follows the tar's end (a compressed stream's trailer) is the blob's too
+                except BaseException:
+                    self.destroy_folder(str(layer.path))
+                    raise
+            media = {"gzip": MEDIA_LAYER + "+gzip", "zstd": MEDIA_LAYER + "+zstd"}.get(tee.compression or "",
+                                                                                  MEDIA_LAYER)
+            digest = tee.digest() if tee.compression != "none" else str(layer.diff_id)
+            lease.hold(digest)
+            return (self.blobs.put_file(tmp, digest), media), layer
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _keep(self, source: Union[str, "os.PathLike[str]"], diff_id: str, lease: "Lease") -> tuple[str, str]:
         with open(source, "rb") as f:

@@ -17,7 +17,7 @@ from wincontainers._native import oshandle
 from wincontainers.images.model import digest_of, file_digest, hex_of
 from wincontainers.layerfile.hashing import BackgroundSha256
 
-__all__ = ["StoreLock", "Blobs", "fsync_dir", "TeeReader"]
+__all__ = ["StoreLock", "Blobs", "fsync_dir", "TeeReader", "compression_of"]
 
 
 class StoreLock:
@@ -143,6 +143,11 @@ def fsync_dir(path: Path) -> None:
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
+def compression_of(head: bytes) -> str:
+    """"gzip", "zstd" or "none", from a stream's first four bytes."""
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "none")
+
+
 class TeeReader(io.RawIOBase):
     """Reads ``source`` and writes every byte read to ``out``: a layer imported from an
     archive's member becomes its blob in the same pass, with no copy made first.
@@ -170,8 +175,7 @@ class TeeReader(io.RawIOBase):
         if self.compression is None:  # the first bytes decide; until then they wait here
             self._head += data
             if len(self._head) >= 4 or not data:
-                self.compression = next((kind for magic, kind in _MAGIC.items() if self._head.startswith(magic)),
-                                        "none")
+                self.compression = compression_of(self._head[:4])
                 if self.compression != "none":
                     self._sha = BackgroundSha256()
                     self._sha.update(self._head)

@@ -41,7 +41,7 @@ from wincontainers import errors
 from wincontainers.display import RichDisplay, Shown, Value, human_size, short_id, when
 from wincontainers.driver.base import LayerRef
 from wincontainers.images import archive, maintenance, sources
-from wincontainers.images.blobs import Blobs, StoreLock, TeeReader
+from wincontainers.images.blobs import Blobs, StoreLock, TeeReader, compression_of
 from wincontainers.images.build_cache import BuildCache
 from wincontainers.images.config import parse_time
 from wincontainers.images.index import ImageIndex
@@ -75,6 +75,9 @@ if TYPE_CHECKING:
     from wincontainers.layers import Layer, LayerCollection
     from wincontainers.records import RecordStore
     from wincontainers.statefiles import StateFiles
+
+#: a layer blob's media type, by its compression
+_LAYER_MEDIA = {"none": MEDIA_LAYER, "gzip": MEDIA_LAYER + "+gzip", "zstd": MEDIA_LAYER + "+zstd"}
 
 __all__ = ["ImageStore", "Image", "LayerRecord", "Lease", "FsckReport", "GcReport", "ImageLike", "ImageNotFound",
            "chain_id", "digest_of", "canonical_json", "MEDIA_MANIFEST", "MEDIA_CONFIG", "MEDIA_LAYER", "MEDIA_INDEX"]
@@ -195,14 +198,12 @@ class ImageStore(RichDisplay):
 
     def add_layer(self, source: Union[str, "os.PathLike[str]", IO[bytes]], parent: Optional[LayerRecord], *,
                   lease: "Lease", keep_blob: bool = True, progress: ProgressLike = None) -> LayerRecord:
-        """A layer tar (plain, gzip or zstd) on top of ``parent``: checked while it is imported
-        into a new layer folder (one pass; nothing is kept of a rejected tar), its blob kept (so
-        the image can be saved byte for byte). A layer already in the store (same chain) is
-        reused. ``source``: a file, which is consumed (moved into the blobs), or a binary stream
-        (an archive's member), read once: its bytes go to the blob as they are imported."""
-        parents = self.chains.chain_folders(parent)
-        options: dict[str, Any] = dict(parents=parents, base=parent is None, progress=progress,
-                                       on_folder=lease.hold_folder, owner=self.owner)
+        """A layer tar (plain, gzip or zstd) on top of ``parent``, checked as it is imported (one
+        pass; nothing kept of a rejected tar), its blob kept to save the image byte for byte. A
+        layer already in the store (same chain) is reused. ``source``: a file, consumed (moved
+        into the blobs), or a stream (an archive's member) whose bytes go to the blob as read."""
+        options: dict[str, Any] = dict(parents=self.chains.chain_folders(parent), base=parent is None,
+                                       progress=progress, on_folder=lease.hold_folder, owner=self.owner)
         if isinstance(source, (str, os.PathLike)):
             layer = self.layers.import_tar(os.fspath(source), **options)
             kept = self._keep(source, str(layer.diff_id), lease) if keep_blob else None
@@ -217,7 +218,7 @@ class ImageStore(RichDisplay):
             if kept is not None and existing.blob is None and existing.descriptor is None:
                 return self.chains.put(attrs.evolve(existing, blob=kept[0], media_type=kept[1]))
             return existing
-        blob, media = kept if kept is not None else (None, MEDIA_LAYER)
+        blob, media = kept or (None, MEDIA_LAYER)
         record = LayerRecord(chain_id=chain, diff_id=diff_id, parent=parent.chain_id if parent else None,
                              folder=str(layer.path), size=layer.size or 0, blob=blob, media_type=media,
                              created=time.time())
@@ -242,28 +243,19 @@ class ImageStore(RichDisplay):
                 except BaseException:
                     self.destroy_folder(str(layer.path))
                     raise
-            media = {"gzip": MEDIA_LAYER + "+gzip", "zstd": MEDIA_LAYER + "+zstd"}.get(tee.compression or "",
-                                                                                  MEDIA_LAYER)
             digest = tee.digest() if tee.compression != "none" else str(layer.diff_id)
             lease.hold(digest)
-            return (self.blobs.put_file(tmp, digest), media), layer
+            return (self.blobs.put_file(tmp, digest), _LAYER_MEDIA[tee.compression or "none"]), layer
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
     def _keep(self, source: Union[str, "os.PathLike[str]"], diff_id: str, lease: "Lease") -> tuple[str, str]:
         with open(source, "rb") as f:
-            head = f.read(4)
-        if head.startswith(b"\x1f\x8b"):
-            media, digest = MEDIA_LAYER + "+gzip", None
-        elif head == b"\x28\xb5\x2f\xfd":
-            media, digest = MEDIA_LAYER + "+zstd", None
-        else:
-            media, digest = MEDIA_LAYER, diff_id
-        if digest is None:
-            digest = file_digest(Path(source))
+            compression = compression_of(f.read(4))
+        digest = diff_id if compression == "none" else file_digest(Path(source))
         lease.hold(digest)
-        return self.blobs.put_file(source, digest), media
+        return self.blobs.put_file(source, digest), _LAYER_MEDIA[compression]
 
     def layer_chain(self, image: ImageLike) -> builtins.list[LayerRecord]:
         """The image's layers, base first."""

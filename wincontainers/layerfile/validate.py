@@ -111,6 +111,7 @@ _MAX_COMPONENT = 255
 _DRIVE = re.compile(r"[A-Za-z]:")
 _SD_MEMO_BYTES = 1 << 22  # security descriptor bytes remembered per check, at most
 _MAX_SD = 65536
+_REPARSE_POINT, _DIRECTORY = int(FileAttributes.REPARSE_POINT), int(FileAttributes.DIRECTORY)  # IntFlag & is slow
 _WSL_EAS = ("$LXUID", "$LXGID", "$LXMOD", "$LXDEV", "LXATTRB", "LXXATTR")
 #: PAX record (ours) carrying a raw reparse buffer that is neither a symlink nor a junction, so
 #: a layer holding one can still be written, and checked, instead of failing without a name.
@@ -199,11 +200,6 @@ def shown(path: str) -> str:
         else:
             out.append(f"\\u{ord(ch):04x}")
     return '"' + "".join(out) + '"'
-
-
-# plain ints: an IntFlag operation costs more than the rest of an entry's attribute checks
-_REPARSE_POINT = int(FileAttributes.REPARSE_POINT)
-_DIRECTORY = int(FileAttributes.DIRECTORY)
 
 
 def validate_name(name: str) -> list[tuple[str, str]]:

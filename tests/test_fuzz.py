@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -133,18 +133,33 @@ def test_an_oci_layout_missing_a_layer_blob_is_refused(saved: tuple[Host, list[b
 
 def test_a_failed_load_removes_its_temporary_file_even_when_the_disk_is_full(
         saved: tuple[Host, list[bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
+    from wincontainers.images.blobs import TeeReader
 
     host, seeds = saved
     path = _write(tmp_path, "docker.tar", seeds[0])
-    def full(src, dst, length=0):  # type: ignore[no-untyped-def]
-        dst.write(src.read(4096))  # a little got written, then the disk was full
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real_init = TeeReader.__init__
 
-    monkeypatch.setattr(shutil, "copyfileobj", full)
-    with pytest.raises(errors.StorageFull):
+    class Full:
+        """The blob's file: a little gets written, then the disk is full."""
+
+        def __init__(self, out: Any) -> None:
+            self.out, self.written = out, 0
+
+        def write(self, data: bytes) -> int:
+            if self.written >= 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(data)
+            return int(self.out.write(data))
+
+    def init(self: TeeReader, source: Any, out: Any) -> None:
+        real_init(self, source, Full(out))
+
+    monkeypatch.setattr(TeeReader, "__init__", init)
+    images, layers = host.images.list(), host.layers.list()
+    with pytest.raises(errors.StorageFull):  # the store's disk, not a bad layer
         load(host.images, path)
     assert list(host.images.tmp_dir.iterdir()) == []
+    assert host.images.list() == images and [layer.id for layer in host.layers.list()] == [l.id for l in layers]
 
 
 def test_a_layer_tar_cut_after_an_extended_header_is_refused(host: Host) -> None:

@@ -17,7 +17,7 @@ from wincontainers._native import oshandle
 from wincontainers.images.model import digest_of, file_digest, hex_of
 from wincontainers.layerfile.hashing import BackgroundSha256
 
-__all__ = ["StoreLock", "Blobs", "fsync_dir", "TeeReader", "compression_of"]
+__all__ = ["StoreLock", "Blobs", "fsync_dir", "TeeReader", "BlobWriteFailed", "compression_of"]
 
 
 class StoreLock:
@@ -148,6 +148,15 @@ def compression_of(head: bytes) -> str:
     return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "none")
 
 
+class BlobWriteFailed(Exception):
+    """Writing the blob failed (``error``: the OSError, a full disk for one). Not an OSError on
+    purpose: raised from inside a read, it must not pass for a tar that cannot be read."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class TeeReader(io.RawIOBase):
     """Reads ``source`` and writes every byte read to ``out``: a layer imported from an
     archive's member becomes its blob in the same pass, with no copy made first.
@@ -171,7 +180,10 @@ class TeeReader(io.RawIOBase):
 
     def _passed(self, data: bytes) -> None:
         if data:
-            self.out.write(data)
+            try:
+                self.out.write(data)
+            except OSError as exc:  # the blob's disk, not the tar: the reader must not take it for a bad tar
+                raise BlobWriteFailed(exc) from exc
         if self.compression is None:  # the first bytes decide; until then they wait here
             self._head += data
             if len(self._head) >= 4 or not data:

@@ -41,7 +41,7 @@ from wincontainers import errors
 from wincontainers.display import RichDisplay, Shown, Value, human_size, short_id, when
 from wincontainers.driver.base import LayerRef
 from wincontainers.images import archive, maintenance, sources
-from wincontainers.images.blobs import Blobs, StoreLock, TeeReader, compression_of
+from wincontainers.images.blobs import Blobs, BlobWriteFailed, StoreLock, TeeReader, compression_of
 from wincontainers.images.build_cache import BuildCache
 from wincontainers.images.config import parse_time
 from wincontainers.images.index import ImageIndex
@@ -237,7 +237,10 @@ class ImageStore(RichDisplay):
         try:
             with open(tmp, "wb") as out:
                 tee = TeeReader(source, out)
-                layer = self.layers.import_tar(cast(IO[bytes], tee), **options)
+                try:
+                    layer = self.layers.import_tar(cast(IO[bytes], tee), **options)
+                except BlobWriteFailed as failed:  # the layer was not kept: the store's disk said why
+                    raise failed.error from None
                 try:
                     tee.drain()  # what follows the tar's end (a compressed stream's trailer) is the blob's too
                 except BaseException:

@@ -166,7 +166,8 @@ def test_the_background_hash_is_the_hash_of_what_it_was_given(sizes: list[int]) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.text(st.characters(blacklist_characters="=\x00"), min_size=1, max_size=12),
+@given(st.lists(st.tuples(st.text(st.characters(blacklist_characters="=\x00", blacklist_categories=("Cs",)),
+                                  min_size=1, max_size=12),  # keys are read as UTF-8 (a lone surrogate is not)
                           st.binary(max_size=40)), max_size=6),
        st.integers(0, 400), st.binary(max_size=3))
 def test_pax_records_parse_the_same_by_lines_and_by_lengths(records, cut, noise) -> None:  # type: ignore[no-untyped-def]

@@ -191,6 +191,30 @@ def test_pax_records_parse_the_same_by_lines_and_by_lengths(records, cut, noise)
         assert quick == careful
 
 
+def test_remembered_values_are_short_ones_only() -> None:
+    # A layer's repeated times and descriptors are parsed once; a hostile tar's long values
+    # (a PAX record may hold a MiB) are computed each time and never kept.
+    from wincontainers.layerfile import codec
+
+    before = codec._filetime_of.cache_info().currsize  # type: ignore[attr-defined]
+    for i in range(20):
+        assert codec._filetime_of(f"{i}.".encode() + b"0" * 100_000) is not None
+    assert codec._filetime_of.cache_info().currsize == before  # type: ignore[attr-defined]
+    assert codec._filetime_of(b"1553000000.5") == codec._filetime_of(b"1553000000.5")
+    assert codec._filetime_of.cache_info().currsize == before + 1 or before == 4096  # type: ignore[attr-defined]
+    long_key = "k" * 600
+    assert tarstream_record(long_key, "v") == tarstream_record(long_key, "v")
+
+
+def tarstream_record(key: str, value: str) -> bytes:
+    from wincontainers.layerfile import tarstream
+
+    before = tarstream.pax_record.cache_info().currsize  # type: ignore[attr-defined]
+    record = tarstream.pax_record(key, value)
+    assert tarstream.pax_record.cache_info().currsize == before  # over the limit: not kept
+    return record
+
+
 def test_reparse_vectors() -> None:
     link = encode_reparse("..\\target")
     assert len(link) == 60

@@ -33,6 +33,7 @@ from wincontainers.layerfile.tarstream import (
     header_block,
     iter_headers,
     pax_block,
+    remembered,
     split_ustar_path,
 )
 
@@ -158,16 +159,15 @@ def _pax_time(pax: dict[str, bytes], key: str) -> Optional[int]:
     return _filetime_of(value)
 
 
-@functools.lru_cache(maxsize=4096)
+@remembered(maxsize=4096, limit=64)  # a real time value is at most about 30 characters
 def _filetime_of(value: bytes) -> Optional[int]:
-    """A PAX time record's value as a FILETIME (the entries of a layer share most of theirs)."""
+    """A PAX time record's value as a FILETIME."""
     return times.pax_to_filetime(value.decode("ascii", "replace"))
 
 
-@functools.lru_cache(maxsize=256)
+@remembered(maxsize=256, limit=4096)
 def _raw_security(value: bytes) -> bytes:
-    """MSWINDOWS.rawsd decoded (a layer's entries share a handful of descriptors); raises
-    binascii.Error when it is not base64."""
+    """MSWINDOWS.rawsd decoded; raises binascii.Error when it is not base64."""
     return base64.b64decode(value, validate=True)
 
 
@@ -212,7 +212,7 @@ def entry_from_header(raw: RawHeader) -> LayerEntry:
     rawsd = pax.get("MSWINDOWS.rawsd")
     if rawsd is not None:
         try:
-            entry.security = _raw_security(rawsd) if len(rawsd) <= _CACHED_SD else base64.b64decode(rawsd, validate=True)
+            entry.security = _raw_security(rawsd)
         except binascii.Error:
             raise LayerFormatError(f"{name}: MSWINDOWS.rawsd is not base64") from None
     elif "MSWINDOWS.sd" in pax:
@@ -236,9 +236,6 @@ def entry_from_header(raw: RawHeader) -> LayerEntry:
     entry.last_write_time = mtime if mtime is not None else times.unix_ns_to_filetime(raw.mtime * 1_000_000_000)
     return entry
 
-
-#: descriptors (base64) up to this size are remembered; larger ones are rare and decoded each time
-_CACHED_SD = 4096
 
 _KNOWN_PAX = frozenset({
     "MSWINDOWS.fileattr", "MSWINDOWS.rawsd", "MSWINDOWS.sd", "MSWINDOWS.mountpoint", "LIBARCHIVE.creationtime",
@@ -302,12 +299,11 @@ class LayerReader:
         return self._hashing.count
 
 
-# The entries of a layer share most of their times and all but a few descriptors: each distinct
-# one is written out once.
+# The entries of a layer share most of their times (ints: nothing to bound but their number).
 _pax_text = functools.lru_cache(maxsize=4096)(times.filetime_to_pax)
 
 
-@functools.lru_cache(maxsize=256)
+@remembered(maxsize=256, limit=4096)
 def _rawsd_text(security: bytes) -> str:
     return base64.b64encode(security).decode("ascii")
 
@@ -401,9 +397,7 @@ class LayerWriter:
                 if kind is EntryKind.JUNCTION:
                     records["MSWINDOWS.mountpoint"] = "1"
                 if entry.security is not None and kind is not EntryKind.HARDLINK:
-                    sd = entry.security
-                    records["MSWINDOWS.rawsd"] = _rawsd_text(sd) if len(sd) <= _CACHED_SD \
-                        else base64.b64encode(sd).decode("ascii")
+                    records["MSWINDOWS.rawsd"] = _rawsd_text(entry.security)
                 for ea_name, value in entry.xattrs.items():
                     records[f"MSWINDOWS.xattr.{ea_name}"] = base64.b64encode(value).decode("ascii")
                 for key, text in entry.pax_extra.items():  # records we do not interpret travel as they came

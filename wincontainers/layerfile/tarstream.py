@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import IO, Iterator, Mapping, Optional
+from typing import IO, Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 import attrs
 
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_NAME_SIZE",
     "TarLimits",
     "DEFAULT_LIMITS",
+    "remembered",
 ]
 
 BLOCK = 512
@@ -368,23 +369,28 @@ def _described(raw: bytes) -> Optional[str]:
 # -- writing ------------------------------------------------------------------------------------
 
 
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def remembered(maxsize: int, limit: int) -> Callable[[_Fn], _Fn]:
+    """An LRU cache of ``maxsize`` results for a function of short strings or bytes: a layer's
+    entries repeat their times, attributes and descriptors. A call whose arguments are longer
+    than ``limit`` together is computed and not kept, so a hostile long value costs no memory."""
+    def wrap(fn: _Fn) -> _Fn:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any) -> Any:
+            return cached(*args) if sum(map(len, args)) <= limit else fn(*args)
+
+        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+    return wrap
+
+
+@remembered(maxsize=4096, limit=512)
 def pax_record(key: str, value: str) -> bytes:
     """``"<len> <key>=<value>\\n"`` where ``<len>`` counts the whole record."""
-    if len(key) + len(value) <= _CACHED_RECORD:  # times, attributes, descriptors: a layer repeats them
-        return _cached_record(key, value)
-    return _record(key, value)
-
-
-#: records up to this length (key and value) are remembered (4,096 of them: at most a few MiB)
-_CACHED_RECORD = 512
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_record(key: str, value: str) -> bytes:
-    return _record(key, value)
-
-
-def _record(key: str, value: str) -> bytes:
     body = f" {key}={value}\n".encode("utf-8", "surrogatepass")
     digits = len(str(len(body)))
     if len(str(len(body) + digits)) > digits:  # the length's own digits carried it over: 98 -> 101

@@ -215,6 +215,15 @@ def tarstream_record(key: str, value: str) -> bytes:
     return record
 
 
+def test_a_pax_time_of_thousands_of_digits_is_no_time_not_a_crash() -> None:
+    from wincontainers.layerfile.tarstream import header_block, pax_block
+
+    tar = pax_block("Files", {"atime": "1" * 100_000}) + header_block(name="Files", typeflag="5") + b"\0" * 1024
+    (entry,) = LayerReader(io.BytesIO(tar)).entries()
+    assert entry.last_access_time is None
+    assert times.pax_to_filetime("9" * 21) is None and times.pax_to_filetime("1553000000.5") is not None
+
+
 def test_reparse_vectors() -> None:
     link = encode_reparse("..\\target")
     assert len(link) == 60

@@ -44,13 +44,18 @@ def filetime_to_pax(filetime: int) -> str:
     return f"{sign}{secs}.{nsecs:09d}".rstrip("0")
 
 
+#: a FILETIME spans about 58,000 years (12 digits of seconds): longer is no time (and Python
+#: refuses to convert integers of more than 4,300 digits at all)
+_MAX_SECONDS_DIGITS = 20
+
+
 def pax_to_filetime(text: str) -> Optional[int]:
     """Parse a PAX time; ``None`` when it is not one."""
     text = text.strip()
     negative = text.startswith("-")
     body = text[1:] if negative else text
     whole, _, frac = body.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(whole) > _MAX_SECONDS_DIGITS:
         return None
     ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
     return unix_ns_to_filetime(-ns if negative else ns)

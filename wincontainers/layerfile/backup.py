@@ -27,6 +27,8 @@ __all__ = [
     "encode_streams",
     "decode_streams",
     "copy_exact",
+    "write_all",
+    "read_up_to",
     "KERNEL_COPY_MIN",
     "Readable",
 ]
@@ -97,15 +99,22 @@ def copy_exact(src: Readable, dst: IO[bytes], size: int) -> None:
         chunk = src.read(min(CHUNK, remaining))
         if not chunk:
             raise BackupError(f"source ended {remaining} bytes early")
-        written = dst.write(chunk)
-        if written is not None and written < len(chunk):  # an unbuffered file may take less
-            view = memoryview(chunk)
-            while written < len(chunk):
-                more = dst.write(view[written:])
-                if not more:
-                    raise OSError(f"write took {written} of {len(chunk)} bytes")
-                written += more
+        write_all(dst, chunk)
         remaining -= len(chunk)
+
+
+def write_all(dst: IO[bytes], data: "bytes | bytearray | memoryview") -> None:
+    """All of ``data``: an unbuffered file may take less than it is given (a writer that
+    returns None took it all)."""
+    written = dst.write(data)
+    if written is None or written >= len(data):
+        return
+    view = memoryview(data)
+    while written < len(view):
+        more = dst.write(view[written:])
+        if not more:
+            raise OSError(f"write took {written} of {len(view)} bytes")
+        written += more
 
 
 def _regular_fd(f: object) -> Optional[int]:
@@ -189,7 +198,7 @@ class BackupWriter:
         self.stream_from(StreamId.ALTERNATE_DATA, size, source, f":{stream}:$DATA")
 
 
-def _read_exact(src: IO[bytes], n: int) -> bytes:
+def read_up_to(src: Readable, n: int) -> bytes:
     """Up to ``n`` bytes, fewer only at the end (raw streams may return short reads)."""
     if n <= 0:
         return b""
@@ -218,7 +227,7 @@ class _Bounded:
         if self.remaining <= 0:
             return b""
         n = self.remaining if n < 0 else min(n, self.remaining)
-        data = _read_exact(self.src, n)
+        data = read_up_to(self.src, n)
         if len(data) < n and n:
             raise BackupError("backup stream truncated inside a stream's data")
         self.remaining -= len(data)
@@ -240,7 +249,7 @@ class BackupReader:
         while True:
             if self._current is not None:
                 self._current.skip()
-            raw = _read_exact(self.src, HEADER.size)
+            raw = read_up_to(self.src, HEADER.size)
             if not raw:
                 return
             if len(raw) < HEADER.size:
@@ -248,7 +257,7 @@ class BackupReader:
             stream_id, attributes, size, name_size = HEADER.unpack(raw)
             if size < 0 or name_size % 2 or name_size > 65536:
                 raise BackupError("malformed WIN32_STREAM_ID header")
-            raw_name = _read_exact(self.src, name_size)
+            raw_name = read_up_to(self.src, name_size)
             if len(raw_name) < name_size:
                 raise BackupError("truncated stream name")
             header = StreamHeader(stream_id, size, raw_name.decode("utf-16-le", "surrogatepass"), attributes)

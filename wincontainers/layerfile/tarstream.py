@@ -14,6 +14,8 @@ from typing import IO, Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 import attrs
 
+from wincontainers.layerfile.backup import read_up_to
+
 __all__ = [
     "BLOCK",
     "TarFormatError",
@@ -137,30 +139,15 @@ class _Stream:
         self._buf, self._pos = b"", 0
         need = n - len(have)
         if need >= self.DIRECT:
-            data = self._fill(need)
+            data = read_up_to(self.src, need)
             data = have + data if have else data
-        else:
-            more = self._fill(self.READ_AHEAD) if need else b""
+        else:  # need > 0: the buffer ran out before ``end``
+            more = read_up_to(self.src, self.READ_AHEAD)
             data = have + more[:need]
             if len(more) > need:
                 self._buf, self._pos = more, need
         self.offset += len(data)
         return data
-
-    def _fill(self, n: int) -> bytes:
-        """Up to ``n`` bytes of the source (fewer only at its end)."""
-        data = self.src.read(n)
-        if len(data) == n or not data:
-            return data
-        chunks = [data]
-        got = len(data)
-        while got < n:
-            data = self.src.read(n - got)
-            if not data:
-                break
-            chunks.append(data)
-            got += len(data)
-        return b"".join(chunks)
 
 
 def _number(field: bytes, what: str, offset: int) -> int:

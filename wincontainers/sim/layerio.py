@@ -44,7 +44,7 @@ from typing import IO, Iterator, Optional, Sequence
 import attrs
 
 from wincontainers.layerfile.attributes import FileAttributes
-from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact
+from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact, read_up_to, write_all
 from wincontainers.layerfile.reparse import IO_REPARSE_TAG_MOUNT_POINT, IO_REPARSE_TAG_SYMLINK, OTHER_TAGS, reparse_tag
 from wincontainers.layerfile.times import unix_ns_to_filetime
 from wincontainers.sim import hive, ntfs
@@ -137,16 +137,6 @@ class _FilePart:
     size: int
 
 
-def _write_all(out: IO[bytes], data: "bytes | bytearray | memoryview") -> None:
-    """All of ``data`` (an unbuffered file may take less than it is given)."""
-    view = memoryview(data)
-    while len(view):
-        n = out.write(view)
-        if not n:
-            raise OSError("write took nothing")
-        view = view[n:]
-
-
 class _Concat(io.RawIOBase):
     """Bytes, then a file, then bytes: a backup stream without copying the file into memory."""
 
@@ -192,20 +182,17 @@ class _Concat(io.RawIOBase):
                 continue
             try:
                 if part.size < _READ_WHOLE:
-                    data = part.file.read(part.size)
-                    while len(data) < part.size:  # an unbuffered file may give less
-                        more = part.file.read(part.size - len(data))
-                        if not more:
-                            raise OSError(f"the file ended {part.size - len(data)} bytes early")
-                        data += more
+                    data = read_up_to(part.file, part.size)
+                    if len(data) < part.size:
+                        raise OSError(f"the file ended {part.size - len(data)} bytes early")
                     pending += data
                 else:
-                    _write_all(out, pending)
+                    write_all(out, pending)
                     pending.clear()
                     copy_exact(part.file, out, part.size)
             finally:
                 part.file.close()
-        _write_all(out, pending)
+        write_all(out, pending)
 
     def close(self) -> None:
         for part in self.parts[self.index:]:
@@ -514,7 +501,7 @@ def _write_transport(folder: Path, rel: str, attributes: int, stream: IO[bytes],
         if isinstance(stream, _Concat):
             stream.copy_to(out, prefix=struct.pack("<I", attributes))
         else:
-            _write_all(out, struct.pack("<I", attributes))
+            write_all(out, struct.pack("<I", attributes))
             shutil.copyfileobj(stream, out, 1 << 20)
     staging.put(rel + (WCIDIRS if directory else ""),
                 FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))

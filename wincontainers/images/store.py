@@ -235,8 +235,8 @@ class ImageStore(RichDisplay):
             return None, self.layers.import_tar(source, **options)
         tmp = self.new_temp_file(".tar")
         try:
-            with open(tmp, "wb") as out:
-                tee = TeeReader(source, out)
+            # closing: the compressed stream's hash thread ends however the import ends
+            with open(tmp, "wb") as out, contextlib.closing(TeeReader(source, out)) as tee:
                 try:
                     layer = self.layers.import_tar(cast(IO[bytes], tee), **options)
                 except BlobWriteFailed as failed:  # the layer was not kept: the store's disk said why

@@ -16,7 +16,7 @@ from wincontainers import Host, errors
 from wincontainers.images.archive import inspect_archive, load, save
 from wincontainers.images.store import ImageStore
 from wincontainers.layers import LayerRejected
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT, DATA, cli
 
 FIXTURES = DATA / "layers"
@@ -50,6 +50,7 @@ def test_fixture_archives_are_understood() -> None:
     assert v25.tags == () and v25.layers_present == (True,) and v25.config["architecture"] == "arm64"
 
 
+@pytest.mark.simulator("the simulator's call log")
 def test_a_linux_image_is_refused_and_leaves_nothing(other_store: ImageStore, sim: SimulatedHost) -> None:
     sim.calls(clear=True)
     with pytest.raises(LayerRejected) as info:
@@ -167,22 +168,22 @@ def test_foreign_layers_are_kept_as_references(built: Host, other_store: ImageSt
     assert len(other_store.layer_folders(runnable)) == len(image.diff_ids)
 
 
-def test_save_and_load_commands(built: Host, sim: object, tmp_path: Path) -> None:
-    saved = cli("save", "ms:1", sim=sim)  # type: ignore[arg-type]
+def test_save_and_load_commands(built: Host, tmp_path: Path) -> None:
+    saved = cli("save", "ms:1", host=built)
     assert saved.returncode == 0 and saved.stdout[:512].startswith(b"oci-layout")
     (tmp_path / "ms.tar").write_bytes(saved.stdout)
-    assert cli("rmi", "ms:1", sim=sim).returncode == 0  # type: ignore[arg-type]
+    assert cli("rmi", "ms:1", host=built).returncode == 0
     built.images.cache_clear()
     built.images.gc()
-    loaded = cli("load", sim=sim, input=saved.stdout)  # type: ignore[arg-type]
+    loaded = cli("load", host=built, input=saved.stdout)
     assert loaded.returncode == 0 and loaded.stdout == b"Loaded image: ms:1\n", loaded.stderr
-    out = cli("save", "--format", "oci", "-o", str(tmp_path / "oci"), "ms:1", sim=sim)  # type: ignore[arg-type]
+    out = cli("save", "--format", "oci", "-o", str(tmp_path / "oci"), "ms:1", host=built)
     assert out.returncode == 0 and (tmp_path / "oci" / "index.json").exists()
-    bad = cli("load", "-i", str(tmp_path / "nope.tar"), sim=sim)  # type: ignore[arg-type]
+    bad = cli("load", "-i", str(tmp_path / "nope.tar"), host=built)
     assert bad.returncode == 1 and b"nope.tar" in bad.stderr
 
 
-def test_save_never_deletes_what_it_did_not_write(built: Host, sim: object, tmp_path: Path) -> None:
+def test_save_never_deletes_what_it_did_not_write(built: Host, tmp_path: Path) -> None:
     store = built.images
     folder = tmp_path / "precious"
     folder.mkdir()
@@ -213,7 +214,7 @@ def test_save_never_deletes_what_it_did_not_write(built: Host, sim: object, tmp_
     save(store, ["ms:1"], tmp_path / "x.tar")
     assert squatter.read_bytes() == b"someone else's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layout", "notes.txt", "precious", "x.tar", "x.tar.partial"]
-    run = cli("save", "-o", str(folder), "ms:1", sim=sim)  # type: ignore[arg-type]
+    run = cli("save", "-o", str(folder), "ms:1", host=built)
     assert run.returncode != 0 and b"folder" in run.stderr
     assert (folder / "thesis.txt").read_bytes() == b"years of work"
 

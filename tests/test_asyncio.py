@@ -14,7 +14,7 @@ import pytest
 
 from wincontainers import Host, aio
 from wincontainers.build.builder import BuildCancelled, build_async
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT
 from tests.test_layers import base_layer
 
@@ -121,6 +121,7 @@ def test_a_cancelled_wait_leaves_no_handle_system_or_sandbox(host: Host, clean: 
     assert {layer.id for layer in host.layers.list()} == layers_before
 
 
+@pytest.mark.simulator("fault injection")
 def test_a_cancelled_start_is_stopped_and_a_cancelled_create_removed(host: Host, sim: SimulatedHost,
                                                                     clean: SimulatedHost, profile: str) -> None:
     start = "StartComputeSystem" if profile == "tp3" else "HcsStartComputeSystem"

@@ -173,15 +173,15 @@ def test_dockerignore_rules() -> None:
     assert ignore.excluded("docs/a.md") and not ignore.excluded("docs/sub/a.md") and not ignore.excluded("main.c")
 
 
-def test_build_command_line(builder_host: Host, sim: object) -> None:
+def test_build_command_line(builder_host: Host) -> None:
     example = ROOT / "examples" / "dockerfiles" / "multistage"
-    done = cli("build", "-q", "-t", "ms:cli", str(example), sim=sim)  # type: ignore[arg-type]
+    done = cli("build", "-q", "-t", "ms:cli", str(example), host=builder_host)
     assert done.returncode == 0, done.stderr
     image_id = done.stdout.decode().strip()
     assert image_id.startswith("sha256:") and builder_host.images.get("ms:cli").id == image_id
-    ran = cli("run", "--rm", "ms:cli", sim=sim)  # type: ignore[arg-type]
+    ran = cli("run", "--rm", "ms:cli", host=builder_host)
     assert ran.returncode == 0 and ran.stdout == b"ready\r\n"
-    bad = cli("build", str(example.parent / "does-not-exist"), sim=sim)  # type: ignore[arg-type]
+    bad = cli("build", str(example.parent / "does-not-exist"), host=builder_host)
     assert bad.returncode == 1 and b"cannot read the Dockerfile" in bad.stderr
 
 

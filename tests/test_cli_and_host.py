@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from wincontainers import Host, HcsUnavailable, errors
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT, cli
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_no_hcs_and_no_sim_says_to_use_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WINCONTAINERS_SIM", raising=False)
     with pytest.raises(HcsUnavailable, match="use the simulated host"):
@@ -26,6 +27,7 @@ def test_no_hcs_and_no_sim_says_to_use_the_simulator(monkeypatch: pytest.MonkeyP
     assert len(lines) == 1 and "--sim" in lines[0], lines
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_sim_start_status_stop_from_the_command_line(tmp_path: object) -> None:
     sim = SimulatedHost("2016", str(tmp_path))
     try:
@@ -44,6 +46,7 @@ def test_sim_start_status_stop_from_the_command_line(tmp_path: object) -> None:
         sim.stop()
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_starting_and_stopping_the_simulator_is_logged(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:
     """The ``wincontainers.sim`` logger says which daemon runs where (and where it logs), and
     when it stopped; the daemon's own records go to its log file."""
@@ -63,11 +66,11 @@ def test_starting_and_stopping_the_simulator_is_logged(tmp_path: object, caplog:
     assert "listening on" in (sim.root / "daemon" / "daemon.log").read_text()
 
 
-def test_info(host: Host, sim: SimulatedHost) -> None:
+def test_info(host: Host) -> None:
     info = host.info()
     assert info["generation"] == host.generation and info["simulated"] is True
     assert any("WindowsServerCore" in i for i in info["base_images"])
-    r = cli("info", sim=sim)
+    r = cli("info", host=host)
     assert r.returncode == 0 and f"generation: {host.generation}".encode() in r.stdout
 
 
@@ -93,10 +96,10 @@ def test_kill_and_wait(host: Host, clean: SimulatedHost) -> None:
         assert c.process is not None and c.process.returncode == 1
 
 
-def test_wait_for_a_container_stopped_elsewhere(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
+def test_wait_for_a_container_stopped_elsewhere(host: Host, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore", name="waited") as c:
         c.start()
-        r = cli("stop", "waited", sim=sim)
+        r = cli("stop", "waited", host=host)
         assert r.returncode == 0, r.stderr
         if host.generation == 1:
             c.reload()  # TP3 has no exit notification: the record is where the stop shows
@@ -105,20 +108,21 @@ def test_wait_for_a_container_stopped_elsewhere(host: Host, sim: SimulatedHost, 
             assert c.wait(10).exit_type == "GracefulExit"
 
 
-def test_cli_tty_run(sim: SimulatedHost, clean: SimulatedHost) -> None:
-    r = cli("run", "--rm", "-t", "windowsservercore", "cmd", "/c", "echo console& mode con", sim=sim)
+def test_cli_tty_run(host: Host, clean: SimulatedHost) -> None:
+    r = cli("run", "--rm", "-t", "windowsservercore", "cmd", "/c", "echo console& mode con", host=host)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(b"console\r\n\r\nStatus for device CON:\r\n")  # CRLF once, as written
     assert b"    Lines:          9001\r\n" not in r.stdout  # a console has a size; a pipe would not
 
 
-def test_cli_errors_for_unknown_containers(sim: SimulatedHost) -> None:
-    r = cli("stop", "nonexistent-thing", sim=sim)
+def test_cli_errors_for_unknown_containers(host: Host) -> None:
+    r = cli("stop", "nonexistent-thing", host=host)
     assert r.returncode == 1 and b"no such container" in r.stderr
-    r = cli("stop", "-t", "-1", "x", sim=sim)
+    r = cli("stop", "-t", "-1", "x", host=host)
     assert r.returncode != 0
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_version_options_after_the_command_and_unknown_flags(sim: SimulatedHost, profile: str) -> None:
     import subprocess
     import sys

@@ -41,7 +41,7 @@ def test_each_verb_called_supported_parses_its_example(row: list[str]) -> None:
     verb, _, example, _ = row
     argv = shlex.split(example.strip("`").replace("\\\\", "\\\\\\\\"))
     assert argv and argv[0] in [v.strip("`") for v in verb.split(" / ")], f"{example} is not an example of {verb}"
-    args = build_parser().parse_args(["--sim", "ws2019", *argv])
+    args = build_parser().parse_args(argv)
     assert args.command == argv[0]
 
 

@@ -9,8 +9,9 @@ from typing import Iterator
 
 import pytest
 
+from wincontainers import Host
 from tests.conftest import cli
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def _out(*args: str, sim: SimulatedHost) -> str:
     return done.stdout.decode()
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_ps_filters_formats_and_limits(two: SimulatedHost) -> None:
     sim = two
     assert _out("ps", "--format", "{{.Names}}", sim=sim).split() == ["front"]
@@ -56,6 +58,7 @@ def test_ps_filters_formats_and_limits(two: SimulatedHost) -> None:
     assert cli("ps", "--filter", "colour=red", sim=sim).returncode == 1
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_inspect_f_version_stats_port_pause_rename(two: SimulatedHost) -> None:
     sim = two
     assert _out("inspect", "-f", "{{.State.Status}}", "front", sim=sim).strip() == "running"
@@ -83,10 +86,10 @@ def test_inspect_f_version_stats_port_pause_rename(two: SimulatedHost) -> None:
     assert cli("rename", "middle", "front", sim=sim).returncode == 1  # taken
 
 
-def test_bad_flags_are_refused_before_anything_is_made(sim: SimulatedHost) -> None:
+def test_bad_flags_are_refused_before_anything_is_made(host: Host) -> None:
     for argv, says in ((["--cpus", "1.5"], b"whole processors"), (["-v", "data:C:\\data"], b"named volumes"),
                        (["--restart", "sometimes"], b"on-failure"), (["--log-opt", "max-file=3"], b"max-size"),
                        (["--hyperv-route", "computecore"], b"--isolation hyperv only"), (["-m", "lots"], b"512m")):
-        done = cli("run", *argv, "--name", "never", "windowsservercore", "cmd", sim=sim)
+        done = cli("run", *argv, "--name", "never", "windowsservercore", "cmd", host=host)
         assert done.returncode == 125 and says in done.stderr, (argv, done.stderr)
-    assert b"never" not in cli("ps", "-a", sim=sim).stdout
+    assert b"never" not in cli("ps", "-a", host=host).stdout

@@ -18,7 +18,11 @@ from typing import Union
 import pytest
 
 from wincontainers import Host
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost, skip_module_without_simulator
+
+skip_module_without_simulator()
+pytestmark = pytest.mark.simulator("the simulated cmd.exe and its confinement")
+
 from wincontainers.sim.shell import entry, launch, tools
 from wincontainers.sim.shell.environment import windows_environment
 from wincontainers.sim.shell.interpreter import HostInfo

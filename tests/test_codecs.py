@@ -5,10 +5,17 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wincontainers.driver.gen1 import parse_tasklist_csv
+
+from tests.conftest import skip_module_without_simulator
+
+skip_module_without_simulator()
+pytestmark = pytest.mark.simulator("the simulator's wire format and process codecs")
+
 from wincontainers.sim import wire, winproc
 
 # Any UTF-16 code unit sequence, lone surrogates included.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wincontainers import Host
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT
 
 WORKER = r"""

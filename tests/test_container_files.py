@@ -15,7 +15,6 @@ from wincontainers import Host, errors
 from wincontainers.layerfile import LayerReader, LayerWriter
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.security import SecurityDescriptor
-from wincontainers.sim.control import SimulatedHost
 
 SD = SecurityDescriptor.from_sddl("O:BAG:SYD:PAI(A;;FA;;;BA)(A;;FR;;;BU)").to_bytes()
 T = 133_000_000_000_000_000  # a FILETIME
@@ -142,25 +141,25 @@ def test_diff_and_export_of_a_stopped_container_and_refusal_while_running(host: 
         assert done.entries == len([n for n in names if ":" not in n.rpartition("/")[2]])
 
 
-def test_cli_cp_both_ways_diff_and_export(sim: SimulatedHost, host: Host, tmp_path: Path) -> None:
+def test_cli_cp_both_ways_diff_and_export(host: Host, tmp_path: Path) -> None:
     source = tmp_path / "in"
     (source / "sub").mkdir(parents=True)
     (source / "sub" / "f.txt").write_bytes(b"hello")
-    assert cli("run", "-d", "--name", "files", "windowsservercore", "ping", "-t", "127.0.0.1", sim=sim).returncode == 0
+    assert cli("run", "-d", "--name", "files", "windowsservercore", "ping", "-t", "127.0.0.1", host=host).returncode == 0
     try:
-        put = cli("cp", str(source), "files:C:\\data", sim=sim)
+        put = cli("cp", str(source), "files:C:\\data", host=host)
         assert put.returncode == 0, put.stderr
-        assert cli("exec", "files", "cmd", "/S", "/C", "type C:\\data\\sub\\f.txt", sim=sim).stdout == b"hello"
-        got = cli("cp", "files:C:\\data", str(tmp_path / "out"), sim=sim)
+        assert cli("exec", "files", "cmd", "/S", "/C", "type C:\\data\\sub\\f.txt", host=host).stdout == b"hello"
+        got = cli("cp", "files:C:\\data", str(tmp_path / "out"), host=host)
         assert got.returncode == 0 and (tmp_path / "out" / "sub" / "f.txt").read_bytes() == b"hello", got.stderr
-        streamed = cli("cp", "files:C:\\data", "-", sim=sim)
+        streamed = cli("cp", "files:C:\\data", "-", host=host)
         with LayerReader(io.BytesIO(streamed.stdout)) as reader:
             assert "data/sub/f.txt" in {e.name for e, _ in reader}
-        assert cli("cp", str(source), str(tmp_path / "x"), sim=sim).returncode == 1  # neither side a container
-        assert cli("diff", "files", sim=sim).returncode == 1  # running: refused, with the reason
-        assert cli("stop", "files", sim=sim).returncode == 0
-        assert "A C:\\data\\sub\\f.txt" in cli("diff", "files", sim=sim).stdout.decode()
-        assert cli("export", "-o", str(tmp_path / "fs.tar"), "files", sim=sim).returncode == 0
+        assert cli("cp", str(source), str(tmp_path / "x"), host=host).returncode == 1  # neither side a container
+        assert cli("diff", "files", host=host).returncode == 1  # running: refused, with the reason
+        assert cli("stop", "files", host=host).returncode == 0
+        assert "A C:\\data\\sub\\f.txt" in cli("diff", "files", host=host).stdout.decode()
+        assert cli("export", "-o", str(tmp_path / "fs.tar"), "files", host=host).returncode == 0
         assert (tmp_path / "fs.tar").stat().st_size > 0
     finally:
-        cli("rm", "-f", "files", sim=sim)
+        cli("rm", "-f", "files", host=host)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from wincontainers import BadInput, Host, NotSupported, TimeoutExpired, errors
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import NOTIFYING, cli
 
 HELLO = 'cmd /S /C "echo hello"'
@@ -129,6 +129,7 @@ def test_top_lists_processes_with_host_pids_images_and_memory(host: Host, clean:
         assert p.wait(30) == 1
 
 
+@pytest.mark.simulator("stops and starts the simulated service")
 def test_stop_graceful_and_forced(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore", "ping -t localhost") as c:
         c.start()
@@ -215,6 +216,7 @@ def test_stats(host: Host, clean: SimulatedHost) -> None:
         p.kill()
 
 
+@pytest.mark.simulator("the simulator's call log")
 def test_bad_input_fails_before_side_effects(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
     before = sim.calls(clear=True)
     assert isinstance(before, list)
@@ -261,49 +263,50 @@ def test_name_is_unique_and_get_finds_by_name_and_prefix(host: Host, clean: Simu
         assert "unique-name" in listed
 
 
-def test_cli_run_prints_hello_and_propagates_exit_code(sim: SimulatedHost, clean: SimulatedHost) -> None:
-    r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "echo hello", sim=sim)
+def test_cli_run_prints_hello_and_propagates_exit_code(host: Host, clean: SimulatedHost) -> None:
+    r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "echo hello", host=host)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"hello\r\n"
-    r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "exit 3", sim=sim)
+    r = cli("run", "--rm", "windowsservercore", "cmd", "/S", "/C", "exit 3", host=host)
     assert r.returncode == 3
-    r = cli("run", "--rm", "-i", "-e", "A=1", "windowsservercore", "cmd", "/c", "findstr .* & echo %A%", sim=sim,
+    r = cli("run", "--rm", "-i", "-e", "A=1", "windowsservercore", "cmd", "/c", "findstr .* & echo %A%", host=host,
             input=b"in\n")
     assert r.stdout == b"in\r\n1\r\n", r.stderr
-    r = cli("run", "--rm", "-e", "=broken", "windowsservercore", "cmd", sim=sim)
+    r = cli("run", "--rm", "-e", "=broken", "windowsservercore", "cmd", host=host)
     assert r.returncode == 125 and b"malformed environment variable" in r.stderr
     os.environ["WC_TEST_FROM_CALLER"] = "caller's value"
     try:
         r = cli("run", "--rm", "-e", "WC_TEST_FROM_CALLER", "-e", "WC_TEST_UNSET", "windowsservercore",
-                "cmd", "/c", "echo [%WC_TEST_FROM_CALLER%] [%WC_TEST_UNSET%]", sim=sim)
+                "cmd", "/c", "echo [%WC_TEST_FROM_CALLER%] [%WC_TEST_UNSET%]", host=host)
     finally:
         del os.environ["WC_TEST_FROM_CALLER"]
     assert r.stdout == b"[caller's value] [%WC_TEST_UNSET%]\r\n", r.stderr
 
 
-def test_container_from_another_process_is_listed_and_stopped(host: Host, sim: SimulatedHost) -> None:
+def test_container_from_another_process_is_listed_and_stopped(host: Host) -> None:
     c = host.containers.create("windowsservercore", 'cmd /c "ping -n 100 localhost > nul"', name="shared-one")
     c.start()
     try:
-        r = cli("ps", sim=sim)
+        r = cli("ps", host=host)
         assert r.returncode == 0
         assert b"shared-one" in r.stdout
-        r = cli("top", "shared-one", sim=sim)
+        r = cli("top", "shared-one", host=host)
         assert b"PING.EXE" in r.stdout and str(c.process.pid).encode() in r.stdout  # type: ignore[union-attr]
-        r = cli("stop", "-t", "5", "shared-one", sim=sim)
+        r = cli("stop", "-t", "5", "shared-one", host=host)
         assert r.returncode == 0 and b"graceful" in r.stdout, r.stderr
         assert c.process is not None and c.process.wait(30) is not None
         assert c.status == "exited"
-        r = cli("ps", sim=sim)
+        r = cli("ps", host=host)
         assert b"shared-one" not in r.stdout
-        assert b"shared-one" in cli("ps", "-a", sim=sim).stdout
-        r = cli("rm", "shared-one", sim=sim)
+        assert b"shared-one" in cli("ps", "-a", host=host).stdout
+        r = cli("rm", "shared-one", host=host)
         assert r.returncode == 0
-        assert b"shared-one" not in cli("ps", "-a", sim=sim).stdout
+        assert b"shared-one" not in cli("ps", "-a", host=host).stdout
     finally:
         c.close()
 
 
+@pytest.mark.simulator("handle counts")
 def test_many_short_processes_keep_output_and_leak_nothing(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
     fd_dir = "/proc/self/fd"
     with host.containers.create("windowsservercore") as c:
@@ -323,7 +326,7 @@ def test_many_short_processes_keep_output_and_leak_nothing(host: Host, sim: Simu
         assert sim.handle_count() == system_handles + callbacks
 
 
-def test_concurrent_containers(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
+def test_concurrent_containers(host: Host, clean: SimulatedHost) -> None:
     errors_seen: list[BaseException] = []
     outputs: dict[int, bytes] = {}
 

@@ -17,7 +17,7 @@ import pytest
 from wincontainers import Host
 from wincontainers.build.builder import build
 from wincontainers.images.archive import save
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT
 
 TRIALS_PER_PROFILE = 34
@@ -55,6 +55,7 @@ def _cleanup(host: Host) -> None:
             pass
 
 
+@pytest.mark.simulator("a simulated host of its own")
 @pytest.mark.parametrize("profile_name", ["tp3", "2016", "ws2019"])
 def test_sigkill_during_commit_build_and_load(profile_name: str, tmp_path: Path) -> None:
     # A simulated host of its own: killed clients leave daemon-side state (activated volumes,

@@ -11,8 +11,12 @@ from typing import Iterator
 import pytest
 
 from wincontainers.errors import HcsUnavailable
+from tests.conftest import SimulatedHost, skip_module_without_simulator
+
+skip_module_without_simulator()
+pytestmark = pytest.mark.simulator("the simulator's own service limits")
+
 from wincontainers.sim import wire
-from wincontainers.sim.control import SimulatedHost
 from wincontainers.sim.daemon import MAX_CONNECTIONS
 
 

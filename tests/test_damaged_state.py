@@ -12,7 +12,7 @@ import pytest
 
 from wincontainers import Host, errors
 from wincontainers.build.builder import build
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT, cli
 
 EXAMPLE = ROOT / "examples" / "dockerfiles" / "multistage"
@@ -39,6 +39,7 @@ def damaged(host: Host, sim: SimulatedHost) -> Iterator[tuple[Host, SimulatedHos
     store.gc()
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_damaged_state_is_named_never_a_traceback(damaged: tuple[Host, SimulatedHost]) -> None:
     host, sim = damaged
     for args in (["images"], ["image", "gc"], ["run", "--rm", "dmg:1", "cmd", "/c", "echo", "hi"],
@@ -57,6 +58,7 @@ def test_damaged_state_is_named_never_a_traceback(damaged: tuple[Host, Simulated
     assert "rm -f" in str(info.value)
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_fsck_repair_gives_back_a_working_store(damaged: tuple[Host, SimulatedHost]) -> None:
     host, sim = damaged
     run = cli("image", "fsck", "--repair", sim=sim)
@@ -78,6 +80,7 @@ def test_fsck_repair_gives_back_a_working_store(damaged: tuple[Host, SimulatedHo
     assert cli("image", "gc", sim=sim).returncode == 0
 
 
+@pytest.mark.simulator("the simulator's object table")
 def test_rm_f_removes_a_container_whose_record_is_damaged(host: Host, sim: SimulatedHost) -> None:
     build(host, EXAMPLE, tags=["dmg:2"], output=lambda _t: None)
     container = host.containers.create("dmg:2", "ping -t localhost", name="broken")  # not its CMD: it ends

@@ -18,19 +18,18 @@ import pytest
 from tests.conftest import ROOT, cli, run_example
 from wincontainers import Host, errors
 from wincontainers.monitors import MonitorFiles
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 
 PING = 'cmd /S /C "echo hello & ping -n 3 127.0.0.1 >nul & echo done & exit 4"'
 
 
 @pytest.fixture(autouse=True)
-def _no_container_left(sim: SimulatedHost) -> Iterator[None]:
+def _no_container_left(host: Host) -> Iterator[None]:
     """A failed test must not leave its containers (and their monitors) to the next ones."""
     yield
-    with Host.open(sim=sim.profile.name, root=sim.root) as host:
-        for record in list(host.records.all()):
-            with contextlib.suppress(errors.WincontainersError):
-                host.containers.get(record.id).remove(force=True)
+    for record in list(host.records.all()):
+        with contextlib.suppress(errors.WincontainersError):
+            host.containers.get(record.id).remove(force=True)
 
 
 def _spawn_cli(*args: str, sim: SimulatedHost) -> "subprocess.Popen[bytes]":
@@ -46,6 +45,7 @@ def _until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped
         time.sleep(0.05)
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_run_d_output_is_seen_by_logs_follow_and_attach_from_three_other_processes(sim: SimulatedHost) -> None:
     started = cli("run", "-d", "--name", "web", "windowsservercore", "cmd", "/S", "/C",
                   "echo hello & ping -n 4 127.0.0.1 >nul & echo done & exit 4", sim=sim)
@@ -72,6 +72,7 @@ def test_run_d_output_is_seen_by_logs_follow_and_attach_from_three_other_process
     assert not (sim.root / "wincontainers" / "monitors" / container_id).exists()
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_logs_follow_ends_when_the_container_is_stopped(sim: SimulatedHost) -> None:
     assert cli("run", "-d", "--name", "pinger", "windowsservercore", "cmd", "/S", "/C",
                "echo up & ping -t 127.0.0.1", sim=sim).returncode == 0
@@ -115,9 +116,9 @@ def test_logs_of_a_container_never_detached_say_why(host: Host) -> None:
             c.attach()
 
 
-def test_on_failure_restarts_n_times_and_ps_shows_the_count(sim: SimulatedHost, host: Host) -> None:
+def test_on_failure_restarts_n_times_and_ps_shows_the_count(host: Host) -> None:
     started = cli("run", "-d", "--name", "flaky", "--restart", "on-failure:3", "windowsservercore",
-                  "cmd", "/S", "/C", "echo try & exit 2", sim=sim)
+                  "cmd", "/S", "/C", "echo try & exit 2", host=host)
     assert started.returncode == 0, started.stderr
     container = host.containers.get("flaky")
     files = MonitorFiles(host.files, host.state_dir, container.id)
@@ -125,17 +126,17 @@ def test_on_failure_restarts_n_times_and_ps_shows_the_count(sim: SimulatedHost, 
     container.reload()
     assert container.record.restart_count == 3 and container.record.exit_code == 2
     assert container.logs() == b"try \r\n" * 4
-    assert "Exited (2)" in cli("ps", "-a", sim=sim).stdout.decode()
-    assert "3 restarts" in cli("ps", "-a", sim=sim).stdout.decode()
-    assert cli("rm", "flaky", sim=sim).returncode == 0
+    assert "Exited (2)" in cli("ps", "-a", host=host).stdout.decode()
+    assert "3 restarts" in cli("ps", "-a", host=host).stdout.decode()
+    assert cli("rm", "flaky", host=host).returncode == 0
 
 
-def test_stop_ends_the_restarting(sim: SimulatedHost, host: Host) -> None:
+def test_stop_ends_the_restarting(host: Host) -> None:
     assert cli("run", "-d", "--name", "forever", "--restart", "always", "windowsservercore",
-               "cmd", "/S", "/C", "ping -n 2 127.0.0.1 >nul & exit 1", sim=sim).returncode == 0
+               "cmd", "/S", "/C", "ping -n 2 127.0.0.1 >nul & exit 1", host=host).returncode == 0
     container = host.containers.get("forever")
     _until(lambda: (container.reload(), container.record.restart_count)[1] >= 1, 60)
-    stopped = cli("stop", "forever", sim=sim)
+    stopped = cli("stop", "forever", host=host)
     assert stopped.returncode == 0, stopped.stderr
     files = MonitorFiles(host.files, host.state_dir, container.id)
     _until(lambda: files.status() == "ended", 30)
@@ -144,13 +145,13 @@ def test_stop_ends_the_restarting(sim: SimulatedHost, host: Host) -> None:
     time.sleep(1.0)
     container.reload()
     assert container.record.restart_count == count and container.status == "exited"
-    assert cli("rm", "forever", sim=sim).returncode == 0
+    assert cli("rm", "forever", host=host).returncode == 0
 
 
 def test_a_killed_monitor_leaves_the_container_listed_its_log_readable_and_rm_f_cleans_up(
-        sim: SimulatedHost, host: Host) -> None:
+        host: Host) -> None:
     started = cli("run", "-d", "--name", "orphan", "windowsservercore", "cmd", "/S", "/C",
-                  "echo before & ping -t 127.0.0.1", sim=sim)
+                  "echo before & ping -t 127.0.0.1", host=host)
     assert started.returncode == 0, started.stderr
     container = host.containers.get("orphan")
     files = MonitorFiles(host.files, host.state_dir, container.id)
@@ -159,28 +160,28 @@ def test_a_killed_monitor_leaves_the_container_listed_its_log_readable_and_rm_f_
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     _until(lambda: files.status() == "dead")
-    assert "orphan" in cli("ps", sim=sim).stdout.decode()
-    assert "(unmonitored)" in cli("ps", sim=sim).stdout.decode()
-    logs = cli("logs", "orphan", sim=sim)
+    assert "orphan" in cli("ps", host=host).stdout.decode()
+    assert "(unmonitored)" in cli("ps", host=host).stdout.decode()
+    logs = cli("logs", "orphan", host=host)
     assert logs.stdout.startswith(b"before") and b"monitor of orphan is gone" in logs.stderr
-    assert cli("attach", "orphan", sim=sim).returncode != 0
-    assert cli("rm", "-f", "orphan", sim=sim).returncode == 0
+    assert cli("attach", "orphan", host=host).returncode != 0
+    assert cli("rm", "-f", "orphan", host=host).returncode == 0
     assert not files.folder.exists() and not Path(container.record.sandbox).exists()
 
 
-def test_exec_into_a_detached_container_from_another_process(sim: SimulatedHost) -> None:
-    assert cli("run", "-d", "--name", "busy", "windowsservercore", "ping", "-t", "127.0.0.1", sim=sim).returncode == 0
-    done = cli("exec", "busy", "cmd", "/S", "/C", "echo inside & exit 5", sim=sim)
+def test_exec_into_a_detached_container_from_another_process(host: Host) -> None:
+    assert cli("run", "-d", "--name", "busy", "windowsservercore", "ping", "-t", "127.0.0.1", host=host).returncode == 0
+    done = cli("exec", "busy", "cmd", "/S", "/C", "echo inside & exit 5", host=host)
     assert done.returncode == 5 and done.stdout == b"inside \r\n", done.stderr
-    piped = cli("exec", "-i", "busy", "findstr", "x", sim=sim, input=b"axb\r\nno\r\n")
+    piped = cli("exec", "-i", "busy", "findstr", "x", host=host, input=b"axb\r\nno\r\n")
     assert piped.stdout == b"axb\r\n", piped.stderr
-    assert cli("exec", "busy", sim=sim).returncode == 125  # no command
-    assert cli("rm", "-f", "busy", sim=sim).returncode == 0
-    assert cli("exec", "busy", "cmd", sim=sim).returncode == 125
+    assert cli("exec", "busy", host=host).returncode == 125  # no command
+    assert cli("rm", "-f", "busy", host=host).returncode == 0
+    assert cli("exec", "busy", "cmd", host=host).returncode == 125
 
 
-def test_attach_with_stdin_drives_the_main_process(sim: SimulatedHost, host: Host) -> None:
-    assert cli("run", "-d", "-i", "--name", "talk", "windowsservercore", "findstr", "keep", sim=sim).returncode == 0
+def test_attach_with_stdin_drives_the_main_process(host: Host) -> None:
+    assert cli("run", "-d", "-i", "--name", "talk", "windowsservercore", "findstr", "keep", host=host).returncode == 0
     with host.containers.get("talk") as c:
         with c.attach(stdin=True) as session:
             session.write(b"keep this\r\ndrop this\r\n")
@@ -191,22 +192,22 @@ def test_attach_with_stdin_drives_the_main_process(sim: SimulatedHost, host: Hos
         c.remove()
 
 
-def test_start_a_replays_the_output_from_the_start_and_restart_runs_again(sim: SimulatedHost) -> None:
-    created = cli("create", "--name", "again", "windowsservercore", "cmd", "/S", "/C", "echo run & exit 3", sim=sim)
+def test_start_a_replays_the_output_from_the_start_and_restart_runs_again(host: Host) -> None:
+    created = cli("create", "--name", "again", "windowsservercore", "cmd", "/S", "/C", "echo run & exit 3", host=host)
     assert created.returncode == 0, created.stderr
-    first = cli("start", "-a", "again", sim=sim)
+    first = cli("start", "-a", "again", host=host)
     assert first.stdout == b"run \r\n" and first.returncode == 3, first.stderr
-    assert cli("restart", "again", sim=sim).returncode == 0
-    assert cli("wait", "again", sim=sim).stdout.strip() == b"3"
-    assert cli("logs", "again", sim=sim).stdout == b"run \r\nrun \r\n"
-    assert cli("rm", "again", sim=sim).returncode == 0
+    assert cli("restart", "again", host=host).returncode == 0
+    assert cli("wait", "again", host=host).stdout.strip() == b"3"
+    assert cli("logs", "again", host=host).stdout == b"run \r\nrun \r\n"
+    assert cli("rm", "again", host=host).returncode == 0
 
 
-def test_run_d_rm_removes_the_container_when_it_ends(sim: SimulatedHost, host: Host) -> None:
-    started = cli("run", "-d", "--rm", "--name", "brief", "windowsservercore", "cmd", "/S", "/C", "echo x", sim=sim)
+def test_run_d_rm_removes_the_container_when_it_ends(host: Host) -> None:
+    started = cli("run", "-d", "--rm", "--name", "brief", "windowsservercore", "cmd", "/S", "/C", "echo x", host=host)
     assert started.returncode == 0, started.stderr
     _until(lambda: not host.records.exists(started.stdout.decode().strip()), 60)
-    assert cli("run", "-d", "--rm", "--restart", "always", "windowsservercore", "cmd", sim=sim).returncode == 125
+    assert cli("run", "-d", "--rm", "--restart", "always", "windowsservercore", "cmd", host=host).returncode == 125
 
 
 def test_api_run_detach_returns_the_container_and_create_start_runs_the_image_command(host: Host) -> None:
@@ -243,6 +244,7 @@ def test_rename_moves_the_name(host: Host) -> None:
         assert c.name == "after"
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_detached_example_runs(sim: SimulatedHost) -> None:
     done = run_example("detached.py", sim)
     assert done.returncode == 0, done.stderr

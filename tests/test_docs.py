@@ -72,6 +72,7 @@ def code_blocks(page: Path) -> list[tuple[str, str, str]]:
 RUN_PAGES = [p for p in pages() if any(lang in RUNNABLE for lang, _, _ in code_blocks(p))]
 
 
+@pytest.mark.simulator("the documentation's examples run on the simulated host")
 @pytest.mark.parametrize("page", RUN_PAGES, ids=[str(p.relative_to(DOCS)) for p in RUN_PAGES])
 def test_the_code_blocks_of_a_page_run(page: Path, tmp_path: Path) -> None:
     blocks = [b for b in code_blocks(page) if b[0] in RUNNABLE]

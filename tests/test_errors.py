@@ -108,6 +108,7 @@ def test_raise_for_hresult_passes_success_and_pending_is_not_a_failure_check() -
         errors.raise_for_hresult("Op", 0xC037010E)
 
 
+@pytest.mark.simulator("the simulator's call log")
 def test_every_hcs_call_is_one_debug_record_with_its_result(host: "Host", sim: "SimulatedHost",
                                                            caplog: pytest.LogCaptureFixture) -> None:
     import os

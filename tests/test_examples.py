@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from wincontainers import Host
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT, run_example
 
 NOTEBOOK = ROOT / "examples" / "notebooks" / "quickstart.ipynb"
@@ -32,12 +32,14 @@ def sim(sim: SimulatedHost) -> Iterator[SimulatedHost]:
         assert host.layers.list() == [], host.layers.list()
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_hello_example(sim: SimulatedHost) -> None:
     done = run_example("hello.py", sim)
     assert done.returncode == 0, done.stderr
     assert "output: 'hello' (exit code 0)" in done.stdout and "containers left: 0" in done.stdout
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_blog_scenario(sim: SimulatedHost) -> None:
     done = run_example("blog.py", sim, timeout=300)
     out = done.stdout
@@ -49,6 +51,7 @@ def test_the_blog_scenario(sim: SimulatedHost) -> None:
     assert "committed " in out and out.rstrip().endswith("containers left: 0")
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_images_example(sim: SimulatedHost) -> None:
     done = run_example("images.py", sim, timeout=300)
     out = done.stdout
@@ -58,6 +61,7 @@ def test_the_images_example(sim: SimulatedHost) -> None:
     assert "fsck: clean / clean" in out
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_the_notebook_runs_and_shows_rich_displays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
 
@@ -99,6 +103,7 @@ def test_the_notebook_runs_and_shows_rich_displays(tmp_path: Path, monkeypatch: 
     assert "<strong>Layer check</strong>" in saved_html and "<strong>Container</strong>" in saved_html
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_hyperv_example(sim: SimulatedHost) -> None:
     done = run_example("hyperv.py", sim)
     assert done.returncode == 0, done.stderr
@@ -111,6 +116,7 @@ def test_the_hyperv_example(sim: SimulatedHost) -> None:
     assert "containers left: 0" in done.stdout
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_registry_example(sim: SimulatedHost) -> None:
     done = run_example("registry.py", sim)
     assert done.returncode == 0, done.stderr

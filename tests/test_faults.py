@@ -16,7 +16,7 @@ from typing import Optional
 import pytest
 
 from wincontainers import Host, errors
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 
 INJECTED = 0x8000FFFF
 # Calls that cannot carry an HRESULT back (one-way bookkeeping and computecore's void closes).
@@ -53,6 +53,7 @@ def assert_clean(host: Host, sim: SimulatedHost, context: str = "") -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.simulator("fault injection")
 def test_every_call_fails_cleanly(host: Host, sim: SimulatedHost) -> None:
     pid = os.getpid()
     sim.calls(clear=True)
@@ -92,6 +93,7 @@ def test_every_call_fails_cleanly(host: Host, sim: SimulatedHost) -> None:
     assert typed_errors >= len(occurrences) // 2, (typed_errors, len(occurrences))
 
 
+@pytest.mark.simulator("fault injection")
 def test_create_failure_names_the_step_and_leaves_nothing(host: Host, sim: SimulatedHost) -> None:
     sim.inject("PrepareLayer", INJECTED, pid=os.getpid())
     with pytest.raises(errors.Unexpected) as info:
@@ -101,6 +103,7 @@ def test_create_failure_names_the_step_and_leaves_nothing(host: Host, sim: Simul
     assert_clean(host, sim)
 
 
+@pytest.mark.simulator("stops and starts the simulated service")
 def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> None:
     c = host.containers.create("windowsservercore", "ping -t localhost")
     c.start()
@@ -125,6 +128,7 @@ def test_service_disconnect_is_a_typed_error(host: Host, sim: SimulatedHost) -> 
     assert_clean(fresh, sim)
 
 
+@pytest.mark.simulator("fault injection")
 def test_a_failed_undo_is_logged_and_listed_on_the_error(host: Host, sim: SimulatedHost,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     """Create fails at its last step, and undoing the sandbox's volume (UnprepareLayer) fails

@@ -22,10 +22,10 @@ import pytest
 
 from wincontainers import Host, errors
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerWriter
-from wincontainers.sim.control import SimulatedHost
-from wincontainers.sim.hive import empty_hive, software_hive
-from tests.conftest import DATA, cli
+from tests.conftest import DATA, SimulatedHost, cli
 from tests.test_faults import INJECTED, NOT_INJECTABLE, assert_clean
+
+pytestmark = pytest.mark.simulator("the simulated utility VM, its documents and faults")
 
 REFERENCE = (DATA / "reference" / "hcs-api.md").read_text()
 ROUTES = [("2016", "vmcompute"), ("ws2019", "vmcompute"), ("ws2019", "computecore")]
@@ -355,6 +355,8 @@ def other_build_base(build: int) -> bytes:
 
     entries = [folder("Files"), folder("Files/Windows"), folder("Files/Windows/System32"),
                file("Files/Windows/System32/cmd.exe", b"MZ cmd"), folder("Files/Windows/System32/config")]
+    from wincontainers.sim.hive import empty_hive, software_hive
+
     for hive in ("DEFAULT", "SAM", "SECURITY", "SYSTEM"):
         entries.append(file(f"Files/Windows/System32/config/{hive}", empty_hive(hive)))
     entries.append(file("Files/Windows/System32/config/SOFTWARE", software_hive(build, "Windows Server (older)")))

@@ -16,7 +16,7 @@ from wincontainers.build.commits import CommitFailed, commit
 from wincontainers.images import chain_id, parse_reference
 from wincontainers.images.config import derive_config
 from wincontainers.images.reference import ReferenceError_
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.test_layerfile import example_entries, write
 from tests.test_layers import base_layer
 from tests.conftest import cli
@@ -170,6 +170,7 @@ def test_commit_refuses_a_running_container_and_stop_restart(store_host: Host) -
         assert shell.record.command is None
 
 
+@pytest.mark.simulator("fault injection")
 def test_commit_fault_injection_leaves_a_clean_store(store_host: Host, sim: SimulatedHost) -> None:
     pid = os.getpid()
     store = store_host.images
@@ -292,51 +293,51 @@ def test_docker_store_images_are_used_in_place(store_host: Host, tmp_path: Path)
             store_host.driver.destroy_layer(str(folder))
 
 
-def test_image_commands(store_host: Host, sim: SimulatedHost) -> None:
+def test_image_commands(store_host: Host, host: Host) -> None:
     from tests.conftest import cli
 
     assert cli("run", "--name", "cli-commit", "windowsservercore", "cmd", "/S", "/C", "echo hi> hi.txt",
-               sim=sim).returncode == 0
+               host=host).returncode == 0
     committed = cli("commit", "-m", "say hi", "-c", 'CMD ["cmd", "/S", "/C", "type hi.txt"]', "cli-commit", "hi:1",
-                    sim=sim)
+                    host=host)
     assert committed.returncode == 0, committed.stderr
     image_id = committed.stdout.decode().strip()
-    listing = cli("images", sim=sim).stdout.decode()
+    listing = cli("images", host=host).stdout.decode()
     assert "hi " in listing and image_id[7:19] in listing and "windowsservercore" in listing
-    assert cli("images", "-q", sim=sim).stdout.decode().split()[0] == image_id[7:19]
-    history = cli("history", "hi:1", sim=sim).stdout.decode()
+    assert cli("images", "-q", host=host).stdout.decode().split()[0] == image_id[7:19]
+    history = cli("history", "hi:1", host=host).stdout.decode()
     assert "say hi" in history and "Apply image" in history
-    inspected = json.loads(cli("inspect", "hi:1", sim=sim).stdout)
+    inspected = json.loads(cli("inspect", "hi:1", host=host).stdout)
     assert inspected[0]["Id"] == image_id and inspected[0]["Config"]["Cmd"] == ["cmd", "/S", "/C", "type hi.txt"]
-    assert cli("run", "--rm", "hi:1", sim=sim).stdout == b"hi\r\n"
-    assert cli("tag", "hi:1", "hello:latest", sim=sim).returncode == 0
-    assert cli("rmi", "hi:1", sim=sim).stdout == b"Untagged: hi:1\n"
-    assert cli("rm", "cli-commit", sim=sim).returncode == 0
-    removed = cli("rmi", "hello", sim=sim).stdout.decode()
+    assert cli("run", "--rm", "hi:1", host=host).stdout == b"hi\r\n"
+    assert cli("tag", "hi:1", "hello:latest", host=host).returncode == 0
+    assert cli("rmi", "hi:1", host=host).stdout == b"Untagged: hi:1\n"
+    assert cli("rm", "cli-commit", host=host).returncode == 0
+    removed = cli("rmi", "hello", host=host).stdout.decode()
     assert "Untagged: hello:latest" in removed and f"Deleted: {image_id}" in removed
-    missing = cli("rmi", "nope:1", sim=sim)
+    missing = cli("rmi", "nope:1", host=host)
     assert missing.returncode == 1 and b"no such image" in missing.stderr
-    assert cli("image", "gc", sim=sim).returncode == 0
-    fsck = cli("image", "fsck", "--deep", sim=sim)
+    assert cli("image", "gc", host=host).returncode == 0
+    fsck = cli("image", "fsck", "--deep", host=host)
     assert fsck.returncode == 0 and fsck.stdout == b"clean\n"
     (store_host.images.blobs_dir / ("0" * 64)).write_bytes(b"x")
     manifest = store_host.images.blob_path(store_host.images.resolve("windowsservercore").manifest_digest)
     kept = manifest.read_bytes()
     manifest.unlink()
-    broken = cli("image", "fsck", sim=sim)
+    broken = cli("image", "fsck", host=host)
     assert broken.returncode == 1 and b"missing" in broken.stdout
     manifest.write_bytes(kept)
 
 
-def test_images_lists_the_host_base_images_before_their_first_use(host: Host, sim: SimulatedHost) -> None:
+def test_images_lists_the_host_base_images_before_their_first_use(host: Host) -> None:
     for image in host.images.list():
         host.images.remove(image.id, force=True, prune=False)
-    listed = cli("images", sim=sim)
+    listed = cli("images", host=host)
     assert listed.returncode == 0
     rows = [line.split() for line in listed.stdout.decode().splitlines()[1:]]
     offered = {(b.name.lower(), b.version) for b in host.base_images()}
     assert offered and {(r[0], r[1]) for r in rows if r[2] == "<host" or "<host" in " ".join(r)} == offered
-    missing = cli("run", "--rm", "nosuchimage", "cmd", "/c", "echo", sim=sim)
+    missing = cli("run", "--rm", "nosuchimage", "cmd", "/c", "echo", host=host)
     text = missing.stderr.decode()
     assert "no such image: 'nosuchimage'" in text and "windowsservercore:" in text and "image on image" not in text
     host.images.resolve("windowsservercore")  # recorded on first use: no longer listed as a host image

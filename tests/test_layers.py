@@ -26,7 +26,7 @@ from wincontainers.layerfile import EntryKind, LayerEntry, LayerReader, LayerWri
 from wincontainers.layerfile.security import SecurityDescriptor
 from wincontainers.layers import ExportRefused, LayerRejected
 from wincontainers.layers.checked import CONTAINMENT_RULES
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.hostile_layers import blog_layer, corpus
 
 Entry = tuple[LayerEntry, Optional[bytes]]
@@ -254,6 +254,7 @@ def test_random_trees_survive_import_and_export(host: Host) -> None:
     assert layers_left(host) == []
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_many_files_small_and_large_round_trip_and_the_service_keeps_none_open(
         host: Host, sim: SimulatedHost) -> None:
     # Small transport files are read whole, large ones copied by the kernel; both paths, many
@@ -417,6 +418,7 @@ def test_a_utility_vm_change_without_a_parent_utility_vm_is_refused(host: Host) 
 # -- refusing bad layers before touching the host ----------------------------------------------
 
 
+@pytest.mark.simulator("the simulator's call log")
 def test_every_hostile_tar_is_refused_and_nothing_is_left(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     base = host.layers.import_tar(io.BytesIO(base_layer()))
     try:
@@ -449,6 +451,7 @@ def test_every_hostile_tar_is_refused_and_nothing_is_left(host: Host, sim: Simul
 CONTAINED = [c for c in corpus() if c.severity == "error" and c.rule in CONTAINMENT_RULES]
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_no_check_still_keeps_every_write_inside_the_layer(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     """``check=False`` skips the report, never the containment: every escape is refused."""
     assert len(CONTAINED) >= 12
@@ -476,6 +479,7 @@ def _escaping_layer() -> bytes:
                    (LayerEntry("Hives", EntryKind.DIRECTORY, attributes=0x10), None)])
 
 
+@pytest.mark.simulator("the simulator's own files")
 @pytest.mark.parametrize("as_base", [True, False], ids=["base", "diff"])
 def test_a_tar_swapped_during_the_import_is_never_read(host: Host, sim: SimulatedHost, tmp_path: Path,
                                                         as_base: bool) -> None:
@@ -563,6 +567,7 @@ def _layer_work(host: Host, base_tar: bytes, diff_tar: bytes, dest: Path) -> Non
             host.layers.destroy(layer, force=True)
 
 
+@pytest.mark.simulator("fault injection")
 def test_a_failing_hcs_call_leaves_no_partial_layer_and_names_layer_and_step(
         host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     from tests.test_layerfile import example_entries, write
@@ -610,6 +615,7 @@ def _entries(tar: bytes) -> dict[str, tuple[LayerEntry, bytes]]:
     return {e.name: (e, d.read() if d is not None else b"") for e, d in LayerReader(io.BytesIO(tar))}
 
 
+@pytest.mark.simulator("the simulator's object table")
 def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     with host.containers.create("windowsservercore", name="changes") as c:
         c.start()
@@ -636,6 +642,7 @@ def test_a_stopped_containers_changes_export_with_deletions(host: Host, sim: Sim
         assert [v["prepared"] for v in volumes] == [True]
 
 
+@pytest.mark.simulator("the simulator's object table")
 def test_a_wsl_symlink_in_a_container_is_refused_by_name(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     with host.containers.create("windowsservercore", name="lx") as c:
         c.start()
@@ -698,50 +705,50 @@ def test_progress_reports_bytes_and_files(host: Host, tmp_path: Path) -> None:
         host.layers.destroy(base)
 
 
-def test_layer_commands(sim: SimulatedHost, tmp_path: Path) -> None:
+def test_layer_commands(host: Host, tmp_path: Path) -> None:
     from tests.conftest import cli
     from tests.test_layerfile import example_entries, write
 
     blog = tmp_path / "blog.tar"
     blog.write_bytes(blog_layer())
-    checked = cli("layer", "check", str(blog), sim=sim)
+    checked = cli("layer", "check", str(blog), host=host)
     assert checked.returncode == 1
     lines = checked.stdout.decode().splitlines()
     vi = next(line for line in lines if "Files/cygwin64/bin/vi" in line)
     assert "unsupported-reparse" in vi and "error" in vi and "Catastrophic failure" in vi
-    as_json = cli("layer", "check", "--json", str(blog), sim=sim)
+    as_json = cli("layer", "check", "--json", str(blog), host=host)
     assert as_json.returncode == 1
     doc = json.loads(as_json.stdout)
     assert {f["rule"] for f in doc["findings"]} >= {"unsupported-reparse", "hardlink-into-parent", "recycle-bin"}
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"\x1f\x8b" + b"nope" * 100)
-    assert cli("layer", "check", str(junk), sim=sim).returncode == 2
-    assert cli("layer", "check", str(tmp_path / "missing.tar"), sim=sim).returncode == 2
+    assert cli("layer", "check", str(junk), host=host).returncode == 2
+    assert cli("layer", "check", str(tmp_path / "missing.tar"), host=host).returncode == 2
 
     base_tar, app_tar = tmp_path / "base.tar", tmp_path / "app.tar"
     base_tar.write_bytes(base_layer())
     app_tar.write_bytes(write(example_entries()))
-    assert cli("layer", "check", str(app_tar), sim=sim).returncode == 0
-    base = cli("layer", "import", str(base_tar), sim=sim)
+    assert cli("layer", "check", str(app_tar), host=host).returncode == 0
+    base = cli("layer", "import", str(base_tar), host=host)
     assert base.returncode == 0, base.stderr
     base_id = base.stdout.decode().strip()
-    app = cli("layer", "import", "--parent", base_id[:12], str(app_tar), sim=sim)
+    app = cli("layer", "import", "--parent", base_id[:12], str(app_tar), host=host)
     assert app.returncode == 0, app.stderr
     app_id = app.stdout.decode().strip()
-    refused = cli("layer", "import", "--parent", base_id, str(blog), sim=sim)
+    refused = cli("layer", "import", "--parent", base_id, str(blog), host=host)
     assert refused.returncode == 1 and b"Files/cygwin64/bin/vi" in refused.stderr and b"nothing was imported" in refused.stderr
-    listed = cli("layer", "ls", sim=sim).stdout.decode()
+    listed = cli("layer", "ls", host=host).stdout.decode()
     assert base_id[:12] in listed and app_id[:12] in listed and "base" in listed and "diff" in listed
-    assert cli("layer", "ls", "-q", sim=sim).stdout.decode().split() == sorted([base_id, app_id])
+    assert cli("layer", "ls", "-q", host=host).stdout.decode().split() == sorted([base_id, app_id])
     out = tmp_path / "app-out.tar.gz"
-    exported = cli("layer", "export", "--compression", "gzip", app_id[:12], str(out), sim=sim)
+    exported = cli("layer", "export", "--compression", "gzip", app_id[:12], str(out), host=host)
     assert exported.returncode == 0, exported.stderr
     assert out.read_bytes()[:2] == b"\x1f\x8b"
     assert exported.stdout.decode().strip() == check_layer(out).diff_id
-    in_use = cli("layer", "rm", base_id[:12], sim=sim)
+    in_use = cli("layer", "rm", base_id[:12], host=host)
     assert in_use.returncode == 1 and b"built on it" in in_use.stderr
-    assert cli("layer", "rm", app_id, base_id, sim=sim).returncode == 0
-    assert cli("layer", "ls", "-q", sim=sim).stdout == b""
+    assert cli("layer", "rm", app_id, base_id, host=host).returncode == 0
+    assert cli("layer", "ls", "-q", host=host).stdout == b""
 
 
 def test_compressed_round_trip_and_a_progress_bar(host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -771,6 +778,7 @@ def test_compressed_round_trip_and_a_progress_bar(host: Host, tmp_path: Path, ca
             host.layers.destroy(layer)
 
 
+@pytest.mark.simulator("the simulator's object table")
 def test_lookup_mounting_and_removal(host: Host, sim: SimulatedHost) -> None:
     base = host.layers.import_tar(io.BytesIO(base_layer()))
     sandbox = host.layers.create_sandbox([base])
@@ -805,6 +813,7 @@ def test_lookup_mounting_and_removal(host: Host, sim: SimulatedHost) -> None:
     assert layers_left(host) == [] and not host.layers.exists(base.id)
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_layers_example_runs(sim: SimulatedHost) -> None:
     from tests.conftest import run_example
 

@@ -30,7 +30,7 @@ from wincontainers._native import win32 as w32
 from wincontainers._native.layerfs import LayerFolder, remove_tree
 from wincontainers.layerfile.backup import BackupWriter
 from wincontainers.layerfile.security import SecurityDescriptor
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT
 from tests.test_layers import Entry, base_layer, tar_of, trees
 
@@ -98,6 +98,7 @@ def fill(api: w32.Win32, top: Path) -> None:
         folder.set_times(rel, T)
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_a_leased_folder_looks_to_others_as_one_made_through_the_daemon(host: Host, leases: SimulatedHost,
                                                                          tmp_path: Path) -> None:
     api = host.win32
@@ -128,6 +129,7 @@ def test_a_leased_folder_looks_to_others_as_one_made_through_the_daemon(host: Ho
     assert leases.leases()["settled"] > during["settled"], "another process's look did not settle the lease"
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_another_process_meets_the_handles_held_in_a_lease(host: Host, leases: SimulatedHost,
                                                           tmp_path: Path) -> None:
     api = host.win32
@@ -164,6 +166,7 @@ def test_another_process_meets_the_handles_held_in_a_lease(host: Host, leases: S
     assert api.attributes(w32.long_path(top)) is None
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_names_deletions_and_refusals_in_a_lease_are_the_daemons(host: Host, leases: SimulatedHost,
                                                                 tmp_path: Path) -> None:
     api = host.win32
@@ -195,6 +198,7 @@ def test_names_deletions_and_refusals_in_a_lease_are_the_daemons(host: Host, lea
         assert not top.exists()
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_a_killed_holder_leaves_no_lease_and_no_handle(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
     top = tmp_path / "killed"
     holder = textwrap.dedent(f"""
@@ -226,6 +230,7 @@ def test_a_killed_holder_leaves_no_lease_and_no_handle(host: Host, leases: Simul
     remove_tree(api, top)
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_layers_import_and_export_the_same_with_leases_and_without(host: Host, leases: SimulatedHost) -> None:
     base = host.layers.import_tar(io.BytesIO(base_layer()))
     try:
@@ -261,6 +266,7 @@ def test_layers_import_and_export_the_same_with_leases_and_without(host: Host, l
         host.layers.destroy(base)
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_a_forked_child_does_not_work_in_its_parents_lease(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
     api = host.win32
     top = tmp_path / "forked"
@@ -289,6 +295,7 @@ def test_a_forked_child_does_not_work_in_its_parents_lease(host: Host, leases: S
     remove_tree(api, top)
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_threads_working_in_a_lease_while_another_process_settles_it(host: Host, leases: SimulatedHost,
                                                                       tmp_path: Path) -> None:
     import threading
@@ -336,6 +343,7 @@ def test_threads_working_in_a_lease_while_another_process_settles_it(host: Host,
     remove_tree(api, top)
 
 
+@pytest.mark.simulator("the simulator's write leases")
 def test_deleting_what_was_just_written_keeps_the_lease(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
     """A file written without times (the daemon keeps its times) is deleted in the lease: a
     DELETE-only handle reads no times, so the daemon need not be asked, and the lease goes on

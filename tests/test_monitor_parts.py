@@ -14,18 +14,23 @@ from pathlib import Path
 import pytest
 
 from wincontainers import errors
+from wincontainers._native import oshandle
 from wincontainers._native.win32 import Win32
 from wincontainers.cli._common import exit_status
 from wincontainers.cli.options import add_create_arguments, create_options, parse_memory, parse_mount, parse_volume
 from wincontainers.jsonlog import JsonLogWriter, LogOptions, follow_log, parse_since, read_log
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost, target
 from wincontainers.monitors import FIRST_DELAY, MAX_DELAY, RestartPolicy, next_delay
 
 
 @pytest.fixture(scope="module")
-def win32(sim_roots: dict[str, SimulatedHost]) -> Win32:
-    """The simulated host's kernel32 (the Win32 code path the library runs on Windows)."""
-    return Win32(sim_roots["ws2019"].start().system_directory)
+def win32(request: pytest.FixtureRequest) -> Win32:
+    """The simulated host's kernel32 (the Win32 code path the library runs on Windows), or
+    under ``--host real`` this machine's."""
+    if target(request.config) == "real":
+        return Win32(oshandle.system_directory())
+    sims: dict[str, SimulatedHost] = request.getfixturevalue("sim_roots")
+    return Win32(sims["ws2019"].start().system_directory)
 
 
 def test_lines_are_records_and_a_partial_line_waits_for_its_end(win32: Win32, tmp_path: Path) -> None:

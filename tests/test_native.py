@@ -12,10 +12,8 @@ from cffi import FFI
 
 from wincontainers import Host, errors
 from wincontainers._native import cdefs, declarations, library
-from wincontainers.sim import storage
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from wincontainers.sim.profiles import PROFILES
-from wincontainers.sim.service import HANDLERS
 from tests.conftest import ROOT
 
 NATIVE = ROOT / "wincontainers" / "sim" / "native"
@@ -39,6 +37,7 @@ def _all_names() -> set[str]:
     return {name for table in cdefs.PROTOTYPES.values() for name in table}
 
 
+@pytest.mark.simulator("the simulator's own files")
 @pytest.mark.parametrize("profile_name", list(PROFILES))
 def test_each_profile_exports_exactly_its_functions(sim_roots: dict[str, SimulatedHost], profile_name: str) -> None:
     sim = sim_roots[profile_name].start()
@@ -50,6 +49,7 @@ def test_each_profile_exports_exactly_its_functions(sim_roots: dict[str, Simulat
         assert found == set(names), (dll, sorted(found ^ set(names)))
 
 
+@pytest.mark.simulator("the simulator's own files")
 @pytest.mark.parametrize("profile_name,expected", [("tp3", [1]), ("2016", [2]), ("ws2019", [3, 2])])
 def test_generation_probe(sim_roots: dict[str, SimulatedHost], profile_name: str, expected: list[int]) -> None:
     sim = sim_roots[profile_name].start()
@@ -60,6 +60,7 @@ def test_generation_probe(sim_roots: dict[str, SimulatedHost], profile_name: str
         library.load(sim.system_directory, absent)
 
 
+@pytest.mark.simulator("the simulator's call log")
 def test_forced_generation_on_ws2019_uses_vmcompute(sim_roots: dict[str, SimulatedHost]) -> None:
     sim = sim_roots["ws2019"].start()
     host = Host.open(sim="ws2019", root=sim.root, generation=2)
@@ -70,16 +71,22 @@ def test_forced_generation_on_ws2019_uses_vmcompute(sim_roots: dict[str, Simulat
     assert "HcsCreateComputeSystem" in sim.calls(clear=True)
 
 
+@pytest.mark.simulator("the simulator's own NameToGuid")
 def test_name_to_guid_in_the_dll_agrees_with_the_simulators_own(host: Host) -> None:
     # The DLL computes it (no service call); the daemon checks layer ids with its own copy.
     # Lengths 1..80 cross the SHA-1 padding and block boundaries (16 + 2n bytes hashed).
+    from wincontainers.sim import storage
+
     for n in range(1, 81):
         name = "".join(chr(0x41 + (i * 7 + n) % 26) if i % 11 else "\u00e9" for i in range(n))
         assert host.driver.name_to_guid(name) == uuid.UUID(bytes_le=storage.name_to_guid(name)), n
 
 
+@pytest.mark.simulator("the simulator's own NameToGuid")
 def test_strings_round_trip_lone_surrogates_and_astral(host: Host, sim: SimulatedHost) -> None:
     # Into the DLL: the daemon hashes exactly the UTF-16 it received.
+    from wincontainers.sim import storage
+
     name = "layer-\ud800-\U0001f600-x"
     assert host.driver.name_to_guid(name) == uuid.UUID(bytes_le=storage.name_to_guid(name))
     if host.generation == 1:
@@ -92,6 +99,7 @@ def test_strings_round_trip_lone_surrogates_and_astral(host: Host, sim: Simulate
     assert weird in (info.value.detail or "")
 
 
+@pytest.mark.simulator("handle counts")
 def test_allocator_misuse_is_detected_and_the_binding_has_none(host: Host, sim: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()
@@ -139,6 +147,7 @@ def test_layer_mount_path_two_call_protocol(host: Host) -> None:
         assert mount.startswith("\\\\?\\Volume{") and mount.endswith("}\\") and len(mount) + 1 == n
 
 
+@pytest.mark.simulator("stops and starts the simulated service")
 def test_gen3_operations(sim_roots: dict[str, SimulatedHost]) -> None:
     sim = sim_roots["ws2019"].start()
     host = Host.open(sim="ws2019", root=sim.root)
@@ -207,7 +216,10 @@ def _c_formats() -> dict[tuple[str, str], str]:
     return formats
 
 
+@pytest.mark.simulator("the simulator's sources")
 def test_c_client_and_daemon_agree_on_every_call_format() -> None:
+    from wincontainers.sim.service import HANDLERS
+
     c_side = _c_formats()
     client = (NATIVE / "client.c").read_text()
     core_messages = dict(re.findall(r'wc_oneway\("(\w+)",\s*"(\w*)"', client))
@@ -222,6 +234,7 @@ def test_c_client_and_daemon_agree_on_every_call_format() -> None:
     assert len(c_side) >= 130
 
 
+@pytest.mark.simulator("the simulator's DLL build cache")
 def test_build_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from wincontainers.sim import build
 

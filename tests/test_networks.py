@@ -20,7 +20,7 @@ import pytest
 from wincontainers import Host, errors
 from wincontainers.driver.networking import PortMapping, check_subnet
 from wincontainers.networks import Network, parse_ports
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import DATA, cli, run_example
 
 REFERENCE = (DATA / "reference" / "hcs-api.md").read_text()
@@ -133,6 +133,7 @@ def test_subnets_are_checked_before_anything_is_sent() -> None:
 # -- documents: equal to the reference examples ------------------------------------------------------
 
 
+@pytest.mark.simulator("the documents HCS was given")
 def test_documents_sent_equal_the_reference_examples(net_host: Host, sim: SimulatedHost, profile: str) -> None:
     host = net_host
     sim.documents(clear=True)
@@ -203,6 +204,7 @@ def test_documents_sent_equal_the_reference_examples(net_host: Host, sim: Simula
     network.remove()
 
 
+@pytest.mark.simulator("the documents HCS was given")
 def test_the_field_names_we_send_are_the_reference_names(net_host: Host, sim: SimulatedHost) -> None:
     """Every key of every network document sent appears in hcs-api.md (a misspelt key would be
     ignored by HNS without a word)."""
@@ -232,6 +234,7 @@ def test_the_field_names_we_send_are_the_reference_names(net_host: Host, sim: Si
 # -- attach at create, inspect ---------------------------------------------------------------------------
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_nat_network_port_mapping_and_inspect(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     network = _test_network(host, "web", "172.30.1.0/24")
@@ -253,36 +256,37 @@ def test_nat_network_port_mapping_and_inspect(net_host: Host, sim: SimulatedHost
         network.remove()
 
 
-def test_cli_network_commands_run_publish_and_inspect(net_host: Host, sim: SimulatedHost, profile: str) -> None:
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
+def test_cli_network_commands_run_publish_and_inspect(net_host: Host, host: Host, profile: str) -> None:
     tp3 = net_host.generation == 1
-    created = cli("network", "create", "--subnet", "172.30.2.0/24", "cliweb", sim=sim)
+    created = cli("network", "create", "--subnet", "172.30.2.0/24", "cliweb", host=host)
     if tp3:
         assert created.returncode == 1 and b"no network service" in created.stderr
         net = "nat"
     else:
         assert created.returncode == 0, created.stderr
         net = "cliweb"
-    listed = cli("network", "ls", sim=sim).stdout.decode()
+    listed = cli("network", "ls", host=host).stdout.decode()
     assert re.search(rf"^\S+\s+{net}\s+nat\s", listed, re.M), listed
     run = cli("run", "--name", "clirun", "-p", "18082:80", "--network", net, "windowsservercore",
-              "cmd", "/S", "/C", "echo up", sim=sim)
+              "cmd", "/S", "/C", "echo up", host=host)
     assert run.returncode == 0 and run.stdout == b"up\r\n", run.stderr
-    inspected = json.loads(cli("inspect", "clirun", sim=sim).stdout)
+    inspected = json.loads(cli("inspect", "clirun", host=host).stdout)
     settings = inspected[0]["NetworkSettings"]
     assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18082"}]}
     if not tp3:  # TP3 learns the address from a running container only
         ip = settings["Networks"][net]["IPAddress"]
         assert ipaddress.IPv4Address(ip) in ipaddress.IPv4Network("172.30.2.0/24")
-    network_doc = json.loads(cli("network", "inspect", net, sim=sim).stdout)[0]
+    network_doc = json.loads(cli("network", "inspect", net, host=host).stdout)[0]
     assert [e["Ports"] for e in network_doc["Endpoints"].values() if e["Name"] == "clirun-eth0"] == [{"80/tcp": 18082}]
     if not tp3:
-        refused = cli("network", "rm", net, sim=sim)
+        refused = cli("network", "rm", net, host=host)
         assert refused.returncode == 1 and b"clirun-eth0 (container clirun)" in refused.stderr
-    assert cli("rm", "clirun", sim=sim).returncode == 0
+    assert cli("rm", "clirun", host=host).returncode == 0
     if not tp3:
-        assert cli("network", "rm", net, sim=sim).returncode == 0
-    assert b"0 endpoint(s) removed" in cli("network", "prune", sim=sim).stdout
-    missing = cli("inspect", "no-such-thing", sim=sim)
+        assert cli("network", "rm", net, host=host).returncode == 0
+    assert b"0 endpoint(s) removed" in cli("network", "prune", host=host).stdout
+    missing = cli("inspect", "no-such-thing", host=host)
     assert missing.returncode == 1 and b"no such object" in missing.stderr
 
 
@@ -294,6 +298,7 @@ def _snapshot(host: Host, sim: SimulatedHost) -> tuple[Any, ...]:
             sorted(p.name for p in host.networks.records_dir.iterdir()), [s["id"] for s in sim.objects()["systems"]])
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_conflicting_host_port_is_refused_and_nothing_is_created(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     network = _test_network(host, "ports", "172.30.3.0/24")
@@ -310,6 +315,7 @@ def test_conflicting_host_port_is_refused_and_nothing_is_created(net_host: Host,
         network.remove()
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_overlapping_subnet_ip_outside_and_unknown_network_are_refused(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     before = _snapshot(host, sim)
@@ -358,6 +364,7 @@ def _running_ip(container: Any) -> str:
     return str(entry["IPAddress"])
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_removing_the_container_frees_its_endpoint_and_ip(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     network = _test_network(host, "reuse", "172.30.6.0/24")
@@ -376,6 +383,7 @@ def test_removing_the_container_frees_its_endpoint_and_ip(net_host: Host, sim: S
         network.remove()
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_a_restarted_container_keeps_its_network(net_host: Host) -> None:
     host = net_host
     network = _test_network(host, "again", "172.30.7.0/24")
@@ -391,6 +399,7 @@ def test_a_restarted_container_keeps_its_network(net_host: Host) -> None:
         network.remove()
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_a_network_with_endpoints_is_removed_only_with_force(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     if host.generation == 1:
@@ -409,6 +418,7 @@ def test_a_network_with_endpoints_is_removed_only_with_force(net_host: Host, sim
     assert spare.id.lower() not in _net_objects(sim)["endpoints"]
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_prune_removes_endpoints_of_containers_that_are_gone(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     networks = host.networks
@@ -424,6 +434,7 @@ def test_prune_removes_endpoints_of_containers_that_are_gone(net_host: Host, sim
     kept.remove()
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_prune_after_a_crash_between_endpoint_and_container(net_host: Host, sim: SimulatedHost) -> None:
     """A process killed after making a container's endpoint leaves an owner-tagged endpoint."""
     import subprocess
@@ -459,6 +470,7 @@ def test_prune_after_a_crash_between_endpoint_and_container(net_host: Host, sim:
 # -- hot attach / detach --------------------------------------------------------------------------------
 
 
+@pytest.mark.simulator("the simulator's network objects, to find what a test left")
 def test_hot_attach_and_detach(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     if host.generation == 1:
@@ -550,6 +562,7 @@ def _scenario_calls(host: Host, sim: SimulatedHost) -> list[tuple[str, int]]:
     return out
 
 
+@pytest.mark.simulator("fault injection")
 def test_every_network_call_fails_cleanly(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
     calls = _scenario_calls(host, sim)
@@ -595,6 +608,7 @@ def test_every_network_call_fails_cleanly(net_host: Host, sim: SimulatedHost) ->
 # -- load ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.simulator("the simulator's object table")
 @pytest.mark.slow
 def test_fifty_containers_on_one_network_concurrently(net_host: Host, sim: SimulatedHost) -> None:
     host = net_host
@@ -626,6 +640,7 @@ def test_fifty_containers_on_one_network_concurrently(net_host: Host, sim: Simul
         network.remove()
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_networks_example_runs(sim: SimulatedHost) -> None:
     done = run_example("networks.py", sim)
     out = done.stdout
@@ -638,6 +653,7 @@ def test_the_networks_example_runs(sim: SimulatedHost) -> None:
     assert "endpoints left on " in out and ": 0" in out.split("endpoints left on ")[1].splitlines()[0]
 
 
+@pytest.mark.simulator("the simulator's own files")
 @pytest.mark.slow
 def test_containers_from_several_processes_get_distinct_addresses(net_host: Host, sim: SimulatedHost) -> None:
     """Three processes make and remove containers on one network at once (the TP3 endpoint

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from wincontainers import errors
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost, skip_module_without_simulator
+
+skip_module_without_simulator()
+pytestmark = pytest.mark.simulator("the simulated host's own folders")
+
 from wincontainers.sim.private import open_private, private_folder
 
 

@@ -31,7 +31,7 @@ from wincontainers.images.distribution import (
     RegistryNotFound,
 )
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerWriter
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.test_distribution import PASSWORD, USER, start_registry
 from tests.test_hyperv import other_build_base
 
@@ -168,6 +168,7 @@ def _no_image(host: Host, name: str) -> None:
     assert report.clean, report.summary()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_a_registry_that_dies_mid_transfer_is_an_error_and_the_next_pull_resumes(
         upstream: str, store_host: Host, tmp_path: Path) -> None:
     manifest, layers = _publish(Registry(upstream), "wc/resumed", tmp_path)
@@ -194,6 +195,7 @@ def test_a_registry_that_dies_mid_transfer_is_an_error_and_the_next_pull_resumes
         proxy.close()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_a_corrupted_blob_is_an_error_and_nothing_is_kept(upstream: str, store_host: Host, tmp_path: Path) -> None:
     _publish(Registry(upstream), "wc/corrupt", tmp_path)
     proxy = Proxy(upstream)
@@ -210,6 +212,7 @@ def test_a_corrupted_blob_is_an_error_and_nothing_is_kept(upstream: str, store_h
         proxy.close()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_bad_credentials_and_unknown_names_are_clear_errors(upstream: str, store_host: Host, tmp_path: Path) -> None:
     with pytest.raises(RegistryNotFound, match="wc/never-pushed"):
         store_host.images.pull(f"{upstream}/wc/never-pushed:1")
@@ -266,6 +269,7 @@ def test_an_index_of_several_builds_gives_each_host_its_own(upstream: str, sim_r
             host.images.gc()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_gc_lets_go_of_what_failed_pulls_left_but_not_of_a_live_pull(store_host: Host) -> None:
     """downloads/ keeps a failed pull's blobs for the next pull to resume; gc removes a dead
     process's and whole ones (no pull under way), never a live process's partial file."""

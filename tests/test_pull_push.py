@@ -18,7 +18,7 @@ from wincontainers import Host, errors
 from wincontainers.build.builder import build
 from wincontainers.images.distribution import Registry
 from wincontainers.images.transfer import NONDISTRIBUTABLE, choose_platform
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import ROOT
 from tests.test_distribution import start_registry
 
@@ -39,6 +39,7 @@ def other_host(tmp_path: Path) -> Iterator[Host]:
         sim.stop()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_an_image_built_here_is_pushed_pulled_elsewhere_and_runs(
         registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host) -> None:
     sim = sim_roots["ws2019"].start()
@@ -109,6 +110,7 @@ def _has_repo(registry: str) -> bool:
     return True
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_cli_pushes_pulls_and_logs_in(registry: str, sim_roots: dict[str, SimulatedHost], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.conftest import cli
@@ -149,6 +151,7 @@ def test_the_cli_pushes_pulls_and_logs_in(registry: str, sim_roots: dict[str, Si
         assert json.loads((tmp_path / "docker" / "config.json").read_text())["auths"] == {}
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_a_mirror_serves_any_registry_name(registry: str, sim_roots: dict[str, SimulatedHost],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """WINCONTAINERS_REGISTRY_MIRRORS sends mcr.microsoft.com's traffic to the local registry:
@@ -185,6 +188,7 @@ def test_a_mirror_serves_any_registry_name(registry: str, sim_roots: dict[str, S
         mirrors_from_env()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_from_pulls_what_the_store_lacks_and_names_real_dockerfiles_use(
         registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +229,7 @@ def test_from_pulls_what_the_store_lacks_and_names_real_dockerfiles_use(
     assert "pulling it failed" in str(info.value) and "nowhere.example" in str(info.value)
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_a_second_repository_gets_the_blobs_by_mount_and_pull_can_be_awaited(
         registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host) -> None:
     import asyncio
@@ -306,6 +311,7 @@ def test_a_foreign_layer_comes_from_its_urls_only_when_allowed(registry: str, ot
         server.server_close()
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_a_2019_base_is_refused_on_2016_naming_the_build_and_hyperv(sim_roots: dict[str, SimulatedHost],
                                                                      tmp_path: Path) -> None:
     sim = sim_roots["2016"].start()
@@ -319,6 +325,7 @@ def test_a_2019_base_is_refused_on_2016_naming_the_build_and_hyperv(sim_roots: d
         assert list(host.records.all()) == []
 
 
+@pytest.mark.simulator("a simulated Server 2019 host and a local registry")
 def test_skopeo_copies_what_we_pushed_and_we_pull_what_skopeo_pushed(
         registry: str, sim_roots: dict[str, SimulatedHost], other_host: Host, tmp_path: Path) -> None:
     import shutil

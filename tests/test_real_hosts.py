@@ -26,9 +26,7 @@ from wincontainers._native import win32 as w32
 from wincontainers._native.layerfs import remove_tree
 from wincontainers.layerfile import EntryKind, LayerEntry, LayerReader
 from wincontainers.layerfile.security import SecurityDescriptor
-from wincontainers.sim import ntfs
-from wincontainers.sim.control import SimulatedHost, default_root
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SimulatedHost
 from tests.test_layers import as_exported, base_layer, tar_of, view
 
 T = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_001_000,
@@ -109,6 +107,7 @@ def test_a_failed_open_names_the_real_error(host: Host, tmp_path: Path) -> None:
     assert "handle is invalid" not in text
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_a_standard_user_is_told_which_privileges_layer_import_needs(tmp_path: Path) -> None:
     sim = SimulatedHost("ws2019", tmp_path / "sim", user="standard").start()
     try:
@@ -134,11 +133,14 @@ def run_cli(sim: SimulatedHost, *args: str, env: Any = None) -> "subprocess.Comp
 # -- defect 2: a base layer's junctions are entries, never followed --------------------------------
 
 
-def test_a_base_layer_exports_exactly_its_own_files(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
+@pytest.mark.simulator("the simulator's list of its own internal names")
+def test_a_base_layer_exports_exactly_its_own_files(host: Host, tmp_path: Path) -> None:
     base = Path(host.base_images()[0].path)
     # Followed, the junctions lead to the host's own C:\Users and C:\ProgramData.
     through = host.win32.listdir(w32.long_path(base / "Files" / "Documents and Settings"))
     assert "Administrator" in {e.name for e in through}, "the simulated junction does not lead to the host's folder"
+
+    from wincontainers.sim import ntfs
 
     tar = export_bytes(host, str(base), tmp_path, "base.tar")
     exported = entries_of(tar)
@@ -208,6 +210,7 @@ def test_a_diff_layer_replacing_parent_files_with_hard_links(host: Host, tmp_pat
 # -- defect 5: read-only files and junctions are deleted, targets untouched ------------------------
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_read_only_files_and_junctions_are_removed(host: Host, sim: SimulatedHost, tmp_path: Path) -> None:
     tree = tar_of([
         (LayerEntry("Files", EntryKind.DIRECTORY, attributes=0x10, **T), None),
@@ -302,6 +305,7 @@ _original_retry = w32.retry_while_shared
 # -- defect 8: another account's live process is alive ---------------------------------------------
 
 
+@pytest.mark.simulator("marks a process as another account's")
 def test_another_accounts_process_counts_as_alive(host: Host, sim: SimulatedHost) -> None:
     store = host.images
     digest = store.put_blob(b"held by a lease of another account's process " + os.urandom(8))
@@ -348,6 +352,7 @@ def test_deep_leftovers_are_removed(host: Host) -> None:
 # -- defect 10: state files are UTF-8 whatever the locale -------------------------------------------
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_non_ascii_labels_survive_the_store_under_a_c_locale(sim: SimulatedHost, profile: str) -> None:
     labels = {"owner": "Zoë Ångström", "team": "日本語", "emoji": "🐳"}
     note = "crème brûlée"
@@ -386,6 +391,7 @@ host.images.remove("labels:c")
 # -- 11: smaller ones -------------------------------------------------------------------------------
 
 
+@pytest.mark.simulator("the documents HCS was given")
 def test_flushes_are_skipped_only_on_the_first_boot(host: Host, sim: SimulatedHost) -> None:
     sim.documents(clear=True)
     with host.containers.create("windowsservercore") as c:
@@ -421,6 +427,7 @@ def test_the_hives_folder_metadata_travels_in_its_wcidirs_file(host: Host, tmp_p
 # -- the simulated host is strict ---------------------------------------------------------------------
 
 
+@pytest.mark.simulator("simulated hosts of several profiles")
 def test_an_image_of_another_build_is_refused(host: Host, sim_roots: dict[str, SimulatedHost], profile: str,
                                               tmp_path: Path) -> None:
     other = next(p for p in sim_roots if p != profile)
@@ -443,7 +450,10 @@ def test_an_image_of_another_build_is_refused(host: Host, sim_roots: dict[str, S
         host.layers.destroy(layer, force=True)
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_each_profile_is_a_host_of_its_own(tmp_path: Path) -> None:
+    from wincontainers.sim.control import default_root
+
     roots = {p: default_root(p) for p in ("tp3", "2016", "ws2019")}
     assert len(set(roots.values())) == 3
     one = SimulatedHost("2016", tmp_path / "one").start()
@@ -470,6 +480,7 @@ def test_each_profile_is_a_host_of_its_own(tmp_path: Path) -> None:
         one.stop()
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_stopping_the_service_ends_the_containers_processes(tmp_path: Path) -> None:
     sim = SimulatedHost("2016", tmp_path / "sim").start()
     with Host.open(sim="2016", root=sim.root) as host:

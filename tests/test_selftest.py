@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wincontainers import Host, selftest
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 from tests.conftest import cli
 
 STEP_NAMES = [s.name for s in selftest.STEPS]
@@ -36,6 +36,7 @@ def snapshot(sim: SimulatedHost) -> dict[str, Any]:
     }
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_every_step_passes_and_the_json_lists_them(sim: SimulatedHost, profile: str) -> None:
     before = snapshot(sim)
     result = cli("selftest", "--json", sim=sim)
@@ -81,6 +82,7 @@ def test_the_hyperv_step_skips_with_the_reason_without_hyper_v(sim: SimulatedHos
     assert snapshot(sim) == before
 
 
+@pytest.mark.simulator("a simulated host of its own")
 def test_a_standard_user_fails_the_privilege_step_and_skips_the_layer_steps(tmp_path: Path) -> None:
     sim = SimulatedHost("2016", tmp_path / "sim", user="standard").start()
     try:
@@ -102,6 +104,7 @@ def test_a_standard_user_fails_the_privilege_step_and_skips_the_layer_steps(tmp_
         sim.stop()
 
 
+@pytest.mark.simulator("fault injection")
 def test_a_failing_create_fails_its_step_skips_the_rest_and_leaves_nothing(sim: SimulatedHost, profile: str,
                                                                           clean: SimulatedHost) -> None:
     before = snapshot(sim)
@@ -119,6 +122,7 @@ def test_a_failing_create_fails_its_step_skips_the_rest_and_leaves_nothing(sim: 
     assert snapshot(sim) == before
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_keep_leaves_the_objects_and_lists_them(sim: SimulatedHost, profile: str) -> None:
     before = snapshot(sim)
     report = selftest.run(sim=profile, root=sim.root, keep=True, only=["layer"])
@@ -144,6 +148,7 @@ def test_keep_leaves_the_objects_and_lists_them(sim: SimulatedHost, profile: str
     assert snapshot(sim) == before
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_unknown_steps_are_refused(sim: SimulatedHost) -> None:
     result = cli("selftest", "--step", "nonsense", sim=sim)
     assert result.returncode == 1 and b"unknown selftest step" in result.stderr

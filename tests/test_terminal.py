@@ -19,7 +19,7 @@ from tests.conftest import ROOT, cli
 from wincontainers import errors
 from wincontainers._native import win32 as w32
 from wincontainers.cli.terminal import forward_input, parse_detach_keys
-from wincontainers.sim.control import SimulatedHost
+from tests.conftest import SimulatedHost
 
 pty = pytest.importorskip("pty")  # POSIX: the simulated host's platform
 
@@ -46,6 +46,7 @@ def _read_until(fd: int, out: bytearray, token: bytes, timeout: float = 60.0) ->
     return token in out
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 @pytest.mark.parametrize("verb", ["run", "exec"])
 def test_it_in_a_pty_is_raw_echoes_once_restores_the_terminal_and_exits_with_the_code(
         sim: SimulatedHost, tmp_path: Path, verb: str) -> None:
@@ -91,6 +92,7 @@ def _drive(sim: SimulatedHost, child: Path, argv: list[str]) -> None:
     assert out.count(b"echo typed-once") == 1, bytes(out)  # the container's console echoes; we do not
 
 
+@pytest.mark.simulator("runs the CLI or an example with --sim")
 def test_the_detach_keys_leave_an_attached_container_running(sim: SimulatedHost, tmp_path: Path) -> None:
     child = tmp_path / "child.py"
     child.write_text(CHILD, encoding="utf-8")
@@ -115,6 +117,7 @@ def test_the_detach_keys_leave_an_attached_container_running(sim: SimulatedHost,
         cli("rm", "-f", "tty-attach", sim=sim)
 
 
+@pytest.mark.simulator("the simulator's own files")
 def test_a_redirected_standard_handle_has_no_console_mode(sim: SimulatedHost) -> None:
     api = w32.Win32(sim.system_directory)
     read_end, write_end = os.pipe()

@@ -363,3 +363,46 @@ def test_deleting_what_was_just_written_keeps_the_lease(host: Host, leases: Simu
     seen = snapshot(leases, top)  # another process: settles, and sees the deletions
     assert sorted(seen) == sorted(f"f{i}.bin" for i in range(1, 20, 2))
     remove_tree(api, top)
+
+
+@pytest.mark.simulator("the simulator's write leases")
+def test_a_handle_only_to_delete_answers_queries_as_the_daemons_would(host: Host, leases: SimulatedHost,
+                                                                     tmp_path: Path) -> None:
+    """A DELETE-only, delete-on-close handle in a lease opens nothing until asked (a file
+    deleted that way costs no open, stat and close): asked its size, links and id, it answers
+    as one the daemon made, for a file with times set and one without; closed, the file goes."""
+
+    def views(enabled: bool) -> list[tuple[Any, ...]]:
+        leases.leases(enabled=enabled)
+        api = host.win32
+        top = tmp_path / f"deferred-{enabled}"
+        api.create_directory(w32.long_path(top))
+        folder = LayerFolder(api, top)
+        ids = {}
+        for name, size in (("plain.bin", 300), ("timed.bin", 5)):
+            with api.create_file(w32.long_path(top / name), w32.GENERIC_WRITE, w32.CREATE_NEW) as f:
+                f.write(name[0].encode() * size)
+                ids[name] = f.file_id()  # asked of the handle that made it: no other open settles
+                if name == "timed.bin":  # its times are the lease's to give (set on the handle)
+                    f.set_basic_info(T)
+        before = leases.leases()["settled"]
+        seen: list[tuple[Any, ...]] = []
+        for name in ("plain.bin", "timed.bin"):
+            doomed = api.open_for_backup(w32.long_path(top / name), w32.DELETE, share=w32.FILE_SHARE_ALL,
+                                         flags=w32.FILE_FLAG_DELETE_ON_CLOSE)
+            with doomed:
+                size, links, directory = doomed.standard_info()
+                seen.append((name, size, links, directory, doomed.file_id() == ids[name]))
+            assert not folder.exists(name), f"{name} outlived its delete-on-close handle"
+        if enabled:
+            after = leases.leases()
+            assert after["settled"] == before, "a delete-only handle went to the daemon"
+            assert any(lease["folder"] == str(top) for lease in after["active"])
+        remove_tree(api, top)
+        return seen
+
+    try:
+        local, daemon = views(True), views(False)
+    finally:
+        leases.leases(enabled=True)
+    assert local == daemon == [("plain.bin", 300, 1, False, True), ("timed.bin", 5, 1, False, True)]

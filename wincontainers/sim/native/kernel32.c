@@ -209,6 +209,8 @@ typedef struct k32_obj {
     /* opened here in a leased folder (see "folder leases") */
     struct lease *lease;
     int slot, created, delete_on_close;
+    int deferred; /* nothing opened yet, a handle only to delete its file (lease_create): 1, or 2
+                   * when its times are the lease's (kept when it is opened) */
     char *rel;
     /* a search */
     uint8_t *entries;
@@ -258,7 +260,14 @@ static void free_obj(k32_obj *o) {
     free(o);
 }
 
-static k32_obj *file_of(HANDLE h) { return find_obj(h, OBJ_FILE, 0); }
+static void open_deferred(k32_obj *o);
+
+/* A file handle for any use but closing it: a deferred one is opened first. */
+static k32_obj *file_of(HANDLE h) {
+    k32_obj *o = find_obj(h, OBJ_FILE, 0);
+    if (o && o->deferred) open_deferred(o);
+    return o;
+}
 
 static int64_t rd_int(wc_reply *r) {
     int64_t v = 0;
@@ -593,6 +602,51 @@ static void host_path(lease *l, const char *rel, char *out, size_t cap) {
         if (*c == '\\') *c = '/';
 }
 
+static int64_t filetime_of(const struct timespec *t);
+
+/* What a handle opened here learns of its backing file: kind, id, links and, unless the lease
+ * knows them (``n``), the times the daemon would show. */
+static void take_stat(k32_obj *o, const struct stat *st, const lease_name *n) {
+    o->directory = S_ISDIR(st->st_mode);
+    if (n && n->times == TIMES_KNOWN) {
+        memcpy(o->times, n->time, sizeof o->times);
+    } else { /* what the daemon shows of a file with no times stored: the disk's */
+        o->times[2] = filetime_of(&st->st_mtim);
+        o->times[0] = o->times[1] = o->times[2];
+        o->times[3] = filetime_of(&st->st_ctim);
+    }
+    o->serial = (DWORD)(((uint64_t)st->st_dev * 2654435761ull + 0x5EED) & 0xFFFFFFFFu);
+    o->index = (uint64_t)st->st_ino;
+    o->links = (DWORD)st->st_nlink;
+}
+
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Open, on first use other than closing it, a handle made only to delete its file. Its file is
+ * the lease's and nothing else has it open, so it is where lease_create found it. Should it be
+ * gone, the handle keeps no descriptor and its calls fail as on a file that went away. */
+static void open_deferred(k32_obj *o) {
+    pthread_mutex_lock(&deferred_lock);
+    if (o->deferred) {
+        char host[LEASE_PATH_MAX + 512];
+        host_path(o->lease, o->rel, host, sizeof host);
+        int fd = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            int64_t known[4];
+            memcpy(known, o->times, sizeof known);
+            int times_known = o->deferred == 2;
+            take_stat(o, &st, NULL);
+            if (times_known) memcpy(o->times, known, sizeof known);
+            o->fd = fd;
+        } else if (fd >= 0) {
+            close(fd);
+        }
+        o->deferred = 0;
+    }
+    pthread_mutex_unlock(&deferred_lock);
+}
+
 /* CreateDirectoryW in a lease: 1 done (the result in *ok), 0 for the daemon to do. */
 static int lease_mkdir(PCWSTR path, BOOL *ok) {
     char rel[LEASE_PATH_MAX], key[LEASE_PATH_MAX], host[LEASE_PATH_MAX + 512];
@@ -660,7 +714,7 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
         int slot = -1;
         for (int i = 0; i < LEASE_SLOTS && slot < 0; i++)
             if (!slot_of(l, i)->id) slot = i;
-        int fd = -1, created = 0;
+        int fd = -1, created = 0, deferred = 0;
         int reading = (granted & (FILE_READ_DATA | FILE_EXECUTE)) != 0;
         int writing = (granted & (FILE_WRITE_DATA | FILE_APPEND_DATA)) != 0;
         int delete_on_close = (flags & FILE_FLAG_DELETE_ON_CLOSE) != 0;
@@ -692,36 +746,37 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
                                (writing || delete_on_close)))) {
             if (n->dir)
                 fd = open(host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            else if (delete_on_close && !(granted & ~(DELETE_ACCESS | SYNCHRONIZE)))
+                deferred = 1; /* only to delete it when closed: nothing to open (file_of opens it if asked) */
             else if (reading || writing)
                 fd = open(host, (reading && writing ? O_RDWR : writing ? O_WRONLY : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
             else
                 fd = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-            existed = fd >= 0;
+            existed = fd >= 0 || deferred;
         }
         struct stat st;
         if (fd >= 0 && fstat(fd, &st)) {
             close(fd);
             fd = -1;
         }
-        if (fd >= 0) {
+        if (fd >= 0 || deferred) {
             n->opens++;
             o->kind = OBJ_FILE;
             o->id = LOCAL_ID_BIT | (l->id << 24) | ++l->next_handle;
             o->fd = fd;
             o->access = granted;
-            o->directory = S_ISDIR(st.st_mode);
+            if (deferred) { /* a file, as the lease knows it; the rest when it is opened */
+                o->directory = 0;
+                o->deferred = 1;
+                if (n->times == TIMES_KNOWN) {
+                    memcpy(o->times, n->time, sizeof o->times);
+                    o->deferred = 2;
+                }
+            } else {
+                take_stat(o, &st, n);
+            }
             o->attributes = n->has_attributes ? n->attributes
                                               : o->directory ? FILE_ATTRIBUTE_DIRECTORY : FILE_ATTRIBUTE_ARCHIVE;
-            if (n->times == TIMES_KNOWN) {
-                memcpy(o->times, n->time, sizeof o->times);
-            } else { /* what the daemon shows of a file with no times stored: the disk's */
-                o->times[2] = filetime_of(&st.st_mtim);
-                o->times[0] = o->times[1] = o->times[2];
-                o->times[3] = filetime_of(&st.st_ctim);
-            }
-            o->serial = (DWORD)(((uint64_t)st.st_dev * 2654435761ull + 0x5EED) & 0xFFFFFFFFu);
-            o->index = (uint64_t)st.st_ino;
-            o->links = (DWORD)st.st_nlink;
             o->privileges = privileges;
             o->delete_on_close = delete_on_close;
             o->lease = l;

@@ -19,9 +19,11 @@ NOTEBOOK = ROOT / "examples" / "notebooks" / "quickstart.ipynb"
 
 
 @pytest.fixture
-def sim(sim: SimulatedHost) -> Iterator[SimulatedHost]:
+def sim(sim: SimulatedHost, profile: str) -> Iterator[SimulatedHost]:
     """The session's simulated host, its build cache emptied after an example that builds
-    (an example keeps the cache, as a user's script would; the next tests expect none)."""
+    (an example keeps the cache, as a user's script would; the next tests expect none).
+    (``profile`` is named so that the tests are parametrized over it: pytest before 9 does
+    not look into the fixture this one overrides when it parametrizes.)"""
     yield sim
     with Host.open(sim=sim.profile.name, root=sim.root) as host:
         assert host.containers.list(all=True) == []

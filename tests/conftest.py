@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
                    "host of its own); skipped with the reason under --host real")
     # a bad WINCONTAINERS_TEST_HOST, or --host real without HCS, is a usage error before anything runs
     if target(config) == "real" and not config.option.collectonly:
-        require_hcs(_tag_base_image)
+        require_hcs(_prepare_base_image)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -118,18 +118,24 @@ def profile(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _tag_base_image(host: Host) -> None:
-    """Make ``BASE_IMAGE`` name the test image in a real host's store (see the docstring)."""
-    wanted = os.environ.get(IMAGE_ENV, "").strip()
-    if not wanted:
-        if not any(b.name.lower() == BASE_IMAGE for b in host.base_images()):
-            offered = ", ".join(f"{b.name}:{b.version}" for b in host.base_images()) or "none"
+def _prepare_base_image(host: Host) -> None:
+    """At the start of a real-host run: the host offers ``BASE_IMAGE`` itself, or
+    ``WINCONTAINERS_TEST_IMAGE`` names an image to stand for it."""
+    if not os.environ.get(IMAGE_ENV, "").strip():
+        bases = host.base_images()
+        if not any(b.name.lower() == BASE_IMAGE for b in bases):
+            offered = ", ".join(f"{b.name}:{b.version}" for b in bases) or "none"
             raise errors.BadInput(f"this host offers no {BASE_IMAGE} base image (it offers: {offered}); "
                                   f"name a Docker image with {IMAGE_ENV}")
-        return
-    if host.images.exists(BASE_IMAGE):
-        return
-    host.images.tag(host.images.resolve(wanted), BASE_IMAGE)
+    _tag_base_image(host)
+
+
+def _tag_base_image(host: Host) -> None:
+    """Make ``BASE_IMAGE`` name ``WINCONTAINERS_TEST_IMAGE`` in a real host's store, again after
+    a test removed its images (nothing to do for the host's own base image)."""
+    wanted = os.environ.get(IMAGE_ENV, "").strip()
+    if wanted and not host.images.exists(BASE_IMAGE):
+        host.images.tag(host.images.resolve(wanted), BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")

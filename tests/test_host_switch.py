@@ -47,7 +47,7 @@ def pytest_collection_finish(session):
 
 def run_pytest(*args: str, tmp_path: Path, env: dict[str, str] | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    merged = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT), **(env or {}))
+    merged = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT))
     merged.pop("WINCONTAINERS_TEST_HOST", None)
     merged.pop("WINCONTAINERS_SIM", None)
     merged.update(env or {})
@@ -125,16 +125,15 @@ def test_on_windows_the_suite_collects_without_the_simulator(tmp_path: Path) -> 
     saying why, and the rest import it only inside tests that carry the marker."""
     blocked = posix_only_modules()
     assert "wincontainers.sim.control" in blocked and "wincontainers.sim.daemon" in blocked
+    with_simulator = len(collected(tmp_path, "--host", "real", "tests"))  # (writes the collector plugin)
     (tmp_path / "no_simulator.py").write_text(WINDOWS_IMPORTS)
-    (tmp_path / "collector_plugin.py").write_text(COLLECTOR)
-    out = tmp_path / "collected.json"
+    out = tmp_path / "collected-without-simulator.json"
     r = run_pytest("-p", "no_simulator", "-p", "collector_plugin", "--collect-only", "-q", "-rs", "--host", "real",
                    "tests", tmp_path=tmp_path, env={"BLOCKED": ",".join(blocked), "COLLECTED": str(out)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ERROR collecting" not in r.stdout and " error" not in r.stdout.splitlines()[-1], r.stdout[-3000:]
     items = json.loads(out.read_text())
     on_real = [i for i in items if not i["skips"] and "host" in i["fixtures"]]
-    with_simulator = len(collected(tmp_path, "--host", "real", "tests"))
     assert len(on_real) > 100 and len(items) < with_simulator, (len(on_real), len(items), with_simulator)
     assert "the simulated host runs on POSIX systems" in r.stdout, r.stdout[-2000:]
 

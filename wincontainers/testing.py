@@ -76,7 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sim_profiles(*names): run this test only on these simulated profiles")
     _chosen(config)  # a bad --sim-profiles is a usage error before anything runs
-    if chosen_host(config, _HOST_OPTION) == REAL and not config.option.collectonly:
+    if _real(config) and not config.option.collectonly:
         require_hcs()
 
 
@@ -338,15 +338,20 @@ def no_leaks(sim_host: Host) -> Iterator[None]:
         held = _simulator(sim_host).open_handles(os.getpid()).get(pid, {})
         return {k: v for k, v in held.items() if k != "total"}
 
-    def systems() -> list[Any]:
+    def system_ids() -> set[str]:
+        return {str(s.get("Id", "")) for s in sim_host.driver.list_systems()}
+
+    def systems_left() -> list[Any]:
+        """The simulator's every compute system (a test starts with none); on a real host, the
+        ones the test made."""
         if simulator is not None:
             found: list[Any] = _simulator(sim_host).objects()["systems"]
             return found
-        return sorted(str(s.get("Id", "")) for s in sim_host.driver.list_systems())
+        return sorted(system_ids() - systems_before)
 
     gc.collect()
     before = handles()
-    systems_before = set(map(str, systems())) if simulator is None else set()
+    systems_before = system_ids() if simulator is None else set()
     layers_before = {layer.id for layer in sim_host.layers.list()}
     endpoints_before = {e.id.lower() for e in sim_host.networks.endpoints()}
     yield
@@ -354,7 +359,7 @@ def no_leaks(sim_host: Host) -> Iterator[None]:
     while True:
         gc.collect()
         leaked = {k: n - before.get(k, 0) for k, n in handles().items() if n > before.get(k, 0)}
-        left = [s for s in systems() if str(s) not in systems_before]
+        left = systems_left()
         layers = sorted(layer.short_id for layer in sim_host.layers.list() if layer.id not in layers_before)
         endpoints = sorted(e.name for e in sim_host.networks.endpoints() if e.id.lower() not in endpoints_before)
         if not (leaked or left or layers or endpoints):

@@ -602,51 +602,6 @@ static void host_path(lease *l, const char *rel, char *out, size_t cap) {
         if (*c == '\\') *c = '/';
 }
 
-static int64_t filetime_of(const struct timespec *t);
-
-/* What a handle opened here learns of its backing file: kind, id, links and, unless the lease
- * knows them (``n``), the times the daemon would show. */
-static void take_stat(k32_obj *o, const struct stat *st, const lease_name *n) {
-    o->directory = S_ISDIR(st->st_mode);
-    if (n && n->times == TIMES_KNOWN) {
-        memcpy(o->times, n->time, sizeof o->times);
-    } else { /* what the daemon shows of a file with no times stored: the disk's */
-        o->times[2] = filetime_of(&st->st_mtim);
-        o->times[0] = o->times[1] = o->times[2];
-        o->times[3] = filetime_of(&st->st_ctim);
-    }
-    o->serial = (DWORD)(((uint64_t)st->st_dev * 2654435761ull + 0x5EED) & 0xFFFFFFFFu);
-    o->index = (uint64_t)st->st_ino;
-    o->links = (DWORD)st->st_nlink;
-}
-
-static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Open, on first use other than closing it, a handle made only to delete its file. Its file is
- * the lease's and nothing else has it open, so it is where lease_create found it. Should it be
- * gone, the handle keeps no descriptor and its calls fail as on a file that went away. */
-static void open_deferred(k32_obj *o) {
-    pthread_mutex_lock(&deferred_lock);
-    if (o->deferred) {
-        char host[LEASE_PATH_MAX + 512];
-        host_path(o->lease, o->rel, host, sizeof host);
-        int fd = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0) {
-            int64_t known[4];
-            memcpy(known, o->times, sizeof known);
-            int times_known = o->deferred == 2;
-            take_stat(o, &st, NULL);
-            if (times_known) memcpy(o->times, known, sizeof known);
-            o->fd = fd;
-        } else if (fd >= 0) {
-            close(fd);
-        }
-        o->deferred = 0;
-    }
-    pthread_mutex_unlock(&deferred_lock);
-}
-
 /* CreateDirectoryW in a lease: 1 done (the result in *ok), 0 for the daemon to do. */
 static int lease_mkdir(PCWSTR path, BOOL *ok) {
     char rel[LEASE_PATH_MAX], key[LEASE_PATH_MAX], host[LEASE_PATH_MAX + 512];
@@ -696,6 +651,43 @@ static int access_known(const lease_name *n, DWORD granted, DWORD flags, uint32_
 
 static int64_t filetime_of(const struct timespec *t) {
     return (int64_t)t->tv_sec * 10000000ll + t->tv_nsec / 100 + EPOCH_AS_FILETIME;
+}
+
+/* What a handle opened here learns of its backing file: kind, id, links and, unless the handle
+ * has them from the lease already (``times_known``), the times the daemon would show. */
+static void take_stat(k32_obj *o, const struct stat *st, int times_known) {
+    o->directory = S_ISDIR(st->st_mode);
+    if (!times_known) { /* what the daemon shows of a file with no times stored: the disk's */
+        o->times[2] = filetime_of(&st->st_mtim);
+        o->times[0] = o->times[1] = o->times[2];
+        o->times[3] = filetime_of(&st->st_ctim);
+    }
+    o->serial = (DWORD)(((uint64_t)st->st_dev * 2654435761ull + 0x5EED) & 0xFFFFFFFFu);
+    o->index = (uint64_t)st->st_ino;
+    o->links = (DWORD)st->st_nlink;
+}
+
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Open, on first use other than closing it, a handle made only to delete its file. Its file is
+ * the lease's and nothing else has it open, so it is where lease_create found it. Should it be
+ * gone, the handle keeps no descriptor and its calls fail as on a file that went away. */
+static void open_deferred(k32_obj *o) {
+    pthread_mutex_lock(&deferred_lock);
+    if (o->deferred) {
+        char host[LEASE_PATH_MAX + 512];
+        host_path(o->lease, o->rel, host, sizeof host);
+        int fd = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            take_stat(o, &st, o->deferred == 2);
+            o->fd = fd;
+        } else if (fd >= 0) {
+            close(fd);
+        }
+        o->deferred = 0;
+    }
+    pthread_mutex_unlock(&deferred_lock);
 }
 
 /* CreateFileW in a lease: the handle, or NULL for the daemon to do it. */
@@ -765,15 +757,13 @@ static HANDLE lease_create(PCWSTR path, DWORD access, DWORD share, DWORD disposi
             o->id = LOCAL_ID_BIT | (l->id << 24) | ++l->next_handle;
             o->fd = fd;
             o->access = granted;
+            int times_known = n->times == TIMES_KNOWN;
+            if (times_known) memcpy(o->times, n->time, sizeof o->times);
             if (deferred) { /* a file, as the lease knows it; the rest when it is opened */
                 o->directory = 0;
-                o->deferred = 1;
-                if (n->times == TIMES_KNOWN) {
-                    memcpy(o->times, n->time, sizeof o->times);
-                    o->deferred = 2;
-                }
+                o->deferred = times_known ? 2 : 1;
             } else {
-                take_stat(o, &st, n);
+                take_stat(o, &st, times_known);
             }
             o->attributes = n->has_attributes ? n->attributes
                                               : o->directory ? FILE_ATTRIBUTE_DIRECTORY : FILE_ATTRIBUTE_ARCHIVE;

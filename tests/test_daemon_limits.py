@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import socket
 import struct
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +21,7 @@ pytestmark = pytest.mark.simulator("the simulator's own service limits")
 
 from wincontainers.sim import wire
 from wincontainers.sim.daemon import MAX_CONNECTIONS
+from wincontainers.sim.leases import JournalRing
 
 
 @pytest.fixture
@@ -34,7 +38,6 @@ def _rss_kib(pid: int) -> int:
 
 
 def _connect(sim: SimulatedHost) -> socket.socket:
-    import time
 
     for _ in range(1000):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -120,7 +123,6 @@ def test_connections_over_the_limit_are_refused_then_served_again(lone_sim: Simu
         extra.close()
         for sock in held:
             sock.close()
-    import time
 
     deadline = time.monotonic() + 10
     while True:
@@ -132,3 +134,68 @@ def test_connections_over_the_limit_are_refused_then_served_again(lone_sim: Simu
                 raise
             time.sleep(0.05)
     assert "refusing connections" in _log(lone_sim)
+
+
+def _journal_connection(sim: SimulatedHost) -> tuple[socket.socket, mmap.mmap]:
+    """A raw kernel32 connection that asked for its journal ring, and the ring's memory."""
+    sock = _connect(sim)
+    wire.send_message(sock, b"H" + b"".join(wire.encode_value(v) for v in ("kernel32", sim.profile.name, os.getpid())))
+    name = b"JournalRing"
+    wire.send_message(sock, b"Q" + struct.pack("<QH", 1, len(name)) + name + struct.pack("<H", 0))
+    answer = wire.recv_message(sock)
+    assert answer is not None and answer[0][:1] == b"R" and len(answer[1]) == 1, answer
+    try:
+        return sock, mmap.mmap(answer[1][0], JournalRing.SIZE)
+    finally:
+        os.close(answer[1][0])
+
+
+def _oneway(name: str, *args: object) -> bytes:
+    raw = name.encode("ascii")
+    return (b"O" + struct.pack("<QH", 7, len(raw)) + raw + struct.pack("<H", len(args))
+            + b"".join(wire.encode_value(a) for a in args))
+
+
+@pytest.mark.parametrize("bad", ["ahead", "behind", "long entry", "not a journal entry"])
+def test_a_journal_ring_that_does_not_add_up_closes_only_its_connection(lone_sim: SimulatedHost, bad: str) -> None:
+    """The ring is the client's memory: the service checks every count and entry it reads there."""
+    sock, ring = _journal_connection(lone_sim)
+    try:
+        entry = _oneway("CreateDirectoryW", "C:\\x", 0) if bad == "not a journal entry" else _oneway("LeaseMkdir", 1, b"a")
+        written = {"ahead": JournalRing.DATA + 8, "behind": 4 + len(entry)}.get(bad, 4 + len(entry))
+        length = 0x7FFFFFF0 if bad == "long entry" else len(entry)
+        ring[JournalRing.HEAD:JournalRing.HEAD + 4 + len(entry)] = struct.pack("<I", length) + entry
+        struct.pack_into("<QQ", ring, 0, written, 0)
+        if bad == "behind":  # taken is the service's: a client that says it wrote less than that
+            wire.send_message(sock, _oneway("JournalBell"))
+            time.sleep(0.2)
+            struct.pack_into("<Q", ring, 0, 2)
+        wire.send_message(sock, _oneway("JournalBell"))
+        assert sock.recv(1) == b""
+    finally:
+        sock.close()
+        ring.close()
+    assert lone_sim.control({"op": "ping"})["pid"]
+    log = _log(lone_sim)
+    assert "Traceback" not in log
+    assert "journal ring" in log
+
+
+def test_a_journal_ring_entry_for_a_lease_not_held_is_ignored(lone_sim: SimulatedHost) -> None:
+    sock, ring = _journal_connection(lone_sim)
+    try:
+        before = lone_sim.leases()["ring"]  # (asking takes every ring: before the entry is in)
+        entry = _oneway("LeaseMkdir", 12345, b"made")
+        ring[JournalRing.HEAD:JournalRing.HEAD + 4 + len(entry)] = struct.pack("<I", len(entry)) + entry
+        struct.pack_into("<Q", ring, 0, 4 + len(entry))
+        wire.send_message(sock, _oneway("JournalBell"))
+        for _ in range(100):
+            if struct.unpack_from("<Q", ring, 8)[0] == 4 + len(entry):
+                break
+            time.sleep(0.02)
+        assert struct.unpack_from("<Q", ring, 8)[0] == 4 + len(entry), "the service did not take the entry"
+        assert lone_sim.leases()["ring"] == before + 1
+    finally:
+        sock.close()
+        ring.close()
+    assert "does not fit it; ignored" in _log(lone_sim)

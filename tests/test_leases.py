@@ -406,3 +406,77 @@ def test_a_handle_only_to_delete_answers_queries_as_the_daemons_would(host: Host
     finally:
         leases.leases(enabled=True)
     assert local == daemon == [("plain.bin", 300, 1, False, True), ("timed.bin", 5, 1, False, True)]
+
+
+@pytest.mark.simulator("the simulator's write leases")
+def test_what_a_killed_writer_put_in_its_journal_ring_is_applied(host: Host, leases: SimulatedHost,
+                                                                 tmp_path: Path) -> None:
+    """kernel32 puts its journal in memory it shares with the daemon (leases.JournalRing), and
+    nobody asks for it before the writer is killed: the daemon takes it when the connection
+    ends, so the files keep every time, attribute and descriptor their handles set."""
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    top = tmp_path / "killed-writer"
+    writer = textwrap.dedent(f"""
+        import time
+        from wincontainers import Host
+        from wincontainers._native import win32 as w32
+        from tests.test_leases import fill
+        api = Host.open(sim={leases.profile.name!r}, root={str(leases.root)!r}).win32
+        api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+        api.create_directory({w32.long_path(top)!r})
+        fill(api, {str(top)!r})
+        print("ready", flush=True)
+        time.sleep(600)
+    """)
+    before = leases.leases()  # (asking settles: not between the writer's work and its end)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    seen = snapshot(leases, top)
+    after = leases.leases()
+    assert after["ring"] >= before["ring"] + 6, "the writer's journal did not go through its ring"
+
+    leases.leases(enabled=False)
+    try:
+        plain = tmp_path / "plain"
+        api.create_directory(w32.long_path(plain))
+        fill(api, plain)
+        assert seen == snapshot(leases, plain)
+    finally:
+        leases.leases(enabled=True)
+    remove_tree(api, top)
+    remove_tree(api, plain)
+
+
+@pytest.mark.simulator("the simulator's write leases")
+def test_a_journal_larger_than_its_ring(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    """More journal than the ring holds (1 MiB): it wraps, the writer rings and waits, and
+    another process then finds every file with the times its handle set, in order."""
+    api = host.win32
+    top = tmp_path / "many"
+    api.create_directory(w32.long_path(top))
+    count, pad = 4000, "x" * 230  # about 330 bytes of journal per file
+    before = leases.leases()
+    for i in range(count):
+        with api.create_file(w32.long_path(top / f"{i:05d}{pad}"), w32.GENERIC_WRITE, w32.CREATE_NEW) as f:
+            f.write(b"y" * (i % 7))
+            f.set_basic_info((T[0] + i, T[1] + i, T[2] + i, T[3] + i))
+    listing = textwrap.dedent(f"""
+        import json
+        from wincontainers import Host
+        from wincontainers._native import win32 as w32
+        api = Host.open(sim={leases.profile.name!r}, root={str(leases.root)!r}).win32
+        print(json.dumps([[e.name, e.size, e.write] for e in api.listdir(w32.long_path({str(top)!r}))]))
+    """)
+    result = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    seen = sorted(json.loads(result.stdout))
+    assert seen == [[f"{i:05d}{pad}", i % 7, T[2] + i] for i in range(count)]
+    assert leases.leases()["ring"] >= before["ring"] + count
+    remove_tree(api, top)

@@ -315,8 +315,9 @@ class SimulatedHost:
 
     def leases(self, enabled: Optional[bool] = None) -> dict[str, Any]:
         """The folder leases (see ``wincontainers.sim.leases``): counts of grants, settlements,
-        adopted handles, journal entries and listings, and the leases held now; ``enabled``
-        turns grants on or off (to compare what callers see with and without)."""
+        adopted handles, journal entries (``ring``: those taken from a journal ring) and listings,
+        and the leases held now; ``enabled`` turns grants on or off (to compare what callers see
+        with and without)."""
         result: dict[str, Any] = self.control({"op": "leases", "enabled": enabled})
         return result
 

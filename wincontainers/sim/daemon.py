@@ -43,6 +43,7 @@ from wincontainers.sim.private import open_private, private_folder
 from wincontainers.sim import sandbox
 from wincontainers.sim.profiles import PROFILES
 from wincontainers.sim.calls import HANDLERS, PENDING, Api, Call, Reply, close_fd
+from wincontainers.sim.leases import JournalRing
 from wincontainers.sim.service import Service
 
 __all__ = ["Daemon", "main"]
@@ -130,6 +131,11 @@ class Connection:
         self.in_barrier = False
         #: set by a barrier to end a lease journal's nap early (see serve)
         self.wake = threading.Event()
+        #: a lease journal's ring (kernel32 asks for one: JournalRing), the bytes of it applied
+        #: (under ``progress``), and the pipe a barrier wakes its connection with
+        self.ring: Optional[JournalRing] = None
+        self.ring_taken = 0
+        self.ring_bell: Optional[tuple[int, int]] = None
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -216,6 +222,8 @@ class Connection:
             grouped = 0  # journal messages in the burst
             journaling = False  # a lease's journal connection (see leases.py)
             while True:
+                if self.ring is not None and not receiver.buffered():
+                    self.wait_with_ring(poller)
                 if counted and not receiver.buffered():
                     # Barriers count what was taken off the socket: take it under the lock, once
                     # it is there. kernel32 calls come in bursts: look for the next one a little
@@ -270,10 +278,78 @@ class Connection:
         finally:
             if burst is not None:
                 burst.close()
+            if self.ring is not None:
+                try:  # what the process put in its ring before it ended, killed or not, counts
+                    self.take_ring()
+                except (ValueError, struct.error) as exc:
+                    log.warning("pid %s: its journal ring is not readable: %s", self.pid or "?", exc)
             with self.progress:
-                self.done = self.consumed = 1 << 62
+                self.done = self.consumed = self.ring_taken = 1 << 62
                 self.progress.notify_all()
             self.close()
+
+    # -- a lease journal's ring -------------------------------------------------------------------
+
+    def open_ring(self) -> JournalRing:
+        """The ring of this connection, made once (its descriptor is sent, then closed)."""
+        if self.ring is not None:
+            raise ValueError("this connection has its journal ring already")
+        self.ring_bell = os.pipe()
+        for fd in self.ring_bell:
+            os.set_blocking(fd, False)
+        self.ring = JournalRing()
+        return self.ring
+
+    def wait_with_ring(self, poller: Any) -> None:  # a select.poll (POSIX only)
+        """Apply the ring's entries whenever rung (by the client: a message on the socket; by a
+        barrier: the pipe), until the socket has something to read."""
+        assert self.ring_bell is not None
+        bell = self.ring_bell[0]
+        poller.register(bell, select.POLLIN)
+        try:
+            while True:
+                self.take_ring()
+                ready = {fd for fd, _ in poller.poll()}
+                if bell in ready:
+                    try:
+                        os.read(bell, 4096)
+                    except BlockingIOError:
+                        pass
+                if self.sock.fileno() in ready:
+                    return
+        finally:
+            poller.unregister(bell)
+
+    def take_ring(self) -> None:
+        """Apply what the ring holds, a commit per store per 256 entries; barriers count it then."""
+        ring = self.ring
+        assert ring is not None
+        while True:
+            entries, end = ring.take(256)
+            if not entries:
+                return
+            group = ntfs.CommitGroup()
+            try:
+                for payload in entries:
+                    req = wire.parse_request(payload) if payload[:1] == b"O" else None
+                    if req is None or req.function not in _JOURNAL:
+                        raise wire.ProtocolError("a journal ring holds only one-way journal entries")
+                    self.dispatch(req)
+            finally:
+                group.close()
+            self.service.leases.taken_from_ring(len(entries))
+            ring.advance(end)
+            with self.progress:
+                self.ring_taken = end
+                self.progress.notify_all()
+
+    def ring_rung(self) -> None:
+        """A barrier wants the ring taken (the pipe wakes wait_with_ring)."""
+        if self.ring_bell is not None:
+            try:
+                os.write(self.ring_bell[1], b"!")
+            except (BlockingIOError, OSError):  # full: it is awake already; closed: it has ended
+                pass
 
     def close(self) -> None:
         with self.send_lock:
@@ -290,6 +366,11 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+        if self.ring_bell is not None:
+            for fd in self.ring_bell:
+                close_fd(fd)
+        if self.ring is not None:
+            self.ring.close()
         self.daemon.forget(self)
 
     def dispatch(self, req: wire.Request) -> None:
@@ -548,6 +629,9 @@ class Daemon:
             deadline = time.monotonic() + timeout
             for conn in others:
                 conn.wake.set()
+                ring = conn.ring.written() if conn.ring is not None else 0
+                if ring > conn.ring_taken:
+                    conn.ring_rung()
                 with conn.io_lock:
                     try:
                         queued = struct.unpack("i", fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
@@ -555,7 +639,7 @@ class Daemon:
                         continue
                     target = conn.consumed + queued
                 with conn.progress:
-                    while conn.done < target:
+                    while conn.done < target or conn.ring_taken < ring:
                         left = deadline - time.monotonic()
                         if left <= 0 or conn.in_barrier or conn.closed:
                             break

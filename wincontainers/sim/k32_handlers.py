@@ -153,6 +153,23 @@ def create_directory(svc: Service, call: Call, path: Optional[str], wants_lease:
 # -- what kernel32 did itself in a leased folder, one-way and in order (see leases.py) -----------
 
 
+@api("kernel32", "JournalRing", "", raw=True)
+def journal_ring(svc: Service, call: Call) -> Reply:
+    """The ring of the caller's journal connection (leases.JournalRing): its size and memory."""
+    try:
+        ring = call.conn.open_ring()
+    except ValueError:
+        raise Fail(ERROR_INVALID_PARAMETER, "one journal ring per connection")
+    return Reply(outs=[ring.SIZE], fds=[ring.fd])
+
+
+@api("kernel32", "JournalBell", "", raw=True)
+def journal_bell(svc: Service, call: Call) -> Reply:
+    """The client's ring is filling: the connection takes it before reading on (Connection.serve)."""
+    return Reply()
+
+
+
 def _leased_path(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Optional[tuple[Lease, bytes]]:
     """Lease ``lease_id`` of the caller and the host path of ``rel`` in it ("" is the folder itself)."""
     lease = svc.leases.get(lease_id, call.pid)

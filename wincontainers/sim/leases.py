@@ -9,9 +9,9 @@ free unless this process made it, and nothing but this process's own handles can
 So a folder made with CreateDirectoryW is leased to the process that made it (when its kernel32
 asks, for a path it can match). Inside it the process's kernel32 creates folders and files,
 opens, lists and deletes what it made itself, on the host, then tells the daemon one-way, in
-order, on one connection (the journal): what it made or deleted, and at CloseHandle what the
-handle changed. Anything else inside the folder (an unusual name, another disposition, a file
-whose DACL would have to be read) goes to the daemon as before.
+order, in its journal (a ring of shared memory: JournalRing): what it made or deleted, and at
+CloseHandle what the handle changed. Anything else inside the folder (an unusual name, another
+disposition, a file whose DACL would have to be read) goes to the daemon as before.
 
 The lease ends the moment anybody else touches the folder: another process's kernel32, this
 process asking the daemon for anything but a read, an HCS call naming the folder (ImportLayer
@@ -50,7 +50,9 @@ from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
-__all__ = ["Lease", "Leases", "PAGE_SIZE", "SLOTS"]
+from .wire import ProtocolError
+
+__all__ = ["JournalRing", "Lease", "Leases", "PAGE_SIZE", "SLOTS"]
 
 log = logging.getLogger("wincontainers.sim.leases")
 
@@ -65,6 +67,70 @@ _SLOT_REL = SLOT_SIZE - _SLOT.size
 ACTIVE, SETTLING, REVOKED = 0, 1, 2
 
 MAX_PER_PROCESS = 16
+
+
+class JournalRing:
+    """The memory a process's kernel32 puts its journal entries in (kernel32.c: the ring).
+
+    A lease's journal is one-way: sending each entry on the socket cost the client a system
+    call per file, twice per file of a diff import (its close, then its deletion with the
+    staging folder). In the ring an entry costs a copy. The daemon takes the entries at every
+    barrier, when the client rings (once per 64 KiB, so the ring seldom fills), and when the
+    connection ends, so an idle or killed client loses nothing it had put there.
+
+    The head holds two counters of bytes: written (by the client, published after the entry)
+    and taken (by the daemon, after applying). The client is not trusted: a head or an entry
+    that does not fit is a protocol error and ends the connection.
+    """
+
+    HEAD = 64
+    DATA = 1 << 20
+    SIZE = HEAD + DATA
+    _COUNTERS = struct.Struct("<QQ")
+
+    def __init__(self) -> None:
+        fd = os.memfd_create("wcsim-journal", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, self.SIZE)
+            self.memory = mmap.mmap(fd, self.SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        #: the descriptor to send to the client (the sender closes it)
+        self.fd = fd
+        self.taken = 0
+
+    def written(self) -> int:
+        """What the client says it has put in (unchecked: see take)."""
+        return int(self._COUNTERS.unpack_from(self.memory, 0)[0])
+
+    def take(self, limit: int) -> tuple[list[bytes], int]:
+        """Up to ``limit`` whole entries after what was taken, and where they end (call
+        ``advance`` with it once they are applied)."""
+        written, at = self.written(), self.taken
+        if not at <= written <= at + self.DATA:
+            raise ProtocolError(f"a journal ring says {written} bytes were written, {at} taken")
+        entries: list[bytes] = []
+        while at < written and len(entries) < limit:
+            (size,) = struct.unpack("<I", self._read(at, 4)) if written - at >= 4 else (1 << 32,)
+            if 4 + size > min(written - at, self.DATA // 2):
+                raise ProtocolError(f"a journal ring's entry of {size} bytes does not fit it")
+            entries.append(self._read(at + 4, size))
+            at += 4 + size
+        return entries, at
+
+    def advance(self, to: int) -> None:
+        self.taken = to
+        struct.pack_into("<Q", self.memory, 8, to)
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def _read(self, at: int, n: int) -> bytes:
+        start = self.HEAD + at % self.DATA
+        first = min(n, self.SIZE - start)
+        data = self.memory[start:start + first]
+        return data if first == n else data + self.memory[self.HEAD:self.HEAD + n - first]
 
 
 @attrs.define(eq=False)
@@ -124,8 +190,8 @@ class Leases:
         #: grants on (a control can stop them, to compare what callers see with and without)
         self.enabled = True
         #: what happened: granted, settled (each time the daemon caught up), adopted (handles),
-        #: journal (entries applied), listings
-        self.counts = dict.fromkeys(("granted", "settled", "adopted", "journal", "listings"), 0)
+        #: journal (entries applied), ring (those of them taken from a JournalRing), listings
+        self.counts = dict.fromkeys(("granted", "settled", "adopted", "journal", "ring", "listings"), 0)
         #: waits until the other kernel32 connections have handled what they had sent (set by
         #: the daemon: the journal of a lease is one of them)
         self.barrier: Callable[[], None] = lambda: None
@@ -170,9 +236,12 @@ class Leases:
     def journaled(self) -> None:
         self._count("journal")
 
-    def _count(self, what: str) -> None:
+    def taken_from_ring(self, entries: int) -> None:
+        self._count("ring", entries)
+
+    def _count(self, what: str, n: int = 1) -> None:
         with self.lock:
-            self.counts[what] += 1
+            self.counts[what] += n
 
     def stats(self) -> dict[str, Any]:
         """The counts, whether grants are on, and the leases held now."""

@@ -1327,22 +1327,80 @@ void wc_oneway(const char *fn, const char *fmt, ...) {
 /* A connection of its own (kernel32's journal of a leased folder): the socket, or -1. */
 int wc_connect(void) { return connect_service(); }
 
-/* A one-way call on the connection ``fd`` (the caller serialises its sends); 0 once sent. */
-int wc_oneway_on(int fd, const char *fn, const char *fmt, ...) {
+static uint8_t *encode_on(size_t *n, char type, uint64_t *id_out, const char *fn, const char *fmt, va_list ap) {
     warg a[WC_MAX_ARGS];
-    va_list ap;
-    va_start(ap, fmt);
     int na = collect_args(fmt, ap, a);
-    va_end(ap);
-    if (validate_args(a, na) < 0) return -1;
+    if (validate_args(a, na) < 0) return NULL;
     pthread_mutex_lock(&G.lock);
     uint64_t id = G.next_req++;
     pthread_mutex_unlock(&G.lock);
+    if (id_out) *id_out = id;
     wbuf b = {0};
-    encode_request(&b, 'O', id, fn, a, na);
-    int rc = b.oom ? -1 : send_message(fd, b.p, b.n);
-    free(b.p);
+    encode_request(&b, type, id, fn, a, na);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *n = b.n;
+    return b.p;
+}
+
+/* A one-way call on the connection ``fd`` (the caller serialises its sends); 0 once sent. */
+int wc_oneway_on(int fd, const char *fn, const char *fmt, ...) {
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    uint8_t *p = encode_on(&n, 'O', NULL, fn, fmt, ap);
+    va_end(ap);
+    int rc = p ? send_message(fd, p, n) : -1;
+    free(p);
     return rc;
+}
+
+/* A one-way call encoded, not sent: the message (without its length), malloc'd, or NULL. */
+uint8_t *wc_encode_oneway(size_t *n, const char *fn, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    uint8_t *p = encode_on(n, 'O', NULL, fn, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+/* A message encoded by wc_encode_oneway, sent on ``fd``; 0 once sent. */
+int wc_send_on(int fd, const uint8_t *payload, size_t n) { return send_message(fd, payload, n); }
+
+/* A request on the caller's own connection ``fd``, answered on it (nothing else may be read
+ * from it meanwhile): 0 when an answer came, as wc_request. */
+int wc_request_on(int fd, wc_reply *r, const char *fn, const char *fmt, ...) {
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < WC_MAX_FDS; i++) r->fds[i] = -1;
+    size_t n = 0;
+    uint64_t id = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    uint8_t *p = encode_on(&n, 'Q', &id, fn, fmt, ap);
+    va_end(ap);
+    int rc = p ? send_message(fd, p, n) : -1;
+    free(p);
+    while (rc == 0) {
+        wc_pending got;
+        memset(&got, 0, sizeof got);
+        uint8_t *msg = read_message(fd, &got.len, got.fds, &got.nfds);
+        if (!msg) {
+            take_fds(got.fds, got.nfds);
+            return -1;
+        }
+        uint64_t answered = 0;
+        if (got.len >= 9 && msg[0] == 'R') memcpy(&answered, msg + 1, 8);
+        if (answered != id) {
+            take_fds(got.fds, got.nfds);
+            free(msg);
+            continue;
+        }
+        got.msg = msg;
+        return reply_from(r, &got);
+    }
+    return -1;
 }
 
 void wc_report_misuse(const char *what) {

@@ -385,6 +385,25 @@ static pthread_mutex_t leases_lock = PTHREAD_MUTEX_INITIALIZER;
 static lease *leases[LEASE_MAX];
 static int journal_fd = -1;
 static pthread_mutex_t journal_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The journal's ring: memory the daemon shares with this process (JournalRing), so an entry
+ * costs no system call. Entries are whole one-way messages, each after its length, wrapping
+ * around the data. The daemon takes them at every barrier (before any call that sees files
+ * runs, and before a lease is settled), when rung (once per RING_BELL bytes written, so it
+ * keeps up), and when the connection ends, the process killed included: what a call put in
+ * the ring before it returned is never lost. Without a ring, entries go on the socket. */
+#define RING_HEAD 64
+#define RING_DATA (1u << 20)
+#define RING_BELL (64u << 10)
+#define RING_PATIENCE_MS 60000
+
+typedef struct {
+    uint64_t written, taken; /* bytes put in by this process; bytes the daemon has applied */
+} ring_head;
+
+_Static_assert(sizeof(ring_head) <= RING_HEAD, "the ring's head (daemon.py: JournalRing)");
+
+static uint8_t *journal_ring;
 static pid_t lease_pid; /* this process (kept: getpid is a system call, asked on every local call) */
 
 static int dir_has_children(int fd);
@@ -1050,30 +1069,93 @@ static int lease_settle_handle(k32_obj *o) {
     return 0;
 }
 
-/* One journal entry, sent whole under the lock, so the entries of a lease stay in order:
+static int ring_bell(void) { return wc_oneway_on(journal_fd, "JournalBell", ""); }
+
+/* Wait until the daemon has taken the ring up to ``upto`` (ringing it now and then); 0 then,
+ * -1 when it does not (gone, or stuck for RING_PATIENCE_MS). */
+static int ring_wait(uint64_t upto) {
+    ring_head *h = (ring_head *)journal_ring;
+    long waited_us = 0, nap_us = 20;
+    while (__atomic_load_n(&h->taken, __ATOMIC_ACQUIRE) < upto) {
+        if (waited_us % 100000 < nap_us && ring_bell()) return -1; /* about every 100 ms */
+        if (waited_us > RING_PATIENCE_MS * 1000L) return -1;
+        struct timespec t = {0, nap_us * 1000L};
+        nanosleep(&t, NULL);
+        waited_us += nap_us;
+        if (nap_us < 2000) nap_us *= 2;
+    }
+    return 0;
+}
+
+static void ring_copy(uint8_t *data, uint64_t at, const void *from, size_t n) {
+    size_t off = (size_t)(at % RING_DATA), first = n < RING_DATA - off ? n : RING_DATA - off;
+    memcpy(data + off, from, first);
+    memcpy(data, (const uint8_t *)from + first, n - first);
+}
+
+/* One entry into the ring, or on the socket when it is large (once the ring is empty, so the
+ * order holds); 0 when done. */
+static int ring_put(const uint8_t *msg, size_t n) {
+    ring_head *h = (ring_head *)journal_ring;
+    uint64_t at = h->written; /* only this process writes it, under journal_lock */
+    size_t need = 4 + n;
+    if (need > RING_DATA / 2) return ring_wait(at) ? -1 : wc_send_on(journal_fd, msg, n);
+    if (at + need > RING_DATA && ring_wait(at + need - RING_DATA)) return -1;
+    uint32_t len = (uint32_t)n;
+    ring_copy(journal_ring + RING_HEAD, at, &len, 4);
+    ring_copy(journal_ring + RING_HEAD, at + 4, msg, n);
+    __atomic_store_n(&h->written, at + need, __ATOMIC_RELEASE);
+    return at / RING_BELL != (at + need) / RING_BELL ? ring_bell() : 0;
+}
+
+/* The ring of the journal connection ``fd`` (asked of the daemon), or NULL: entries then go on
+ * the socket. */
+static uint8_t *ring_open(int fd) {
+    wc_reply r;
+    if (wc_request_on(fd, &r, "JournalRing", "") != 0) return NULL;
+    uint8_t *ring = NULL;
+    int ring_fd = r.status == 0 && rd_int(&r) == (int64_t)(RING_HEAD + RING_DATA) ? wc_reply_fd(&r) : -1;
+    if (ring_fd >= 0) {
+        void *m = mmap(NULL, RING_HEAD + RING_DATA, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+        if (m != MAP_FAILED) ring = m;
+        close(ring_fd);
+    }
+    wc_reply_free(&r);
+    return ring;
+}
+
+static void journal_close(void) {
+    if (journal_fd >= 0) close(journal_fd);
+    journal_fd = -1;
+    if (journal_ring) munmap(journal_ring, RING_HEAD + RING_DATA);
+    journal_ring = NULL;
+}
+
+/* One journal entry, put whole under the lock, so the entries of a lease stay in order:
  * LeaseMkdir (a folder made), LeaseDelete (``kind``: a folder), LeaseClose (``o`` and its basic
- * information ``b``). Nonzero when it could not be sent. */
+ * information ``b``). Nonzero when it could not be put. */
 static int journal(const char *fn, uint64_t lease_id, const char *rel, int kind, const k32_obj *o,
                    const FILE_BASIC_INFO *b) {
-    int rc = -1;
     unsigned rn = (unsigned)strlen(rel);
+    size_t n = 0;
+    uint8_t *msg;
+    if (!o && !strcmp(fn, "LeaseMkdir"))
+        msg = wc_encode_oneway(&n, fn, "qb", lease_id, rel, rn);
+    else if (!o)
+        msg = wc_encode_oneway(&n, fn, "qbu", lease_id, rel, rn, (unsigned)kind);
+    else
+        msg = wc_encode_oneway(&n, fn, "qqbuqbubbbb", lease_id, o->id, rel, rn, (unsigned)o->created, o->index,
+                               o->basic_set ? (const void *)b : NULL, o->basic_set ? (unsigned)sizeof *b : 0u,
+                               (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len, o->reparse,
+                               o->reparse_len, o->streams, o->streams_len);
+    int rc = -1;
     pthread_mutex_lock(&journal_lock);
-    if (journal_fd >= 0) {
-        if (!o && !strcmp(fn, "LeaseMkdir"))
-            rc = wc_oneway_on(journal_fd, fn, "qb", lease_id, rel, rn);
-        else if (!o)
-            rc = wc_oneway_on(journal_fd, fn, "qbu", lease_id, rel, rn, (unsigned)kind);
-        else
-            rc = wc_oneway_on(journal_fd, fn, "qqbuqbubbbb", lease_id, o->id, rel, rn, (unsigned)o->created, o->index,
-                              o->basic_set ? (const void *)b : NULL, o->basic_set ? (unsigned)sizeof *b : 0u,
-                              (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len, o->reparse,
-                              o->reparse_len, o->streams, o->streams_len);
-        if (rc) { /* the service went away: no lease can be kept */
-            close(journal_fd);
-            journal_fd = -1;
-        }
+    if (journal_fd >= 0 && msg) {
+        rc = journal_ring ? ring_put(msg, n) : wc_send_on(journal_fd, msg, n);
+        if (rc) journal_close(); /* the service went away: no lease can be kept */
     }
     pthread_mutex_unlock(&journal_lock);
+    free(msg);
     return rc;
 }
 
@@ -1178,7 +1260,7 @@ static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
         goto back;
     }
     pthread_mutex_lock(&journal_lock);
-    if (journal_fd < 0) journal_fd = wc_connect();
+    if (journal_fd < 0 && (journal_fd = wc_connect()) >= 0) journal_ring = ring_open(journal_fd);
     int journaled = journal_fd >= 0;
     pthread_mutex_unlock(&journal_lock);
     int slot = -1;
@@ -1199,8 +1281,7 @@ back:
 static void leases_after_fork(void) {
     lease_pid = getpid();
     for (int i = 0; i < LEASE_MAX; i++) leases[i] = NULL; /* the parent's: left as they are */
-    if (journal_fd >= 0) close(journal_fd);
-    journal_fd = -1;
+    journal_close(); /* the parent's ring: this process must not write into it */
     pthread_mutex_init(&journal_lock, NULL);
     pthread_mutex_init(&leases_lock, NULL);
 }

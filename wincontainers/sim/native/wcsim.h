@@ -156,6 +156,8 @@ HRESULT wc_op_result(HCS_OPERATION op, DWORD timeout_ms, int wait, HCS_PROCESS_I
 /* A connection of the caller's own, and a one-way call on it (kernel32's lease journal). */
 int wc_connect(void);
 int wc_oneway_on(int fd, const char *fn, const char *fmt, ...);
+uint8_t *wc_encode_oneway(size_t *n, const char *fn, const char *fmt, ...);
+int wc_send_on(int fd, const uint8_t *payload, size_t n);
 
 /* Report misuse seen by the allocator exports to the daemon (counted per client). */
 void wc_report_misuse(const char *what);
@@ -173,6 +175,7 @@ typedef struct wc_reply {
 
 /* 0 when an answer came (r->status holds it), -1 when the service could not be reached. */
 int wc_request(wc_reply *r, const char *fn, const char *fmt, ...);
+int wc_request_on(int fd, wc_reply *r, const char *fn, const char *fmt, ...);
 int wc_reply_int(wc_reply *r, int64_t *out);                        /* 0 on success */
 int wc_reply_bytes(wc_reply *r, const uint8_t **p, uint32_t *n);     /* 'b' or 's'; NULL is (NULL, 0) */
 int wc_reply_fd(wc_reply *r);                                        /* the next descriptor (now the caller's), -1 */

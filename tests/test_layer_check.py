@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wincontainers.layerfile import RULES, check_layer
 from tests.conftest import DATA
@@ -189,3 +191,21 @@ def test_utility_vm_rules_follow_the_parents(tmp_path) -> None:  # type: ignore[
                    _f("UtilityVM/Files/EFI.bcd"), _hard("UtilityVM/Files/a.dll", "Files/a.dll"), hives=False)
     assert "hardlink-cross-namespace" not in check_layer(io.BytesIO(linked), base=True).rules()
     assert "hardlink-cross-namespace" in check_layer(io.BytesIO(linked), base=False).rules()
+
+
+_NAME_PARTS = ["Files", "Hives", "Windows", "CON", "nul.txt", "com1", "a.", "b ", "..", ".", "", "x:y", "a\\b",
+               "LPT\u00b9", "caf\u00e9", "q?", "x" * 256, "Program Files", "f.txt", "/", "C:", "\\\\?\\C:"]
+
+
+@given(st.lists(st.sampled_from(_NAME_PARTS) | st.text(alphabet="ab./\\: ?*\u00e9\x01", max_size=6), max_size=8),
+       st.integers(0, 16400))
+@settings(max_examples=600, deadline=None)
+def test_the_quick_name_check_says_what_the_careful_one_says(parts: list[str], depth: int) -> None:
+    """validate_name takes a shorter way for plain ASCII names (their folders' findings are
+    remembered): whatever the name, its findings are those of the full check, in order."""
+    from wincontainers.layerfile.validate import _name_problems, validate_name
+
+    for name in ("/".join(parts), "Files/" + "/".join(parts), "Files/" + "d/" * (depth % 140) + "/".join(parts),
+                 "Files/" + "d/" * depth + "/".join(parts)):
+        assert validate_name(name) == _name_problems(name), name
+        assert validate_name(name) == _name_problems(name), name  # remembered: the same again

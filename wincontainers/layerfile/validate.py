@@ -31,7 +31,7 @@ from wincontainers.layerfile.reparse import (
     reparse_tag,
 )
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
-from wincontainers.layerfile.tarstream import DEFAULT_LIMITS, TarFormatError, TarLimits
+from wincontainers.layerfile.tarstream import DEFAULT_LIMITS, TarFormatError, TarLimits, remembered
 
 __all__ = ["Finding", "Report", "check_layer", "RULES", "LayerChecker", "validate_name", "REPARSE_EXTENSION",
            "READ_ERRORS"]
@@ -204,6 +204,37 @@ def shown(path: str) -> str:
 
 def validate_name(name: str) -> list[tuple[str, str]]:
     """Rules a tar name breaks, as ``(rule, message)``: the checks that need no context."""
+    if name.isascii() and "\\" not in name and ":" not in name and not name.startswith("/"):
+        framed = "/" + name + "/"
+        if "/./" not in framed and "/../" not in framed and "//" not in framed:
+            return _plain_name_problems(name)
+    return _name_problems(name)
+
+
+def _plain_name_problems(name: str) -> list[tuple[str, str]]:
+    """``_name_problems`` of a name known to be ASCII, relative, without '\\', ':', '.', '..' or
+    empty components: its length, and its components' own problems, the folder's remembered
+    (a layer's names share their folders)."""
+    problems: list[tuple[str, str]] = []
+    units = len(name)
+    if units + 3 > _MAX_PATH:
+        problems.append(("path-too-long", f"the path is {units} UTF-16 units long"))
+    elif name.startswith("Files/") and units - len("Files/") + 3 > _LEGACY_MAX_PATH:
+        windows = name[6:].replace("/", "\\")
+        problems.append(("long-path", f"C:\\{windows} is {units - 3} characters long"))
+    folder, _, last = name.rpartition("/")
+    if folder:
+        problems.extend(_folder_problems(folder))
+    problems.extend(_component_problems(last))
+    return problems
+
+
+@remembered(maxsize=1024, limit=1024)
+def _folder_problems(folder: str) -> tuple[tuple[str, str], ...]:
+    return tuple(problem for part in folder.split("/") for problem in _component_problems(part))
+
+
+def _name_problems(name: str) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if not name:
         return [("dot-component", "the name is empty")]

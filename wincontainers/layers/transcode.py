@@ -25,7 +25,15 @@ import attrs
 from wincontainers._native import win32
 from wincontainers._native.layerfs import RECYCLE_BIN, EntryWriter, LayerFolder, Times, copy_chunks
 from wincontainers.layerfile.attributes import FileAttributes
-from wincontainers.layerfile.backup import BackupReader, BackupWriter, Readable, StreamId
+from wincontainers.layerfile.backup import (
+    HEADER,
+    BackupError,
+    BackupReader,
+    BackupWriter,
+    Readable,
+    StreamId,
+    streams_in,
+)
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.reparse import (
     IO_REPARSE_TAG_MOUNT_POINT,
@@ -87,6 +95,31 @@ def _attributes(entry: LayerEntry) -> int:
 
 #: a transport file up to this size is written with one WriteFile (nearly every file of a layer)
 _GATHER = 1 << 16
+_ATTRIBUTES = struct.Struct("<I")  # a transport file's prefix
+
+
+def _plain(entry: LayerEntry) -> bool:
+    """Whether a file's transport stream is only its security descriptor and data."""
+    return not entry.xattrs and REPARSE_EXTENSION not in entry.pax_extra
+
+
+def _small_transport_file(entry: LayerEntry, data: Readable) -> bytes:
+    """The transport file of a plain file of at most ``_GATHER`` bytes, built whole: the bytes
+    the BackupWriter would write piece by piece (a layer of small files spent more on those
+    pieces than on the file)."""
+    body = data.read(entry.size)
+    while len(body) < entry.size:  # a source may give less than asked, and more later
+        more = data.read(entry.size - len(body))
+        if not more:
+            raise BackupError(f"{entry.name}: its data ended {entry.size - len(body)} bytes early")
+        body += more
+    security = entry.security
+    return b"".join((
+        _ATTRIBUTES.pack(_attributes(entry)),
+        b"" if security is None else HEADER.pack(StreamId.SECURITY_DATA, 0, len(security), 0) + security,
+        HEADER.pack(StreamId.DATA, 0, entry.size, 0),
+        body,
+    ))
 
 
 class _Gathered:
@@ -179,12 +212,16 @@ class TransportWriter:
             self.pending.directory_times.append((name, _times(entry)))
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
         buffered = _Gathered(raw)
-        buffered.write(struct.pack("<I", _attributes(entry)))
         writer = BackupWriter(buffered)  # type: ignore[arg-type]
-        _metadata_streams(writer, entry)
-        if kind is EntryKind.FILE:
+        if kind is EntryKind.FILE and entry.size <= _GATHER and _plain(entry):
             assert data is not None
-            writer.data(entry.size, data)
+            buffered.pending += _small_transport_file(entry, data)
+        else:
+            buffered.write(_ATTRIBUTES.pack(_attributes(entry)))
+            _metadata_streams(writer, entry)
+            if kind is EntryKind.FILE:
+                assert data is not None
+                writer.data(entry.size, data)
         self._open = (rel, raw, buffered, writer, _times(entry))
 
     def close(self, parents: Sequence[LayerFolder] = ()) -> PendingWork:
@@ -291,16 +328,18 @@ class BaseLayerWriter:
 
 
 def _entries_from_backup(
-    name: str, attributes: int, times: Times, stream: IO[bytes], directory: bool,
+    name: str, attributes: int, times: Times, stream: "IO[bytes] | bytes | memoryview", directory: bool,
 ) -> Iterator[tuple[LayerEntry, Optional[IO[bytes]]]]:
-    """The main entry (with its data) and its alternate data streams, from one backup stream."""
+    """The main entry (with its data) and its alternate data streams, from one backup stream
+    (read from a file, or held whole)."""
     from wincontainers.layerfile.ea import decode_eas
 
     creation, access, write, change = times
     entry = LayerEntry(name, EntryKind.DIRECTORY if directory else EntryKind.FILE, attributes=attributes,
                        creation_time=creation, last_access_time=access, last_write_time=write, change_time=change)
     main_done = False
-    for header, body in BackupReader(stream):
+    streams = streams_in(stream) if isinstance(stream, (bytes, memoryview)) else BackupReader(stream)
+    for header, body in streams:
         if header.id == StreamId.SECURITY_DATA:
             entry.security = body.read()
         elif header.id == StreamId.EA_DATA:
@@ -452,12 +491,14 @@ def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: d
         # The id matters for a file of several names, and for every file once one was seen (a
         # consumed first name leaves its twin with one link): most layers never ask.
         file_id = f.file_id() if not is_dir and (links > 1 or first_names) else (0, 0)
-        stream: IO[bytes]
-        if size <= _READ_WHOLE:  # most are small: one read, no buffer (nor its seeks) of its own
-            stream = io.BytesIO(_read_exactly(f, size))
+        stream: "IO[bytes] | memoryview"
+        if size <= _READ_WHOLE:  # most are small: one read, and the streams found by offset
+            whole = memoryview(_read_exactly(f, size))
+            head, stream = bytes(whole[:4]), whole[4:]
         else:
             stream = cast(IO[bytes], io.BufferedReader(f, 1 << 20))
-        (attributes,) = struct.unpack("<I", stream.read(4).ljust(4, b"\0"))
+            head = stream.read(4)
+        (attributes,) = _ATTRIBUTES.unpack(head.ljust(4, b"\0"))
         yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,
                                    _entries_from_backup(rel, attributes, times, stream, is_dir))
 

@@ -98,28 +98,29 @@ _GATHER = 1 << 16
 _ATTRIBUTES = struct.Struct("<I")  # a transport file's prefix
 
 
-def _plain(entry: LayerEntry) -> bool:
-    """Whether a file's transport stream is only its security descriptor and data."""
-    return not entry.xattrs and REPARSE_EXTENSION not in entry.pax_extra
-
-
-def _small_transport_file(entry: LayerEntry, data: Readable) -> bytes:
-    """The transport file of a plain file of at most ``_GATHER`` bytes, built whole: the bytes
-    the BackupWriter would write piece by piece (a layer of small files spent more on those
-    pieces than on the file)."""
-    body = data.read(entry.size)
-    while len(body) < entry.size:  # a source may give less than asked, and more later
-        more = data.read(entry.size - len(body))
-        if not more:
-            raise BackupError(f"{entry.name}: its data ended {entry.size - len(body)} bytes early")
-        body += more
+def _whole_stream(entry: LayerEntry, data: Optional[Readable]) -> Optional[bytes]:
+    """The backup stream of a plain entry built whole: a folder, or a file of at most
+    ``_GATHER`` bytes, with no EAs or reparse data (its security stream, then its data stream).
+    These are the bytes BackupWriter writes piece by piece, which cost a layer of small files
+    more than the files; None for any other entry."""
+    kind = entry.kind
+    if entry.xattrs or REPARSE_EXTENSION in entry.pax_extra:
+        return None
+    if kind is EntryKind.FILE and entry.size <= _GATHER:
+        assert data is not None
+        body = data.read(entry.size)
+        while len(body) < entry.size:  # a source may give less than asked, and more later
+            more = data.read(entry.size - len(body))
+            if not more:
+                raise BackupError(f"{entry.name}: its data ended {entry.size - len(body)} bytes early")
+            body += more
+        tail = HEADER.pack(StreamId.DATA, 0, entry.size, 0) + body
+    elif kind is EntryKind.DIRECTORY:
+        tail = b""
+    else:
+        return None
     security = entry.security
-    return b"".join((
-        _ATTRIBUTES.pack(_attributes(entry)),
-        b"" if security is None else HEADER.pack(StreamId.SECURITY_DATA, 0, len(security), 0) + security,
-        HEADER.pack(StreamId.DATA, 0, entry.size, 0),
-        body,
-    ))
+    return tail if security is None else HEADER.pack(StreamId.SECURITY_DATA, 0, len(security), 0) + security + tail
 
 
 class _Gathered:
@@ -213,9 +214,9 @@ class TransportWriter:
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
         buffered = _Gathered(raw)
         writer = BackupWriter(buffered)  # type: ignore[arg-type]
-        if kind is EntryKind.FILE and entry.size <= _GATHER and _plain(entry):
-            assert data is not None
-            buffered.pending += _small_transport_file(entry, data)
+        whole = _whole_stream(entry, data)
+        if whole is not None:
+            buffered.pending += _ATTRIBUTES.pack(_attributes(entry)) + whole
         else:
             buffered.write(_ATTRIBUTES.pack(_attributes(entry)))
             _metadata_streams(writer, entry)
@@ -303,10 +304,14 @@ class BaseLayerWriter:
         writer = self.layer.begin_entry(entry.name, directory=directory)
         try:
             backup = BackupWriter(writer)  # type: ignore[arg-type]
-            _metadata_streams(backup, entry)
-            if kind is EntryKind.FILE:
-                assert data is not None
-                backup.data(entry.size, data)
+            whole = _whole_stream(entry, data)
+            if whole is not None:
+                writer.write(whole)
+            else:
+                _metadata_streams(backup, entry)
+                if kind is EntryKind.FILE:
+                    assert data is not None
+                    backup.data(entry.size, data)
         except BaseException:
             writer.abort()
             raise

@@ -132,10 +132,11 @@ class Connection:
         #: set by a barrier to end a lease journal's nap early (see serve)
         self.wake = threading.Event()
         #: a lease journal's ring (kernel32 asks for one: JournalRing), the bytes of it applied
-        #: (under ``progress``), and the pipe a barrier wakes its connection with
+        #: (under ``progress``), and the socket pair a barrier wakes its connection with (socket
+        #: objects: once closed, a late ring fails rather than write into a reused descriptor)
         self.ring: Optional[JournalRing] = None
         self.ring_taken = 0
-        self.ring_bell: Optional[tuple[int, int]] = None
+        self.ring_bell: Optional[tuple[socket.socket, socket.socket]] = None
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -294,15 +295,15 @@ class Connection:
         """The ring of this connection, made once (its descriptor is sent, then closed)."""
         if self.ring is not None:
             raise ValueError("this connection has its journal ring already")
-        self.ring_bell = os.pipe()
-        for fd in self.ring_bell:
-            os.set_blocking(fd, False)
+        self.ring_bell = socket.socketpair()
+        for end in self.ring_bell:
+            end.setblocking(False)
         self.ring = JournalRing()
         return self.ring
 
     def wait_with_ring(self, poller: Any) -> None:  # a select.poll (POSIX only)
         """Apply the ring's entries whenever rung (by the client: a message on the socket; by a
-        barrier: the pipe), until the socket has something to read."""
+        barrier: the socket pair), until the socket has something to read."""
         assert self.ring_bell is not None
         bell = self.ring_bell[0]
         poller.register(bell, select.POLLIN)
@@ -310,9 +311,9 @@ class Connection:
             while True:
                 self.take_ring()
                 ready = {fd for fd, _ in poller.poll()}
-                if bell in ready:
+                if bell.fileno() in ready:
                     try:
-                        os.read(bell, 4096)
+                        bell.recv(4096)
                     except BlockingIOError:
                         pass
                 if self.sock.fileno() in ready:
@@ -344,11 +345,11 @@ class Connection:
                 self.progress.notify_all()
 
     def ring_rung(self) -> None:
-        """A barrier wants the ring taken (the pipe wakes wait_with_ring)."""
+        """A barrier wants the ring taken (the socket pair wakes wait_with_ring)."""
         if self.ring_bell is not None:
             try:
-                os.write(self.ring_bell[1], b"!")
-            except (BlockingIOError, OSError):  # full: it is awake already; closed: it has ended
+                self.ring_bell[1].send(b"!")
+            except OSError:  # full: it is awake already; closed: it has ended
                 pass
 
     def close(self) -> None:
@@ -367,8 +368,8 @@ class Connection:
         except OSError:
             pass
         if self.ring_bell is not None:
-            for fd in self.ring_bell:
-                close_fd(fd)
+            for end in self.ring_bell:
+                end.close()
         if self.ring is not None:
             self.ring.close()
         self.daemon.forget(self)
@@ -629,7 +630,8 @@ class Daemon:
             deadline = time.monotonic() + timeout
             for conn in others:
                 conn.wake.set()
-                ring = conn.ring.written() if conn.ring is not None else 0
+                # (what the client says it wrote: no more than the ring holds counts)
+                ring = min(conn.ring.written(), conn.ring_taken + JournalRing.DATA) if conn.ring is not None else 0
                 if ring > conn.ring_taken:
                     conn.ring_rung()
                 with conn.io_lock:

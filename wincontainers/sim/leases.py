@@ -101,8 +101,12 @@ class JournalRing:
         self.taken = 0
 
     def written(self) -> int:
-        """What the client says it has put in (unchecked: see take)."""
-        return int(self._COUNTERS.unpack_from(self.memory, 0)[0])
+        """What the client says it has put in (unchecked: see take); what was taken once the
+        ring is closed (a barrier may ask as its connection ends)."""
+        try:
+            return int(self._COUNTERS.unpack_from(self.memory, 0)[0])
+        except ValueError:  # closed
+            return self.taken
 
     def take(self, limit: int) -> tuple[list[bytes], int]:
         """Up to ``limit`` whole entries after what was taken, and where they end (call

@@ -9,6 +9,7 @@ Go's ``archive/tar`` (used by hcsshim/go-winio) writes, so exports are byte-iden
 from __future__ import annotations
 
 import functools
+import struct
 import zlib
 from typing import IO, Any, Callable, Iterator, Mapping, Optional, TypeVar
 
@@ -424,23 +425,19 @@ def header_block(
     raw_name: Optional[bytes] = None,
 ) -> bytes:
     """One 512-byte USTAR header as Go writes it (octal fields zero-padded, NUL-terminated)."""
-    block = bytearray(BLOCK)
-    nb = (raw_name if raw_name is not None else _ascii(name))[:100]
-    mode_b, size_b, mtime_b = _octal(mode, 8), _octal(size, 12), _octal(mtime, 12)
-    lb = _ascii(linkname)[:100]
-    block[0:len(nb)] = nb
-    block[100:108] = mode_b
-    block[108:116] = block[116:124] = block[329:337] = block[337:345] = b"0000000\0"
-    block[124:136] = size_b
-    block[136:148] = mtime_b
-    block[156] = ord(typeflag)
-    block[157:157 + len(lb)] = lb
-    block[257:265] = b"ustar\0" b"00"
-    block[345:345 + len(prefix)] = prefix
-    block[148:156] = b" " * 8
-    block[148:155] = _octal(block_sum(block), 7)
-    block[155] = 0x20
-    return bytes(block)
+    block = _USTAR.pack(
+        raw_name if raw_name is not None else _ascii(name), _octal(mode, 8), _ZERO_ID, _ZERO_ID, _octal(size, 12),
+        _octal(mtime, 12), b" " * 8, typeflag.encode("latin-1"), _ascii(linkname), b"ustar\0" b"00", b"", b"",
+        _ZERO_ID, _ZERO_ID, prefix,
+    )
+    return block[:148] + _octal(block_sum(block), 7) + b" " + block[156:]
+
+
+#: a USTAR header's fields, in order (``s`` cuts a longer value and pads with NULs): name,
+#: mode, uid, gid, size, mtime, checksum, typeflag, linkname, magic and version, uname,
+#: gname, devmajor, devminor, prefix, then 12 bytes of padding
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_ZERO_ID = b"0000000\0"
 
 
 def pax_block(name: str, records: Mapping[str, str]) -> bytes:

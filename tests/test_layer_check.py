@@ -203,7 +203,7 @@ _NAME_PARTS = ["Files", "Hives", "Windows", "CON", "nul.txt", "com1", "a.", "b "
 def test_the_quick_name_check_says_what_the_careful_one_says(parts: list[str], depth: int) -> None:
     """validate_name takes a shorter way for plain ASCII names (their folders' findings are
     remembered): whatever the name, its findings are those of the full check, in order."""
-    from wincontainers.layerfile.validate import _name_problems, validate_name
+    from wincontainers.layerfile.names import _name_problems, validate_name
 
     for name in ("/".join(parts), "Files/" + "/".join(parts), "Files/" + "d/" * (depth % 140) + "/".join(parts),
                  "Files/" + "d/" * depth + "/".join(parts)):

@@ -8,7 +8,7 @@ written into a folder, all with the code that imports and exports layers: ``read
 with BackupRead and never follows a reparse point, ``BaseLayerWriter`` writes with BackupWrite.
 
 Every name written is hostile until checked: no absolute or drive path, no ``..``, no UNC
-(:func:`~wincontainers.layerfile.validate.validate_name`), no deletion entries, hard links only
+(:func:`~wincontainers.layerfile.names.validate_name`), no deletion entries, hard links only
 to names of the same copy, and no folder on the way that is a link, whether the copy made it or
 the container did. A junction inside a container to ``C:\\\\Windows`` names the *host's* folder
 when the host follows it, so a copy never goes through one.
@@ -25,7 +25,7 @@ from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder
 from wincontainers.layerfile.backup import Readable
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
-from wincontainers.layerfile.validate import validate_name
+from wincontainers.layerfile.names import validate_name
 from wincontainers.layers.collection import link_on_the_way
 from wincontainers.layers.transcode import BaseLayerWriter, read_tree
 

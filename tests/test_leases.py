@@ -480,3 +480,54 @@ def test_a_journal_larger_than_its_ring(host: Host, leases: SimulatedHost, tmp_p
     assert seen == [[f"{i:05d}{pad}", i % 7, T[2] + i] for i in range(count)]
     assert leases.leases()["ring"] >= before["ring"] + count
     remove_tree(api, top)
+
+
+@pytest.mark.simulator("the simulator's write leases")
+def test_a_leased_folder_is_gone_when_its_deletion_returns(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    """A folder is gone when the CloseHandle that deletes it returns, as on Windows, to anyone
+    looking (the host's own listing included), whether its handle is the daemon's (remove_tree
+    asks the folder's attributes, which settles the lease) or kernel32's own in the lease (the
+    daemon removes the leased folder, which holds its metadata, from the journal entry: the
+    close waits for the ring to be taken)."""
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    for i in range(5):
+        top = tmp_path / f"gone{i}"
+        api.create_directory(w32.long_path(top))
+        fill(api, top)
+        remove_tree(api, top)
+        assert not top.exists(), f"{top} outlived its deletion"
+    for i in range(5):
+        top = tmp_path / f"local{i}"
+        api.create_directory(w32.long_path(top))
+        before = leases.leases()
+        with api.open_for_backup(w32.long_path(top), w32.DELETE, share=w32.FILE_SHARE_ALL) as f:
+            f.delete_on_close()
+        assert not top.exists(), f"{top} outlived its deletion"
+        after = leases.leases()
+        assert after["settled"] == before["settled"] and after["ring"] > before["ring"], "not the lease's way"
+
+
+@pytest.mark.simulator("stops and starts the simulated service")
+def test_leases_after_the_service_restarted(host: Host, leases: SimulatedHost, tmp_path: Path) -> None:
+    """A restarted service knows nothing of this process's journal ring or leases: the next
+    folder made finds the journal's connection ended, and works in a lease of the new service,
+    whose ring is the one taken."""
+    api = host.win32
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    old = tmp_path / "old"
+    api.create_directory(w32.long_path(old))
+    fill(api, old)
+    leases.stop()
+    leases.start()
+    api._privileges.clear()  # the new service's token of this process starts with none enabled
+    api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
+    before = leases.leases()
+    new = tmp_path / "new"
+    api.create_directory(w32.long_path(new))
+    fill(api, new)
+    after = leases.leases()
+    assert after["granted"] > before["granted"] and after["ring"] >= before["ring"] + 6
+    assert sorted(snapshot(leases, new)) == ["Sub", "Sub/Deeper", "Sub/Deeper/ro.bin", "Sub/File.txt", "top.dat"]
+    remove_tree(api, new)
+    assert not new.exists()

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -530,6 +531,7 @@ static int lease_over(lease *l) { return __atomic_load_n(&head_of(l)->state, __A
 
 static int journal(const char *fn, uint64_t lease_id, const char *rel, int kind, const k32_obj *o,
                    const FILE_BASIC_INFO *b);
+static void journal_flush(void);
 
 static int name_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
@@ -1026,13 +1028,15 @@ static int lease_close(k32_obj *o, const FILE_BASIC_INFO *b) {
     for (; o->rel[i] && i + 1 < sizeof key; i++) key[i] = fold((unsigned char)o->rel[i]);
     key[i] = 0;
     host_path(l, o->rel, host, sizeof host);
-    int ends = 0;
+    int ends = 0, by_daemon = 0;
     pthread_mutex_lock(&l->lock);
     lease_name *n = name_find(&l->names, key);
     if (o->delete_pending || o->delete_on_close) {
         /* it goes now; a folder that still holds the simulator's own files (the leased folder
-         * keeps its metadata store) is removed by the daemon */
-        if (o->directory ? (!*key || rmdir(host) == 0 || errno == ENOTEMPTY) : unlink(host) == 0) {
+         * keeps its metadata store) is removed by the daemon, before CloseHandle returns */
+        int removed = o->directory ? *key && rmdir(host) == 0 : unlink(host) == 0;
+        by_daemon = !removed && o->directory && (!*key || errno == ENOTEMPTY);
+        if (removed || by_daemon) {
             journal("LeaseDelete", l->id, o->rel, o->directory, NULL, NULL);
             if (n) name_remove(n);
             ends = !*key;
@@ -1050,6 +1054,7 @@ static int lease_close(k32_obj *o, const FILE_BASIC_INFO *b) {
     __atomic_store_n(&slot_of(l, o->slot)->id, 0, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&l->lock);
     lease_leave(l);
+    if (by_daemon) journal_flush(); /* the folder is gone when CloseHandle returns, as on Windows */
     if (ends) { /* the lease's folder is gone: so is the lease (the daemon ends its side) */
         pthread_mutex_lock(&leases_lock);
         for (int k = 0; k < LEASE_MAX; k++)
@@ -1129,6 +1134,14 @@ static void journal_close(void) {
     journal_fd = -1;
     if (journal_ring) munmap(journal_ring, RING_HEAD + RING_DATA);
     journal_ring = NULL;
+}
+
+/* Wait until the daemon has applied every entry put so far (rung first): for an entry whose
+ * effect the daemon makes on the host itself (a folder it removes). */
+static void journal_flush(void) {
+    pthread_mutex_lock(&journal_lock);
+    if (journal_fd >= 0 && journal_ring && ring_wait(((ring_head *)journal_ring)->written)) journal_close();
+    pthread_mutex_unlock(&journal_lock);
 }
 
 /* One journal entry, put whole under the lock, so the entries of a lease stay in order:
@@ -1260,11 +1273,18 @@ static void lease_install(PCWSTR path, wc_reply *r, uint64_t id) {
         goto back;
     }
     pthread_mutex_lock(&journal_lock);
+    /* The daemon writes nothing on the journal unasked: anything to read there (its end, most
+     * likely) means the service restarted, and the journal and every lease were the old one's. */
+    struct pollfd peek = {journal_fd, POLLIN, 0};
+    int stale = journal_fd >= 0 && poll(&peek, 1, 0) != 0;
+    if (stale) journal_close();
     if (journal_fd < 0 && (journal_fd = wc_connect()) >= 0) journal_ring = ring_open(journal_fd);
     int journaled = journal_fd >= 0;
     pthread_mutex_unlock(&journal_lock);
     int slot = -1;
     pthread_mutex_lock(&leases_lock);
+    for (int i = 0; i < LEASE_MAX && stale; i++)
+        if (leases[i]) lease_drop_locked(i);
     for (int i = 0; i < LEASE_MAX && slot < 0 && journaled; i++)
         if (!leases[i]) slot = i;
     if (slot >= 0) leases[slot] = l;
@@ -1357,6 +1377,7 @@ WC_API HANDLE CreateFileW(PCWSTR lpFileName, DWORD dwDesiredAccess, DWORD dwShar
     o->access = (DWORD)rd_int(&r);
     o->privileges = (DWORD)rd_int(&r);
     o->fd = wc_reply_fd(&r);
+    o->delete_on_close = (dwFlagsAndAttributes & FILE_FLAG_DELETE_ON_CLOSE) != 0;
     wc_reply_free(&r);
     add_obj(o);
     t_last_error = existed && (dwCreationDisposition == CREATE_ALWAYS || dwCreationDisposition == OPEN_ALWAYS)
@@ -1383,9 +1404,19 @@ WC_API BOOL CloseHandle(HANDLE hObject) {
             t_last_error = 0;
             return TRUE_;
         }
-        wc_oneway("CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
-                  o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len,
-                  o->reparse, o->reparse_len, o->streams, o->streams_len);
+        if (o->directory && (o->delete_pending || o->delete_on_close)) {
+            /* a folder is gone when its last handle's CloseHandle returns, to anyone looking
+             * (a file's close stays one-way: the daemon's next call sees it, after the barrier) */
+            wc_reply r;
+            if (wc_request(&r, "CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
+                           o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len,
+                           o->eas, o->eas_len, o->reparse, o->reparse_len, o->streams, o->streams_len) == 0)
+                wc_reply_free(&r);
+        } else {
+            wc_oneway("CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
+                      o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len, o->eas,
+                      o->eas_len, o->reparse, o->reparse_len, o->streams, o->streams_len);
+        }
         free_obj(o);
         t_last_error = 0;
         return TRUE_;

@@ -98,16 +98,21 @@ def fill(api: w32.Win32, top: Path) -> None:
         folder.set_times(rel, T)
 
 
+def made_and_filled(api: w32.Win32, sim: SimulatedHost, top: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``top`` made (so leased, when grants are on) and filled: the lease counts before and after."""
+    before = sim.leases()
+    api.create_directory(w32.long_path(top))
+    fill(api, top)
+    return before, sim.leases()
+
+
 @pytest.mark.simulator("the simulator's write leases")
 def test_a_leased_folder_looks_to_others_as_one_made_through_the_daemon(host: Host, leases: SimulatedHost,
                                                                          tmp_path: Path) -> None:
     api = host.win32
     api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
-    before = leases.leases()
     leased = tmp_path / "leased"
-    api.create_directory(w32.long_path(leased))
-    fill(api, leased)
-    during = leases.leases()
+    before, during = made_and_filled(api, leases, leased)
     assert during["granted"] > before["granted"], "the folder was not leased"
     assert during["journal"] >= before["journal"] + 6, "kernel32 did not work in the lease by itself"
 
@@ -522,11 +527,8 @@ def test_leases_after_the_service_restarted(host: Host, leases: SimulatedHost, t
     leases.start()
     api._privileges.clear()  # the new service's token of this process starts with none enabled
     api.enable_privileges("SeBackupPrivilege", "SeRestorePrivilege", "SeSecurityPrivilege")
-    before = leases.leases()
     new = tmp_path / "new"
-    api.create_directory(w32.long_path(new))
-    fill(api, new)
-    after = leases.leases()
+    before, after = made_and_filled(api, leases, new)
     assert after["granted"] > before["granted"] and after["ring"] >= before["ring"] + 6
     assert sorted(snapshot(leases, new)) == ["Sub", "Sub/Deeper", "Sub/Deeper/ro.bin", "Sub/File.txt", "top.dat"]
     remove_tree(api, new)

@@ -169,7 +169,6 @@ def journal_bell(svc: Service, call: Call) -> Reply:
     return Reply()
 
 
-
 def _leased_path(svc: Service, call: Call, lease_id: int, rel: Optional[bytes]) -> Optional[tuple[Lease, bytes]]:
     """Lease ``lease_id`` of the caller and the host path of ``rel`` in it ("" is the folder itself)."""
     lease = svc.leases.get(lease_id, call.pid)

@@ -1017,6 +1017,33 @@ static void write_outs(const uint8_t *cur, const uint8_t *end, warg *a, int na, 
     for (; next_fd < nfds; next_fd++) close(fds[next_fd]);
 }
 
+/* The answer to request ``id`` on the caller's own connection ``fd`` into ``out`` (anything
+ * else read there meanwhile is dropped: nothing else is expected); 0, or -1 when it ended. */
+static int read_answer(int fd, uint64_t id, wc_pending *out) {
+    for (;;) {
+        int fds[WC_MAX_FDS], nfds = 0;
+        uint32_t len = 0;
+        uint8_t *msg = read_message(fd, &len, fds, &nfds);
+        if (!msg) {
+            take_fds(fds, nfds);
+            return -1;
+        }
+        uint64_t got = 0;
+        if (len >= 9 && msg[0] == 'R') memcpy(&got, msg + 1, 8);
+        if (got != id) {
+            take_fds(fds, nfds);
+            free(msg);
+            continue;
+        }
+        out->msg = msg;
+        out->len = len;
+        memcpy(out->fds, fds, sizeof(int) * (size_t)nfds);
+        out->nfds = nfds;
+        out->done = 1;
+        return 0;
+    }
+}
+
 #ifdef WC_SYNC_CALLS
 /* kernel32 and advapi32 get no notifications, so no reader thread: the caller sends and reads
  * its answer itself. Each thread has a connection of its own (closed when the thread ends), so
@@ -1100,29 +1127,9 @@ static int sync_transact(const char *fn, const warg *a, int na, int oneway, wc_p
         }
     }
     if (!c) return -1;
-    while (rc == 0 && !oneway) {
-        int fds[WC_MAX_FDS], nfds = 0;
-        uint32_t len = 0;
+    if (rc == 0 && !oneway) {
         spin_until_readable(c->fd, 150000);
-        uint8_t *msg = read_message(c->fd, &len, fds, &nfds);
-        if (!msg) {
-            take_fds(fds, nfds);
-            rc = -1;
-            break;
-        }
-        uint64_t got = 0;
-        if (len >= 9 && msg[0] == 'R') memcpy(&got, msg + 1, 8);
-        if (got != id) { /* nothing else is expected here: drop it */
-            take_fds(fds, nfds);
-            free(msg);
-            continue;
-        }
-        out->msg = msg;
-        out->len = len;
-        memcpy(out->fds, fds, sizeof(int) * (size_t)nfds);
-        out->nfds = nfds;
-        out->done = 1;
-        break;
+        rc = read_answer(c->fd, id, out);
     }
     if (rc != 0) sync_drop();
     return rc;
@@ -1324,6 +1331,15 @@ void wc_oneway(const char *fn, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* wc_call when ``wait``, else wc_oneway: a call whose answer is awaited only in some cases. */
+HRESULT wc_call_waiting(int wait, const char *fn, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    HRESULT hr = callv(fn, fmt, ap, !wait);
+    va_end(ap);
+    return hr;
+}
+
 /* A connection of its own (kernel32's journal of a leased folder): the socket, or -1. */
 int wc_connect(void) { return connect_service(); }
 
@@ -1382,25 +1398,9 @@ int wc_request_on(int fd, wc_reply *r, const char *fn, const char *fmt, ...) {
     va_end(ap);
     int rc = p ? send_message(fd, p, n) : -1;
     free(p);
-    while (rc == 0) {
-        wc_pending got;
-        memset(&got, 0, sizeof got);
-        uint8_t *msg = read_message(fd, &got.len, got.fds, &got.nfds);
-        if (!msg) {
-            take_fds(got.fds, got.nfds);
-            return -1;
-        }
-        uint64_t answered = 0;
-        if (got.len >= 9 && msg[0] == 'R') memcpy(&answered, msg + 1, 8);
-        if (answered != id) {
-            take_fds(got.fds, got.nfds);
-            free(msg);
-            continue;
-        }
-        got.msg = msg;
-        return reply_from(r, &got);
-    }
-    return -1;
+    wc_pending got;
+    memset(&got, 0, sizeof got);
+    return rc == 0 && read_answer(fd, id, &got) == 0 ? reply_from(r, &got) : -1;
 }
 
 void wc_report_misuse(const char *what) {

@@ -1404,19 +1404,13 @@ WC_API BOOL CloseHandle(HANDLE hObject) {
             t_last_error = 0;
             return TRUE_;
         }
-        if (o->directory && (o->delete_pending || o->delete_on_close)) {
-            /* a folder is gone when its last handle's CloseHandle returns, to anyone looking
-             * (a file's close stays one-way: the daemon's next call sees it, after the barrier) */
-            wc_reply r;
-            if (wc_request(&r, "CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
-                           o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len,
-                           o->eas, o->eas_len, o->reparse, o->reparse_len, o->streams, o->streams_len) == 0)
-                wc_reply_free(&r);
-        } else {
-            wc_oneway("CloseHandle", "qbubbbb", (uint64_t)o->id, o->basic_set ? (void *)&b : NULL,
-                      o->basic_set ? (unsigned)sizeof b : 0u, (unsigned)o->wrote, o->security, o->security_len, o->eas,
-                      o->eas_len, o->reparse, o->reparse_len, o->streams, o->streams_len);
-        }
+        /* A folder is gone when its last handle's CloseHandle returns, to anyone looking: that
+         * close waits for the daemon. Others stay one-way (its next call sees them, after the
+         * barrier). */
+        (void)wc_call_waiting(o->directory && (o->delete_pending || o->delete_on_close), "CloseHandle", "qbubbbb",
+                              (uint64_t)o->id, o->basic_set ? (void *)&b : NULL, o->basic_set ? (unsigned)sizeof b : 0u,
+                              (unsigned)o->wrote, o->security, o->security_len, o->eas, o->eas_len, o->reparse,
+                              o->reparse_len, o->streams, o->streams_len);
         free_obj(o);
         t_last_error = 0;
         return TRUE_;

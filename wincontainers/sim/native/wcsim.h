@@ -120,6 +120,7 @@ typedef void (*HCN_NOTIFICATION_CALLBACK)(DWORD notificationType, void *context,
 HRESULT wc_call(const char *fn, const char *fmt, ...);
 /* Sends a call without waiting for an answer (close, operation bookkeeping). */
 void wc_oneway(const char *fn, const char *fmt, ...);
+HRESULT wc_call_waiting(int wait, const char *fn, const char *fmt, ...);
 
 /* Handle values: small ids, never real pointers, so a stale handle is detected, not followed. */
 void *wc_handle_value(uint64_t id);

@@ -183,6 +183,12 @@ class BackupWriter:
         self._header(stream_id, size, name)
         copy_exact(source, self.out, size)
 
+    def encoded(self, streams: bytes) -> None:
+        """Streams the caller encoded itself (headers and data, in this order), written as they
+        are: a small entry's, in one piece."""
+        self.out.write(streams)
+        self.written += len(streams)
+
     def security(self, descriptor: bytes) -> None:
         self.stream(StreamId.SECURITY_DATA, descriptor)
 

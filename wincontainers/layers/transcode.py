@@ -32,6 +32,7 @@ from wincontainers.layerfile.backup import (
     BackupWriter,
     Readable,
     StreamId,
+    read_up_to,
     streams_in,
 )
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
@@ -108,12 +109,9 @@ def _whole_stream(entry: LayerEntry, data: Optional[Readable]) -> Optional[bytes
         return None
     if kind is EntryKind.FILE and entry.size <= _GATHER:
         assert data is not None
-        body = data.read(entry.size)
-        while len(body) < entry.size:  # a source may give less than asked, and more later
-            more = data.read(entry.size - len(body))
-            if not more:
-                raise BackupError(f"{entry.name}: its data ended {entry.size - len(body)} bytes early")
-            body += more
+        body = read_up_to(data, entry.size)
+        if len(body) < entry.size:
+            raise BackupError(f"{entry.name}: its data ended {entry.size - len(body)} bytes early")
         tail = HEADER.pack(StreamId.DATA, 0, entry.size, 0) + body
     elif kind is EntryKind.DIRECTORY:
         tail = b""
@@ -121,6 +119,19 @@ def _whole_stream(entry: LayerEntry, data: Optional[Readable]) -> Optional[bytes
         return None
     security = entry.security
     return tail if security is None else HEADER.pack(StreamId.SECURITY_DATA, 0, len(security), 0) + security + tail
+
+
+def _entry_streams(writer: BackupWriter, entry: LayerEntry, data: Optional[Readable]) -> None:
+    """An entry's backup streams: a plain entry's built whole (``_whole_stream``), any other's
+    one by one (metadata, then a file's data)."""
+    whole = _whole_stream(entry, data)
+    if whole is not None:
+        writer.encoded(whole)
+        return
+    _metadata_streams(writer, entry)
+    if entry.kind is EntryKind.FILE:
+        assert data is not None
+        writer.data(entry.size, data)
 
 
 class _Gathered:
@@ -213,16 +224,9 @@ class TransportWriter:
             self.pending.directory_times.append((name, _times(entry)))
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
         buffered = _Gathered(raw)
+        buffered.write(_ATTRIBUTES.pack(_attributes(entry)))
         writer = BackupWriter(buffered)  # type: ignore[arg-type]
-        whole = _whole_stream(entry, data)
-        if whole is not None:
-            buffered.pending += _ATTRIBUTES.pack(_attributes(entry)) + whole
-        else:
-            buffered.write(_ATTRIBUTES.pack(_attributes(entry)))
-            _metadata_streams(writer, entry)
-            if kind is EntryKind.FILE:
-                assert data is not None
-                writer.data(entry.size, data)
+        _entry_streams(writer, entry, data)
         self._open = (rel, raw, buffered, writer, _times(entry))
 
     def close(self, parents: Sequence[LayerFolder] = ()) -> PendingWork:
@@ -304,14 +308,7 @@ class BaseLayerWriter:
         writer = self.layer.begin_entry(entry.name, directory=directory)
         try:
             backup = BackupWriter(writer)  # type: ignore[arg-type]
-            whole = _whole_stream(entry, data)
-            if whole is not None:
-                writer.write(whole)
-            else:
-                _metadata_streams(backup, entry)
-                if kind is EntryKind.FILE:
-                    assert data is not None
-                    backup.data(entry.size, data)
+            _entry_streams(backup, entry, data)
         except BaseException:
             writer.abort()
             raise

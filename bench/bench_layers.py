@@ -22,6 +22,13 @@ rounds. Between steps: ``sync``, then our own pages dropped (``posix_fadvise(DON
 every file the run wrote; the source tar stays cached, as every step reads it), so no step
 pays for another's write-back.
 
+Where to run it: on ext4 without a journal (a common VM image; the run prints a warning) the
+system time of creating files depends on how many were deleted in the minutes before, so
+rounds vary by 2-5x; ``--workdir`` on a journaled file system (a loop-mounted ext4 image on the
+same disk will do) gives steady figures, and tmpfs gives the CPU figures alone. On a VM whose
+balloon reports free pages to the hypervisor (also warned about), a write may land on pages the
+host must fault back in: stop the reporting for the run.
+
 Columns: wall seconds; the client's user and system CPU of the timed part (measured inside the
 child that runs the step, so interpreter start-up is not counted); the simulated service's
 user and system CPU during the step (from ``/proc/<pid>/stat``); for the small-file layer the
@@ -386,6 +393,64 @@ def settle(work: Path, keep: set[Path]) -> None:
                 os.close(fd)
 
 
+def filesystem_warning(work: Path) -> Optional[str]:
+    """Why figures on ``work``'s file system may not be comparable between steps, or None.
+
+    ext4 without a journal (a common VM image) checks, for each new inode, whether its slot was
+    freed within the last minute (six while the inode table is not yet written back) and skips
+    such slots one by one. A step that creates files after another deleted tens of thousands
+    then pays for that history, in system time, by a factor that varied from 1 to 5 here.
+    """
+    target = str(work.resolve())
+    best: Optional[tuple[str, str, str]] = None
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        dash = fields.index("-")
+        point, fstype, source = fields[4], fields[dash + 1], fields[dash + 2]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best[0])):
+            best = (point, fstype, source)
+    if best is None or best[1] != "ext4":
+        return None
+    device = os.path.basename(best[2])
+    try:
+        journals = os.listdir("/proc/fs/jbd2")
+    except OSError:
+        journals = []
+    if any(name.startswith(device + "-") for name in journals):
+        return None
+    return (f"warning: {best[0]} is ext4 without a journal: creating files shortly after deleting many "
+            "costs extra system time that depends on earlier steps; for steady figures use --workdir on a "
+            "journaled file system (or tmpfs for CPU alone)")
+
+
+def page_reporting_warning() -> Optional[str]:
+    """Why writes may cost more in one step than in the next on this VM, or None.
+
+    With a virtio balloon's free page reporting, the guest hands the pages it frees back to the
+    hypervisor, and touching them again costs a fault on the host: writing a GiB into fresh page
+    cache then took 0.3 s or 2.5 s, by chance. Reporting stops when its order is above the
+    largest the kernel has (11 will do).
+    """
+    params = Path("/sys/module/page_reporting/parameters")
+    try:
+        order = int((params / "page_reporting_order").read_text())
+        reported = int((params / "reported_kib").read_text())
+    except (OSError, ValueError):
+        return None
+    if order > 10 or not reported:
+        return None
+    return ("warning: free page reporting is on (pages freed go back to the hypervisor and are slow to use "
+            "again), so write-heavy steps vary; as root, for the run: "
+            "echo 11 > /sys/module/page_reporting/parameters/page_reporting_order")
+
+
 def run_tar(argv: list[str]) -> Sample:
     """GNU tar, timed from outside (its CPU from wait4, its peak sampled while it runs)."""
     start = time.perf_counter()
@@ -555,6 +620,8 @@ def main() -> None:
         count = make_large(large, size_mib << 20)
         print(f"(a) {count} large files, {size_mib} MiB; (b) {files} small files; profile {args.profile}; "
               f"{rounds} paired round(s)", flush=True)
+        for warning in filter(None, (filesystem_warning(work), page_reporting_warning())):
+            print(warning, flush=True)
         rows += summarize("(a) large", count, [one_round(large, base_tar, work, args.profile)
                                               for _ in range(rounds)], per_entry=False)
         large.unlink()

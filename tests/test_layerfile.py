@@ -165,6 +165,57 @@ def test_the_background_hash_is_the_hash_of_what_it_was_given(sizes: list[int]) 
         ours.update(b"more")
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 3 << 20), st.integers(0, 5000), st.lists(st.integers(1, 1 << 21), max_size=6))
+def test_the_file_hash_is_the_hash_of_the_bytes_the_reader_took(tmp_path, size: int, start: int,  # type: ignore[no-untyped-def]
+                                                                  reads: list[int]) -> None:
+    """FileSha256 hashes the file again, from ``start``, exactly as far as the reader took it:
+    never further, whatever the reads' sizes (batches of the thread and reads do not line up)."""
+    import hashlib
+    import os
+
+    from wincontainers.layerfile.hashing import FileSha256
+
+    path = tmp_path / "layer.tar"
+    path.write_bytes(os.urandom(size))
+    start = min(start, size)
+    with open(path, "rb") as f:
+        f.seek(start)
+        ours = FileSha256.of(path, f, start)
+        assert ours is not None
+        want = hashlib.sha256()
+        for n in reads:
+            data = f.read(n)
+            ours.update(data)
+            want.update(data)
+        assert ours.hexdigest() == want.hexdigest() == ours.hexdigest()
+
+
+def test_the_file_hash_refuses_a_file_that_changed_or_another_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from wincontainers.layerfile.hashing import FileSha256, SourceChanged
+
+    path, other = tmp_path / "layer.tar", tmp_path / "other.tar"
+    path.write_bytes(b"x" * 10_000)
+    other.write_bytes(b"x" * 10_000)
+    with open(path, "rb") as f:
+        assert FileSha256.of(other, f, 0) is None  # not the file the reader reads: no second opening
+        ours = FileSha256.of(path, f, 0)
+        assert ours is not None
+        ours.update(f.read(4000))
+        os.utime(path, ns=(1, 1))  # a write time set back, and the change time moved
+        with pytest.raises(SourceChanged, match="changed while it was read"):
+            ours.hexdigest()
+    with open(path, "rb") as f:
+        ours = FileSha256.of(path, f, 0)
+        assert ours is not None
+        ours.update(f.read(4000))
+        ours.close()  # abandoned: no digest of part of the file passes for the whole
+        with pytest.raises(SourceChanged, match="abandoned"):
+            ours.hexdigest()
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.text(st.characters(blacklist_characters="=\x00", blacklist_categories=("Cs",)),
                                   min_size=1, max_size=12),  # keys are read as UTF-8 (a lone surrogate is not)

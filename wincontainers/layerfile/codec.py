@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator, Optional, Union, cast
 
 from wincontainers.layerfile import times
 from wincontainers.layerfile.entry import WHITEOUT_PREFIX, EntryKind, LayerEntry
-from wincontainers.layerfile.hashing import BackgroundSha256
+from wincontainers.layerfile.hashing import BackgroundSha256, FileSha256, SourceChanged
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
 from wincontainers.layerfile.tarstream import (
     BLOCK,
@@ -37,7 +37,7 @@ from wincontainers.layerfile.tarstream import (
     split_ustar_path,
 )
 
-__all__ = ["LayerReader", "LayerWriter", "Progress", "TarFormatError", "open_source", "LayerFormatError"]
+__all__ = ["LayerReader", "LayerWriter", "Progress", "TarFormatError", "open_source", "LayerFormatError", "SourceChanged"]
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 Progress = Callable[[int, int], None]  # (bytes done, files done)
@@ -65,10 +65,11 @@ def _zstd_module() -> Any:
 class _Hashing(io.RawIOBase):
     """Counts and hashes what is read through it (the uncompressed tar: its diff ID)."""
 
-    def __init__(self, src: IO[bytes], progress: Optional[Callable[[int], None]] = None) -> None:
+    def __init__(self, src: IO[bytes], progress: Optional[Callable[[int], None]] = None,
+                 sha: "Optional[BackgroundSha256 | FileSha256]" = None) -> None:
         super().__init__()
         self.src = src
-        self.sha = BackgroundSha256()
+        self.sha = sha or BackgroundSha256()
         self.count = 0
         self._progress = progress
 
@@ -105,6 +106,13 @@ class _Hashing(io.RawIOBase):
             if self._progress is not None:
                 self._progress(self.count)
         return data
+
+
+def _position(f: IO[bytes]) -> Optional[int]:
+    try:
+        return f.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def open_source(source: Source) -> tuple[IO[bytes], bool]:
@@ -247,15 +255,25 @@ class LayerReader:
     """Iterate a layer tar: ``for entry, data in reader`` (read ``data`` before the next step).
 
     After the iteration, :attr:`diff_id` is ``sha256:`` of the whole uncompressed tar.
+
+    ``opened_from``: the path of the file ``source`` (a file object) was opened from. For a
+    plain tar from a path, the diff ID is hashed from the file in a thread of its own, behind the
+    reader, which then never waits for the hash (:class:`~wincontainers.layerfile.hashing.FileSha256`);
+    :attr:`diff_id` raises :class:`~wincontainers.layerfile.hashing.SourceChanged` when the file
+    changed meanwhile.
     """
 
     def __init__(self, source: Source, *, progress: Optional[Progress] = None,
-                 limits: TarLimits = DEFAULT_LIMITS) -> None:
+                 limits: TarLimits = DEFAULT_LIMITS, opened_from: "Optional[str | os.PathLike[str]]" = None) -> None:
         self._raw, self._owned = open_source(source)
         self._progress = progress
         self._files = 0
+        path = source if isinstance(source, (str, os.PathLike)) else opened_from
+        start = _position(self._raw) if path is not None else None
         stream, self.compression = decompressed(self._raw)
-        self._hashing = _Hashing(stream, self._report if progress else None)
+        sha = FileSha256.of(path, self._raw, start) if path is not None and start is not None \
+            and self.compression == "none" else None
+        self._hashing = _Hashing(stream, self._report if progress else None, sha)
         self._limits = limits
         self._done = False
 

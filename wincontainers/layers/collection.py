@@ -36,7 +36,7 @@ from wincontainers._native.layerfs import LayerFolder, remove_tree
 from wincontainers.statefiles import StateFiles, read_optional_json
 from wincontainers.driver.base import LayerRef
 from wincontainers.layerfile import DEFAULT_LIMITS, LayerReader, LayerWriter, TarLimits
-from wincontainers.layerfile.codec import open_source
+from wincontainers.layerfile.codec import SourceChanged, open_source
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.validate import REPARSE_EXTENSION, LayerChecker
 from wincontainers.layers.checked import CheckedEntries, LayerRejected
@@ -248,13 +248,17 @@ class LayerCollection(RichDisplay):
             try:
                 with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"), \
                         progress_for(progress, total=total, desc=f"import {layer_id[:12]}") as callback, \
-                        LayerReader(stream, progress=callback, limits=limits) as reader:
+                        LayerReader(stream, progress=callback, limits=limits,
+                                    opened_from=source if isinstance(source, (str, os.PathLike)) else None) as reader:
                     entries = CheckedEntries(reader, checker, check=check)
                     if is_base:
                         size = self._import_base(entries, target)
                     else:
                         size = self._import_diff(entries, target, parent_refs)
-                    diff_id = reader.diff_id
+                    try:
+                        diff_id = reader.diff_id
+                    except SourceChanged as exc:
+                        raise errors.BadInput(f"layer file {shown}: {exc}; nothing of it was kept") from None
                     LayerFolder(self.win32, target).write_bytes(
                         "layerchain.json", json.dumps([r.path for r in parent_refs] or None,
                                                       separators=(",", ":")).encode())
@@ -733,7 +737,7 @@ def _opened(source: Union[str, "os.PathLike[str]", IO[bytes]]) -> Iterator[tuple
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         try:
-            opened = open(path, "rb", buffering=1 << 20)  # a layer of small files: one read per MiB
+            opened = open(path, "rb", buffering=1 << 16)  # a large read skips the buffer: no copy through it
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise errors.BadInput(f"layer file {path!r} does not exist (or is not a file)") from None
         with opened:

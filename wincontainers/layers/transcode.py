@@ -498,7 +498,7 @@ def _transport_entry(folder: LayerFolder, rel: str, is_dir: bool, first_names: d
             whole = memoryview(_read_exactly(f, size))
             head, stream = bytes(whole[:4]), whole[4:]
         else:
-            stream = cast(IO[bytes], io.BufferedReader(f, 1 << 20))
+            stream = cast(IO[bytes], io.BufferedReader(f, 1 << 16))  # a large read skips the buffer
             head = stream.read(4)
         (attributes,) = _ATTRIBUTES.unpack(head.ljust(4, b"\0"))
         yield from _with_hardlinks(rel, is_dir, file_id, links, first_names,

@@ -256,11 +256,12 @@ class LayerReader:
 
     After the iteration, :attr:`diff_id` is ``sha256:`` of the whole uncompressed tar.
 
-    ``opened_from``: the path of the file ``source`` (a file object) was opened from. For a
-    plain tar from a path, the diff ID is hashed from the file in a thread of its own, behind the
-    reader, which then never waits for the hash (:class:`~wincontainers.layerfile.hashing.FileSha256`);
-    :attr:`diff_id` raises :class:`~wincontainers.layerfile.hashing.SourceChanged` when the file
-    changed meanwhile.
+    ``opened_from``: the path of the file ``source`` was opened from. The diff ID of a plain
+    tar is then hashed from the file, by a thread that reads it again behind the reader
+    (:class:`~wincontainers.layerfile.hashing.FileSha256`): the reader never waits for the hash,
+    which pays when work follows the read that the hash can overlap (a diff import's
+    ImportLayer); with nothing after it, the second read only costs. :attr:`diff_id` raises
+    :class:`~wincontainers.layerfile.hashing.SourceChanged` when the file changed meanwhile.
     """
 
     def __init__(self, source: Source, *, progress: Optional[Progress] = None,
@@ -268,7 +269,7 @@ class LayerReader:
         self._raw, self._owned = open_source(source)
         self._progress = progress
         self._files = 0
-        path = source if isinstance(source, (str, os.PathLike)) else opened_from
+        path = opened_from
         start = _position(self._raw) if path is not None else None
         stream, self.compression = decompressed(self._raw)
         sha = FileSha256.of(path, self._raw, start) if path is not None and start is not None \

@@ -245,11 +245,13 @@ class LayerCollection(RichDisplay):
             if on_folder is not None:
                 on_folder(target)
             checker = LayerChecker(source=shown, parents=[Path(r.path) for r in parent_refs], base=is_base)
+            # A diff import's hash reads the file again, behind the copy, and overlaps ImportLayer;
+            # a base import has nothing after the copy to overlap, so its hash takes the bytes read.
+            hash_from = source if not is_base and isinstance(source, (str, os.PathLike)) else None
             try:
                 with errors.during(f"importing {shown} as {'base ' if is_base else ''}layer {layer_id[:12]}"), \
                         progress_for(progress, total=total, desc=f"import {layer_id[:12]}") as callback, \
-                        LayerReader(stream, progress=callback, limits=limits,
-                                    opened_from=source if isinstance(source, (str, os.PathLike)) else None) as reader:
+                        LayerReader(stream, progress=callback, limits=limits, opened_from=hash_from) as reader:
                     entries = CheckedEntries(reader, checker, check=check)
                     if is_base:
                         size = self._import_base(entries, target)

@@ -32,6 +32,7 @@ import sys
 if sys.platform == "win32":  # the simulated host runs on POSIX systems; Windows has the real HCS
     raise ImportError("wincontainers.sim runs on POSIX systems")
 
+import contextlib
 import io
 import os
 import shutil
@@ -44,7 +45,15 @@ from typing import IO, Iterator, Optional, Sequence
 import attrs
 
 from wincontainers.layerfile.attributes import FileAttributes
-from wincontainers.layerfile.backup import BackupReader, BackupWriter, StreamId, copy_exact, read_up_to, write_all
+from wincontainers.layerfile.backup import (
+    BackupReader,
+    BackupWriter,
+    StreamId,
+    copy_exact,
+    read_up_to,
+    streams_in,
+    write_all,
+)
 from wincontainers.layerfile.reparse import IO_REPARSE_TAG_MOUNT_POINT, IO_REPARSE_TAG_SYMLINK, OTHER_TAGS, reparse_tag
 from wincontainers.layerfile.times import unix_ns_to_filetime
 from wincontainers.sim import hive, ntfs
@@ -82,10 +91,11 @@ def apply_backup(
     *,
     directory: bool,
     attributes: int,
-    stream: IO[bytes],
+    stream: "IO[bytes] | memoryview",
     times: Sequence[Optional[int]] = (None, None, None, None),
 ) -> FileMeta:
-    """Create ``root/rel`` from a backup stream (BackupWrite with security processing)."""
+    """Create ``root/rel`` from a backup stream (BackupWrite with security processing), read
+    from a file or held whole (most transport files: one read, streams found by offset)."""
     target = host_path(root, rel)
     meta = FileMeta(attributes=attributes)
     meta.creation, meta.access, meta.write, meta.change = (list(times) + [None] * 4)[:4]
@@ -93,6 +103,8 @@ def apply_backup(
     is_link = False
     if directory:
         os.makedirs(target, exist_ok=True)
+    if isinstance(stream, memoryview):
+        return _apply_whole(store, target, rel, directory, meta, stream)
     out: Optional[IO[bytes]] = None
     try:
         for header, body in BackupReader(stream):
@@ -127,6 +139,50 @@ def apply_backup(
     for name, data in streams:
         store.put_stream(rel, name, data)
     return meta
+
+
+def _apply_whole(store: NtfsStore, target: bytes, rel: str, directory: bool, meta: FileMeta,
+                 stream: memoryview) -> FileMeta:
+    """:func:`apply_backup` of a stream held whole: a file's data written with one call."""
+    streams: list[tuple[str, bytes]] = []
+    pieces: list[tuple[Optional[int], memoryview]] = []  # (offset of a sparse block, bytes), in order
+    for header, body in streams_in(stream):
+        if header.id == StreamId.SECURITY_DATA:
+            meta.security = body.read()
+        elif header.id == StreamId.EA_DATA:
+            meta.eas = body.read()
+        elif header.id == StreamId.REPARSE_DATA:
+            meta.reparse = body.read()
+            if not meta.attributes:
+                meta.attributes = int(FileAttributes.REPARSE_POINT)
+        elif header.id == StreamId.DATA and not directory:
+            pieces.append((None, body.getbuffer()))
+        elif header.id == StreamId.SPARSE_BLOCK and not directory:
+            raw = body.getbuffer()
+            pieces.append((struct.unpack_from("<q", raw)[0], raw[8:]))
+        elif header.id == StreamId.ALTERNATE_DATA:
+            name = header.name[1:] if header.name.startswith(":") else header.name
+            name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
+            streams.append((name, body.read()))
+    if not directory:  # as open(target, "wb"): created or emptied, then written
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            for offset, data in pieces:
+                if offset is not None:
+                    os.lseek(fd, offset, os.SEEK_SET)
+                write_all_fd(fd, data)
+        finally:
+            os.close(fd)
+    store.put(rel, meta)
+    for name, value in streams:
+        store.put_stream(rel, name, value)
+    return meta
+
+
+def write_all_fd(fd: int, data: "bytes | memoryview") -> None:
+    view = memoryview(data)
+    while len(view):
+        view = view[os.write(fd, view):]
 
 
 @attrs.define
@@ -410,15 +466,15 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
                     os.makedirs(host_path(layer, rel), exist_ok=True)
                     store.put(rel, FileMeta(attributes=int(FileAttributes.DIRECTORY)))
                     continue
-                with f:
-                    prefix = f.read(4)
+                with f if not isinstance(f, memoryview) else contextlib.nullcontext():
+                    prefix = bytes(f[:4]) if isinstance(f, memoryview) else f.read(4)
                     if len(prefix) < 4:
                         raise Fail(E_UNEXPECTED, f"transport file {rel} is shorter than its attribute prefix")
                     (attributes,) = struct.unpack("<I", prefix)
                     staged = staged_metas.get(meta_rel.lower())
                     times = (staged.creation, staged.access, staged.write, staged.change) if staged else (None,) * 4
-                    meta = apply_backup(store, layer, rel, directory=directory, attributes=attributes, stream=f,
-                                        times=times)
+                    meta = apply_backup(store, layer, rel, directory=directory, attributes=attributes,
+                                        stream=f[4:] if isinstance(f, memoryview) else f, times=times)
                 if meta.reparse is not None:
                     tag = reparse_tag(meta.reparse)
                     if tag not in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
@@ -446,13 +502,13 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
 _READ_WHOLE = 1 << 16
 
 
-def _open_transport(path: bytes) -> IO[bytes]:
+def _open_transport(path: bytes) -> "IO[bytes] | memoryview":
     """A transport file to read: a small one read whole at once (open, read, close); a larger
     one as a file, which lets its data be copied by the kernel. Links are not followed."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         head = os.read(fd, _READ_WHOLE)
-        whole = io.BytesIO(head) if len(head) < _READ_WHOLE else None
+        whole = memoryview(head) if len(head) < _READ_WHOLE else None
         if whole is None:
             os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:

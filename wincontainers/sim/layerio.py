@@ -40,7 +40,7 @@ import stat
 import struct
 import time
 from pathlib import Path
-from typing import IO, Iterator, Optional, Sequence
+from typing import IO, Any, Iterator, Optional, Sequence
 
 import attrs
 
@@ -48,6 +48,7 @@ from wincontainers.layerfile.attributes import FileAttributes
 from wincontainers.layerfile.backup import (
     BackupReader,
     BackupWriter,
+    StreamHeader,
     StreamId,
     copy_exact,
     read_up_to,
@@ -100,40 +101,52 @@ def apply_backup(
     meta = FileMeta(attributes=attributes)
     meta.creation, meta.access, meta.write, meta.change = (list(times) + [None] * 4)[:4]
     streams: list[tuple[str, bytes]] = []
-    is_link = False
     if directory:
         os.makedirs(target, exist_ok=True)
     if isinstance(stream, memoryview):
-        return _apply_whole(store, target, rel, directory, meta, stream)
+        _apply_whole(target, directory, meta, streams, stream)
+        return _recorded(store, rel, meta, streams)
     out: Optional[IO[bytes]] = None
     try:
         for header, body in BackupReader(stream):
-            if header.id == StreamId.SECURITY_DATA:
-                meta.security = body.read()
-            elif header.id == StreamId.EA_DATA:
-                meta.eas = body.read()
-            elif header.id == StreamId.REPARSE_DATA:
-                meta.reparse = body.read()
-                is_link = True
-            elif header.id == StreamId.DATA and not directory:
+            if _took_metadata(meta, streams, header, body) or directory:
+                continue
+            if header.id == StreamId.DATA:
                 out = out or open(target, "wb", buffering=0)
                 copy_exact(body, out, header.size)
-            elif header.id == StreamId.SPARSE_BLOCK and not directory:
+            elif header.id == StreamId.SPARSE_BLOCK:
                 out = out or open(target, "wb", buffering=0)
                 raw = body.read()
                 (offset,) = struct.unpack_from("<q", raw)
                 out.seek(offset)
                 out.write(raw[8:])
-            elif header.id == StreamId.ALTERNATE_DATA:
-                name = header.name[1:] if header.name.startswith(":") else header.name
-                name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
-                streams.append((name, body.read()))
         if out is None and not directory:
             out = open(target, "wb", buffering=0)  # a link placeholder, or an empty file
     finally:
         if out is not None:
             out.close()
-    if is_link and not meta.attributes:
+    return _recorded(store, rel, meta, streams)
+
+
+def _took_metadata(meta: FileMeta, streams: list[tuple[str, bytes]], header: StreamHeader, body: Any) -> bool:
+    """Security, EAs, reparse data or an alternate stream, kept for the store; False for data."""
+    if header.id == StreamId.SECURITY_DATA:
+        meta.security = body.read()
+    elif header.id == StreamId.EA_DATA:
+        meta.eas = body.read()
+    elif header.id == StreamId.REPARSE_DATA:
+        meta.reparse = body.read()
+    elif header.id == StreamId.ALTERNATE_DATA:
+        name = header.name[1:] if header.name.startswith(":") else header.name
+        name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
+        streams.append((name, body.read()))
+    else:
+        return False
+    return True
+
+
+def _recorded(store: NtfsStore, rel: str, meta: FileMeta, streams: list[tuple[str, bytes]]) -> FileMeta:
+    if meta.reparse is not None and not meta.attributes:
         meta.attributes = int(FileAttributes.REPARSE_POINT)
     store.put(rel, meta)
     for name, data in streams:
@@ -141,29 +154,18 @@ def apply_backup(
     return meta
 
 
-def _apply_whole(store: NtfsStore, target: bytes, rel: str, directory: bool, meta: FileMeta,
-                 stream: memoryview) -> FileMeta:
+def _apply_whole(target: bytes, directory: bool, meta: FileMeta, streams: list[tuple[str, bytes]],
+                 stream: memoryview) -> None:
     """:func:`apply_backup` of a stream held whole: a file's data written with one call."""
-    streams: list[tuple[str, bytes]] = []
     pieces: list[tuple[Optional[int], memoryview]] = []  # (offset of a sparse block, bytes), in order
     for header, body in streams_in(stream):
-        if header.id == StreamId.SECURITY_DATA:
-            meta.security = body.read()
-        elif header.id == StreamId.EA_DATA:
-            meta.eas = body.read()
-        elif header.id == StreamId.REPARSE_DATA:
-            meta.reparse = body.read()
-            if not meta.attributes:
-                meta.attributes = int(FileAttributes.REPARSE_POINT)
-        elif header.id == StreamId.DATA and not directory:
+        if _took_metadata(meta, streams, header, body) or directory:
+            continue
+        if header.id == StreamId.DATA:
             pieces.append((None, body.getbuffer()))
-        elif header.id == StreamId.SPARSE_BLOCK and not directory:
+        elif header.id == StreamId.SPARSE_BLOCK:
             raw = body.getbuffer()
             pieces.append((struct.unpack_from("<q", raw)[0], raw[8:]))
-        elif header.id == StreamId.ALTERNATE_DATA:
-            name = header.name[1:] if header.name.startswith(":") else header.name
-            name = name[: -len(":$DATA")] if name.endswith(":$DATA") else name
-            streams.append((name, body.read()))
     if not directory:  # as open(target, "wb"): created or emptied, then written
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
@@ -173,10 +175,6 @@ def _apply_whole(store: NtfsStore, target: bytes, rel: str, directory: bool, met
                 write_all_fd(fd, data)
         finally:
             os.close(fd)
-    store.put(rel, meta)
-    for name, value in streams:
-        store.put_stream(rel, name, value)
-    return meta
 
 
 def write_all_fd(fd: int, data: "bytes | memoryview") -> None:

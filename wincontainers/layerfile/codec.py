@@ -269,11 +269,11 @@ class LayerReader:
         self._raw, self._owned = open_source(source)
         self._progress = progress
         self._files = 0
-        path = opened_from
-        start = _position(self._raw) if path is not None else None
+        start = _position(self._raw) if opened_from is not None else None  # before decompressed() reads ahead
         stream, self.compression = decompressed(self._raw)
-        sha = FileSha256.of(path, self._raw, start) if path is not None and start is not None \
-            and self.compression == "none" else None
+        sha = None
+        if opened_from is not None and start is not None and self.compression == "none":
+            sha = FileSha256.of(opened_from, self._raw, start)
         self._hashing = _Hashing(stream, self._report if progress else None, sha)
         self._limits = limits
         self._done = False

@@ -181,6 +181,9 @@ class FileSha256:
             self._failure = exc
 
     def _finish(self) -> None:
+        """Let the thread hash what was taken, and end it (once)."""
+        if self._file.closed:
+            return
         with self._ready:
             self._final = True
             self._ready.notify()
@@ -191,8 +194,7 @@ class FileSha256:
         """The digest of every byte the reader took (it finishes the hash; later calls return
         it again)."""
         if self._digest is None:
-            if self._thread.is_alive() or not self._file.closed:
-                self._finish()
+            self._finish()
             if self._failure is None:
                 try:
                     same = _identity(os.fstat(self._first_fd)) == self._before
@@ -209,9 +211,9 @@ class FileSha256:
 
     def close(self) -> None:
         """End the thread at once (an abandoned read): a digest not yet taken is then unknown."""
-        if self._thread.is_alive() or not self._file.closed:
+        if not self._file.closed:
             with self._ready:
                 self._taken = -1  # nothing more to hash
             self._finish()
-            if self._digest is None and self._failure is None:
+            if self._failure is None:  # no digest was taken: the file is closed once one is
                 self._failure = SourceChanged("the hash was abandoned before the end of the file")

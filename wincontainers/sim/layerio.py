@@ -172,12 +172,12 @@ def _apply_whole(target: bytes, directory: bool, meta: FileMeta, streams: list[t
             for offset, data in pieces:
                 if offset is not None:
                     os.lseek(fd, offset, os.SEEK_SET)
-                write_all_fd(fd, data)
+                _write_all_fd(fd, data)
         finally:
             os.close(fd)
 
 
-def write_all_fd(fd: int, data: "bytes | memoryview") -> None:
+def _write_all_fd(fd: int, data: "bytes | memoryview") -> None:
     view = memoryview(data)
     while len(view):
         view = view[os.write(fd, view):]
@@ -457,22 +457,21 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
                     continue
                 meta_rel = rel + WCIDIRS if directory else rel
                 try:
-                    f = _open_transport(host_path(folder, meta_rel))
+                    prefix, stream = _open_transport(host_path(folder, meta_rel))
                 except FileNotFoundError:
                     if not directory:
                         raise
                     os.makedirs(host_path(layer, rel), exist_ok=True)
                     store.put(rel, FileMeta(attributes=int(FileAttributes.DIRECTORY)))
                     continue
-                with f if not isinstance(f, memoryview) else contextlib.nullcontext():
-                    prefix = bytes(f[:4]) if isinstance(f, memoryview) else f.read(4)
+                with contextlib.nullcontext() if isinstance(stream, memoryview) else stream:
                     if len(prefix) < 4:
                         raise Fail(E_UNEXPECTED, f"transport file {rel} is shorter than its attribute prefix")
                     (attributes,) = struct.unpack("<I", prefix)
                     staged = staged_metas.get(meta_rel.lower())
                     times = (staged.creation, staged.access, staged.write, staged.change) if staged else (None,) * 4
                     meta = apply_backup(store, layer, rel, directory=directory, attributes=attributes,
-                                        stream=f[4:] if isinstance(f, memoryview) else f, times=times)
+                                        stream=stream, times=times)
                 if meta.reparse is not None:
                     tag = reparse_tag(meta.reparse)
                     if tag not in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
@@ -500,22 +499,22 @@ def import_transport(folder: Path, layer: Path, parents: Sequence[Path]) -> None
 _READ_WHOLE = 1 << 16
 
 
-def _open_transport(path: bytes) -> "IO[bytes] | memoryview":
-    """A transport file to read: a small one read whole at once (open, read, close); a larger
-    one as a file, which lets its data be copied by the kernel. Links are not followed."""
+def _open_transport(path: bytes) -> "tuple[bytes, IO[bytes] | memoryview]":
+    """A transport file's attribute prefix (short if the file is) and the backup stream after
+    it: a small file's read whole at once (open, read, close), a larger one's as the file,
+    which lets its data be copied by the kernel. Links are not followed."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         head = os.read(fd, _READ_WHOLE)
-        whole = memoryview(head) if len(head) < _READ_WHOLE else None
-        if whole is None:
-            os.lseek(fd, 0, os.SEEK_SET)
+        if len(head) >= _READ_WHOLE:
+            os.lseek(fd, 4, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise
-    if whole is not None:
+    if len(head) < _READ_WHOLE:
         os.close(fd)
-        return whole
-    return open(fd, "rb")  # the file object owns the descriptor from here
+        return head[:4], memoryview(head)[4:]
+    return head[:4], open(fd, "rb")  # the file object owns the descriptor from here
 
 
 def _delete(root: Path, store: NtfsStore, rel: str) -> None:

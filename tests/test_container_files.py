@@ -122,6 +122,24 @@ def test_a_copy_never_passes_through_a_link(host: Host, tmp_path: Path) -> None:
         c.stop()
 
 
+def test_a_name_copied_twice_in_one_copy_ends_as_the_second(host: Host, tmp_path: Path) -> None:
+    # Entries are written in batches: the second "dup.txt" must still replace the first, as a
+    # copy replaces a file that was there before it.
+    times = {"creation_time": T, "last_access_time": T, "last_write_time": T, "change_time": T}
+    with host.containers.create("windowsservercore") as c:
+        tar = _tar([(LayerEntry("twice", EntryKind.DIRECTORY, attributes=0x10, **times), None),
+                    (LayerEntry("twice/dup.txt", EntryKind.FILE, size=5, attributes=0x20, **times), b"first"),
+                    (LayerEntry("twice/other.txt", EntryKind.FILE, size=1, attributes=0x20, **times), b"o"),
+                    (LayerEntry("twice/dup.txt", EntryKind.FILE, size=6, attributes=0x21, **times), b"second")])
+        c.copy_to(tar, "C:\\")
+        out = io.BytesIO()
+        c.copy_from("C:\\twice", out)
+        out.seek(0)
+        got = _summary(out, "twice")
+        assert got["/dup.txt"][1:4] == (0x21, None, b"second")
+        assert got["/other.txt"][3] == b"o"
+
+
 def test_diff_and_export_of_a_stopped_container_and_refusal_while_running(host: Host, tmp_path: Path) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()

@@ -287,6 +287,56 @@ def test_many_files_small_and_large_round_trip_and_the_service_keeps_none_open(
     host.layers.destroy(base)
 
 
+def _batch_boundaries() -> list[Entry]:
+    """Runs of plain entries, each ending with an entry followed by a stream of its own, of
+    every length around the writers' batch limits (64 entries, or 1 MiB): a stream must find
+    its entry whether the entry is held or was just written. Each run starts on an empty batch
+    (a stream writes what was held), so the lengths line up with the limits."""
+    d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
+             last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])
+    plain = {k: v for k, v in d.items() if k not in ("creation_time", "security")}
+    entries: list[Entry] = [(LayerEntry("Files/batches", EntryKind.DIRECTORY, attributes=0x10, **d), None)]
+    runs = [(n, 1 + n % 7) for n in range(58, 68)] + [(n, 40_000) for n in range(22, 30)]
+    for r, (length, size) in enumerate(runs):
+        folder = f"Files/batches/run{r:02d}"
+        entries.append((LayerEntry(folder, EntryKind.DIRECTORY, attributes=0x10, **d), None))
+        for i in range(length):
+            entries.append((LayerEntry(f"{folder}/f{i:03d}", EntryKind.FILE, size=size, attributes=0x20, **d),
+                            bytes([i % 251]) * size))
+        owner = f"{folder}/owner" + ("" if r % 4 else ".d")
+        if r % 4:
+            entries.append((LayerEntry(owner, EntryKind.FILE, size=size, attributes=0x20, **d), b"o" * size))
+        else:
+            entries.append((LayerEntry(owner, EntryKind.DIRECTORY, attributes=0x10, **d), None))
+        entries.append((LayerEntry(f"{owner}:note", EntryKind.STREAM, size=3, **plain), b"n%02d" % r))
+        if r % 3 == 0:  # a large file, written by itself, between runs
+            entries.append((LayerEntry(f"{folder}/large", EntryKind.FILE, size=70_000, attributes=0x20, **d),
+                            b"L" * 70_000))
+    return entries
+
+
+def test_streams_at_every_batch_boundary_round_trip(host: Host) -> None:
+    files = [(e, data.read() if data is not None else None) for e, data in LayerReader(io.BytesIO(base_layer()))]
+    as_base = tar_of(files + _batch_boundaries())
+    base = host.layers.import_tar(io.BytesIO(as_base))
+    try:
+        out = io.BytesIO()
+        host.layers.export_tar(base, out)
+        problems = _diff(view(as_base), view(out.getvalue()))
+        assert not problems, "\n".join(problems)
+        as_diff = tar_of(files[:1] + _batch_boundaries())  # the base's Files folder, then the batches
+        layer = host.layers.import_tar(io.BytesIO(as_diff), parents=[base])
+        try:
+            out = io.BytesIO()
+            host.layers.export_tar(layer, out)
+            problems = _diff(view(as_exported(as_diff)), view(out.getvalue()))
+            assert not problems, "\n".join(problems)
+        finally:
+            host.layers.destroy(layer)
+    finally:
+        host.layers.destroy(base)
+
+
 def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
     d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
              last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])

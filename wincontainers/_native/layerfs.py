@@ -38,9 +38,11 @@ from wincontainers._native.win32 import (
     Win32File,
 )
 
-__all__ = ["LayerFolder", "EntryRead", "EntryWriter", "Times", "remove_tree", "copy_chunks", "RECYCLE_BIN"]
+__all__ = ["LayerFolder", "EntryRead", "EntryWriter", "Times", "WholeEntry", "remove_tree", "copy_chunks", "RECYCLE_BIN"]
 
 Times = tuple[Optional[int], Optional[int], Optional[int], Optional[int]]  # creation, access, write, change
+#: one entry for :meth:`LayerFolder.write_whole`: (relative path, is a folder, its bytes, times, attributes)
+WholeEntry = tuple[str, bool, bytes, Times, int]
 
 #: Never part of a layer (hcsshim skips it: names there may not even convert).
 RECYCLE_BIN = "Files/$Recycle.Bin"
@@ -159,6 +161,18 @@ class LayerFolder:
             self.mkdir(rel)
             return EntryWriter(self.api.open_for_backup(self.path(rel), _WRITE))
         return EntryWriter(self.create_file(rel))
+
+    def write_whole(self, entries: Iterable[WholeEntry], *, backup_stream: bool) -> None:
+        """Entries whose bytes are all in memory, written in one batch (see
+        :meth:`Win32.write_whole_files`): a file is created new, a folder (made before) opened.
+        ``backup_stream``: the bytes are a backup stream with its security descriptor, written
+        as :meth:`begin_entry` does; otherwise they are the file's data (a transport file)."""
+        sep = "" if self.root.endswith(("\\", "/")) else "\\"
+        root = self.root + sep
+        self.api.write_whole_files(
+            [(root + rel.replace("/", "\\"), win32.OPEN_EXISTING if folder else win32.CREATE_NEW, data, times,
+              attributes) for rel, folder, data, times, attributes in entries],
+            _WRITE if backup_stream else _WRITE_DATA, backup_stream=backup_stream)
 
     def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes], times: Times) -> None:
         """Create ``rel`` from a whole backup stream, then set its times and attributes."""

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import attrs
 from cffi import FFI
@@ -238,6 +238,11 @@ class FindData:
 
 
 _FFI = FFI()
+
+#: one file for :meth:`Win32.write_whole_files`: (path, CreateFileW's disposition, its bytes,
+#: its times as FILETIME integers (creation, access, write, change; None: left as they are),
+#: its attributes (0: left as they are))
+WholeFile = tuple[str, int, bytes, Sequence[Optional[int]], int]
 
 
 def _new(ctype: str, init: Any = None) -> Any:
@@ -554,6 +559,52 @@ class Win32:
                 raise
             out.close()
         return copied
+
+    def write_whole_files(self, files: Iterable[WholeFile], access: int, *, backup_stream: bool) -> None:
+        """Write each of ``files`` whole: CreateFileW with backup semantics (the reparse point
+        itself), one BackupWrite of its whole backup stream (``backup_stream``, security
+        included) or WriteFile of its bytes, its basic information, CloseHandle.
+
+        Why a loop of raw calls: a layer of small files is mostly these four calls per file, and
+        a file object and a backup writer per file cost more than the calls do. Done in a batch
+        between runs of tar parsing, the calls also find the CPU's caches warm. The first failure
+        raises, naming its call and path; the files before it stay written (a caller discards
+        the whole folder)."""
+        k32 = self.k32
+        flags = FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT
+        done = _new("DWORD *")
+        context = _new("void **")
+        info = _new("FILE_BASIC_INFO *")
+        info_size = _FFI.sizeof("FILE_BASIC_INFO")
+        for path, disposition, data, times, attributes in files:
+            h = k32.CreateFileW(path, access, FILE_SHARE_READ, _FFI.NULL, disposition, flags, _FFI.NULL)
+            if h == _INVALID:
+                raise self.error("CreateFileW", path)
+            failure: Optional[Win32Error] = None
+            if data and backup_stream:
+                context[0] = _FFI.NULL
+                if not k32.BackupWrite(h, _FFI.from_buffer("uint8_t[]", data), len(data), done, 0, 1, context):
+                    failure = self.error("BackupWrite", path)
+                k32.BackupWrite(h, _FFI.NULL, 0, done, 1, 1, context)  # ends the context, even after a failure
+            elif data:
+                view = memoryview(data)
+                while view and failure is None:
+                    if not k32.WriteFile(h, _FFI.from_buffer(view), len(view), done, _FFI.NULL):
+                        failure = self.error("WriteFile", path)
+                    view = view[int(done[0]):]
+            if failure is None:
+                creation, access_time, write, change = times
+                info.CreationTime = (creation or 0) & 0xFFFFFFFFFFFFFFFF
+                info.LastAccessTime = (access_time or 0) & 0xFFFFFFFFFFFFFFFF
+                info.LastWriteTime = (write or 0) & 0xFFFFFFFFFFFFFFFF
+                info.ChangeTime = (change or 0) & 0xFFFFFFFFFFFFFFFF
+                info.FileAttributes = attributes
+                if not k32.SetFileInformationByHandle(h, FILE_BASIC_INFO_CLASS, info, info_size):
+                    failure = self.error("SetFileInformationByHandle", path)
+            if not k32.CloseHandle(h) and failure is None:
+                failure = self.error("CloseHandle", path)
+            if failure is not None:
+                raise failure
 
     def open_for_backup(self, path: str, access: int, disposition: int = OPEN_EXISTING, *,
                         share: int = FILE_SHARE_READ, flags: int = 0) -> Win32File:

@@ -43,7 +43,8 @@ from wincontainers.layers.checked import CheckedEntries, LayerRejected
 from wincontainers.rollback import Rollback
 from wincontainers import aio
 from wincontainers.progress import ProgressLike, check_progress, operation_progress, progress_for
-from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter, read_tree
+from wincontainers.layers.folder_entries import read_tree
+from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, TransportWriter
 from wincontainers.layers.utility_vm import UVM, UtilityVmWriter, parent_utility_vm, utility_vm_changes
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from wincontainers.layerfile.backup import Readable
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
 from wincontainers.layerfile.names import validate_name
 from wincontainers.layers.collection import link_on_the_way
-from wincontainers.layers.transcode import BaseLayerWriter, read_tree
+from wincontainers.layers.folder_entries import read_tree
+from wincontainers.layers.transcode import BaseLayerWriter
 
 __all__ = ["Entries", "CopyResult", "read_subtree", "write_entries", "split_path"]
 
@@ -140,6 +141,8 @@ def write_entries(api: win32.Win32, root: str, under: str, entries: Entries, *,
                 entry.link_target = target
                 count += 1
             elif entry.kind is not EntryKind.STREAM:
+                if name.lower() in writer.added:
+                    writer.flush()  # the entry of that name this copy wrote may still be held back
                 existing = folder.attributes(name)
                 if existing is not None and not (existing & win32.FILE_ATTRIBUTE_DIRECTORY
                                                  and entry.kind is EntryKind.DIRECTORY):

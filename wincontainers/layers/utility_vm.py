@@ -24,7 +24,8 @@ from wincontainers._native import win32
 from wincontainers._native.layerfs import LayerFolder, Times
 from wincontainers.layerfile.backup import Readable
 from wincontainers.layerfile.entry import EntryKind, LayerEntry
-from wincontainers.layers.transcode import BaseLayerWriter, PendingWork, entries_of
+from wincontainers.layers.folder_entries import entries_of
+from wincontainers.layers.transcode import BaseLayerWriter, PendingWork
 
 __all__ = ["UtilityVmWriter", "utility_vm_changes", "parent_utility_vm", "UVM", "UVM_FILES"]
 

@@ -337,6 +337,47 @@ def test_streams_at_every_batch_boundary_round_trip(host: Host) -> None:
         host.layers.destroy(base)
 
 
+def test_batched_writes_and_reads_keep_metadata_and_fail_like_single_calls(host: Host, tmp_path: Path) -> None:
+    from wincontainers._native import win32
+    from wincontainers._native.layerfs import LayerFolder
+    from wincontainers.layerfile.backup import HEADER, StreamId
+    from wincontainers.layers.collection import LAYER_PRIVILEGES
+
+    api = host.layers.win32
+    api.require_privileges(*LAYER_PRIVILEGES, task="the test")
+    folder = LayerFolder(api, tmp_path / "batch", create=True)
+    t = (131_000_000_000_000_000, 131_000_000_000_000_001, 131_000_000_000_000_002, 131_000_000_000_000_003)
+    sd = SDS[1]
+    assert sd is not None
+
+    def stream(body: bytes) -> bytes:  # a whole backup stream: security, then data
+        return HEADER.pack(StreamId.SECURITY_DATA, 0, len(sd), 0) + sd + HEADER.pack(StreamId.DATA, 0, len(body), 0) \
+            + body
+
+    folder.mkdir("d")
+    folder.write_whole([("d", True, stream(b""), t, 0x10), ("d/a", False, stream(b"alpha"), t, 0x21),
+                        ("d/b", False, stream(b"b" * 5000), t, 0x20)], backup_stream=True)
+    read = folder.read_entry("d/a")
+    try:
+        assert (read.attributes, read.times) == (0x21, t)
+        assert read.stream.read() == stream(b"alpha")
+    finally:
+        read.stream.close()
+    with pytest.raises(win32.AlreadyExists, match=r"CreateFileW .*batch\\d\\a failed"):  # the call, the path
+        folder.write_whole([("d/c", False, stream(b"c"), t, 0x20), ("d/a", False, stream(b"again"), t, 0x20)],
+                           backup_stream=True)
+    assert folder.is_file("d/c")  # the one before it stays: a caller discards the folder
+    folder.write_whole([("plain", False, b"raw bytes", t, 0)], backup_stream=False)
+    got = folder.read_whole(["d/c", "plain", "d/b"], consume=True, limit=1000)
+    assert got[0] is not None and got[0][3] == b"c" and got[0][0] == t and got[0][1] == 1  # the data
+    assert got[1] is not None and got[1][3] == b"raw bytes"
+    assert got[2] is None and folder.is_file("d/b")  # larger than the limit: neither read nor deleted
+    assert not folder.exists("d/c") and not folder.exists("plain")
+    with pytest.raises(win32.PathNotFound):
+        folder.read_whole(["d/a", "d/missing"], consume=False, limit=1000)
+    assert folder.is_file("d/a")
+
+
 def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
     d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
              last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])

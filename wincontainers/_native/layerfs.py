@@ -23,7 +23,7 @@ import io
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Any, Iterable, Optional, Union
+from typing import IO, Any, Iterable, Optional, Sequence, Union
 
 import attrs
 
@@ -213,6 +213,14 @@ class LayerFolder:
                                             share=win32.FILE_SHARE_READ | win32.FILE_SHARE_DELETE,
                                             flags=win32.FILE_FLAG_DELETE_ON_CLOSE)
         return self.api.open_for_backup(self.path(rel), win32.GENERIC_READ, share=win32.FILE_SHARE_READ)
+
+    def read_whole(self, rels: Sequence[str], *, consume: bool, limit: int) -> list[Optional[win32.WholeRead]]:
+        """Files ``rels`` read whole in one batch (see :meth:`Win32.read_whole_files`); with
+        ``consume``, each one is deleted once read. None for a file larger than ``limit``, which
+        is left as it is."""
+        sep = "" if self.root.endswith(("\\", "/")) else "\\"
+        root = self.root + sep
+        return self.api.read_whole_files([root + rel.replace("/", "\\") for rel in rels], delete=consume, limit=limit)
 
     def read_entry(self, rel: str) -> EntryRead:
         """``rel`` as BackupRead gives it, with its times, id and link count."""

@@ -243,6 +243,9 @@ _FFI = FFI()
 #: its times as FILETIME integers (creation, access, write, change; None: left as they are),
 #: its attributes (0: left as they are))
 WholeFile = tuple[str, int, bytes, Sequence[Optional[int]], int]
+#: one file from :meth:`Win32.read_whole_files`: (its times (creation, access, write, change), its
+#: number of links, (volume serial number, file id), its bytes)
+WholeRead = tuple[tuple[int, int, int, int], int, tuple[int, int], bytes]
 
 
 def _new(ctype: str, init: Any = None) -> Any:
@@ -605,6 +608,62 @@ class Win32:
                 failure = self.error("CloseHandle", path)
             if failure is not None:
                 raise failure
+
+    def read_whole_files(self, paths: Sequence[str], *, delete: bool, limit: int) -> list[Optional[WholeRead]]:
+        """Read each of ``paths`` whole: CreateFileW with backup semantics (the reparse point
+        itself), its basic, standard and id information, ReadFile of all of it, with ``delete``
+        its deletion (FileDispositionInfo), CloseHandle. :meth:`write_whole_files`' twin, for a
+        folder of small files read once (an export folder).
+
+        A file larger than ``limit`` is neither read nor deleted: None in its place, for the
+        caller to stream. The first failure raises, naming its call and path."""
+        k32 = self.k32
+        access = GENERIC_READ | (DELETE if delete else 0)
+        share = FILE_SHARE_READ | (FILE_SHARE_DELETE if delete else 0)
+        flags = FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT
+        basic, basic_size = _info_buffer("FILE_BASIC_INFO")
+        standard, standard_size = _info_buffer("FILE_STANDARD_INFO")
+        ident, ident_size = _info_buffer("FILE_ID_INFO")
+        disposition = _new("FILE_DISPOSITION_INFO *")
+        disposition.DeleteFile = 1
+        done = _new("DWORD *")
+        out: list[Optional[WholeRead]] = []
+        for path in paths:
+            h = k32.CreateFileW(path, access, share, _FFI.NULL, OPEN_EXISTING, flags, _FFI.NULL)
+            if h == _INVALID:
+                raise self.error("CreateFileW", path)
+            failure: Optional[Win32Error] = None
+            read: Optional[WholeRead] = None
+            if not (k32.GetFileInformationByHandleEx(h, FILE_BASIC_INFO_CLASS, basic, basic_size)
+                    and k32.GetFileInformationByHandleEx(h, FILE_STANDARD_INFO_CLASS, standard, standard_size)
+                    and k32.GetFileInformationByHandleEx(h, FILE_ID_INFO_CLASS, ident, ident_size)):
+                failure = self.error("GetFileInformationByHandleEx", path)
+            elif standard.EndOfFile <= limit:
+                size = int(standard.EndOfFile)
+                data = bytearray(size)
+                target = _FFI.from_buffer("uint8_t[]", data, require_writable=True)
+                filled = 0
+                while filled < size:
+                    if not k32.ReadFile(h, target + filled, size - filled, done, _FFI.NULL):
+                        failure = self.error("ReadFile", path)
+                        break
+                    if not done[0]:
+                        break  # it ended early: what there is
+                    filled += int(done[0])
+                if failure is None and delete and not k32.SetFileInformationByHandle(
+                        h, FILE_DISPOSITION_INFO_CLASS, disposition, 1):
+                    failure = self.error("SetFileInformationByHandle", path)
+                if failure is None:
+                    read = ((_signed(basic.CreationTime), _signed(basic.LastAccessTime), _signed(basic.LastWriteTime),
+                             _signed(basic.ChangeTime)), int(standard.NumberOfLinks),
+                            (int(ident.VolumeSerialNumber), int.from_bytes(bytes(ident.FileId), "little")),
+                            bytes(data) if filled == size else bytes(data[:filled]))
+            if not k32.CloseHandle(h) and failure is None:
+                failure = self.error("CloseHandle", path)
+            if failure is not None:
+                raise failure
+            out.append(read)
+        return out
 
     def open_for_backup(self, path: str, access: int, disposition: int = OPEN_EXISTING, *,
                         share: int = FILE_SHARE_READ, flags: int = 0) -> Win32File:

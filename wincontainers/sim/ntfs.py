@@ -369,6 +369,18 @@ class NtfsStore:
             self._db.conn().execute("INSERT OR REPLACE INTO streams VALUES (?,?,?)",
                                     (_lkey(self._k(rel)), _key(name), data))
 
+    def stream_owners(self) -> frozenset[str]:
+        """The lower-case paths (below this view) that have an alternate data stream: one query,
+        so a reader of many files asks :meth:`streams` only of these (few files have one)."""
+        with self._db.lock:
+            if self.prefix:
+                low, high = self._range()
+                rows = self._db.conn().execute("SELECT DISTINCT lpath FROM streams WHERE lpath >= ? AND lpath < ?",
+                                               (low, high)).fetchall()
+            else:
+                rows = self._db.conn().execute("SELECT DISTINCT lpath FROM streams").fetchall()
+        return frozenset(self._strip(_unkey(row[0])) for row in rows)
+
     def drop_stream(self, rel: str, name: str) -> None:
         with self._db.lock:
             self._db.conn().execute("DELETE FROM streams WHERE lpath=? AND lower(name)=lower(?)",

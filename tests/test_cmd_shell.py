@@ -313,6 +313,34 @@ def test_the_interpreter_alone(tmp_path: Path) -> None:
     _check(results, version)
 
 
+class _InterruptedAfter(io.BytesIO):
+    """A stdout where Ctrl+C lands right after the write of the line holding ``marker``."""
+
+    def __init__(self, marker: bytes) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        n = super().write(data)
+        if self.marker in data:
+            self.marker = b"\0never"
+            raise KeyboardInterrupt
+        return n
+
+
+def test_ping_prints_its_summary_whenever_ctrl_c_lands(tmp_path: Path) -> None:
+    # CI once saw a container's `ping -t` exit on Ctrl+C with no summary: the signal landed
+    # between the "Pinging" line and the loop that catches it.
+    shell = entry.new_shell(tmp_path, "C:\\", windows_environment("TESTHOST"), HostInfo(version="10.0.17763.0",
+                                                                                        hostname="TESTHOST"))
+    for marker in (b"Pinging", b"Reply from"):
+        out = _InterruptedAfter(marker)
+        with pytest.raises(KeyboardInterrupt):
+            tools.ping(shell, ["-t", "localhost"], Io(io.BytesIO(), out, io.BytesIO()))  # type: ignore[arg-type]
+        assert out.getvalue().endswith(b"\r\nControl-C\r\n"), (marker, out.getvalue())
+        assert b"Ping statistics for 127.0.0.1:" in out.getvalue()
+
+
 def test_every_line_in_a_container(host: Host, sim: SimulatedHost, clean: SimulatedHost) -> None:
     with host.containers.create("windowsservercore") as c:
         c.start()

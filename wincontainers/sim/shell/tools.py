@@ -108,9 +108,9 @@ def ping(shell: Shell, argv: list[str], io: Io) -> int:
         io.line(f"Ping request could not find host {target}. Please check the name and try again.")
         return 1
     shown = f"{target} [{address}]" if address != target else target
-    io.line(f"\nPinging {shown} with 32 bytes of data:")
     sent = 0
-    try:
+    try:  # from the first line on: a Ctrl+C that lands just after it still gets the summary
+        io.line(f"\nPinging {shown} with 32 bytes of data:")
         while forever or sent < count:
             if sent:
                 time.sleep(1)

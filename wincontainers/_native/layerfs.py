@@ -167,11 +167,9 @@ class LayerFolder:
         :meth:`Win32.write_whole_files`): a file is created new, a folder (made before) opened.
         ``backup_stream``: the bytes are a backup stream with its security descriptor, written
         as :meth:`begin_entry` does; otherwise they are the file's data (a transport file)."""
-        sep = "" if self.root.endswith(("\\", "/")) else "\\"
-        root = self.root + sep
         self.api.write_whole_files(
-            [(root + rel.replace("/", "\\"), win32.OPEN_EXISTING if folder else win32.CREATE_NEW, data, times,
-              attributes) for rel, folder, data, times, attributes in entries],
+            [(self.path(rel), win32.OPEN_EXISTING if folder else win32.CREATE_NEW, data, times, attributes)
+             for rel, folder, data, times, attributes in entries],
             _WRITE if backup_stream else _WRITE_DATA, backup_stream=backup_stream)
 
     def write_entry(self, rel: str, *, directory: bool, attributes: int, stream: IO[bytes], times: Times) -> None:
@@ -218,9 +216,7 @@ class LayerFolder:
         """Files ``rels`` read whole in one batch (see :meth:`Win32.read_whole_files`); with
         ``consume``, each one is deleted once read. None for a file larger than ``limit``, which
         is left as it is."""
-        sep = "" if self.root.endswith(("\\", "/")) else "\\"
-        root = self.root + sep
-        return self.api.read_whole_files([root + rel.replace("/", "\\") for rel in rels], delete=consume, limit=limit)
+        return self.api.read_whole_files([self.path(rel) for rel in rels], delete=consume, limit=limit)
 
     def read_entry(self, rel: str) -> EntryRead:
         """``rel`` as BackupRead gives it, with its times, id and link count."""

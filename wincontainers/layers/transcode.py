@@ -104,6 +104,15 @@ def _whole_stream(entry: LayerEntry, data: Optional[Readable]) -> Optional[bytes
     return tail if security is None else HEADER.pack(StreamId.SECURITY_DATA, 0, len(security), 0) + security + tail
 
 
+def _entry_streams(writer: BackupWriter, entry: LayerEntry, data: Optional[Readable]) -> None:
+    """The backup streams of an entry that is not plain (``_whole_stream`` gave None), one by
+    one: metadata, then a file's data."""
+    _metadata_streams(writer, entry)
+    if entry.kind is EntryKind.FILE:
+        assert data is not None
+        writer.data(entry.size, data)
+
+
 #: plain entries held for one batch of :meth:`LayerFolder.write_whole`, by count and by bytes
 _BATCH_ENTRIES = 64
 _BATCH_BYTES = 1 << 20
@@ -254,23 +263,21 @@ class TransportWriter:
         self.added.add(name.lower())
         directory = kind is EntryKind.DIRECTORY or entry.is_directory_link
         rel = name + WCIDIRS if directory else name
+        times = _times(entry)
         if directory:
             self.staging.mkdir(name)
-            self.pending.directory_times.append((name, _times(entry)))
+            self.pending.directory_times.append((name, times))
         whole = _whole_stream(entry, data)
         if whole is not None:
-            self._batch.add((rel, False, TRANSPORT_PREFIX.pack(_attributes(entry)) + whole, _times(entry), 0))
+            self._batch.add((rel, False, TRANSPORT_PREFIX.pack(_attributes(entry)) + whole, times, 0))
             return
         self._batch.flush()
         raw = self.staging.create_file(rel, security=False)  # the SD travels inside the stream
         buffered = _Gathered(raw)
         buffered.write(TRANSPORT_PREFIX.pack(_attributes(entry)))
         writer = BackupWriter(buffered)  # type: ignore[arg-type]
-        _metadata_streams(writer, entry)
-        if kind is EntryKind.FILE:
-            assert data is not None
-            writer.data(entry.size, data)
-        self._open = (rel, raw, buffered, writer, _times(entry))
+        _entry_streams(writer, entry, data)
+        self._open = (rel, raw, buffered, writer, times)
 
     def close(self, parents: Sequence[LayerFolder] = ()) -> PendingWork:
         """Finish the import folder. A deletion needs its folder in the layer (vmcompute keeps
@@ -372,26 +379,24 @@ class BaseLayerWriter:
             self.pending.hardlinks.append((entry.name, entry.link_target or ""))
             return
         directory = kind is EntryKind.DIRECTORY or entry.is_directory_link
+        times = _times(entry)
         if directory:
-            self.pending.directory_times.append((entry.name, _times(entry)))
+            self.pending.directory_times.append((entry.name, times))
         whole = _whole_stream(entry, data)
         if whole is not None:
             if directory:
                 self.layer.mkdir(entry.name)
-            self._batch.add((entry.name, directory, whole, _times(entry), _attributes(entry) or win32.FILE_ATTRIBUTE_NORMAL))
+            self._batch.add((entry.name, directory, whole, times, _attributes(entry) or win32.FILE_ATTRIBUTE_NORMAL))
             return
         self._batch.flush()
         writer = self.layer.begin_entry(entry.name, directory=directory)
         try:
             backup = BackupWriter(writer)  # type: ignore[arg-type]
-            _metadata_streams(backup, entry)
-            if kind is EntryKind.FILE:
-                assert data is not None
-                backup.data(entry.size, data)
+            _entry_streams(backup, entry, data)
         except BaseException:
             writer.abort()
             raise
-        self._current = (entry.name, writer, backup, _times(entry), _attributes(entry))
+        self._current = (entry.name, writer, backup, times, _attributes(entry))
 
     def close(self) -> PendingWork:
         self.flush()

@@ -86,6 +86,15 @@ def _times_of(st: os.stat_result) -> tuple[int, int, int, int]:
     return write, write, write, unix_ns_to_filetime(st.st_ctime_ns)
 
 
+def _filled_times(meta: FileMeta, st: os.stat_result) -> tuple[int, int, int, int]:
+    """``meta``'s four times, each one it lacks taken from the host file's (``_times_of``)."""
+    kept = (meta.creation, meta.access, meta.write, meta.change)
+    if all(t is not None for t in kept):
+        return kept  # type: ignore[return-value]
+    fallback = _times_of(st)
+    return tuple(t if t is not None else f for t, f in zip(kept, fallback))  # type: ignore[return-value]
+
+
 def apply_backup(
     store: NtfsStore,
     root: Path,
@@ -292,12 +301,8 @@ def backup_of(store: NtfsStore, root: Path, rel: str, st: Optional[os.stat_resul
     for name, data in store.streams(rel):
         tail_writer.alternate(name, len(data), io.BytesIO(data))
     parts.append(tail.getvalue())
-    times = (meta.creation, meta.access, meta.write, meta.change)
-    if any(t is None for t in times):
-        fallback = _times_of(st)
-        times = tuple(t if t is not None else f for t, f in zip(times, fallback))  # type: ignore[assignment]
     attributes = meta.attributes if meta.attributes is not None else 0
-    return attributes, times, _Concat(parts), directory  # type: ignore[return-value]
+    return attributes, _filled_times(meta, st), _Concat(parts), directory  # type: ignore[return-value]
 
 
 def _names(folder: bytes) -> list[str]:
@@ -660,10 +665,8 @@ def _small_transport(src: bytes, target: bytes, rel: str, meta: Optional[FileMet
         _write_all_fd(fd, b"".join(parts))
     finally:
         os.close(fd)
-    times = (meta.creation, meta.access, meta.write, meta.change)
-    if any(t is None for t in times):
-        times = tuple(t if t is not None else f for t, f in zip(times, _times_of(st)))  # type: ignore[assignment]
-    staging.put(rel, FileMeta(creation=times[0], access=times[1], write=times[2], change=times[3]))
+    creation, access, write, change = _filled_times(meta, st)
+    staging.put(rel, FileMeta(creation=creation, access=access, write=write, change=change))
 
 
 def _is_reparse(store: NtfsStore, rel: str) -> bool:

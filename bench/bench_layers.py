@@ -11,7 +11,9 @@ round runs, in one working directory:
   - base import: tar -> the layer folder;
   - diff import: tar -> a staging folder (a transport prefix per file), then staging -> the
     layer folder (ImportLayer's share), then staging removed;
-  - export: the layer folder -> a staging folder (ExportLayer's share), then staging -> the tar;
+  - export: the layer folder -> a staging folder (ExportLayer's share, its reads started 64 files
+    at a time with ``POSIX_FADV_WILLNEED``, as the simulated ExportLayer starts them), then
+    staging -> the tar;
 * **wincontainers**: ``import_tar`` as a diff layer (check, transport folder, ImportLayer,
   hard links and deletions), as a base layer (in place, then ProcessBaseImage), and
   ``export_tar`` of the diff layer.
@@ -239,6 +241,19 @@ def floor_import(tar: Path, layer: Path, staging: Optional[Path]) -> None:
     os.close(fd)
 
 
+_AHEAD = 64  # files whose reading starts together
+
+
+def _read_ahead(paths: list[str]) -> dict[str, int]:
+    """``paths`` opened and their reading started (WILLNEED returns at once), as the simulated
+    ExportLayer does: their descriptors, to copy from."""
+    fds = {}
+    for path in paths:
+        fds[path] = fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 1 << 16, os.POSIX_FADV_WILLNEED)
+    return fds
+
+
 def floor_export(source_tar: Path, layer: Path, staging: Path, out_tar: Path) -> None:
     """layer -> staging (ExportLayer's share) -> a tar with the source tar's header bytes."""
     src_fd = os.open(source_tar, os.O_RDONLY)
@@ -246,12 +261,16 @@ def floor_export(source_tar: Path, layer: Path, staging: Path, out_tar: Path) ->
     os.close(src_fd)
     started = _usage()
     staging.mkdir()
-    for kind, name, _offset, size, _header in members:
+    ahead: dict[str, int] = {}
+    for i, (kind, name, _offset, size, _header) in enumerate(members):
+        if i % _AHEAD == 0:  # as the simulated ExportLayer does: a cold layer's reads queued together
+            ahead = _read_ahead([os.path.join(layer, os.fsdecode(m[1])) for m in members[i:i + _AHEAD]
+                                 if m[0] != b"5"])
         path = os.path.join(staging, os.fsdecode(name))
         if kind == b"5":
             os.mkdir(path)
         else:
-            src = os.open(os.path.join(layer, os.fsdecode(name)), os.O_RDONLY)
+            src = ahead.pop(os.path.join(layer, os.fsdecode(name)))
             dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.write(dst, _PREFIX)
             _copy_range(src, dst, size, 0, len(_PREFIX))

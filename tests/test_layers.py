@@ -378,6 +378,96 @@ def test_batched_writes_and_reads_keep_metadata_and_fail_like_single_calls(host:
     assert folder.is_file("d/a")
 
 
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _transport_tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
+            for p in sorted(folder.rglob("*")) if not p.name.startswith(".wcsim-")}
+
+
+def test_the_simulated_export_reads_ahead_and_leaves_no_descriptor_open(
+        host: Host, sim: SimulatedHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's ExportLayer starts a folder's reads together and reads through the
+    descriptors it opened for that: what it writes is what it wrote without read-ahead, with
+    descriptors to spare or not (a deep tree holds a window per level), and it leaves none
+    open, also when it fails halfway."""
+    from wincontainers.sim import layerio, ntfs
+    from wincontainers.sim.faults import Fail
+
+    monkeypatch.setattr(ntfs, "_volume_root", Path(sim.root))  # ExportLayer runs in this process
+
+    base_files = [(e, data.read() if data is not None else None) for e, data in LayerReader(io.BytesIO(base_layer()))]
+    base = host.layers.import_tar(io.BytesIO(tar_of(base_files)))
+    deep: list[Entry] = base_files[:1]  # the base's Files folder
+    folder = "Files"
+    for level in range(4):
+        folder += f"/d{level}"
+        deep.append((LayerEntry(folder, EntryKind.DIRECTORY, attributes=0x10), None))
+        for i in range(70):
+            data = f"{folder}/{i};".encode() * (i + 1)
+            deep.append((LayerEntry(f"{folder}/f{i:03}.txt", EntryKind.FILE, size=len(data), attributes=0x20), data))
+    layer = host.layers.import_tar(io.BytesIO(tar_of(deep)), parents=[base])
+    parents = [Path(p) for p in host.layers.get(layer).parents]
+    regular = sum(1 for p in Path(layer.path, "Files").rglob("*") if p.is_file() and not p.is_symlink()
+                  and not p.name.startswith(".wcsim-"))
+    assert regular >= 4 * 70
+    started: list[int] = []  # descriptors open as each read was started
+    real_fadvise = os.posix_fadvise
+
+    def counted(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_WILLNEED:
+            started.append(_open_descriptors())
+        real_fadvise(fd, offset, length, advice)
+
+    def export(name: str) -> tuple[dict[str, bytes], int]:
+        """What ExportLayer writes, and the most descriptors read-ahead held at once."""
+        out = tmp_path / name
+        out.mkdir()
+        started.clear()
+        before = _open_descriptors()
+        layerio.export_layer(Path(layer.path), out, parents=parents)
+        assert _open_descriptors() == before
+        return _transport_tree(out), max(started, default=before) - before
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(layerio._ReadAhead, "start", lambda self, paths: None)
+            plain, _ = export("plain")
+        monkeypatch.setattr(os, "posix_fadvise", counted)
+        ahead, held = export("ahead")
+        assert ahead == plain
+        assert len(started) == regular  # every file's read was started ahead
+        assert held > 2 * 64  # a window per level, kept to read from
+        monkeypatch.setattr(layerio, "_AHEAD_KEPT", 10)  # fewer descriptors than one window
+        few, held = export("few")
+        assert few == plain
+        assert len(started) == regular
+        assert held < 64  # not even one window: the rest were closed once started
+        calls = []
+        real_small = layerio._small_transport
+
+        def failing(*args: Any) -> None:
+            calls.append(1)
+            if len(calls) == 150:
+                raise OSError(5, "injected")
+            real_small(*args)
+
+        monkeypatch.setattr(layerio, "_AHEAD_KEPT", 512)
+        monkeypatch.setattr(layerio, "_small_transport", failing)
+        (tmp_path / "failing").mkdir()
+        before = _open_descriptors()
+        with pytest.raises(Fail, match="injected"):
+            layerio.export_layer(Path(layer.path), tmp_path / "failing", parents=parents)
+        assert _open_descriptors() == before
+    finally:
+        monkeypatch.undo()
+        ntfs.forget_locations()
+        host.layers.destroy(layer)
+        host.layers.destroy(base)
+
+
 def test_a_base_layer_round_trips_with_its_utility_vm(host: Host) -> None:
     d = dict(creation_time=131_000_000_000_000_000, last_access_time=131_000_000_000_000_001,
              last_write_time=131_000_000_000_000_002, change_time=131_000_000_000_000_003, security=SDS[1])

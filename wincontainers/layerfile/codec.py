@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator, Optional, Union, cast
 
 from wincontainers.layerfile import times
 from wincontainers.layerfile.entry import WHITEOUT_PREFIX, EntryKind, LayerEntry
-from wincontainers.layerfile.hashing import BackgroundSha256, FileSha256, SourceChanged
+from wincontainers.layerfile.hashing import BATCH, BackgroundSha256, FileSha256, SourceChanged
 from wincontainers.layerfile.security import SecurityDescriptor, SecurityError
 from wincontainers.layerfile.tarstream import (
     BLOCK,
@@ -363,7 +363,9 @@ class LayerWriter:
     def __init__(self, dest: Union[str, "os.PathLike[str]", IO[bytes]], *, compression: str = "none",
                  level: Optional[int] = None, progress: Optional[Progress] = None) -> None:
         if isinstance(dest, (str, os.PathLike)):
-            self._file: IO[bytes] = open(Path(dest), "wb")
+            # a buffer of a hash batch: a small file's entry is a few KiB, a write of its own each
+            # cost more than building it
+            self._file: IO[bytes] = open(Path(dest), "wb", buffering=BATCH)
             self._owned = True
         else:
             self._file, self._owned = dest, False

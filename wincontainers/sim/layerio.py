@@ -311,6 +311,13 @@ def _names(folder: bytes) -> list[str]:
     return sorted(names, key=lambda n: (n.upper(), n))
 
 
+def _listing(folder: bytes) -> list[tuple[str, bool]]:
+    """:func:`_names` with, for each, whether it is a regular file (from the listing itself)."""
+    with os.scandir(folder) as entries:
+        found = [(rel_from_host(e.name), e.is_file(follow_symlinks=False)) for e in entries if not is_internal(e.name)]
+    return sorted(found, key=lambda c: (c[0].upper(), c[0]))
+
+
 def walk(root: Path, top: str) -> Iterator[str]:
     """Relative paths under ``root/top`` (top included), parents first, names sorted as NTFS does."""
     for rel, _is_folder in walk_entries(root, top):
@@ -594,10 +601,21 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequen
         deleted: list[str] = []
 
         with_streams = store.stream_owners()
+        ahead = _ReadAhead()
 
         def export(rel: str, siblings: Optional[dict[str, FileMeta]] = None) -> None:
             src = host_path(layer, rel)
-            st = os.lstat(src)
+            fd = ahead.take(src)
+            if fd is None:
+                export_entry(rel, src, os.lstat(src), None, siblings)
+                return
+            try:
+                export_entry(rel, src, os.fstat(fd), fd, siblings)
+            finally:
+                os.close(fd)
+
+        def export_entry(rel: str, src: bytes, st: os.stat_result, fd: Optional[int],
+                         siblings: Optional[dict[str, FileMeta]]) -> None:
             low = rel.lower()
             if low in own.placeholders:
                 return  # the layers below have it
@@ -612,7 +630,7 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequen
                     and low not in with_streams:
                 meta = siblings.get(rel.rpartition("/")[2].lower())
                 if meta is None or meta.reparse is None:
-                    _small_transport(src, host_path(folder, rel), rel, meta, st, staging)
+                    _small_transport(src, fd, host_path(folder, rel), rel, meta, st, staging)
                     if st.st_nlink > 1:
                         links[key] = rel
                     return
@@ -624,36 +642,91 @@ def _export_files(layer: Path, folder: Path, staging: NtfsStore, parents: Sequen
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 links[key] = rel
             if directory and not _is_reparse(store, rel):
-                mine = {n.lower() for n in _names(src)}
+                listing = _listing(src)
+                mine = {n.lower() for n, _regular in listing}
                 for low, (_holder, name) in merged_listing(chain, rel).items():
                     if low not in mine:
                         deleted.append(f"{rel}/{name}")
                 children = store.children(rel)  # one query for the folder, not one per file
-                for name in _names(src):
+                for i, (name, _regular) in enumerate(listing):
+                    if i % _AHEAD == 0:
+                        ahead.start([host_path(src, n) for n, regular in listing[i:i + _AHEAD] if regular])
                     export(f"{rel}/{name}", children)
 
         if (layer / "Files").is_dir():
-            with store.reading():  # one read transaction: no lock taken per file's rows
-                export("Files")
+            try:
+                with store.reading():  # one read transaction: no lock taken per file's rows
+                    export("Files")
+            finally:
+                ahead.close()
         _write_tombstones(folder, sorted(deleted))
         _copy_hives(layer, store, folder, staging)
     finally:
         store.close()
 
 
-def _small_transport(src: bytes, target: bytes, rel: str, meta: Optional[FileMeta], st: os.stat_result,
-                     staging: NtfsStore) -> None:
+#: files of a folder whose reading ExportLayer starts together
+_AHEAD = 64
+#: descriptors read-ahead keeps for the export (a window per folder level of a deep tree)
+_AHEAD_KEPT = 512
+
+
+class _ReadAhead:
+    """Reads of a folder's next files, started together (WILLNEED returns at once), and their
+    descriptors kept for the export to read them with.
+
+    Read one at a time, a layer not in the cache waits for the disk once per file; started
+    together, the reads are queued and merged, and the disk's time overlaps ours (a 50,000-file
+    layer read from disk: 3.5-3.9 s one by one, 0.9-1.0 s in windows of 64). Only regular files
+    are opened (without following links, non-blocking); one that cannot be is read the usual way."""
+
+    def __init__(self) -> None:
+        self._fds: dict[bytes, int] = {}
+
+    def start(self, paths: Sequence[bytes]) -> None:
+        for path in paths:
+            if path in self._fds:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:  # gone, or a link: read (or refused) the usual way
+                continue
+            try:
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(fd, 0, _READ_WHOLE, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            if len(self._fds) < _AHEAD_KEPT:
+                self._fds[path] = fd
+            else:
+                os.close(fd)
+
+    def take(self, path: bytes) -> Optional[int]:
+        """The descriptor of ``path``, if read-ahead opened it (the caller closes it)."""
+        return self._fds.pop(path, None)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _small_transport(src: bytes, fd: Optional[int], target: bytes, rel: str, meta: Optional[FileMeta],
+                     st: os.stat_result, staging: NtfsStore) -> None:
     """:func:`backup_of` and :func:`_write_transport` of a small plain file (no reparse data, no
     alternate stream; ``meta`` its row, if it has one): read with one call, its transport file
     written with one. Most files of a layer are these, and the general path's file objects and
     chained streams cost more than the calls."""
     if meta is None:
         meta = FileMeta(attributes=int(FileAttributes.ARCHIVE))
-    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
+    if fd is not None:  # read-ahead's (its owner closes it)
         data = os.read(fd, _READ_WHOLE)
-    finally:
-        os.close(fd)
+    else:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            data = os.read(fd, _READ_WHOLE)
+        finally:
+            os.close(fd)
     parts = [struct.pack("<I", meta.attributes or 0)]
     if meta.security is not None:
         parts += [HEADER.pack(StreamId.SECURITY_DATA, 0, len(meta.security), 0), meta.security]

@@ -224,10 +224,10 @@ def lease_listing(svc: Service, call: Call, lease_id: int) -> Reply:
     return Reply(outs=list(listed))
 
 
-def _stored(root: bytes) -> dict[str, Any]:
-    """The metadata kept for the tree ``root`` (leased: one store), by lower-case relative path."""
-    view = ntfs.shared_view(root)
-    return {rel.replace("/", "\\").lower(): meta for rel, meta in view.items() if rel}
+def _stored(root: bytes) -> dict[bytes, Any]:
+    """The metadata kept for the tree ``root`` (leased: one store), by lower-case relative path
+    (WTF-8, '/' between names)."""
+    return ntfs.shared_view(root).below()
 
 
 @api("kernel32", "LeaseSettle", "q", raw=True)

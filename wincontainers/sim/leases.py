@@ -59,6 +59,7 @@ log = logging.getLogger("wincontainers.sim.leases")
 # The page both sides map (kernel32.c declares the same layout).
 PAGE_SIZE = 8192
 _HEAD = struct.Struct("<IIII")  # state, busy, privileges, generation (of what the folder holds)
+_NAME_LENGTH = struct.Struct("<H")  # a listing's entry: its name's length, its name (ASCII, '\\' between names)
 _ENTRY = struct.Struct("<BIqqqqBB")  # a listing's entry after its name: dir, attributes, times, SD, reparse
 _SLOT = struct.Struct("<QIIIII")  # handle id, access, share, flags, directory, length of rel
 SLOT_SIZE = 512
@@ -339,7 +340,7 @@ class Leases:
             return False
 
     def listing(self, lease: Lease, describe: Callable[[bytes, os.stat_result, Any], tuple[int, Any, Any]],
-                metadata: Callable[[bytes], dict[str, Any]],
+                metadata: Callable[[bytes], dict[bytes, Any]],
                 stored_only: Callable[[bool, Any], Optional[tuple[int, Any, Any]]]) -> Optional[tuple[int, bytes]]:
         """What the leased folder holds, for kernel32 to know it again after a call held the
         lease: (generation, packed entries), or None (the lease ended: a name kernel32 cannot
@@ -353,19 +354,18 @@ class Leases:
             stored = metadata(lease.host)
             skip = len(lease.host) + 1
             for host, directory, link in _walk(lease.host):
-                try:
-                    text = host[skip:].decode("ascii").replace("/", "\\")
-                except UnicodeDecodeError:  # kernel32 keeps ASCII names only
+                rel = host[skip:]
+                if not rel.isascii():  # kernel32 keeps ASCII names only
                     self._abandon(lease)
                     return None
-                meta = stored.get(text.lower())
+                meta = stored.get(rel.lower())  # ASCII: bytes fold as the store's keys do
                 shown = None if link else stored_only(directory, meta)
                 if shown is None:
                     st = os.lstat(host)
                     directory = stat.S_ISDIR(st.st_mode)
                     shown = describe(host, st, meta)
                 attributes, times, reparse = shown
-                out += struct.pack("<H", len(text)) + text.encode("ascii")
+                out += _NAME_LENGTH.pack(len(rel)) + rel.replace(b"/", b"\\")
                 out += _ENTRY.pack(int(directory), attributes, *times,
                                    int(bool(meta is not None and meta.security)), int(reparse is not None))
         except OSError:

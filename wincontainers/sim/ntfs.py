@@ -300,6 +300,21 @@ class NtfsStore:
         for row in rows:
             yield self._strip(_unkey(row[0])), FileMeta(*row[1:])
 
+    def below(self) -> dict[bytes, FileMeta]:
+        """Every row below this view by its lower-case key relative to it (WTF-8, '/' between
+        names), in no order: a whole tree's metadata in one query, with no text made per row."""
+        with self._db.lock:
+            if self.prefix:
+                low, high = self._range()
+                rows = self._db.conn().execute(
+                    f"SELECT lpath,{','.join(_FIELDS)} FROM entries WHERE lpath >= ? AND lpath < ?",
+                    (low, high)).fetchall()
+                skip = len(low)
+            else:
+                rows = self._db.conn().execute(f"SELECT lpath,{','.join(_FIELDS)} FROM entries").fetchall()
+                skip = 0
+        return {bytes(row[0][skip:]): FileMeta(*row[1:]) for row in rows if len(row[0]) > skip}
+
     def children(self, rel: str) -> dict[str, FileMeta]:
         """The rows directly below ``rel``, by lower-case name."""
         key = self._k(rel)

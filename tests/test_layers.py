@@ -387,6 +387,7 @@ def _transport_tree(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if not p.name.startswith(".wcsim-")}
 
 
+@pytest.mark.simulator("the simulator's ExportLayer, run in this process")
 def test_the_simulated_export_reads_ahead_and_leaves_no_descriptor_open(
         host: Host, sim: SimulatedHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The simulator's ExportLayer starts a folder's reads together and reads through the

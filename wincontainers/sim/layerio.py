@@ -305,17 +305,17 @@ def backup_of(store: NtfsStore, root: Path, rel: str, st: Optional[os.stat_resul
     return attributes, _filled_times(meta, st), _Concat(parts), directory  # type: ignore[return-value]
 
 
-def _names(folder: bytes) -> list[str]:
-    """A folder's names as NTFS sorts them, the simulator's own files left out."""
-    names = [rel_from_host(n) for n in os.listdir(folder) if not is_internal(n)]
-    return sorted(names, key=lambda n: (n.upper(), n))
-
-
 def _listing(folder: bytes) -> list[tuple[str, bool]]:
-    """:func:`_names` with, for each, whether it is a regular file (from the listing itself)."""
+    """A folder's names as NTFS sorts them, the simulator's own files left out, each with
+    whether it is a regular file (from the listing itself: no stat)."""
     with os.scandir(folder) as entries:
         found = [(rel_from_host(e.name), e.is_file(follow_symlinks=False)) for e in entries if not is_internal(e.name)]
     return sorted(found, key=lambda c: (c[0].upper(), c[0]))
+
+
+def _names(folder: bytes) -> list[str]:
+    """:func:`_listing`'s names alone."""
+    return [name for name, _regular in _listing(folder)]
 
 
 def walk(root: Path, top: str) -> Iterator[str]:

@@ -83,6 +83,45 @@ def test_name_to_guid_in_the_dll_agrees_with_the_simulators_own(host: Host) -> N
 
 
 @pytest.mark.simulator("the simulator's own NameToGuid")
+def test_the_binding_converts_every_shape_of_call(host: Host) -> None:
+    # The usual shape (inputs as given, one out after them), then the ones that leave it: a
+    # None input (NULL), an out passed as NULL (null_outs), a kept-alive pointer.
+    from wincontainers._native.library import _KeepAlive
+    from wincontainers.sim import storage
+
+    vm = host.binding.vmcompute
+    hr, guid = vm.call("NameToGuid", "layer-1")
+    assert hr == 0 and type(guid) is uuid.UUID and guid == uuid.UUID(bytes_le=storage.name_to_guid("layer-1"))
+    assert vm.call("NameToGuid", None) == (0x80004003, uuid.UUID(int=0))  # E_POINTER, the cell untouched
+    assert vm.call("NameToGuid", "layer-1", null_outs=(1,)) == (0x80004003, None)
+    name = vm.ffi.new("char16_t[]", "layer-1")
+    assert vm.call("NameToGuid", _KeepAlive(vm.ffi.cast("PCWSTR", name), name)) == (0, guid)
+    with pytest.raises(TypeError, match="takes 1 input"):
+        vm.call("NameToGuid", "a", "b")
+
+
+def test_the_quick_uuid_is_the_constructors_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    # make_uuid skips the constructor's checks: what it makes must behave as the constructor's
+    # in every way a caller can see, and a Python whose UUID is laid out otherwise gets the
+    # constructor (the check at import says no).
+    import copy
+    import pickle
+
+    from wincontainers._native import library
+
+    for value in (0, 1, 0x00112233_4455_6677_8899_AABBCCDDEEFF, (1 << 128) - 1):
+        made, proper = library.make_uuid(value), uuid.UUID(int=value)
+        assert (made == proper, hash(made), str(made), repr(made), made.bytes_le, made.is_safe) == \
+            (True, hash(proper), str(proper), repr(proper), proper.bytes_le, proper.is_safe)
+        assert pickle.loads(pickle.dumps(made)) == proper and copy.deepcopy(made) == proper
+        assert {made: 1}[proper] == 1 and not made < proper and not made > proper
+        with pytest.raises(TypeError):
+            made.int = 5  # type: ignore[misc]
+    monkeypatch.setattr(library, "_set_field", lambda *args: None)  # a layout this code does not know
+    assert library._uuid_layout_is_known() is False
+
+
+@pytest.mark.simulator("the simulator's own NameToGuid")
 def test_strings_round_trip_lone_surrogates_and_astral(host: Host, sim: SimulatedHost) -> None:
     # Into the DLL: the daemon hashes exactly the UTF-16 it received.
     from wincontainers.sim import storage

@@ -13,6 +13,7 @@ once from its cffi type, so a call costs little more than the raw cffi call (see
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 import uuid
@@ -87,11 +88,14 @@ def handle_value(h: Any) -> Optional[int]:
 
 
 class _Plan:
-    """How to call one function: which arguments are outs and how to convert each."""
+    """How to call one function, worked out once from its cffi type: where each input goes and
+    how it converts, which arguments are outs, and the reader that turns each out cell into its
+    Python value. A call then only follows the plan (the binding's cost per call is measured
+    in ``bench/bench_call_overhead.py``)."""
 
-    __slots__ = ("name", "func", "n_args", "outs", "in_kinds", "ret")
+    __slots__ = ("name", "func", "n_args", "outs", "in_kinds", "ret", "inputs_first", "out_places")
 
-    def __init__(self, ffi: FFI, name: str, func: Any) -> None:
+    def __init__(self, ffi: FFI, name: str, func: Any, reader: Callable[[str], Callable[[Any], Any]]) -> None:
         self.name = name
         self.func = func
         ctype = ffi.typeof(func)
@@ -99,19 +103,25 @@ class _Plan:
         self.n_args = len(args)
         out_idx = set(_OUT_OVERRIDES.get(name, ()))
         forced_in = set(_IN_OVERRIDES.get(name, ()))
-        self.outs: list[tuple[int, str, Any]] = []
+        #: (position, out kind, cffi type of its cell, the reader of its value)
+        self.outs: list[tuple[int, str, Any, Callable[[Any], Any]]] = []
         self.in_kinds: list[tuple[int, str]] = []
         for i, t in enumerate(args):
             kind = _classify(t)
             is_out = i in out_idx or (i not in forced_in and kind.startswith("out:"))
             if is_out:
                 out_kind = kind if kind.startswith("out:") else "out:" + kind.split(":", 1)[-1]
-                self.outs.append((i, out_kind, t))
+                self.outs.append((i, out_kind, t, reader(out_kind)))
             elif kind in ("wstr", "guid"):
                 self.in_kinds.append((i, kind))
             else:
                 self.in_kinds.append((i, "ptr" if t.kind in ("pointer", "function") else "int"))
         self.ret = _return_kind(ctype.result)
+        #: inputs in the first places and none a GUID (most functions): a call's arguments are
+        #: its inputs as given (unless one is None or kept alive), then ``out_places``
+        self.inputs_first = [i for i, _kind in self.in_kinds] == list(range(len(self.in_kinds))) and \
+            all(kind != "guid" for _i, kind in self.in_kinds)
+        self.out_places = [None] * (self.n_args - len(self.in_kinds))
 
 
 def _classify(t: Any) -> str:
@@ -223,7 +233,7 @@ class NativeDll:
             except (AttributeError, NotImplementedError):
                 plan = None
             else:
-                plan = _Plan(self.ffi, name, func)
+                plan = _Plan(self.ffi, name, func, self._reader)
             self._plans[name] = plan
             return plan
 
@@ -231,85 +241,139 @@ class NativeDll:
         """Call ``name`` with its input arguments; returns ``(result, *outs)``.
 
         HRESULTs come back unsigned. Out strings are ``str`` (or ``None``), out handles cdata
-        pointers (or ``None``), out process information a :class:`ProcessInformation`.
-        ``null_outs`` lists parameter positions whose out pointer is passed as NULL (gen1 asks
-        for a std pipe by passing a non-NULL HANDLE*); those outs come back as ``None``.
+        pointers (or ``None``), out GUIDs :class:`uuid.UUID`, out process information a
+        :class:`ProcessInformation`. ``null_outs`` lists parameter positions whose out pointer
+        is passed as NULL (gen1 asks for a std pipe by passing a non-NULL HANDLE*); those outs
+        come back as ``None``.
         """
-        plan = self._plan(name)
+        plan = self._plans.get(name) or self._plan(name)
         if plan is None:
             raise errors.NotSupported(name, 0x8007007F, message=f"{self.name} on this host does not export {name}")
-        ffi = self.ffi
-        if len(inputs) != len(plan.in_kinds):
-            raise TypeError(f"{name} takes {len(plan.in_kinds)} input arguments, got {len(inputs)}")
-        args: list[Any] = [None] * plan.n_args
-        for (i, kind), value in zip(plan.in_kinds, inputs):
-            if kind == "wstr":  # cffi passes a str as a temporary char16_t array, for this call only
-                args[i] = ffi.NULL if value is None else value
-            elif kind == "guid":
-                args[i] = ffi.NULL if value is None else _guid_cdata(ffi, value)
-            elif value is None:
-                args[i] = ffi.NULL if kind == "ptr" else 0
-            elif type(value) is _KeepAlive:
-                args[i] = value.ptr
-            else:
-                args[i] = value
-        out_cells: list[tuple[str, Any]] = []
-        for i, kind, t in plan.outs:
-            if i in null_outs:
-                args[i] = ffi.NULL
-                out_cells.append((kind, None))
-                continue
-            cell = ffi.new(t)
-            args[i] = cell
-            out_cells.append((kind, cell))
-        debug = hcs_log.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
+        in_kinds = plan.in_kinds
+        if len(inputs) != len(in_kinds):
+            raise TypeError(f"{name} takes {len(in_kinds)} input arguments, got {len(inputs)}")
+        ffi_null = self.ffi.NULL
+        args: list[Any]
+        if plan.inputs_first and None not in inputs and _KeepAlive not in map(type, inputs):
+            args = [*inputs, *plan.out_places]  # the usual shape: inputs as they are, outs after them
+        else:
+            args = [None] * plan.n_args
+            for (i, kind), value in zip(in_kinds, inputs):
+                if value is None:  # cffi passes a str as a temporary char16_t array, for this call only
+                    args[i] = 0 if kind == "int" else ffi_null
+                elif kind == "guid":
+                    args[i] = _guid_cdata(self.ffi, value)
+                elif type(value) is _KeepAlive:
+                    args[i] = value.ptr
+                else:
+                    args[i] = value
+        new = self.ffi.new
+        outs = plan.outs
+        cells: list[tuple[Any, Callable[[Any], Any]]] = []
+        if len(outs) == 1 and not null_outs:  # the usual shape, one out: no loop
+            i, _kind, t, read = outs[0]
+            args[i] = cell = new(t)
+            cells.append((cell, read))
+        else:
+            for i, _kind, t, read in outs:
+                args[i] = cell = ffi_null if null_outs and i in null_outs else new(t)
+                cells.append((cell, read))
+        if hcs_log.isEnabledFor(logging.DEBUG):
+            return self._logged_call(plan, args, inputs, cells)
         ret = plan.func(*args)
         if plan.ret == "hresult":
             ret &= 0xFFFFFFFF
-        elif plan.ret == "handle":
-            ret = None if ret == ffi.NULL else ret
-        outs: list[Any] = []
-        for kind, cell in out_cells:
-            outs.append(None if cell is None else self._read_out(kind, cell))
-        if debug:
-            shown = ", ".join(_shown_input(v) for v in inputs)
-            result = (f"0x{ret:08X}" if plan.ret == "hresult" else
-                      ("NULL" if ret is None else "a handle") if plan.ret == "handle" else "done")
-            hcs_log.debug("%s(%s) -> %s in %.3f ms", name, shown, result, (time.perf_counter() - started) * 1e3,
-                          extra={"hcs_operation": name, "hresult": ret if plan.ret == "hresult" else None})
+        elif plan.ret == "handle" and ret == ffi_null:
+            ret = None
+        if len(cells) == 1 and not null_outs:
+            cell, read = cells[0]
+            return (ret, read(cell))
+        return (ret, *[None if cell == ffi_null else read(cell) for cell, read in cells])
+
+    def _logged_call(self, plan: _Plan, args: list[Any], inputs: Sequence[Any],
+                     cells: list[tuple[Any, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+        """:meth:`call`'s last part with a DEBUG record: the inputs, the result, the time."""
+        started = time.perf_counter()
+        ret = plan.func(*args)
+        if plan.ret == "hresult":
+            ret &= 0xFFFFFFFF
+        elif plan.ret == "handle" and ret == self.ffi.NULL:
+            ret = None
+        outs = [None if cell == self.ffi.NULL else read(cell) for cell, read in cells]
+        shown = ", ".join(_shown_input(v) for v in inputs)
+        result = (f"0x{ret:08X}" if plan.ret == "hresult" else
+                  ("NULL" if ret is None else "a handle") if plan.ret == "handle" else "done")
+        hcs_log.debug("%s(%s) -> %s in %.3f ms", plan.name, shown, result, (time.perf_counter() - started) * 1e3,
+                      extra={"hcs_operation": plan.name, "hresult": ret if plan.ret == "hresult" else None})
         return (ret, *outs)
 
-    def _read_out(self, kind: str, cell: Any) -> Any:
+    def _reader(self, kind: str) -> Callable[[Any], Any]:
+        """The function that turns an out cell of ``kind`` into its Python value."""
         ffi = self.ffi
+        null = ffi.NULL
         if kind == "out:wstr":
-            p = cell[0]
-            if p == ffi.NULL:
-                return None
-            try:
-                return wide_string(ffi, p)
-            finally:
-                self._free(p)
+            def read_string(cell: Any) -> Optional[str]:
+                p = cell[0]
+                if p == null:
+                    return None
+                try:
+                    return wide_string(ffi, p)
+                finally:
+                    self._free(p)
+            return read_string
         if kind == "out:handle":
-            return None if cell[0] == ffi.NULL else cell[0]
+            return lambda cell: None if cell[0] == null else cell[0]
         if kind == "out:procinfo":
-            pi = cell[0]
-            return ProcessInformation(
-                int(pi.ProcessId),
-                _handle_int(ffi, pi.StdInput),
-                _handle_int(ffi, pi.StdOutput),
-                _handle_int(ffi, pi.StdError),
-            )
+            def read_process(cell: Any) -> ProcessInformation:
+                pi = cell[0]
+                return ProcessInformation(int(pi.ProcessId), _handle_int(ffi, pi.StdInput),
+                                          _handle_int(ffi, pi.StdOutput), _handle_int(ffi, pi.StdError))
+            return read_process
         if kind == "out:guid":
-            return uuid.UUID(bytes_le=bytes(ffi.buffer(cell, 16)))
+            buffer, swap, fields, make = ffi.buffer, _GUID_BE.pack, _GUID_LE.unpack, make_uuid
+
+            def read_guid(cell: Any) -> uuid.UUID:  # uuid.UUID(bytes_le=...), in half the time
+                return make(int.from_bytes(swap(*fields(buffer(cell, 16))), "big"))
+            return read_guid
         if kind == "out:int":
-            return bool(cell[0])
+            return lambda cell: bool(cell[0])
         if kind.startswith("out:struct"):
-            return cell
-        return int(cell[0])
+            return lambda cell: cell
+        return lambda cell: int(cell[0])
 
     def free_string(self, p: Any) -> None:
         self._free(p)
+
+
+_GUID_LE = struct.Struct("<IHH8s")  # a GUID in memory: Data1-3 little-endian, Data4 as bytes
+_GUID_BE = struct.Struct(">IHH8s")  # the same fields as a UUID's 16 big-endian bytes
+_new_object, _set_field, _UUID, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
+
+
+def _uuid_of_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for 0 <= value < 2**128, made as the standard library makes one
+    internally (Python 3.14's ``UUID._from_int``). Why: the constructor's keyword parsing and
+    checks cost a microsecond, more than the rest of what the binding adds to a call that
+    returns a GUID (NameToGuid, made for every layer a container uses)."""
+    made = _new_object(_UUID)
+    _set_field(made, "int", value)
+    _set_field(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
+def _uuid_layout_is_known() -> bool:
+    """Whether :func:`_uuid_of_int` makes what the constructor makes on this Python."""
+    sample = 0x00112233_4455_6677_8899_AABBCCDDEEFF
+    proper = uuid.UUID(int=sample)
+    try:
+        made = _uuid_of_int(sample)
+        return made == proper and str(made) == str(proper) and hash(made) == hash(proper)
+    except (AttributeError, TypeError):
+        return False
+
+
+#: a UUID from its 128-bit value: the constructor wherever UUID is laid out otherwise
+make_uuid: Callable[[int], uuid.UUID] = _uuid_of_int if _uuid_layout_is_known() else (lambda v: uuid.UUID(int=v))
 
 
 def _guid_cdata(ffi: FFI, value: Union[str, uuid.UUID, bytes]) -> Any:

@@ -107,18 +107,18 @@ def test_the_quick_uuid_is_the_constructors_uuid(monkeypatch: pytest.MonkeyPatch
     import copy
     import pickle
 
-    from wincontainers._native import library
+    from wincontainers._native import guids
 
     for value in (0, 1, 0x00112233_4455_6677_8899_AABBCCDDEEFF, (1 << 128) - 1):
-        made, proper = library.make_uuid(value), uuid.UUID(int=value)
+        made, proper = guids.make_uuid(value), uuid.UUID(int=value)
         assert (made == proper, hash(made), str(made), repr(made), made.bytes_le, made.is_safe) == \
             (True, hash(proper), str(proper), repr(proper), proper.bytes_le, proper.is_safe)
         assert pickle.loads(pickle.dumps(made)) == proper and copy.deepcopy(made) == proper
         assert {made: 1}[proper] == 1 and not made < proper and not made > proper
         with pytest.raises(TypeError):
             made.int = 5  # type: ignore[misc]
-    monkeypatch.setattr(library, "_set_field", lambda *args: None)  # a layout this code does not know
-    assert library._uuid_layout_is_known() is False
+    monkeypatch.setattr(guids, "_set_field", lambda *args: None)  # a layout this code does not know
+    assert guids.uuid_layout_is_known() is False
 
 
 @pytest.mark.simulator("the simulator's own NameToGuid")

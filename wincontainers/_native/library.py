@@ -13,18 +13,18 @@ once from its cffi type, so a call costs little more than the raw cffi call (see
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, cast
 
 import attrs
 from cffi import FFI
 
 from wincontainers import errors
 from wincontainers._native import cdefs
+from wincontainers._native.guids import guid_cdata, guid_reader
 
 #: one DEBUG record per HCS call: the function, its inputs (shortened), the result, the time
 hcs_log = logging.getLogger("wincontainers.hcs")
@@ -262,7 +262,7 @@ class NativeDll:
                 if value is None:  # cffi passes a str as a temporary char16_t array, for this call only
                     args[i] = 0 if kind == "int" else ffi_null
                 elif kind == "guid":
-                    args[i] = _guid_cdata(self.ffi, value)
+                    args[i] = guid_cdata(self.ffi, value)
                 elif type(value) is _KeepAlive:
                     args[i] = value.ptr
                 else:
@@ -330,11 +330,7 @@ class NativeDll:
                                           _handle_int(ffi, pi.StdOutput), _handle_int(ffi, pi.StdError))
             return read_process
         if kind == "out:guid":
-            buffer, swap, fields, make = ffi.buffer, _GUID_BE.pack, _GUID_LE.unpack, make_uuid
-
-            def read_guid(cell: Any) -> uuid.UUID:  # uuid.UUID(bytes_le=...), in half the time
-                return make(int.from_bytes(swap(*fields(buffer(cell, 16))), "big"))
-            return read_guid
+            return guid_reader(ffi)
         if kind == "out:int":
             return lambda cell: bool(cell[0])
         if kind.startswith("out:struct"):
@@ -343,48 +339,6 @@ class NativeDll:
 
     def free_string(self, p: Any) -> None:
         self._free(p)
-
-
-_GUID_LE = struct.Struct("<IHH8s")  # a GUID in memory: Data1-3 little-endian, Data4 as bytes
-_GUID_BE = struct.Struct(">IHH8s")  # the same fields as a UUID's 16 big-endian bytes
-_new_object, _set_field, _UUID, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
-
-
-def _uuid_of_int(value: int) -> uuid.UUID:
-    """``uuid.UUID(int=value)`` for 0 <= value < 2**128, made as the standard library makes one
-    internally (Python 3.14's ``UUID._from_int``). Why: the constructor's keyword parsing and
-    checks cost a microsecond, more than the rest of what the binding adds to a call that
-    returns a GUID (NameToGuid, made for every layer a container uses)."""
-    made = _new_object(_UUID)
-    _set_field(made, "int", value)
-    _set_field(made, "is_safe", _UNKNOWN_SAFETY)
-    return made
-
-
-def _uuid_layout_is_known() -> bool:
-    """Whether :func:`_uuid_of_int` makes what the constructor makes on this Python."""
-    sample = 0x00112233_4455_6677_8899_AABBCCDDEEFF
-    proper = uuid.UUID(int=sample)
-    try:
-        made = _uuid_of_int(sample)
-        return made == proper and str(made) == str(proper) and hash(made) == hash(proper)
-    except (AttributeError, TypeError):
-        return False
-
-
-#: a UUID from its 128-bit value: the constructor wherever UUID is laid out otherwise
-make_uuid: Callable[[int], uuid.UUID] = _uuid_of_int if _uuid_layout_is_known() else (lambda v: uuid.UUID(int=v))
-
-
-def _guid_cdata(ffi: FFI, value: Union[str, uuid.UUID, bytes]) -> Any:
-    if isinstance(value, str):
-        value = uuid.UUID(value)
-    raw = value.bytes_le if isinstance(value, uuid.UUID) else bytes(value)
-    if len(raw) != 16:
-        raise ValueError("a GUID has 16 bytes")
-    g = ffi.new("GUID *")
-    ffi.memmove(g, raw, 16)
-    return g
 
 
 def _shown_input(value: Any) -> str:

@@ -267,45 +267,40 @@ class NativeDll:
                     args[i] = value.ptr
                 else:
                     args[i] = value
-        new = self.ffi.new
-        outs = plan.outs
         cells: list[tuple[Any, Callable[[Any], Any]]] = []
-        if len(outs) == 1 and not null_outs:  # the usual shape, one out: no loop
-            i, _kind, t, read = outs[0]
-            args[i] = cell = new(t)
+        for i, _kind, t, read in plan.outs:
+            args[i] = cell = ffi_null if null_outs and i in null_outs else self.ffi.new(t)
             cells.append((cell, read))
-        else:
-            for i, _kind, t, read in outs:
-                args[i] = cell = ffi_null if null_outs and i in null_outs else new(t)
-                cells.append((cell, read))
         if hcs_log.isEnabledFor(logging.DEBUG):
             return self._logged_call(plan, args, inputs, cells)
+        return self._finish(plan, args, cells)
+
+    def _finish(self, plan: _Plan, args: list[Any], cells: list[tuple[Any, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+        """The call itself, its result as :meth:`call` returns it, and each out read (an out
+        passed as NULL is None)."""
         ret = plan.func(*args)
+        null = self.ffi.NULL
         if plan.ret == "hresult":
             ret &= 0xFFFFFFFF
-        elif plan.ret == "handle" and ret == ffi_null:
+        elif plan.ret == "handle" and ret == null:
             ret = None
-        if len(cells) == 1 and not null_outs:
+        if len(cells) == 1:  # the usual shape, one out: no list made for it
             cell, read = cells[0]
-            return (ret, read(cell))
-        return (ret, *[None if cell == ffi_null else read(cell) for cell, read in cells])
+            return (ret, None if cell == null else read(cell))
+        return (ret, *[None if cell == null else read(cell) for cell, read in cells])
 
     def _logged_call(self, plan: _Plan, args: list[Any], inputs: Sequence[Any],
                      cells: list[tuple[Any, Callable[[Any], Any]]]) -> tuple[Any, ...]:
-        """:meth:`call`'s last part with a DEBUG record: the inputs, the result, the time."""
+        """:meth:`_finish` with a DEBUG record: the inputs, the result, the time."""
         started = time.perf_counter()
-        ret = plan.func(*args)
-        if plan.ret == "hresult":
-            ret &= 0xFFFFFFFF
-        elif plan.ret == "handle" and ret == self.ffi.NULL:
-            ret = None
-        outs = [None if cell == self.ffi.NULL else read(cell) for cell, read in cells]
+        returned = self._finish(plan, args, cells)
+        ret = returned[0]
         shown = ", ".join(_shown_input(v) for v in inputs)
         result = (f"0x{ret:08X}" if plan.ret == "hresult" else
                   ("NULL" if ret is None else "a handle") if plan.ret == "handle" else "done")
         hcs_log.debug("%s(%s) -> %s in %.3f ms", plan.name, shown, result, (time.perf_counter() - started) * 1e3,
                       extra={"hcs_operation": plan.name, "hresult": ret if plan.ret == "hresult" else None})
-        return (ret, *outs)
+        return returned
 
     def _reader(self, kind: str) -> Callable[[Any], Any]:
         """The function that turns an out cell of ``kind`` into its Python value."""

@@ -51,6 +51,15 @@ def _connect(sim: SimulatedHost) -> socket.socket:
     raise TimeoutError("the service accepts no connection")
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the service closed this connection without a word. Closed with what the client
+    sent after the fault still unread (the ring is read before its bell), the close is a reset."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
 def _log(sim: SimulatedHost) -> str:
     return (sim.root / "daemon" / "daemon.log").read_text(errors="replace")
 
@@ -96,7 +105,7 @@ def test_a_garbage_request_closes_only_its_connection(lone_sim: SimulatedHost) -
     sock = _connect(lone_sim)
     try:
         wire.send_message(sock, b"Hgarbage")
-        assert sock.recv(1) == b""
+        assert _hung_up(sock)
     finally:
         sock.close()
     assert lone_sim.control({"op": "ping"})["pid"]
@@ -171,7 +180,7 @@ def test_a_journal_ring_that_does_not_add_up_closes_only_its_connection(lone_sim
             time.sleep(0.2)
             struct.pack_into("<Q", ring, 0, 2)
         wire.send_message(sock, _oneway("JournalBell"))
-        assert sock.recv(1) == b""
+        assert _hung_up(sock)
     finally:
         sock.close()
         ring.close()

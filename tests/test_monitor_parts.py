@@ -72,6 +72,23 @@ def test_max_file_1_empties_the_file_in_place(win32: Win32, tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["c-json.log"] and log.stat().st_size <= 300
 
 
+def test_a_log_deeper_than_max_path_is_written_rotated_and_read(win32: Win32, tmp_path: Path) -> None:
+    """A state folder deep enough that a container's log path passes MAX_PATH (260): every name
+    the log uses goes to kernel32 in the \\\\?\\ form, which has no such limit."""
+    deep = tmp_path / ("d" * 120) / ("e" * 120)
+    deep.mkdir(parents=True)
+    log = deep / ("0" * 64 + "-json.log")
+    assert len(str(log)) > 260
+    options = LogOptions.parse(["max-size=1k", "max-file=2"])
+    writer = JsonLogWriter(win32, log, options)
+    for n in range(60):
+        writer.write("stdout", f"line {n:02d}\n".encode())
+    writer.close()
+    assert sorted(p.name for p in deep.iterdir()) == [log.name, log.name + ".1"]
+    kept = [r.data for r in read_log(win32, log, options).records]
+    assert kept == [f"line {n:02d}\n".encode() for n in range(60 - len(kept), 60)] and len(kept) > 10
+
+
 def test_a_hostile_log_is_skipped_line_by_line(win32: Win32, tmp_path: Path) -> None:
     log = tmp_path / "c-json.log"
     good = json.dumps({"log": "ok\n", "stream": "stdout", "time": "2026-01-01T00:00:00.5Z"})

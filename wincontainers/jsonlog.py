@@ -154,7 +154,7 @@ class JsonLogWriter:
         self._size = self._file.seek(0, 2)
 
     def _open(self) -> w32.Win32File:
-        return self.win32.create_file(str(self.path), w32.GENERIC_WRITE, w32.OPEN_ALWAYS, share=w32.FILE_SHARE_ALL)
+        return self.win32.create_file(w32.long_path(self.path), w32.GENERIC_WRITE, w32.OPEN_ALWAYS, share=w32.FILE_SHARE_ALL)
 
     def write(self, stream: str, data: bytes) -> None:
         """Output as it came from the process: whole lines become records at once."""
@@ -201,20 +201,20 @@ class JsonLogWriter:
         keep = self.options.max_file
         if keep > 1:
             oldest = _rotated(self.path, keep - 1)
-            if self.win32.attributes(str(oldest)) is not None:
+            if self.win32.attributes(w32.long_path(oldest)) is not None:
                 doomed = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.old")
-                self.win32.move(str(oldest), str(doomed))
+                self.win32.move(w32.long_path(oldest), w32.long_path(doomed))
                 try:
-                    self.win32.delete_file(str(doomed))
+                    self.win32.delete_file(w32.long_path(doomed))
                 except OSError as exc:  # the name is hidden; the next rotation leaves it be
                     log.warning("could not delete the old log %s: %s", doomed, exc)
             for n in range(keep - 1, 0, -1):
                 older = self.path if n == 1 else _rotated(self.path, n - 1)
-                if self.win32.attributes(str(older)) is not None:
-                    self.win32.move(str(older), str(_rotated(self.path, n)))
+                if self.win32.attributes(w32.long_path(older)) is not None:
+                    self.win32.move(w32.long_path(older), w32.long_path(_rotated(self.path, n)))
             self._file = self._open()
         else:
-            self._file = self.win32.create_file(str(self.path), w32.GENERIC_WRITE, w32.CREATE_ALWAYS,
+            self._file = self.win32.create_file(w32.long_path(self.path), w32.GENERIC_WRITE, w32.CREATE_ALWAYS,
                                                 share=w32.FILE_SHARE_ALL)
         self._size = 0
 
@@ -251,7 +251,7 @@ def _record(line: bytes) -> Optional[LogRecord]:
 
 def _open_reader(win32: w32.Win32, path: Path) -> Optional[w32.Win32File]:
     try:
-        return win32.create_file(str(path), w32.GENERIC_READ, w32.OPEN_EXISTING, share=w32.FILE_SHARE_ALL)
+        return win32.create_file(w32.long_path(path), w32.GENERIC_READ, w32.OPEN_EXISTING, share=w32.FILE_SHARE_ALL)
     except w32.PathNotFound:
         return None
 

@@ -129,3 +129,25 @@ def test_every_hcs_call_is_one_debug_record_with_its_result(host: "Host", sim: "
     assert all(r.levelno == logging.DEBUG and getattr(r, "hcs_operation") in r.getMessage() for r in records)
     hresults = [r for r in records if getattr(r, "hresult") is not None]
     assert hresults and all(f"0x{getattr(r, 'hresult'):08X}" in r.getMessage() for r in hresults)
+
+
+def test_an_error_from_another_process_keeps_its_call_path_and_hint() -> None:
+    """The monitor reports why it could not start a container as a document; a kernel32 error
+    (a class the public module does not name) must still say which call failed on which path."""
+    from wincontainers._native.win32 import win32_error
+
+    path = "C:\\ProgramData\\wc\\" + "x" * 250 + "-json.log"
+    back = errors.from_document(errors.to_document(win32_error("CreateFileW", 206, path)))
+    assert isinstance(back, errors.HcsError)
+    assert back.operation == "CreateFileW" and back.subject == path and back.hresult == 0x800700CE
+    assert "CreateFileW" in str(back) and path in str(back) and "MAX_PATH" in str(back)
+    denied = errors.from_document(errors.to_document(win32_error("CreateFileW", 5, path)))
+    assert isinstance(denied, errors.AccessDenied) and path in str(denied)
+
+    public = errors.from_document(errors.to_document(errors.from_hresult("HcsStartComputeSystem", 0x8037011F,
+                                                                         subject="container 27dc")))
+    assert type(public) is errors.error_class(0x8037011F) and public.subject == "container 27dc"
+    other = errors.from_document(errors.to_document(RuntimeError("boom")))
+    assert isinstance(other, errors.MonitorError) and str(other) == "RuntimeError: boom"
+    assert isinstance(errors.from_document({"class": "Nonsense", "operation": "x", "hresult": "bad"}),
+                      errors.MonitorError)

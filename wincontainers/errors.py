@@ -562,12 +562,19 @@ def to_document(exc: BaseException) -> dict[str, Any]:
 
 
 def from_document(doc: Mapping[str, Any]) -> WincontainersError:
-    """The typed error :func:`to_document` described; an unknown class becomes a MonitorError."""
+    """The typed error :func:`to_document` described; an unknown class becomes a MonitorError.
+
+    An :class:`HcsError` of a class not public here (a kernel32 call's ``Win32Error``, say)
+    comes back as the most specific public class for its HRESULT, with its call, path and hint:
+    "The filename or extension is too long" alone would not say which file."""
     name = str(doc.get("class", ""))
     message = str(doc.get("message") or "")
     found = globals().get(name) if name in __all__ else None
+    hresult = doc.get("hresult")
+    if not (isinstance(found, type) and issubclass(found, HcsError)) and isinstance(doc.get("operation"), str) \
+            and isinstance(hresult, int) and hresult & 0x80000000:
+        found = error_class(hresult)
     if isinstance(found, type) and issubclass(found, HcsError):
-        hresult = doc.get("hresult")
         err = found(str(doc.get("operation") or "monitor"), hresult if isinstance(hresult, int) else None,
                     subject=doc.get("subject") if isinstance(doc.get("subject"), str) else None,
                     ids=[str(i) for i in doc.get("ids") or () if isinstance(i, str)], result=doc.get("result"),

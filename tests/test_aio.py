@@ -67,8 +67,8 @@ def test_a_wait_times_out_and_a_probe_can_end_it() -> None:
     assert timed_out is False and probed is True and asked == 3
 
 
-def test_a_cancelled_call_finishes_and_is_undone() -> None:
-    undone: list[str] = []
+def test_a_cancelled_call_finishes_and_is_undone_before_the_cancellation_completes() -> None:
+    undone: list[tuple[str, str]] = []
     running = threading.Event()
 
     def make() -> str:
@@ -76,19 +76,69 @@ def test_a_cancelled_call_finishes_and_is_undone() -> None:
         time.sleep(0.2)
         return "made"
 
-    async def main() -> None:
-        task = asyncio.ensure_future(call_blocking(make, undo=undone.append))
+    async def main() -> list[tuple[str, str]]:
+        task = asyncio.ensure_future(call_blocking(make, undo=lambda made: undone.append(
+            (made, threading.current_thread().name))))
         while not running.is_set():
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        return list(undone)  # as the caller sees it when it goes on
+
+    seen = asyncio.run(main())
+    assert [made for made, _ in seen] == ["made"]
+    assert seen[0][1].startswith("wc-aio")  # the undo blocked a pool thread, not the loop
+
+
+def test_cancelled_twice_the_caller_goes_on_and_the_undo_still_happens() -> None:
+    undone: list[str] = []
+    running, release = threading.Event(), threading.Event()
+
+    def make() -> str:
+        running.set()
+        release.wait(10)
+        return "made"
+
+    async def main() -> None:
+        task = asyncio.ensure_future(call_blocking(make, undo=undone.append))
+        while not running.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.05)  # now waiting for make to return
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert undone == []  # make has not returned: nothing to undo yet
 
     asyncio.run(main())
+    release.set()
     deadline = time.monotonic() + 5
     while not undone and time.monotonic() < deadline:
         time.sleep(0.01)
     assert undone == ["made"]
+
+
+def test_a_call_cancelled_while_queued_never_runs() -> None:
+    ran: list[str] = []
+    release = threading.Event()
+    busy = [aio.shared_pool().submit(release.wait, 10) for _ in range(aio.POOL_SIZE)]
+
+    async def main() -> None:
+        task = asyncio.ensure_future(call_blocking(ran.append, "late", undo=lambda _: ran.append("undone")))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+    for f in busy:
+        f.result(10)
+    aio.shared_pool().submit(lambda: None).result(10)  # anything queued behind them has had its turn
+    assert ran == []
 
 
 def test_a_cancellable_call_stops_part_way_and_the_cancel_waits_for_it() -> None:

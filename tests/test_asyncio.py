@@ -137,11 +137,7 @@ def test_a_cancelled_start_is_stopped_and_a_cancelled_create_removed(host: Host,
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            for _ in range(200):  # the undo (a stop) runs when the start returns
-                if c.status == "exited":
-                    break
-                await asyncio.sleep(0.025)
-            assert c.status == "exited"
+            assert c.status == "exited"  # the cancellation completed after the undo (a stop)
         finally:
             c.remove(force=True)
         sim.inject(create, None, delay=0.5)
@@ -150,11 +146,7 @@ def test_a_cancelled_start_is_stopped_and_a_cancelled_create_removed(host: Host,
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(200):
-            if not host.containers.list(all=True):
-                break
-            await asyncio.sleep(0.025)
-        assert host.containers.list(all=True) == []
+        assert host.containers.list(all=True) == []  # made, then removed before the cancellation completed
 
     run(main)
     assert {layer.id for layer in host.layers.list()} == layers_before

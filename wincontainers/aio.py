@@ -13,7 +13,8 @@ asyncio and HCS meet in two ways:
 
 Cancelling an awaited call cannot take back an HCS call already running: :func:`call_blocking`
 lets it finish and then runs the caller's undo step on what it made (a started container is
-stopped, an imported layer destroyed). A call still queued is simply dropped.
+stopped, an imported layer destroyed), and the cancellation completes once that is done, so
+the caller goes on with nothing half made. A call still queued is simply dropped.
 """
 
 from __future__ import annotations
@@ -96,15 +97,20 @@ async def call_blocking(fn: Callable[..., T], *args: Any, undo: Optional[Callabl
                         **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` on the shared pool, awaited.
 
-    Cancelled while ``fn`` runs, ``fn`` finishes and ``undo`` gets its result (on the pool), so
-    nothing it made is left behind; cancelled while queued, ``fn`` never runs.
+    Cancelled while queued, ``fn`` never runs. Cancelled while ``fn`` runs: without ``undo``
+    the cancellation is at once (``fn`` finishes on the pool, unseen: a stop goes on
+    stopping); with ``undo`` it completes once ``fn`` has returned and ``undo`` (on the pool)
+    has taken back what it made, so the caller goes on with nothing left behind.
     """
     future = shared_pool().submit(fn, *args, **kwargs)
-    try:
+    if undo is None:
         return await asyncio.wrap_future(future)
+    wrapped = _wrapped(future)
+    try:
+        return await asyncio.shield(wrapped)
     except asyncio.CancelledError:
-        if undo is not None and not future.cancelled():
-            future.add_done_callback(lambda done: _undo_finished(done, undo))
+        if not future.cancel():  # running: it finishes, then what it made is undone
+            await _undo_when_done(future, wrapped, undo)
         raise
 
 
@@ -114,21 +120,44 @@ async def call_cancellable(fn: Callable[[threading.Event], T], *, undo: Optional
     Cancelling the awaiting task sets ``cancel``, which ``fn`` checks as it goes and then
     stops, removing what it made (as on a failure). The cancellation completes only once
     ``fn`` has returned, so nothing is half made when the caller goes on; if ``fn`` finished
-    before it saw the event, ``undo`` gets its result.
+    before it saw the event, ``undo`` gets its result first.
     """
     cancel = threading.Event()
-    wrapped = asyncio.wrap_future(shared_pool().submit(fn, cancel))
+    future = shared_pool().submit(fn, cancel)
+    wrapped = _wrapped(future)
     try:
         return await asyncio.shield(wrapped)
     except asyncio.CancelledError:
         cancel.set()
-        try:
-            result = await wrapped
-        except BaseException:  # noqa: BLE001 - it stopped (cancelled, or failed) and cleaned up
-            raise asyncio.CancelledError from None
-        if undo is not None:
-            _undo(undo, result)
+        if not future.cancel():
+            await _undo_when_done(future, wrapped, undo)
         raise
+
+
+def _wrapped(future: "concurrent.futures.Future[T]") -> "asyncio.Future[T]":
+    """``future`` for the loop. Awaited through :func:`asyncio.shield`, whose cancellation leaves
+    it unobserved: a failure of the call after that (it stopped, as asked) is the expected end,
+    not an "exception never retrieved" for asyncio to log when it is collected."""
+    wrapped = asyncio.wrap_future(future)
+    wrapped.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return wrapped
+
+
+async def _undo_when_done(future: "concurrent.futures.Future[T]", wrapped: "asyncio.Future[T]",
+                          undo: Optional[Callable[[T], Any]]) -> None:
+    """After a cancellation: wait until ``future``'s call returns, then ``undo`` what it made
+    (on the pool: an undo blocks in HCS too). A call that failed made nothing. Cancelled again
+    meanwhile, the undo still happens, in the background (only the waiting is given up)."""
+    try:
+        made = await asyncio.shield(wrapped)
+    except asyncio.CancelledError:
+        if undo is not None:
+            future.add_done_callback(lambda done: _undo_finished(done, undo))
+        raise
+    except Exception:  # noqa: BLE001 - it stopped (cancelled, or failed) and cleaned up after itself
+        return
+    if undo is not None:
+        await asyncio.shield(asyncio.wrap_future(shared_pool().submit(_undo, undo, made)))
 
 
 def _undo_finished(done: "concurrent.futures.Future[T]", undo: Callable[[T], Any]) -> None:

@@ -203,6 +203,31 @@ def test_start_a_replays_the_output_from_the_start_and_restart_runs_again(host: 
     assert cli("rm", "again", host=host).returncode == 0
 
 
+@pytest.mark.simulator("runs the CLI in this process against the simulated host")
+def test_start_a_of_a_command_that_ended_before_the_attach_shows_its_output_and_code(
+        sim: SimulatedHost, monkeypatch: pytest.MonkeyPatch, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    """The race seen under load: the main process exits, and its monitor with it, before
+    ``start -a`` attaches. What attaching would have shown comes from the log instead."""
+    from wincontainers.cli import main
+    from wincontainers.container import Container
+
+    where = ["--sim", sim.profile.name, "--root", str(sim.root)]
+    assert cli("create", "--name", "late", "windowsservercore", "cmd", "/S", "/C", "echo late & exit 5",
+               sim=sim).returncode == 0
+    attach = Container.attach
+
+    def attach_after_the_end(self: Container, *args: object, **kwargs: object) -> object:
+        _until(lambda: self.monitor_status() == "ended", 60)
+        return attach(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Container, "attach", attach_after_the_end)
+    capfdbinary.readouterr()
+    assert main([*where, "start", "-a", "late"]) == 5
+    assert capfdbinary.readouterr().out == b"late \r\n"
+    monkeypatch.undo()
+    assert cli("rm", "late", sim=sim).returncode == 0
+
+
 def test_run_d_rm_removes_the_container_when_it_ends(host: Host) -> None:
     started = cli("run", "-d", "--rm", "--name", "brief", "windowsservercore", "cmd", "/S", "/C", "echo x", host=host)
     assert started.returncode == 0, started.stderr

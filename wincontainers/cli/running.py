@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from typing import Any, Callable, Optional
 
 from wincontainers import errors
@@ -177,14 +178,32 @@ def cmd_start(args: argparse.Namespace) -> int:
     host = open_host(args)
     container = host.containers.get(args.containers[0])
     try:
+        began = time.time()
         container.start(detach=True)
         stdin = args.interactive and container.record.open_stdin
-        with container.attach(stdin=stdin, replay=True) as session:
+        try:
+            session = container.attach(stdin=stdin, replay=True)
+        except errors.MonitorError:
+            if container.monitor_status() != "ended":
+                raise
+            return exit_status(_ended_before_attach(container, began))
+        with session:
             code = _stream_session(host, session, stdin=stdin, tty=container.record.tty,
                                    detach_keys=parse_detach_keys("ctrl-p,ctrl-q"))
         return exit_status(code if code is not None else 0)
     finally:
         container.close()
+
+
+def _ended_before_attach(container: Container, began: float) -> int:
+    """A main process that ended before ``start -a`` could attach (a command that exits at
+    once, its monitor gone with it): what attaching would have shown, from its log (this run's
+    records only), and its exit code."""
+    sinks = _our_streams()
+    for record in container.log_records(since=began):
+        sinks[record.stream](record.data)
+    code = container.wait(30).exit_code
+    return code if code is not None else 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:

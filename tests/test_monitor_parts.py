@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Optional
 
 import pytest
 
-from wincontainers import errors
+from wincontainers import errors, monitors
 from wincontainers._native import oshandle
 from wincontainers._native.win32 import Win32
 from wincontainers.cli._common import exit_status
 from wincontainers.cli.options import add_create_arguments, create_options, parse_memory, parse_mount, parse_volume
 from wincontainers.jsonlog import JsonLogWriter, LogOptions, follow_log, parse_since, read_log
 from tests.conftest import SimulatedHost, target
-from wincontainers.monitors import FIRST_DELAY, MAX_DELAY, RestartPolicy, next_delay
+from wincontainers.monitors import FIRST_DELAY, MAX_DELAY, AttachSession, MonitorFiles, RestartPolicy, next_delay
+from wincontainers.statefiles import StateFiles
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +222,37 @@ def test_a_client_too_far_behind_is_dropped_without_stopping_the_output() -> Non
     assert done.wait(30), "the output path waited for a client that does not read"
     assert monitor.clients == [] and client.closed
     theirs.close()
+
+
+def _running_monitor(win32: Win32, tmp_path: Path) -> MonitorFiles:
+    """The files of a monitor that says it runs (this process's pid) at an address nobody listens on."""
+    files = MonitorFiles(StateFiles(win32), tmp_path, "c" * 64)
+    files.prepare()
+    files.files.write_json(files.state, {"pid": os.getpid(), "address": str(tmp_path / "gone.sock"),
+                                         "family": "AF_PIPE" if sys.platform == "win32" else "AF_UNIX"})
+    assert files.status() == "running"
+    return files
+
+
+@pytest.mark.simulator("the monitor's files go through the simulated kernel32")
+def test_attaching_to_a_monitor_that_ends_meanwhile_says_it_is_not_running(
+        win32: Win32, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _running_monitor(win32, tmp_path)
+    with pytest.raises(errors.MonitorError, match="cannot attach to container c{12}: "):
+        AttachSession(files)  # still running, but its address does not answer
+
+    # it ends just after its state was read: one reading decides, and the failed connect is
+    # explained by a second look, not by "names no attach address"
+    readings: list[Optional[dict[str, Any]]] = [files.read_state(), {"pid": os.getpid(), "ended": True}]
+    monkeypatch.setattr(files, "read_state", lambda: readings.pop(0) if len(readings) > 1 else readings[0])
+    with pytest.raises(errors.MonitorError, match=r"^container c{12} is not running$"):
+        AttachSession(files)
+    monkeypatch.undo()
+
+    # it ends while the connection is being made
+    def connect_to_an_ended_monitor(*args: Any, **kwargs: Any) -> None:
+        files.files.write_json(files.state, {"pid": os.getpid(), "ended": True})
+        raise FileNotFoundError(2, "No such file or directory")
+    monkeypatch.setattr(monitors.mpc, "Client", connect_to_an_ended_monitor)
+    with pytest.raises(errors.MonitorError, match=r"^container c{12} is not running$"):
+        AttachSession(files)

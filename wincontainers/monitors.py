@@ -121,7 +121,12 @@ class MonitorFiles:
     def status(self) -> str:
         """``none`` (never started detached), ``starting``, ``running``, ``ended`` or ``dead``
         (killed, or gone without saying so: its container is unmonitored)."""
-        state = self.read_state()
+        return self.status_of(self.read_state())
+
+    def status_of(self, state: Optional[dict[str, Any]]) -> str:
+        """The status (see :meth:`status`) that one reading of the state file gives: a caller
+        that also needs the reading's other fields takes both from the same reading, so a
+        monitor that ends in between cannot make them disagree."""
         if state is None:
             return "starting" if self.exists() else "none"
         if state.get("ended"):
@@ -272,10 +277,10 @@ class AttachSession:
     just after a start. A context manager."""
 
     def __init__(self, files: MonitorFiles, *, stdin: bool = False, replay: bool = False) -> None:
-        status = files.status()
-        if status != "running":
+        state = files.read_state()
+        status = files.status_of(state)
+        if status != "running" or state is None:
             raise errors.MonitorError(_not_attachable(files, status))
-        state = files.read_state() or {}
         address, family = state.get("address"), state.get("family")
         if family not in ("AF_UNIX", "AF_PIPE") or not isinstance(address, str):
             raise errors.MonitorError(f"the monitor of container {files.container_id[:12]} names no attach address")
@@ -283,6 +288,10 @@ class AttachSession:
         try:
             self._conn = mpc.Client(address, family, authkey=key)
         except (OSError, multiprocessing.AuthenticationError, EOFError) as exc:
+            # A monitor that ended after the reading closed its address: say so, not "cannot attach".
+            status = files.status()
+            if status != "running":
+                raise errors.MonitorError(_not_attachable(files, status)) from None
             raise errors.MonitorError(f"cannot attach to container {files.container_id[:12]}: {exc}") from None
         self.container_id = files.container_id
         self.exit_code: Optional[int] = None
